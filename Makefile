@@ -1,0 +1,158 @@
+# bulwark: build, test, bench, demo, install.
+#
+#   make            build/libbulwark.so and build/bulwark (+ the eBPF reporter
+#                   when clang, bpftool and libbpf are present)
+#   make deps       install the Debian packages the build and tests need
+#   make test       unit tests (plain and ASan+UBSan), fuzz corpus replay,
+#                   bats integration tests; ends with "N passed, N failed"
+#   make bench      benchmarks (QUICK=1 for a one-minute smoke run)
+#   make demo       a real client against the fault server, with and without
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make fuzz       run the libFuzzer target for the policy parser
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+B := build
+VERSION := 0.1.0
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE := -std=c11 -D_GNU_SOURCE -I. $(WARN) -g -DBW_VERSION='"$(VERSION)"'
+# LESSONS 2: hidden by default, no _FILE_OFFSET_BITS=64 in the shim.
+SHIM_CFLAGS := $(BASE) -O2 -fPIC -fvisibility=hidden -fno-strict-aliasing \
+	-U_FILE_OFFSET_BITS
+CLI_CFLAGS := $(BASE) -O2
+SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread
+
+POLICY_SRC := $(sort $(wildcard policy/*.c))
+# Shim modules without interposed symbols: shared with the command and
+# linked into unit tests.  Files named hook_*.c define libc symbols.
+SHIM_LIB_SRC := $(sort $(filter-out shim/hook_%.c,$(wildcard shim/*.c)))
+SHIM_HOOK_SRC := $(sort $(wildcard shim/hook_*.c))
+CLI_SRC := $(sort $(wildcard cli/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_HELP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+FIXTURE_SRC := $(sort $(wildcard tests/fixtures/*.c))
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+
+LIB := $(B)/libbulwark.so
+CLI := $(B)/bulwark
+UNITS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+UNITS_SAN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests-san/%)
+FIXTURES := $(FIXTURE_SRC:tests/fixtures/%.c=$(B)/fixtures/%)
+BENCHES := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+obj = $(patsubst %.c,$(B)/obj/$(1)/%.o,$(2))
+
+.PHONY: all deps test unit bats bench demo install uninstall clean fuzz \
+	probe lint check-deps
+all: $(LIB) $(CLI) $(FIXTURES) probe
+
+# ---- objects ---------------------------------------------------------------
+$(B)/obj/shim/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) -MMD -MP -c $< -o $@
+$(B)/obj/cli/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
+$(B)/obj/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(call obj,shim,$(POLICY_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC)) shim/libbulwark.map
+	$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=shim/libbulwark.map \
+		-Wl,-z,now -Wl,-z,relro -ldl -lpthread
+
+$(CLI): $(call obj,cli,$(CLI_SRC) $(POLICY_SRC) $(SHIM_LIB_SRC))
+	$(CC) -o $@ $^ -ldl -lpthread $(PROBE_LIBS)
+
+# ---- tests -----------------------------------------------------------------
+$(B)/tests/%: $(call obj,cli,tests/unit/%.c $(UNIT_HELP) $(POLICY_SRC) $(SHIM_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ -ldl -lpthread
+$(B)/tests-san/%: $(call obj,san,tests/unit/%.c $(UNIT_HELP) $(POLICY_SRC) $(SHIM_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=address,undefined -o $@ $^ -ldl -lpthread
+$(B)/fixtures/%: tests/fixtures/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $< -lpthread
+$(B)/fuzz/replay_policy: tests/fuzz/fuzz_policy.c tests/fuzz/replay.c $(POLICY_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -o $@ $^
+$(B)/fuzz/fuzz_policy: tests/fuzz/fuzz_policy.c $(POLICY_SRC)
+	@mkdir -p $(dir $@)
+	clang $(BASE) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^
+
+$(B)/bench/%: bench/%.c $(call obj,cli,$(POLICY_SRC) $(SHIM_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $^ -ldl -lpthread
+
+unit: $(UNITS) $(UNITS_SAN) $(B)/fuzz/replay_policy
+bats: all
+
+# The README's test command.  tests/run prints "N passed, N failed".
+test: all unit $(BENCHES)
+	@tests/run
+
+fuzz: $(B)/fuzz/fuzz_policy
+	mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_policy -max_total_time=$${FUZZ_SECONDS:-60} \
+		$(B)/fuzz/corpus tests/fuzz/corpus
+
+bench: all $(BENCHES)
+	@bench/run
+
+demo: all
+	@tests/demo/demo.sh
+
+# ---- the optional eBPF reporter (issue: probe/) ----------------------------
+probe:
+	@if [ -f probe/Makefile ]; then $(MAKE) -s -C probe; fi
+
+# ---- dependencies ----------------------------------------------------------
+DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
+	zlib1g-dev systemtap-sdt-dev libjemalloc-dev libjemalloc2 bats curl \
+	wget python3 redis-server redis-tools socat netcat-openbsd nftables \
+	iproute2 haproxy nginx gnuplot-nox util-linux procps psmisc \
+	libclang-rt-14-dev
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+			grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "deps: missing:$$missing"; \
+		echo "run: sudo apt-get install -y$$missing"; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing
+
+# ---- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/bulwark $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/bulwark/libbulwark.so
+	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/bulwark
+	install -m 0644 man/bulwark.1 $(DESTDIR)$(PREFIX)/share/man/man1/bulwark.1
+	install -m 0644 man/bulwark-policy.7 $(DESTDIR)$(PREFIX)/share/man/man7/bulwark-policy.7
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/bulwark/libbulwark.so \
+		$(DESTDIR)$(PREFIX)/bin/bulwark \
+		$(DESTDIR)$(PREFIX)/share/man/man1/bulwark.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man7/bulwark-policy.7
+	-rmdir $(DESTDIR)$(PREFIX)/lib/bulwark 2>/dev/null
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr -I. --suppress=missingIncludeSystem policy shim cli
+	clang-tidy --quiet $(POLICY_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) \
+		-- $(BASE)
+
+clean:
+	rm -rf $(B) probe/.output
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/state.h: the per-destination state of SPEC §5, in a shared-memory
+ * segment (/dev/shm/bulwark-<uid>-<NAME>) or in private memory.
+ *
+ * Used by the shim (counters, breaker, bulkhead) and by the bulwark command
+ * (status, reset, force).  The segment is lock-free: every field is written
+ * with atomics, so a process killed at any instant leaves nothing locked.
+ */
+#ifndef BW_SHIM_STATE_H
+#define BW_SHIM_STATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
+#define BW_STATE_VERSION 1
+/* Destination slots: a power of two.  The issue asks for at least 10,000
+ * destinations; 16384 keeps open addressing below 62 % load there.  When
+ * every slot is taken, new destinations pass through untracked. */
+#define BW_STATE_SLOTS 16384
+/* Longest probe sequence for one key; past it the table counts as full. */
+#define BW_STATE_PROBE_MAX 512
+#define BW_STATE_LABEL_MAX 64
+#define BW_STATE_RULE_MAX 48
+/* Buckets of a breaker window (count or time); a window of N calls or T
+ * seconds is judged in BW_STATE_WINDOW_BUCKETS slices. */
+#define BW_STATE_WINDOW_BUCKETS 10
+/* Wait-time histogram buckets (log2 of microseconds). */
+#define BW_STATE_HIST_BUCKETS 24
+
+struct bw_dest_key {
+	uint8_t family;      /* AF_INET, AF_INET6, or 0 for a group */
+	uint8_t pad;
+	uint16_t port;       /* host byte order; 0 for a group */
+	uint32_t group_hash; /* group name hash, 0 for an address */
+	uint8_t addr[16];    /* network order; 4 bytes used for AF_INET */
+};
+
+/* Slot tag: 0 empty; PENDING while one process writes the key (pid in the
+ * low bits so a dead writer can be taken over); READY|hash once usable. */
+#define BW_TAG_PENDING (1ull << 62)
+#define BW_TAG_READY (1ull << 63)
+
+struct bw_window_bucket {
+	_Atomic uint64_t epoch; /* call number / time slice this bucket holds */
+	_Atomic uint32_t calls, failures, slow;
+	uint32_t pad;
+};
+
+/* Breaker states (SPEC §4).  Stored in bw_dest.breaker. */
+enum bw_breaker_state {
+	BW_BREAKER_CLOSED = 0,
+	BW_BREAKER_OPEN = 1,
+	BW_BREAKER_HALF_OPEN = 2,
+};
+/* Operator override (bulwark force). */
+enum bw_force {
+	BW_FORCE_AUTO = 0,
+	BW_FORCE_OPEN = 1,
+	BW_FORCE_DISABLED = 2,
+};
+
+struct bw_dest {
+	_Atomic uint64_t tag;
+	struct bw_dest_key key;
+	char label[BW_STATE_LABEL_MAX]; /* "127.0.0.1:6379", "[::1]:80", group */
+	char rule[BW_STATE_RULE_MAX];   /* the rule's match as written */
+
+	/* Calls (SPEC §4): connect attempts and exchanges. */
+	_Atomic uint64_t total_calls, successful_calls, failed_calls;
+	_Atomic uint64_t rejected_calls, slow_calls;
+	_Atomic uint64_t connect_calls, exchange_calls;
+	_Atomic uint64_t connect_ns_sum, exchange_ns_sum;
+	_Atomic uint64_t last_call_ns; /* CLOCK_MONOTONIC of the last call */
+
+	/* Breaker. */
+	_Atomic uint32_t state;         /* enum bw_breaker_state */
+	_Atomic uint32_t forced;        /* enum bw_force */
+	_Atomic uint32_t consecutive_failures;
+	_Atomic uint32_t slow_count;    /* the seed's slow-call counter */
+	_Atomic uint64_t open_until_ns; /* CLOCK_MONOTONIC */
+	_Atomic uint64_t open_ns;       /* current open time (doubles) */
+	_Atomic uint32_t probes_claimed, probes_ok;
+	_Atomic uint64_t window_seq;    /* calls ever put in the window */
+	struct bw_window_bucket win[BW_STATE_WINDOW_BUCKETS];
+	_Atomic uint64_t opened_count;
+
+	/* Bulkhead. */
+	_Atomic uint32_t bh_active, bh_max, bh_waiting, bh_ticket;
+	_Atomic uint64_t bh_rejected, bh_saturated, bh_acquired;
+	_Atomic uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS];
+
+	/* Retries. */
+	_Atomic uint64_t retries, retries_ok, retries_denied;
+	_Atomic uint64_t budget_epoch;
+	_Atomic uint32_t budget_connects, budget_retries;
+
+	uint8_t reserved[128];
+};
+
+struct bw_state_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t slots;
+	uint64_t size;      /* bytes of the whole segment */
+	uint32_t uid;
+	uint32_t hdr_sum;   /* checksum of the fields above */
+	_Atomic uint64_t used; /* slots READY */
+	_Atomic uint64_t full_events; /* lookups refused for lack of room */
+	uint8_t pad[64];
+};
+
+struct bw_state {
+	struct bw_state_hdr *hdr;
+	struct bw_dest *dests;
+	size_t map_len;
+	bool shared;           /* false: private memory */
+	char path[128];        /* the segment file, "" for private */
+};
+
+/* Size of a segment: header plus BW_STATE_SLOTS destinations. */
+size_t bw_state_size(void);
+
+/* The segment path for a state name: /dev/shm/bulwark-<uid>-<name>.
+ * Returns 0 or -EINVAL (bad name) / -ENAMETOOLONG. */
+int bw_state_path(const char *name, unsigned uid, char *buf, size_t cap);
+
+/*
+ * Maps state name (SPEC §5), creating the segment when create is true and
+ * it does not exist.  "private" maps anonymous memory.  A segment owned by
+ * another user, not a regular file, a symlink, of the wrong mode, size or
+ * version, or with a bad header is refused: returns -errno and writes the
+ * reason to why.  Holds no fd after it returns (LESSONS 9).
+ */
+int bw_state_attach(struct bw_state *st, const char *name, bool create,
+		    char *why, size_t whycap);
+int bw_state_attach_private(struct bw_state *st);
+void bw_state_detach(struct bw_state *st);
+
+/*
+ * The destination for key, created when absent with label and rule.
+ * Returns NULL when the table is full (the caller passes the call through
+ * untracked) or the key's slot could not be claimed in bounded time.
+ * AS-safe: yes; never blocks for long, never allocates.
+ */
+struct bw_dest *bw_state_get(struct bw_state *st, const struct bw_dest_key *k,
+			     const char *label, const char *rule);
+/* The destination for key, or NULL; never creates. */
+struct bw_dest *bw_state_find(struct bw_state *st, const struct bw_dest_key *k);
+/* Slot i (0 <= i < BW_STATE_SLOTS) if it holds a destination, else NULL. */
+struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i);
+/* Index of d in st. */
+uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
+
+/* Zeroes every counter and closes the breaker of d (bulkhead slots held by
+ * live connections stay counted). */
+void bw_state_reset_dest(struct bw_dest *d);
+
+/* Copies d's label into buf, NUL-terminated whatever the segment holds. */
+void bw_state_label(const struct bw_dest *d, char *buf, size_t cap);
+void bw_state_rule(const struct bw_dest *d, char *buf, size_t cap);
+
+/* Hash of a key (FNV-1a); never 0. */
+uint64_t bw_state_key_hash(const struct bw_dest_key *k);
+
+#endif
