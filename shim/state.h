@@ -40,7 +40,9 @@ struct bw_dest_key {
 };
 
 /* Slot tag: 0 empty; PENDING while one process writes the key (pid in the
- * low bits so a dead writer can be taken over); READY|hash once usable. */
+ * low bits so a dead writer can be taken over); READY|hash once usable.
+ * Exactly: PENDING | ((hash >> 2) & 0x3fffffff00000000) | (pid & 0xffffffff)
+ * and READY | (hash >> 2), hash = bw_state_key_hash(key). */
 #define BW_TAG_PENDING (1ull << 62)
 #define BW_TAG_READY (1ull << 63)
 
@@ -50,7 +52,7 @@ struct bw_window_bucket {
 	uint32_t pad;
 };
 
-/* Breaker states (SPEC §4).  Stored in bw_dest.breaker. */
+/* Breaker states (SPEC §4).  Low bits of bw_dest.state (shim/breaker.h). */
 enum bw_breaker_state {
 	BW_BREAKER_CLOSED = 0,
 	BW_BREAKER_OPEN = 1,
@@ -76,14 +78,18 @@ struct bw_dest {
 	_Atomic uint64_t connect_ns_sum, exchange_ns_sum;
 	_Atomic uint64_t last_call_ns; /* CLOCK_MONOTONIC of the last call */
 
-	/* Breaker. */
-	_Atomic uint32_t state;         /* enum bw_breaker_state */
+	/* Breaker (shim/breaker.h owns these; read them through it). */
+	_Atomic uint64_t state;         /* packed word: enum bw_breaker_state,
+					 * generation, deadline; decode with
+					 * bw_breaker_view() */
 	_Atomic uint32_t forced;        /* enum bw_force */
 	_Atomic uint32_t consecutive_failures;
 	_Atomic uint32_t slow_count;    /* the seed's slow-call counter */
-	_Atomic uint64_t open_until_ns; /* CLOCK_MONOTONIC */
+	uint32_t pad_breaker;
+	_Atomic uint64_t open_until_ns; /* mirror of the word's deadline */
 	_Atomic uint64_t open_ns;       /* current open time (doubles) */
-	_Atomic uint32_t probes_claimed, probes_ok;
+	/* Half-open round: generation << 32 | count. */
+	_Atomic uint64_t probes_claimed, probes_ok;
 	_Atomic uint64_t window_seq;    /* calls ever put in the window */
 	struct bw_window_bucket win[BW_STATE_WINDOW_BUCKETS];
 	_Atomic uint64_t opened_count;
@@ -98,7 +104,11 @@ struct bw_dest {
 	_Atomic uint64_t budget_epoch;
 	_Atomic uint32_t budget_connects, budget_retries;
 
-	uint8_t reserved[128];
+	/* CLOCK_MONOTONIC when the slot was last claimed (tag PENDING); a
+	 * claim older than state.c's BW_STATE_CLAIM_STALE_NS may be taken
+	 * over even when its pid looks alive (pid reuse, stopped writer). */
+	_Atomic uint64_t claim_ns;
+	uint8_t reserved[120];
 };
 
 struct bw_state_hdr {
@@ -152,18 +162,21 @@ struct bw_dest *bw_state_get(struct bw_state *st, const struct bw_dest_key *k,
 struct bw_dest *bw_state_find(struct bw_state *st, const struct bw_dest_key *k);
 /* Slot i (0 <= i < BW_STATE_SLOTS) if it holds a destination, else NULL. */
 struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i);
-/* Index of d in st. */
+/* Index of d in st; BW_STATE_SLOTS when d is not one of st's slots. */
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
 
 /* Zeroes every counter and closes the breaker of d (bulkhead slots held by
- * live connections stay counted). */
+ * live connections stay counted: bh_active, bh_waiting, bh_ticket, bh_max
+ * are kept).  An operator override (forced) is kept too: only
+ * "bulwark force DEST auto" lifts it.  AS-safe: yes. */
 void bw_state_reset_dest(struct bw_dest *d);
 
 /* Copies d's label into buf, NUL-terminated whatever the segment holds. */
 void bw_state_label(const struct bw_dest *d, char *buf, size_t cap);
 void bw_state_rule(const struct bw_dest *d, char *buf, size_t cap);
 
-/* Hash of a key (FNV-1a); never 0. */
+/* Hash of a key (FNV-1a 64); never 0.  Keys compare in a canonical form:
+ * pad is ignored, so are addr[4..15] for AF_INET and addr for a group. */
 uint64_t bw_state_key_hash(const struct bw_dest_key *k);
 
 #endif

@@ -1,0 +1,781 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/state.c: the per-destination table of SPEC §5 in a shared segment
+ * (/dev/shm/bulwark-<uid>-<name>) or private memory.  Owns: bw_state_*.
+ * Never: allocates, locks, logs, sets errno, holds an fd, or indexes with a
+ * value read from the segment.  Context: attach/detach from the constructor
+ * or the command (not AS-safe: snprintf); get/find/slot/label/reset from any
+ * hook or signal handler (AS-safe: atomics and kill/sched_yield only).
+ *
+ * Slot tag (bw_dest.tag), the only word that says what a slot holds:
+ *
+ *   0 --claim (CAS)--> PENDING|hi30|pid --publish (CAS)--> READY|hash>>2
+ *                       |        ^
+ *                       +-steal--+  (pid dead, or claim older than 1 s)
+ *
+ * I1: a tag only moves along the diagram; a READY tag never changes again,
+ *     and nothing ever returns a slot to 0 (no deletion).
+ * I2: the 30 hash bits (hi30) a PENDING tag carries survive a steal, so a
+ *     slot that held a PENDING or READY tag for a key never holds another
+ *     key whose hash differs in those bits.
+ * I3: a key is inserted only in the first empty slot of its probe sequence,
+ *     and a lookup that meets a PENDING slot with its own hi30 waits for it
+ *     or gives up (NULL); it never probes past it to insert.  With I1-I2
+ *     this gives at most one READY slot per key.
+ * I4: key, label and rule are written only by the claimer between claim and
+ *     publish, read only after an acquire load sees READY.
+ * I5: every slot index is (our hash + n) & (BW_STATE_SLOTS - 1) with
+ *     n < BW_STATE_PROBE_MAX; no segment byte is used as an index or length.
+ * I6: a mapped segment passed every check of attach_file(); hdr->used is
+ *     the number of publishes, hdr->full_events the NULLs for lack of room.
+ */
+#include "shim/state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bytes before the first slot: the header, rounded up to a cache line. */
+#define BW_STATE_HDR_AREA 128
+/* A claimer fills 136 bytes between claim and publish; a lookup that meets
+ * its PENDING tag first spins this many times (about 10 µs), then yields
+ * the CPU this many times (tens of µs) before it asks whether the claimer
+ * is dead.  Past that a live claimer makes the lookup return NULL. */
+#define BW_STATE_PENDING_SPINS 256
+#define BW_STATE_PENDING_YIELDS 64
+/* A PENDING tag this old is taken over whatever kill() says: no writer
+ * takes a second to copy 136 bytes unless stopped, and pid_max may be
+ * 32768, so a dead claimer's pid is soon reused. */
+#define BW_STATE_CLAIM_STALE_NS 1000000000ull
+/* Lookups restarted after losing a claimed slot to a stealer.  Each restart
+ * needs another process to judge us dead or stale, so two are plenty. */
+#define BW_STATE_RESTARTS_MAX 4
+/* Attempts to open a segment that another process is creating. */
+#define BW_STATE_OPEN_TRIES 4
+
+#define TAG_HI30 0x3fffffff00000000ull
+#define TAG_PID 0x00000000ffffffffull
+#define TAG_KIND (BW_TAG_READY | BW_TAG_PENDING)
+
+_Static_assert((BW_STATE_SLOTS & (BW_STATE_SLOTS - 1)) == 0,
+	       "BW_STATE_SLOTS must be a power of two");
+_Static_assert(BW_STATE_PROBE_MAX <= BW_STATE_SLOTS, "probe bound");
+_Static_assert(sizeof(struct bw_state_hdr) <= BW_STATE_HDR_AREA, "hdr");
+_Static_assert(BW_STATE_HDR_AREA % _Alignof(struct bw_dest) == 0, "align");
+_Static_assert(offsetof(struct bw_state_hdr, hdr_sum) == 28, "hdr layout");
+
+static const char private_name[] = "private";
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int ok_name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* 0 if name is a valid state name (SPEC §5), else -EINVAL. */
+static int check_name(const char *name)
+{
+	size_t n = 0;
+
+	if (!name)
+		return -EINVAL;
+	for (; name[n]; n++)
+		if (n >= 64 || !ok_name_char(name[n]))
+			return -EINVAL;
+	if (n == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return -EINVAL;
+	return 0;
+}
+
+static uint32_t fnv1a32(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+static uint32_t hdr_checksum(const struct bw_state_hdr *h)
+{
+	return fnv1a32(h, offsetof(struct bw_state_hdr, hdr_sum));
+}
+
+static void hdr_init(struct bw_state_hdr *h, unsigned uid)
+{
+	h->magic = BW_STATE_MAGIC;
+	h->version = BW_STATE_VERSION;
+	h->slots = BW_STATE_SLOTS;
+	h->size = bw_state_size();
+	h->uid = uid;
+	h->hdr_sum = hdr_checksum(h);
+	atomic_store_explicit(&h->used, 0, memory_order_relaxed);
+	atomic_store_explicit(&h->full_events, 0, memory_order_relaxed);
+}
+
+/* A name for the errno values attach can meet; no strerror (may allocate
+ * for translations, not thread-safe). */
+static const char *errname(int e)
+{
+	switch (e) {
+	case ENOENT: return "no such file";
+	case EACCES: return "permission denied";
+	case EPERM: return "operation not permitted";
+	case ELOOP: return "is a symbolic link";
+	case ENOSPC: return "no space left";
+	case ENOMEM: return "out of memory";
+	case EMFILE: return "too many open files";
+	case ENFILE: return "too many open files in system";
+	case EROFS: return "read-only file system";
+	case EEXIST: return "file exists";
+	case ENOTDIR: return "not a directory";
+	case EINVAL: return "invalid argument";
+	case EOPNOTSUPP: return "operation not supported";
+	case EISDIR: return "is a directory";
+	default: return "system error";
+	}
+}
+
+#define WHY(...)                                                              \
+	do {                                                                  \
+		if (why && whycap)                                            \
+			snprintf(why, whycap, __VA_ARGS__);                   \
+	} while (0)
+
+/* ---- paths and segment files ---------------------------------------------- */
+
+size_t bw_state_size(void)
+{
+	return BW_STATE_HDR_AREA + (size_t)BW_STATE_SLOTS * sizeof(struct bw_dest);
+}
+
+int bw_state_path(const char *name, unsigned uid, char *buf, size_t cap)
+{
+	int n;
+
+	if (check_name(name) < 0 || !buf)
+		return -EINVAL;
+	n = snprintf(buf, cap, "/dev/shm/bulwark-%u-%s", uid, name);
+	if (n < 0 || (size_t)n >= cap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Gives a new segment file its size, reserved pages and header. */
+static int prepare_file(int fd, const char *path, unsigned uid, char *why,
+			size_t whycap)
+{
+	struct bw_state_hdr h;
+	size_t size = bw_state_size();
+	int rc;
+
+	/* umask may have cleared bits of 0600; attach insists on exactly it. */
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0) {
+		rc = -errno;
+		WHY("state %s: cannot size: %s", path, errname(-rc));
+		return rc;
+	}
+	/* Reserve the pages now: a store into a hole of a full tmpfs would
+	 * kill the program with SIGBUS later (SPEC §7). */
+	rc = posix_fallocate(fd, 0, (off_t)size);
+	if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+		WHY("state %s: cannot reserve %zu bytes: %s", path, size,
+		    errname(rc));
+		return -rc;
+	}
+	memset(&h, 0, sizeof(h));
+	hdr_init(&h, uid);
+	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		rc = errno ? -errno : -EIO;
+		WHY("state %s: cannot write header: %s", path, errname(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/*
+ * Creates the segment at path race-free: an unnamed file gets its full
+ * size and header, then link() publishes it whole, so no process ever opens
+ * a half-made segment.  The file is an O_TMPFILE linked through
+ * /proc/self/fd (nothing is left behind if we are killed meanwhile); without
+ * O_TMPFILE or /proc, a ".bulwark-*" file made with O_EXCL.  Losing the race
+ * (EEXIST) is success: the caller opens the winner's file.
+ * Returns 0 or -errno.
+ */
+static int create_file(const char *path, unsigned uid, char *why,
+		       size_t whycap)
+{
+	static _Atomic unsigned seq;
+	char tmp[160];
+	int fd, rc, n;
+	bool named = false;
+
+	fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		rc = prepare_file(fd, path, uid, why, whycap);
+		if (rc < 0)
+			goto out;
+		n = snprintf(tmp, sizeof(tmp), "/proc/self/fd/%d", fd);
+		if (n < 0 || (size_t)n >= sizeof(tmp)) {
+			rc = -ENAMETOOLONG;
+			goto out;
+		}
+		if (linkat(AT_FDCWD, tmp, AT_FDCWD, path, AT_SYMLINK_FOLLOW) ==
+			    0 ||
+		    errno == EEXIST)
+			goto out;
+		if (errno != ENOENT) { /* ENOENT: no /proc; try a name */
+			rc = -errno;
+			WHY("state %s: cannot create: %s", path, errname(-rc));
+			goto out;
+		}
+		close(fd);
+	}
+	/* A leading dot: never the name of a state segment. */
+	n = snprintf(tmp, sizeof(tmp), "/dev/shm/.bulwark-%u.%ld.%u.tmp", uid,
+		     (long)getpid(), atomic_fetch_add(&seq, 1));
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
+	if (fd < 0) {
+		rc = -errno;
+		WHY("state %s: cannot create %s: %s", path, tmp, errname(-rc));
+		return rc;
+	}
+	named = true;
+	rc = prepare_file(fd, path, uid, why, whycap);
+	if (rc == 0 && link(tmp, path) < 0 && errno != EEXIST) {
+		rc = -errno;
+		WHY("state %s: cannot create: %s", path, errname(-rc));
+	}
+out:
+	if (named)
+		unlink(tmp);
+	close(fd);
+	return rc;
+}
+
+static void state_clear(struct bw_state *st)
+{
+	memset(st, 0, sizeof(*st));
+}
+
+/* Checks an open segment file and maps it (I6).  Returns 0 or -errno. */
+static int map_file(struct bw_state *st, int fd, const char *path,
+		    unsigned uid, char *why, size_t whycap)
+{
+	struct stat sb;
+	struct bw_state_hdr *h;
+	size_t size = bw_state_size();
+	void *m;
+	int rc;
+
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		WHY("state %s: %s", path, errname(-rc));
+		return rc;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		WHY("state %s: not a regular file", path);
+		return -EINVAL;
+	}
+	if (sb.st_uid != uid) {
+		WHY("state %s: owned by uid %u, not %u", path,
+		    (unsigned)sb.st_uid, uid);
+		return -EACCES;
+	}
+	if ((sb.st_mode & 07777) != 0600) {
+		WHY("state %s: mode %04o, not 0600", path,
+		    (unsigned)(sb.st_mode & 07777));
+		return -EACCES;
+	}
+	if (sb.st_size < 0 || (uint64_t)sb.st_size != size) {
+		WHY("state %s: %lld bytes, not %zu", path,
+		    (long long)sb.st_size, size);
+		return -EINVAL;
+	}
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		rc = -errno;
+		WHY("state %s: cannot map: %s", path, errname(-rc));
+		return rc;
+	}
+	h = m;
+	rc = -EPROTO;
+	if (h->magic != BW_STATE_MAGIC)
+		WHY("state %s: not a bulwark state (bad magic)", path);
+	else if (h->version != BW_STATE_VERSION)
+		WHY("state %s: version %u, not %u", path, h->version,
+		    BW_STATE_VERSION);
+	else if (h->slots != BW_STATE_SLOTS || h->size != size)
+		WHY("state %s: layout %u slots/%llu bytes, not %u/%zu", path,
+		    h->slots, (unsigned long long)h->size, BW_STATE_SLOTS, size);
+	else if (h->uid != uid)
+		WHY("state %s: header names uid %u, not %u", path, h->uid, uid);
+	else if (h->hdr_sum != hdr_checksum(h)) {
+		WHY("state %s: corrupt header (bad checksum)", path);
+		rc = -EBADMSG;
+	} else
+		rc = 0;
+	if (rc < 0) {
+		munmap(m, size);
+		return rc;
+	}
+	st->hdr = h;
+	st->dests = (struct bw_dest *)((char *)m + BW_STATE_HDR_AREA);
+	st->map_len = size;
+	st->shared = true;
+	return 0;
+}
+
+static int attach_file(struct bw_state *st, const char *name, bool create,
+		       char *why, size_t whycap)
+{
+	unsigned uid = (unsigned)geteuid();
+	int rc, fd;
+
+	rc = bw_state_path(name, uid, st->path, sizeof(st->path));
+	if (rc < 0) {
+		WHY("state name \"%.70s\": %s", name ? name : "(null)",
+		    rc == -EINVAL ? "use 1-64 letters, digits, '.', '_', '-'"
+				  : "too long");
+		return rc;
+	}
+	for (int tries = 0;; tries++) {
+		fd = open(st->path,
+			  O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+				  O_NONBLOCK);
+		if (fd >= 0)
+			break;
+		rc = -errno;
+		if (rc != -ENOENT || !create || tries >= BW_STATE_OPEN_TRIES) {
+			WHY("state %s: %s", st->path, errname(-rc));
+			return rc;
+		}
+		rc = create_file(st->path, uid, why, whycap);
+		if (rc < 0)
+			return rc;
+	}
+	rc = map_file(st, fd, st->path, uid, why, whycap);
+	close(fd); /* LESSONS 9: hold no fd */
+	return rc;
+}
+
+int bw_state_attach_private(struct bw_state *st)
+{
+	size_t size = bw_state_size();
+	int saved = errno;
+	void *m;
+
+	state_clear(st);
+	/* Pages come on first touch: an unused table costs nothing. */
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED) {
+		int rc = -errno;
+		errno = saved;
+		return rc;
+	}
+	st->hdr = m;
+	hdr_init(st->hdr, (unsigned)geteuid());
+	st->dests = (struct bw_dest *)((char *)m + BW_STATE_HDR_AREA);
+	st->map_len = size;
+	st->shared = false;
+	errno = saved;
+	return 0;
+}
+
+int bw_state_attach(struct bw_state *st, const char *name, bool create,
+		    char *why, size_t whycap)
+{
+	int saved = errno;
+	int rc;
+
+	if (why && whycap)
+		why[0] = '\0';
+	state_clear(st);
+	if (name && strcmp(name, private_name) == 0) {
+		rc = bw_state_attach_private(st);
+		if (rc < 0)
+			WHY("state private: cannot map %zu bytes: %s",
+			    bw_state_size(), errname(-rc));
+	} else {
+		rc = attach_file(st, name, create, why, whycap);
+		if (rc < 0)
+			state_clear(st);
+	}
+	errno = saved;
+	return rc;
+}
+
+void bw_state_detach(struct bw_state *st)
+{
+	int saved = errno;
+
+	if (st->hdr)
+		munmap(st->hdr, st->map_len);
+	state_clear(st);
+	errno = saved;
+}
+
+/* ---- keys ----------------------------------------------------------------- */
+
+/* The canonical form of k: the bytes that name the destination. */
+static void key_canon(struct bw_dest_key *c, const struct bw_dest_key *k)
+{
+	memset(c, 0, sizeof(*c));
+	c->family = k->family;
+	c->port = k->port;
+	c->group_hash = k->group_hash;
+	if (k->family == 0)
+		return;
+	memcpy(c->addr, k->addr, k->family == AF_INET ? 4 : sizeof(c->addr));
+}
+
+uint64_t bw_state_key_hash(const struct bw_dest_key *k)
+{
+	struct bw_dest_key c;
+	uint64_t h = 1469598103934665603ull;
+	const uint8_t *b = (const uint8_t *)&c;
+
+	key_canon(&c, k);
+	for (size_t i = 0; i < sizeof(c); i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+/* ---- slots ---------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static bool tag_ready(uint64_t t)
+{
+	return (t & TAG_KIND) == BW_TAG_READY;
+}
+
+static bool tag_pending(uint64_t t)
+{
+	return (t & TAG_KIND) == BW_TAG_PENDING;
+}
+
+/* Copies at most max bytes of src up to its NUL; always terminates. */
+static void copy_bounded(char *dst, size_t cap, const char *src, size_t max)
+{
+	size_t n = 0;
+
+	if (!dst || cap == 0)
+		return;
+	if (src)
+		for (; n < max && n + 1 < cap && src[n]; n++)
+			dst[n] = src[n];
+	dst[n] = '\0';
+}
+
+/* Zeroes every counter of d; keep_bh keeps the live bulkhead fields. */
+static void dest_zero(struct bw_dest *d, bool keep_bh)
+{
+	const memory_order r = memory_order_relaxed;
+
+	atomic_store_explicit(&d->total_calls, 0, r);
+	atomic_store_explicit(&d->successful_calls, 0, r);
+	atomic_store_explicit(&d->failed_calls, 0, r);
+	atomic_store_explicit(&d->rejected_calls, 0, r);
+	atomic_store_explicit(&d->slow_calls, 0, r);
+	atomic_store_explicit(&d->connect_calls, 0, r);
+	atomic_store_explicit(&d->exchange_calls, 0, r);
+	atomic_store_explicit(&d->connect_ns_sum, 0, r);
+	atomic_store_explicit(&d->exchange_ns_sum, 0, r);
+	atomic_store_explicit(&d->last_call_ns, 0, r);
+	atomic_store_explicit(&d->consecutive_failures, 0, r);
+	atomic_store_explicit(&d->slow_count, 0, r);
+	atomic_store_explicit(&d->open_until_ns, 0, r);
+	atomic_store_explicit(&d->open_ns, 0, r);
+	atomic_store_explicit(&d->probes_claimed, 0, r);
+	atomic_store_explicit(&d->probes_ok, 0, r);
+	atomic_store_explicit(&d->window_seq, 0, r);
+	for (int i = 0; i < BW_STATE_WINDOW_BUCKETS; i++) {
+		atomic_store_explicit(&d->win[i].epoch, 0, r);
+		atomic_store_explicit(&d->win[i].calls, 0, r);
+		atomic_store_explicit(&d->win[i].failures, 0, r);
+		atomic_store_explicit(&d->win[i].slow, 0, r);
+	}
+	atomic_store_explicit(&d->opened_count, 0, r);
+	atomic_store_explicit(&d->bh_rejected, 0, r);
+	atomic_store_explicit(&d->bh_saturated, 0, r);
+	atomic_store_explicit(&d->bh_acquired, 0, r);
+	for (int i = 0; i < BW_STATE_HIST_BUCKETS; i++)
+		atomic_store_explicit(&d->bh_wait_hist[i], 0, r);
+	atomic_store_explicit(&d->retries, 0, r);
+	atomic_store_explicit(&d->retries_ok, 0, r);
+	atomic_store_explicit(&d->retries_denied, 0, r);
+	atomic_store_explicit(&d->budget_epoch, 0, r);
+	atomic_store_explicit(&d->budget_connects, 0, r);
+	atomic_store_explicit(&d->budget_retries, 0, r);
+	if (!keep_bh) {
+		atomic_store_explicit(&d->bh_active, 0, r);
+		atomic_store_explicit(&d->bh_max, 0, r);
+		atomic_store_explicit(&d->bh_waiting, 0, r);
+		atomic_store_explicit(&d->bh_ticket, 0, r);
+		atomic_store_explicit(&d->forced, BW_FORCE_AUTO, r);
+	}
+	/* Last, so a reader that sees CLOSED sees the counters reset. */
+	atomic_store_explicit(&d->state, BW_BREAKER_CLOSED,
+			      memory_order_release);
+}
+
+void bw_state_reset_dest(struct bw_dest *d)
+{
+	if (d)
+		dest_zero(d, true);
+}
+
+/* True when the claimer of PENDING tag t is gone: no such process, or a
+ * claim so old that its pid has probably been reused (or its writer is
+ * stopped; I4 then relies on the stealer's publish winning the race). */
+static bool claimer_gone(const struct bw_dest *d, uint64_t t)
+{
+	uint64_t pid = t & TAG_PID, claimed;
+	int saved = errno;
+	bool gone;
+
+	/* A corrupt pid: kill(0, ...) and kill(-n, ...) name groups. */
+	if (pid == 0 || pid > INT_MAX)
+		return true;
+	gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+	errno = saved;
+	if (gone)
+		return true;
+	claimed = atomic_load_explicit(&d->claim_ns, memory_order_acquire);
+	return claimed == 0 || now_ns() - claimed > BW_STATE_CLAIM_STALE_NS;
+}
+
+/* Waits a bounded time for PENDING tag t of d to change; returns the tag
+ * last seen (still t when it did not change). */
+static uint64_t wait_pending(struct bw_dest *d, uint64_t t)
+{
+	uint64_t cur;
+	int saved = errno;
+
+	for (int i = 0; i < BW_STATE_PENDING_SPINS; i++) {
+		cur = atomic_load_explicit(&d->tag, memory_order_acquire);
+		if (cur != t)
+			return cur;
+		cpu_relax();
+	}
+	for (int i = 0; i < BW_STATE_PENDING_YIELDS; i++) {
+		sched_yield();
+		cur = atomic_load_explicit(&d->tag, memory_order_acquire);
+		if (cur != t) {
+			errno = saved;
+			return cur;
+		}
+	}
+	errno = saved;
+	return t;
+}
+
+static bool key_eq(const struct bw_dest *d, const struct bw_dest_key *c)
+{
+	return memcmp(&d->key, c, sizeof(*c)) == 0;
+}
+
+/* Outcome of one probe sequence: found (or made); absent (find met an
+ * empty slot); no room within BW_STATE_PROBE_MAX; the key's slot is being
+ * written by a live claimer; our claimed slot was stolen. */
+enum lookup_rc {
+	LOOKUP_FOUND,
+	LOOKUP_ABSENT,
+	LOOKUP_FULL,
+	LOOKUP_BUSY,
+	LOOKUP_RESTART,
+};
+
+/* Fills slot d that we hold with tag mine and publishes it (I4).  Returns
+ * false when a stealer took it meanwhile. */
+static bool fill_publish(struct bw_state *st, struct bw_dest *d,
+			 const struct bw_dest_key *c, uint64_t mine,
+			 uint64_t ready, bool stolen, const char *label,
+			 const char *rule)
+{
+	atomic_store_explicit(&d->claim_ns, now_ns(), memory_order_release);
+	if (stolen)
+		dest_zero(d, false);
+	memcpy(&d->key, c, sizeof(*c));
+	copy_bounded(d->label, sizeof(d->label), label, BW_STATE_LABEL_MAX);
+	copy_bounded(d->rule, sizeof(d->rule), rule, BW_STATE_RULE_MAX);
+	if (!atomic_compare_exchange_strong_explicit(&d->tag, &mine, ready,
+						     memory_order_acq_rel,
+						     memory_order_acquire))
+		return false;
+	atomic_fetch_add_explicit(&st->hdr->used, 1, memory_order_relaxed);
+	return true;
+}
+
+/* One probe sequence for c (I3, I5).  create: claim a slot when absent. */
+static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
+			     uint64_t hash, bool create, const char *label,
+			     const char *rule, struct bw_dest **out)
+{
+	const uint64_t ready = BW_TAG_READY | (hash >> 2);
+	const uint64_t hi30 = (hash >> 2) & TAG_HI30;
+	uint64_t mine = 0;
+
+	for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
+		uint32_t i = (uint32_t)(hash + n) & (BW_STATE_SLOTS - 1);
+		struct bw_dest *d = &st->dests[i];
+		uint64_t t = atomic_load_explicit(&d->tag,
+						  memory_order_acquire);
+		/* Each pass returns, moves to the next slot, or sees the tag
+		 * move along I1's diagram.  A slot that keeps changing is
+		 * never skipped (I3): the lookup gives up instead. */
+		for (int step = 0;; step++) {
+			bool stolen = false;
+
+			if (step >= 8)
+				return LOOKUP_BUSY;
+			if (t == 0) {
+				if (!create)
+					return LOOKUP_ABSENT;
+			} else if (tag_ready(t)) {
+				if (t == ready && key_eq(d, c)) {
+					*out = d;
+					return LOOKUP_FOUND;
+				}
+				break; /* another key: next slot */
+			} else if (!tag_pending(t) || (t & TAG_HI30) != hi30) {
+				break; /* corrupt, or another key's claim */
+			} else {
+				uint64_t now = wait_pending(d, t);
+
+				if (now != t) {
+					t = now;
+					continue;
+				}
+				if (!create || !claimer_gone(d, t))
+					return LOOKUP_BUSY;
+				stolen = true;
+			}
+			if (!mine)
+				mine = BW_TAG_PENDING | hi30 |
+				       ((uint64_t)getpid() & TAG_PID);
+			if (atomic_compare_exchange_strong_explicit(
+				    &d->tag, &t, mine, memory_order_acq_rel,
+				    memory_order_acquire)) {
+				if (!fill_publish(st, d, c, mine, ready, stolen,
+						  label, rule))
+					return LOOKUP_RESTART;
+				*out = d;
+				return LOOKUP_FOUND;
+			}
+			/* Lost the race: t holds the new tag; judge it. */
+		}
+	}
+	return LOOKUP_FULL;
+}
+
+static struct bw_dest *get_or_find(struct bw_state *st,
+				   const struct bw_dest_key *k, bool create,
+				   const char *label, const char *rule)
+{
+	struct bw_dest_key c;
+	struct bw_dest *d = NULL;
+	uint64_t hash;
+
+	if (!st || !st->hdr || !st->dests || !k)
+		return NULL;
+	key_canon(&c, k);
+	hash = bw_state_key_hash(&c);
+	for (int r = 0; r < BW_STATE_RESTARTS_MAX; r++) {
+		switch (lookup(st, &c, hash, create, label, rule, &d)) {
+		case LOOKUP_FOUND:
+			return d;
+		case LOOKUP_FULL:
+			if (create)
+				atomic_fetch_add_explicit(&st->hdr->full_events,
+							  1,
+							  memory_order_relaxed);
+			return NULL;
+		case LOOKUP_ABSENT:
+		case LOOKUP_BUSY:
+			return NULL;
+		case LOOKUP_RESTART:
+			break;
+		}
+	}
+	return NULL;
+}
+
+struct bw_dest *bw_state_get(struct bw_state *st, const struct bw_dest_key *k,
+			     const char *label, const char *rule)
+{
+	return get_or_find(st, k, true, label, rule);
+}
+
+struct bw_dest *bw_state_find(struct bw_state *st, const struct bw_dest_key *k)
+{
+	return get_or_find(st, k, false, NULL, NULL);
+}
+
+struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i)
+{
+	struct bw_dest *d;
+
+	if (!st || !st->dests || i >= BW_STATE_SLOTS)
+		return NULL;
+	d = &st->dests[i];
+	if (!tag_ready(atomic_load_explicit(&d->tag, memory_order_acquire)))
+		return NULL;
+	return d;
+}
+
+uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d)
+{
+	uintptr_t base, p;
+
+	if (!st || !st->dests || !d)
+		return BW_STATE_SLOTS;
+	base = (uintptr_t)st->dests;
+	p = (uintptr_t)d;
+	if (p < base || (p - base) % sizeof(*d) != 0 ||
+	    (p - base) / sizeof(*d) >= BW_STATE_SLOTS)
+		return BW_STATE_SLOTS;
+	return (uint32_t)((p - base) / sizeof(*d));
+}
+
+void bw_state_label(const struct bw_dest *d, char *buf, size_t cap)
+{
+	copy_bounded(buf, cap, d ? d->label : NULL, BW_STATE_LABEL_MAX - 1);
+}
+
+void bw_state_rule(const struct bw_dest *d, char *buf, size_t cap)
+{
+	copy_bounded(buf, cap, d ? d->rule : NULL, BW_STATE_RULE_MAX - 1);
+}
