@@ -57,6 +57,49 @@ enum {
 };
 
 enum bw_scope { BW_SCOPE_SHARED = 0, BW_SCOPE_PROCESS = 1 };
+
+/* Longest duration any key accepts: 24 days, so that every duration in
+ * milliseconds fits poll()'s int timeout.  Longer values are an error. */
+#define BW_POLICY_DURATION_MAX_NS (24ull * 24 * 3600 * 1000000000)
+/* Largest count (failures, window, bulkhead.max...) any key accepts. */
+#define BW_POLICY_COUNT_MAX 1000000u
+
+/* Key indices: bit i of bw_rule.set_mask / bw_policy.env_mask is key i, in
+ * the order of SPEC §3 (also the order bulwark check prints them). */
+enum bw_policy_key {
+	BW_KEY_BREAKER = 0,
+	BW_KEY_BREAKER_FAILURES,
+	BW_KEY_BREAKER_RATE,
+	BW_KEY_BREAKER_WINDOW,
+	BW_KEY_BREAKER_MIN_CALLS,
+	BW_KEY_BREAKER_SLOW,
+	BW_KEY_BREAKER_SLOW_CALLS,
+	BW_KEY_BREAKER_SLOW_RATE,
+	BW_KEY_BREAKER_OPEN,
+	BW_KEY_BREAKER_OPEN_MAX,
+	BW_KEY_BREAKER_PROBES,
+	BW_KEY_BREAKER_ERRNO,
+	BW_KEY_BULKHEAD_MAX,
+	BW_KEY_BULKHEAD_WAIT,
+	BW_KEY_BULKHEAD_QUEUE,
+	BW_KEY_BULKHEAD_SCOPE,
+	BW_KEY_BULKHEAD_ERRNO,
+	BW_KEY_RETRY_ATTEMPTS,
+	BW_KEY_RETRY_BACKOFF,
+	BW_KEY_RETRY_MAX_BACKOFF,
+	BW_KEY_RETRY_MULTIPLIER,
+	BW_KEY_RETRY_JITTER,
+	BW_KEY_RETRY_ON,
+	BW_KEY_RETRY_BUDGET,
+	BW_KEY_RETRY_MIN_SUCCESS,
+	BW_KEY_RETRY_ADAPTIVE,
+	BW_KEY_CONNECT_TIMEOUT,
+	BW_KEY_CONNECT_TIMEOUT_GROWTH,
+	BW_KEY_IO_TIMEOUT,
+	BW_KEY_HEDGE_DELAY,
+	BW_KEY_GROUP,
+	BW_KEY_COUNT
+};
 enum bw_growth { BW_GROWTH_FIXED = 0, BW_GROWTH_LINEAR = 1 };
 
 /*
@@ -75,7 +118,8 @@ struct bw_settings {
 	uint32_t slow_calls;        /* breaker.slow_calls */
 	double slow_rate;           /* breaker.slow_rate, < 0: off */
 	uint64_t open_ns;           /* breaker.open */
-	uint64_t open_max_ns;       /* breaker.open_max, 0: = open_ns */
+	uint64_t open_max_ns;       /* breaker.open_max, 0: = open_ns; in a
+				     * compiled rule always >= open_ns */
 	uint32_t probes;            /* breaker.probes */
 	int breaker_errno;          /* breaker.errno */
 
@@ -121,6 +165,7 @@ struct bw_policy {
 	 * overridden by BULWARK_<KEY>. */
 	struct bw_settings defaults;
 	bool has_host_rules;       /* any BW_MATCH_HOST / SUFFIX rule */
+	uint64_t env_mask;         /* keys set by BULWARK_<KEY>, bit = key */
 };
 
 /* One error: "policy:LINE:COL: message" (SPEC §5). */
@@ -192,6 +237,18 @@ const char *bw_policy_key_default(int i);  /* built-in default text */
  */
 size_t bw_policy_format_value(const struct bw_settings *s, int key, char *buf,
 			      size_t cap);
+
+/*
+ * Writes what bulwark check prints: every compiled rule (origin:line, the
+ * match as written and as compiled, "off", then one key=value per line with
+ * "# rule" / "# env" for values not built in), then the defaults for
+ * destinations no rule matches.  Returns the full length (like snprintf:
+ * may exceed cap; the text is truncated to cap - 1 and NUL-terminated).
+ */
+size_t bw_policy_describe(const struct bw_policy *p, char *buf, size_t cap);
+
+/* Index of the key named name (len bytes), or -1. */
+int bw_policy_key_index(const char *name, size_t len);
 
 /* Parses an errno name ("ECONNREFUSED") or returns -1. */
 int bw_policy_errno_from_name(const char *name, size_t len);
