@@ -86,7 +86,9 @@ struct bw_dest {
 	_Atomic uint32_t consecutive_failures;
 	_Atomic uint32_t slow_count;    /* the seed's slow-call counter */
 	uint32_t pad_breaker;
-	_Atomic uint64_t open_until_ns; /* mirror of the word's deadline */
+	_Atomic uint64_t open_until_ns; /* best-effort mirror of the word's
+					 * deadline (CLOCK_MONOTONIC), 0 when
+					 * not open */
 	_Atomic uint64_t open_ns;       /* current open time (doubles) */
 	/* Half-open round: generation << 32 | count. */
 	_Atomic uint64_t probes_claimed, probes_ok;

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/breaker.h: the circuit breaker of SPEC §3-§4 (breaker.* keys) as a
+ * pure state machine over one shared struct bw_dest.  The caller supplies
+ * the clock (CLOCK_MONOTONIC, ns) and the compiled settings; the module
+ * makes no syscalls, takes no locks, allocates nothing and never touches
+ * errno, so every function is AS-safe and usable from any hook, thread or
+ * process sharing the segment.  Design and invariants: shim/breaker.c.
+ */
+#ifndef BW_SHIM_BREAKER_H
+#define BW_SHIM_BREAKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+#include "shim/state.h"
+
+/*
+ * A half-open round that outlives max(current open time, this) is taken to
+ * have lost its probes (their processes were killed, or the probes hang)
+ * and a fresh round starts: see bw_breaker_admit.  30 s is longer than any
+ * reasonable probe connect with connect.timeout set, and short enough that
+ * a SIGKILLed prober blocks a destination for about one open period.  The
+ * cost when a real probe is merely slow: one more probe per expiry (a
+ * blackholed connect with the kernel's ~127 s SYN timeout sees at most 5).
+ */
+#define BW_BREAKER_PROBE_STALE_MIN_NS (30ull * 1000000000ull)
+
+/* What a call to bw_breaker_record / bw_breaker_admit changed, for the log
+ * (SPEC §6).  Each transition is returned to exactly one caller. */
+enum bw_breaker_event {
+	BW_BREAKER_EV_NONE = 0,
+	BW_BREAKER_EV_OPENED,        /* closed -> open: breaker_open */
+	BW_BREAKER_EV_HALF_OPENED,   /* open -> half_open: breaker_half_open */
+	BW_BREAKER_EV_CLOSED,        /* half_open -> closed: breaker_close */
+	BW_BREAKER_EV_REOPENED,      /* half_open -> open: breaker_open */
+	BW_BREAKER_EV_PROBES_EXPIRED, /* half_open round renewed: its probes
+				       * never reported (breaker_half_open) */
+};
+
+/* Why a closed breaker opened (bw_breaker_record's *why). */
+enum bw_breaker_why {
+	BW_BREAKER_WHY_NONE = 0,
+	BW_BREAKER_WHY_FAILURES,  /* breaker.failures consecutive failures */
+	BW_BREAKER_WHY_RATE,      /* breaker.rate over the window */
+	BW_BREAKER_WHY_SLOW,      /* breaker.slow_calls slow-call count */
+	BW_BREAKER_WHY_SLOW_RATE, /* breaker.slow_rate over the window */
+};
+
+/* bw_breaker_admit's result: > 0 is a probe ticket. */
+#define BW_BREAKER_IS_PROBE(rc) ((rc) > 0)
+
+/*
+ * Before a connect to d.  Returns 0: admitted; > 0: admitted as a
+ * half-open probe, the value being a ticket the caller keeps until it
+ * reports the outcome (bw_breaker_record with probe = true) or, if the
+ * attempt ends as neither success nor failure, bw_breaker_release_probe;
+ * -s->breaker_errno: rejected (open, forced open, or half-open with every
+ * probe taken).  Performs the lazy open -> half-open transition and the
+ * dead-probe renewal; *event (may be NULL) receives the resulting event.
+ * Cost: two loads when closed.  AS-safe: yes.
+ */
+int bw_breaker_admit(struct bw_dest *d, const struct bw_settings *s,
+		     uint64_t now_ns, int *event);
+
+/*
+ * After a call to d finished (a connect attempt or an exchange, SPEC §4):
+ * failed, its latency, and whether it was a probe admitted by
+ * bw_breaker_admit.  Returns an enum bw_breaker_event (NONE, OPENED,
+ * CLOSED or REOPENED); *why (may be NULL) receives the reason for OPENED.
+ * Only a successful call can be slow.  Cannot fail.  AS-safe: yes.
+ */
+int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
+		      bool failed, uint64_t latency_ns, bool probe,
+		      uint64_t now_ns, int *why);
+
+/* A probe ended as neither success nor failure (closed before its connect
+ * completed, LESSONS 6): gives its claim back so another call may probe.
+ * A ticket of an earlier round is ignored.  AS-safe: yes. */
+void bw_breaker_release_probe(struct bw_dest *d, int ticket);
+
+/*
+ * For status: the automatic state to show (an open breaker past its
+ * deadline shows as half-open: the next admit makes it so) and, when open,
+ * the time left in *open_remaining_ns (may be NULL; 0 otherwise).  Does not
+ * look at d->forced.  AS-safe: yes.
+ */
+enum bw_breaker_state bw_breaker_view(const struct bw_dest *d, uint64_t now_ns,
+				      uint64_t *open_remaining_ns);
+
+/* The state as SPEC §5's status spells it, forced states included:
+ * "closed", "open", "half_open", "forced_open", "disabled". */
+const char *bw_breaker_state_name(const struct bw_dest *d, uint64_t now_ns);
+
+/*
+ * Calls, failures and slow calls in d's window (count or time, SPEC §3) as
+ * of now_ns; all 0 when s defines no window.  Approximate: the window is
+ * BW_STATE_WINDOW_BUCKETS slices, so it spans 90 to 100 % of its size.
+ * Used by retry.min_success.  AS-safe: yes.
+ */
+void bw_breaker_window(const struct bw_dest *d, const struct bw_settings *s,
+		       uint64_t now_ns, uint32_t *calls, uint32_t *failures,
+		       uint32_t *slow);
+
+/* Closes d's breaker and clears its counters and window, as an operator
+ * reset does (bulwark reset); in-flight probes become stale.  Leaves
+ * d->forced alone.  AS-safe: yes. */
+void bw_breaker_reset(struct bw_dest *d);
+
+/* Whether a call of latency_ns is slow under s (breaker.slow). */
+static inline bool bw_breaker_is_slow(const struct bw_settings *s,
+				      uint64_t latency_ns)
+{
+	return s->slow_ns > 0 && latency_ns >= s->slow_ns;
+}
+
+#endif
