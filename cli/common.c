@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli/common.c: helpers every bulwark subcommand shares: messages, the
+ * policy loader (run, check), state-name checks and DEST parsing (reset,
+ * force).  Owns: bw_cli_* of cli.h outside the subcommands.
+ * Never: exits the process; callers turn the returned status into one.
+ * Context: the bulwark command only (plain single-threaded program).
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static int read_file(const char *path, char **out, size_t *len);
+static int parse_port(const char *s, uint16_t *port);
+static void add_key(struct bw_cli_dest *d, const struct bw_dest_key *k);
+static void key_from_sockaddr(const struct sockaddr *sa, uint16_t port,
+			      struct bw_dest_key *k);
+
+/* ---- messages ------------------------------------------------------------ */
+
+void bw_cli_err(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	if (cmd)
+		fprintf(stderr, "bulwark %s: ", cmd);
+	else
+		fputs("bulwark: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void bw_cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("bulwark: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int bw_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	if (cmd)
+		fprintf(stderr, "bulwark %s: ", cmd);
+	else
+		fputs("bulwark: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (cmd)
+		fprintf(stderr, "\nTry 'bulwark %s --help'.\n", cmd);
+	else
+		fputs("\nTry 'bulwark --help'.\n", stderr);
+	return BW_CLI_USAGE;
+}
+
+int bw_cli_bad_option(const char *cmd, char **argv, int c)
+{
+	const char *opt = argv[optind - 1];
+
+	if (c == ':')
+		return bw_cli_usage_error(cmd, "option '%s' needs an argument",
+					  opt);
+	if (optopt && opt[0] == '-' && opt[1] != '-')
+		return bw_cli_usage_error(cmd, "unknown option '-%c'", optopt);
+	return bw_cli_usage_error(cmd, "unknown option '%s'", opt);
+}
+
+void bw_cli_print_usage(const struct bw_cli_cmd *cmd, FILE *f)
+{
+	fputs(cmd->usage, f);
+}
+
+/* ---- environment and files ----------------------------------------------- */
+
+const char *bw_cli_getenv(const char *name)
+{
+	return getenv(name);
+}
+
+int bw_cli_exe_dir(char *buf, size_t cap)
+{
+	char path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+
+	if (n < 0)
+		return -errno;
+	path[n] = '\0';
+	char *slash = strrchr(path, '/');
+	if (!slash)
+		return -ENOENT;
+	if (slash == path)
+		slash++;		/* the binary lives in "/" */
+	*slash = '\0';
+	if ((size_t)snprintf(buf, cap, "%s", path) >= cap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Reads a whole policy file, at most BW_POLICY_FILE_MAX bytes.  Returns 0
+ * with *out malloc'ed, or -errno (-EFBIG when too large). */
+static int read_file(const char *path, char **out, size_t *len)
+{
+	int rc = 0;
+	char *buf = NULL;
+	size_t used = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	struct stat sb;
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (S_ISDIR(sb.st_mode)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	buf = malloc(BW_POLICY_FILE_MAX + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + used, BW_POLICY_FILE_MAX + 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+		if (used > BW_POLICY_FILE_MAX) {
+			rc = -EFBIG;
+			goto out;
+		}
+	}
+	buf[used] = '\0';
+	*out = buf;
+	*len = used;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+static void print_policy_error(const struct bw_policy_error *err, int rc)
+{
+	if (err->msg[0]) {
+		char line[512];
+		bw_policy_error_format(err, line, sizeof(line));
+		fflush(stdout);
+		fprintf(stderr, "%s\n", line);
+	} else if (rc == -E2BIG) {
+		bw_cli_err(NULL, "policy: more than %d rules",
+			   BW_POLICY_RULES_MAX);
+	} else {
+		bw_cli_err(NULL, "policy: %s", strerror(-rc));
+	}
+}
+
+int bw_cli_load_policy(const char *cmd, const char *text, const char *path,
+		       struct bw_policy **out)
+{
+	struct bw_policy_error err;
+	struct bw_policy *p = calloc(1, sizeof(*p));
+	char *file = NULL;
+	size_t file_len = 0;
+	int rc, status = BW_CLI_USAGE;
+
+	if (!p) {
+		bw_cli_err(cmd, "out of memory");
+		return BW_CLI_FAIL;
+	}
+	memset(&err, 0, sizeof(err));
+	rc = bw_policy_init(p, bw_cli_getenv, &err);
+	if (rc < 0) {
+		print_policy_error(&err, rc);
+		goto out;
+	}
+	if (text) {
+		memset(&err, 0, sizeof(err));
+		rc = bw_policy_parse(p, text, strlen(text), "policy", &err);
+		if (rc < 0) {
+			print_policy_error(&err, rc);
+			goto out;
+		}
+	}
+	if (path) {
+		rc = read_file(path, &file, &file_len);
+		if (rc < 0) {
+			bw_cli_err(cmd, "cannot read policy file '%s': %s",
+				   path, rc == -EFBIG ?
+				   "larger than the 256 KiB limit" :
+				   strerror(-rc));
+			goto out;
+		}
+		memset(&err, 0, sizeof(err));
+		rc = bw_policy_parse(p, file, file_len, "file", &err);
+		if (rc < 0) {
+			print_policy_error(&err, rc);
+			goto out;
+		}
+	}
+	*out = p;
+	p = NULL;
+	status = BW_CLI_OK;
+out:
+	free(file);
+	free(p);
+	return status;
+}
+
+/* ---- state --------------------------------------------------------------- */
+
+int bw_cli_check_state(const char *cmd, const char *name)
+{
+	if (bw_policy_check_state_name(name) < 0)
+		return bw_cli_usage_error(cmd,
+			"bad state name '%s': use 1 to 64 letters, digits, "
+			"'.', '_' or '-'", name);
+	return BW_CLI_OK;
+}
+
+int bw_cli_state_exists(const char *name, char *path, size_t cap)
+{
+	struct stat sb;
+	int rc = bw_state_path(name, (unsigned)getuid(), path, cap);
+
+	if (rc < 0)
+		return rc;
+	if (lstat(path, &sb) < 0)
+		return errno == ENOENT ? 0 : 1;	/* let attach say why */
+	return 1;
+}
+
+/* ---- destinations -------------------------------------------------------- */
+
+static int parse_port(const char *s, uint16_t *port)
+{
+	unsigned long v = 0;
+
+	if (!*s)
+		return -EINVAL;
+	for (const char *c = s; *c; c++) {
+		if (!isdigit((unsigned char)*c))
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(*c - '0');
+		if (v > 65535)
+			return -ERANGE;
+	}
+	if (v == 0)
+		return -ERANGE;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* IPv4-mapped IPv6 becomes IPv4, as the shim matches it (SPEC §1). */
+static void key_from_sockaddr(const struct sockaddr *sa, uint16_t port,
+			      struct bw_dest_key *k)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+					    0xff, 0xff };
+
+	memset(k, 0, sizeof(*k));
+	k->port = port;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		k->family = AF_INET;
+		memcpy(k->addr, &in->sin_addr, 4);
+		return;
+	}
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+	if (memcmp(in6->sin6_addr.s6_addr, mapped, 12) == 0) {
+		k->family = AF_INET;
+		memcpy(k->addr, in6->sin6_addr.s6_addr + 12, 4);
+		return;
+	}
+	k->family = AF_INET6;
+	memcpy(k->addr, in6->sin6_addr.s6_addr, 16);
+}
+
+void bw_cli_key_label(const struct bw_dest_key *k, char *buf, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (k->family == AF_INET) {
+		inet_ntop(AF_INET, k->addr, ip, sizeof(ip));
+		snprintf(buf, cap, "%s:%u", ip, (unsigned)k->port);
+	} else if (k->family == AF_INET6) {
+		inet_ntop(AF_INET6, k->addr, ip, sizeof(ip));
+		snprintf(buf, cap, "[%s]:%u", ip, (unsigned)k->port);
+	} else {
+		snprintf(buf, cap, "(group)");
+	}
+}
+
+/* Adds k unless already there or the list is full. */
+static void add_key(struct bw_cli_dest *d, const struct bw_dest_key *k)
+{
+	for (int i = 0; i < d->nkeys; i++)
+		if (memcmp(&d->keys[i], k, sizeof(*k)) == 0)
+			return;
+	if (d->nkeys >= BW_CLI_DEST_MAX)
+		return;
+	d->keys[d->nkeys] = *k;
+	bw_cli_key_label(k, d->labels[d->nkeys], sizeof(d->labels[0]));
+	d->nkeys++;
+}
+
+int bw_cli_dest_parse(const char *cmd, const char *text,
+		      struct bw_cli_dest *out)
+{
+	char host[BW_POLICY_HOST_MAX];
+	const char *colon, *port_s;
+	uint16_t port;
+	struct bw_dest_key k;
+
+	memset(out, 0, sizeof(*out));
+	if (!*text)
+		return bw_cli_usage_error(cmd, "empty destination");
+	colon = strrchr(text, ':');
+	if (!colon) {
+		/* No port: a group name (SPEC §3 group), or an address
+		 * someone forgot the port of. */
+		struct in6_addr a6;
+		if (inet_pton(AF_INET, text, &a6) == 1 ||
+		    inet_pton(AF_INET6, text, &a6) == 1)
+			return bw_cli_usage_error(cmd,
+				"'%s' has no port: write ip:port or "
+				"[ipv6]:port", text);
+		out->is_group = true;
+		return BW_CLI_OK;
+	}
+
+	size_t hlen;
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (!close || close[1] != ':')
+			return bw_cli_usage_error(cmd,
+				"bad destination '%s': write [ipv6]:port",
+				text);
+		hlen = (size_t)(close - text - 1);
+		port_s = close + 2;
+	} else {
+		if (memchr(text, ':', (size_t)(colon - text)))
+			return bw_cli_usage_error(cmd,
+				"bad destination '%s': put an IPv6 address "
+				"in brackets, [ipv6]:port", text);
+		hlen = (size_t)(colon - text);
+		port_s = colon + 1;
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		return bw_cli_usage_error(cmd, "bad destination '%s'", text);
+	memcpy(host, text + (text[0] == '['), hlen);
+	host[hlen] = '\0';
+	if (parse_port(port_s, &port) < 0)
+		return bw_cli_usage_error(cmd,
+			"bad port '%s' in '%s': use 1 to 65535", port_s, text);
+
+	struct sockaddr_in in4;
+	struct sockaddr_in6 in6;
+	memset(&in4, 0, sizeof(in4));
+	memset(&in6, 0, sizeof(in6));
+	if (text[0] == '[') {
+		in6.sin6_family = AF_INET6;
+		if (inet_pton(AF_INET6, host, &in6.sin6_addr) != 1)
+			return bw_cli_usage_error(cmd,
+				"bad IPv6 address '%s'", host);
+		key_from_sockaddr((struct sockaddr *)&in6, port, &k);
+		add_key(out, &k);
+		return BW_CLI_OK;
+	}
+	if (inet_pton(AF_INET, host, &in4.sin_addr) == 1) {
+		in4.sin_family = AF_INET;
+		key_from_sockaddr((struct sockaddr *)&in4, port, &k);
+		add_key(out, &k);
+		return BW_CLI_OK;
+	}
+
+	/* A host name: every address it resolves to, as the program's
+	 * connects would have used them. */
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	int grc = getaddrinfo(host, NULL, &hints, &res);
+	if (grc != 0) {
+		bw_cli_err(cmd, "cannot resolve '%s': %s", host,
+			   grc == EAI_SYSTEM ? strerror(errno) :
+			   gai_strerror(grc));
+		return BW_CLI_FAIL;
+	}
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+			continue;
+		key_from_sockaddr(ai->ai_addr, port, &k);
+		add_key(out, &k);
+	}
+	freeaddrinfo(res);
+	if (out->nkeys == 0) {
+		bw_cli_err(cmd, "'%s' has no IPv4 or IPv6 address", host);
+		return BW_CLI_FAIL;
+	}
+	return BW_CLI_OK;
+}
+
+int bw_cli_dest_find(struct bw_state *st, const struct bw_cli_dest *d,
+		     const char *text, struct bw_dest **found, int cap)
+{
+	int n = 0;
+
+	for (int i = 0; i < d->nkeys && n < cap; i++) {
+		struct bw_dest *x = bw_state_find(st, &d->keys[i]);
+		if (x)
+			found[n++] = x;
+	}
+	if (n > 0)
+		return n;
+	/* By label: a group, or whatever status printed.  O(slots), fine
+	 * for an operator command. */
+	for (uint32_t i = 0; i < BW_STATE_SLOTS && n < cap; i++) {
+		char label[BW_STATE_LABEL_MAX];
+		struct bw_dest *x = bw_state_slot(st, i);
+		if (!x)
+			continue;
+		bw_state_label(x, label, sizeof(label));
+		if (strcmp(label, text) == 0)
+			found[n++] = x;
+	}
+	return n;
+}

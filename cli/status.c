@@ -1,0 +1,687 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli/status.c: `bulwark status` (SPEC §5): one row per destination of a
+ * shared state, as an aligned table, JSON (the keys of SPEC §5 first, in
+ * that order, extras after) or the Prometheus text format; --watch redraws
+ * the table until SIGINT/SIGTERM.
+ * Never: creates a segment or writes to one; a missing segment is "no state
+ * yet", exit 0.  Reads each counter with one relaxed atomic load, so a row
+ * is a near-consistent snapshot, not a transaction.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "cli/cli.h"
+
+/* --watch interval bounds, seconds: faster than 0.1 s only burns CPU
+ * mapping the segment; a day is plenty for a slow dashboard. */
+#define BW_CLI_WATCH_MIN_S 0.1
+#define BW_CLI_WATCH_MAX_S 86400.0
+#define BW_CLI_WATCH_DEFAULT_S 1.0
+
+enum fmt { FMT_TABLE, FMT_JSON, FMT_PROM };
+
+/* One destination, copied out of the segment. */
+struct row {
+	struct bw_dest_key key;
+	char dest[BW_STATE_LABEL_MAX];
+	char rule[BW_STATE_RULE_MAX];
+	const char *state;
+	uint32_t breaker, forced, fails;
+	uint64_t total, ok, failed, rejected, slow;
+	double success_rate, health;
+	uint32_t bh_active, bh_max, bh_waiting;
+	uint64_t bh_rejected, bh_saturated;
+	uint64_t retries, retries_ok, retries_denied, opened;
+	int64_t open_remaining_ms;
+	double avg_latency_ms;
+};
+
+static volatile sig_atomic_t stop_watch;
+
+static const char usage[] =
+	"Usage: bulwark status [--state NAME] [--json | --prometheus]\n"
+	"       bulwark status [--state NAME] --watch [--interval S]\n"
+	"\n"
+	"Shows what the programs sharing a state have learnt: one row per\n"
+	"destination, sorted by destination, with\n"
+	"\n"
+	"  DESTINATION  ip:port, [ipv6]:port, or a rule group's name\n"
+	"  RULE         the matching rule as written ('*default*' when none)\n"
+	"  STATE        closed, open, half_open; forced_open or disabled when\n"
+	"               an operator forced it (bulwark force)\n"
+	"  FAILS        consecutive failed calls\n"
+	"  TOTAL OK FAILED REJECTED SLOW\n"
+	"               calls: all, successful, failed, refused by the breaker "
+	"or\n"
+	"               bulkhead, slower than breaker.slow\n"
+	"  SUCCESS      successful / total (100% with no calls)\n"
+	"  HEALTH       success rate x (1 - slow rate x 0.5), in [0, 1]\n"
+	"  BULKHEAD     connections open now / bulkhead.max ('-': no limit)\n"
+	"  BH_REJ       connects the full bulkhead refused\n"
+	"  RETRIES      connect retries made\n"
+	"  OPEN_LEFT    time until an open breaker turns half-open\n"
+	"\n"
+	"Options:\n"
+	"  -s, --state NAME   the shared state (default: $BULWARK_STATE, else\n"
+	"                     'default'); its file is /dev/shm/bulwark-UID-NAME\n"
+	"  -j, --json         a JSON array of objects with the keys destination,"
+	"\n"
+	"                     rule, state, failure_count, total_calls,\n"
+	"                     successful_calls, failed_calls, rejected_calls,\n"
+	"                     slow_calls, success_rate, health_score, bulkhead\n"
+	"                     {active, max, rejected}, retries, "
+	"open_remaining_ms,\n"
+	"                     then waiting, saturated, retries_succeeded,\n"
+	"                     retries_denied, opened, avg_latency_ms\n"
+	"  -P, --prometheus   the Prometheus text format (metrics bulwark_*), "
+	"for\n"
+	"                     node_exporter's textfile collector\n"
+	"  -w, --watch        redraw the table every interval until "
+	"interrupted\n"
+	"  -i, --interval S   seconds between redraws (default 1, at least "
+	"0.1)\n"
+	"  -h, --help         show this help\n"
+	"\n"
+	"A state no program has used yet is reported as such, with an empty "
+	"table\n"
+	"('[]' with --json); the status is still 0.\n"
+	"\n"
+	"Exit status: 0 done, 1 the segment is unusable (another owner, wrong\n"
+	"size or version, corrupt), 2 bad usage.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark status --state api\n"
+	"  bulwark status --json | jq '.[] | select(.state != \"closed\")'\n"
+	"  bulwark status --prometheus > /var/lib/node_exporter/bulwark.prom\n";
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double clamp01(double v)
+{
+	return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+static void fill_row(struct bw_dest *d, uint64_t now, struct row *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->key = d->key;
+	bw_state_label(d, r->dest, sizeof(r->dest));
+	bw_state_rule(d, r->rule, sizeof(r->rule));
+	r->breaker = LD(d->state);
+	r->forced = LD(d->forced);
+	r->fails = LD(d->consecutive_failures);
+	r->total = LD(d->total_calls);
+	r->ok = LD(d->successful_calls);
+	r->failed = LD(d->failed_calls);
+	r->rejected = LD(d->rejected_calls);
+	r->slow = LD(d->slow_calls);
+	r->bh_active = LD(d->bh_active);
+	r->bh_max = LD(d->bh_max);
+	r->bh_waiting = LD(d->bh_waiting);
+	r->bh_rejected = LD(d->bh_rejected);
+	r->bh_saturated = LD(d->bh_saturated);
+	r->retries = LD(d->retries);
+	r->retries_ok = LD(d->retries_ok);
+	r->retries_denied = LD(d->retries_denied);
+	r->opened = LD(d->opened_count);
+
+	/* The seed's health score; no calls yet counts as healthy. */
+	if (r->total == 0) {
+		r->success_rate = 1.0;
+		r->health = 1.0;
+	} else {
+		double slow_rate = clamp01((double)r->slow / (double)r->total);
+		r->success_rate = clamp01((double)r->ok / (double)r->total);
+		r->health = clamp01(r->success_rate * (1.0 - slow_rate * 0.5));
+	}
+	uint64_t n = LD(d->connect_calls) + LD(d->exchange_calls);
+	uint64_t ns = LD(d->connect_ns_sum) + LD(d->exchange_ns_sum);
+	r->avg_latency_ms = n ? (double)ns / (double)n / 1e6 : 0.0;
+
+	if (r->forced == BW_FORCE_OPEN) {
+		r->state = "forced_open";
+	} else if (r->forced == BW_FORCE_DISABLED) {
+		r->state = "disabled";
+	} else {
+		switch (r->breaker) {
+		case BW_BREAKER_CLOSED: r->state = "closed"; break;
+		case BW_BREAKER_OPEN: r->state = "open"; break;
+		case BW_BREAKER_HALF_OPEN: r->state = "half_open"; break;
+		default: r->state = "unknown"; break;
+		}
+	}
+	if (r->forced == BW_FORCE_AUTO && r->breaker == BW_BREAKER_OPEN) {
+		uint64_t until = LD(d->open_until_ns);
+		r->open_remaining_ms =
+			until > now ? (int64_t)((until - now) / 1000000u) : 0;
+	}
+}
+
+/* Sort: IPv4, then IPv6, numerically, then groups by name. */
+static int family_rank(uint8_t f)
+{
+	return f == AF_INET ? 0 : f == AF_INET6 ? 1 : 2;
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+	int fx = family_rank(x->key.family), fy = family_rank(y->key.family);
+
+	if (fx != fy)
+		return fx - fy;
+	if (fx < 2) {
+		int c = memcmp(x->key.addr, y->key.addr, 16);
+		if (c)
+			return c;
+		if (x->key.port != y->key.port)
+			return x->key.port < y->key.port ? -1 : 1;
+	}
+	return strcmp(x->dest, y->dest);
+}
+
+/* Copies every destination of st into *out (malloc'ed, sorted). */
+static int collect(struct bw_state *st, struct row **out, size_t *nout)
+{
+	size_t n = 0, cap = 64;
+	struct row *rows = malloc(cap * sizeof(*rows));
+	uint64_t now = now_ns();
+
+	if (!rows)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < BW_STATE_SLOTS; i++) {
+		struct bw_dest *d = bw_state_slot(st, i);
+		if (!d)
+			continue;
+		if (n == cap) {
+			struct row *more = realloc(rows, 2 * cap *
+						   sizeof(*rows));
+			if (!more) {
+				free(rows);
+				return -ENOMEM;
+			}
+			rows = more;
+			cap *= 2;
+		}
+		fill_row(d, now, &rows[n++]);
+	}
+	qsort(rows, n, sizeof(*rows), row_cmp);
+	*out = rows;
+	*nout = n;
+	return 0;
+}
+
+/* ---- table --------------------------------------------------------------- */
+
+enum { COL_DEST, COL_RULE, COL_STATE, COL_FAILS, COL_TOTAL, COL_OK,
+       COL_FAILED, COL_REJ, COL_SLOW, COL_SUCCESS, COL_HEALTH, COL_BH,
+       COL_BHREJ, COL_RETRIES, COL_OPEN, NCOLS };
+
+static const char *const col_names[NCOLS] = {
+	"DESTINATION", "RULE", "STATE", "FAILS", "TOTAL", "OK", "FAILED",
+	"REJECTED", "SLOW", "SUCCESS", "HEALTH", "BULKHEAD", "BH_REJ",
+	"RETRIES", "OPEN_LEFT",
+};
+/* Text columns are left-aligned, numbers right-aligned. */
+static const bool col_left[NCOLS] = { [COL_DEST] = true, [COL_RULE] = true,
+				      [COL_STATE] = true };
+
+#define CELL_MAX 72
+
+static void format_ms(int64_t ms, char *buf, size_t cap)
+{
+	if (ms >= 3600000)
+		snprintf(buf, cap, "%" PRId64 "h%02" PRId64 "m", ms / 3600000,
+			 ms / 60000 % 60);
+	else if (ms >= 60000)
+		snprintf(buf, cap, "%" PRId64 "m%02" PRId64 "s", ms / 60000,
+			 ms / 1000 % 60);
+	else
+		snprintf(buf, cap, "%.1fs", (double)ms / 1000.0);
+}
+
+static void row_cells(const struct row *r, char cells[NCOLS][CELL_MAX])
+{
+	snprintf(cells[COL_DEST], CELL_MAX, "%s", r->dest);
+	snprintf(cells[COL_RULE], CELL_MAX, "%s", r->rule[0] ? r->rule : "-");
+	snprintf(cells[COL_STATE], CELL_MAX, "%s", r->state);
+	snprintf(cells[COL_FAILS], CELL_MAX, "%" PRIu32, r->fails);
+	snprintf(cells[COL_TOTAL], CELL_MAX, "%" PRIu64, r->total);
+	snprintf(cells[COL_OK], CELL_MAX, "%" PRIu64, r->ok);
+	snprintf(cells[COL_FAILED], CELL_MAX, "%" PRIu64, r->failed);
+	snprintf(cells[COL_REJ], CELL_MAX, "%" PRIu64, r->rejected);
+	snprintf(cells[COL_SLOW], CELL_MAX, "%" PRIu64, r->slow);
+	snprintf(cells[COL_SUCCESS], CELL_MAX, "%.1f%%",
+		 r->success_rate * 100.0);
+	snprintf(cells[COL_HEALTH], CELL_MAX, "%.2f", r->health);
+	if (r->bh_max)
+		snprintf(cells[COL_BH], CELL_MAX, "%" PRIu32 "/%" PRIu32,
+			 r->bh_active, r->bh_max);
+	else
+		snprintf(cells[COL_BH], CELL_MAX, "%" PRIu32 "/-",
+			 r->bh_active);
+	snprintf(cells[COL_BHREJ], CELL_MAX, "%" PRIu64, r->bh_rejected);
+	snprintf(cells[COL_RETRIES], CELL_MAX, "%" PRIu64, r->retries);
+	if (r->forced == BW_FORCE_OPEN)
+		snprintf(cells[COL_OPEN], CELL_MAX, "forced");
+	else if (r->forced == BW_FORCE_AUTO && r->breaker == BW_BREAKER_OPEN)
+		format_ms(r->open_remaining_ms, cells[COL_OPEN], CELL_MAX);
+	else
+		snprintf(cells[COL_OPEN], CELL_MAX, "-");
+}
+
+static void print_table(const struct row *rows, size_t n)
+{
+	size_t width[NCOLS];
+	char cells[NCOLS][CELL_MAX];
+
+	for (int c = 0; c < NCOLS; c++)
+		width[c] = strlen(col_names[c]);
+	for (size_t i = 0; i < n; i++) {
+		row_cells(&rows[i], cells);
+		for (int c = 0; c < NCOLS; c++)
+			if (strlen(cells[c]) > width[c])
+				width[c] = strlen(cells[c]);
+	}
+	for (int c = 0; c < NCOLS; c++)
+		printf(c + 1 < NCOLS ? (col_left[c] ? "%-*s  " : "%*s  ") :
+		       (col_left[c] ? "%-*s\n" : "%*s\n"),
+		       (int)width[c], col_names[c]);
+	for (size_t i = 0; i < n; i++) {
+		row_cells(&rows[i], cells);
+		for (int c = 0; c < NCOLS; c++) {
+			if (c + 1 == NCOLS) {
+				printf("%*s\n", (int)width[c], cells[c]);
+				break;
+			}
+			printf(col_left[c] ? "%-*s  " : "%*s  ",
+			       (int)width[c], cells[c]);
+		}
+	}
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		switch (*c) {
+		case '"': fputs("\\\"", stdout); break;
+		case '\\': fputs("\\\\", stdout); break;
+		case '\n': fputs("\\n", stdout); break;
+		case '\r': fputs("\\r", stdout); break;
+		case '\t': fputs("\\t", stdout); break;
+		default:
+			if (*c < 0x20 || *c == 0x7f)
+				printf("\\u%04x", *c);
+			else
+				putchar(*c);
+		}
+	}
+	putchar('"');
+}
+
+static void print_json(const struct row *rows, size_t n)
+{
+	if (n == 0) {
+		puts("[]");
+		return;
+	}
+	puts("[");
+	for (size_t i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		fputs("  {\"destination\": ", stdout);
+		json_string(r->dest);
+		fputs(", \"rule\": ", stdout);
+		json_string(r->rule);
+		fputs(", \"state\": ", stdout);
+		json_string(r->state);
+		printf(", \"failure_count\": %" PRIu32
+		       ", \"total_calls\": %" PRIu64
+		       ", \"successful_calls\": %" PRIu64
+		       ", \"failed_calls\": %" PRIu64
+		       ", \"rejected_calls\": %" PRIu64
+		       ", \"slow_calls\": %" PRIu64
+		       ", \"success_rate\": %.4f, \"health_score\": %.4f"
+		       ", \"bulkhead\": {\"active\": %" PRIu32
+		       ", \"max\": %" PRIu32 ", \"rejected\": %" PRIu64 "}"
+		       ", \"retries\": %" PRIu64
+		       ", \"open_remaining_ms\": %" PRId64,
+		       r->fails, r->total, r->ok, r->failed, r->rejected,
+		       r->slow, r->success_rate, r->health, r->bh_active,
+		       r->bh_max, r->bh_rejected, r->retries,
+		       r->open_remaining_ms);
+		printf(", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
+		       ", \"retries_succeeded\": %" PRIu64
+		       ", \"retries_denied\": %" PRIu64
+		       ", \"opened\": %" PRIu64
+		       ", \"avg_latency_ms\": %.3f}%s\n",
+		       r->bh_waiting, r->bh_saturated, r->retries_ok,
+		       r->retries_denied, r->opened, r->avg_latency_ms,
+		       i + 1 < n ? "," : "");
+	}
+	puts("]");
+}
+
+/* ---- Prometheus ---------------------------------------------------------- */
+
+/* A label value: backslash, double quote and newline escaped. */
+static void prom_label(const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\\\", stdout);
+		else if (*s == '"')
+			fputs("\\\"", stdout);
+		else if (*s == '\n')
+			fputs("\\n", stdout);
+		else
+			putchar(*s);
+	}
+}
+
+static void prom_labels(const struct row *r)
+{
+	fputs("{destination=\"", stdout);
+	prom_label(r->dest);
+	fputs("\",rule=\"", stdout);
+	prom_label(r->rule);
+	putchar('"');
+}
+
+struct metric {
+	const char *name, *type, *help;
+	bool is_double;
+	size_t off;      /* offset of the field in struct row */
+	int size;        /* 4 or 8 for integers */
+};
+
+#define M_U64(n, t, h, f) { n, t, h, false, offsetof(struct row, f), 8 }
+#define M_U32(n, t, h, f) { n, t, h, false, offsetof(struct row, f), 4 }
+#define M_DBL(n, t, h, f) { n, t, h, true, offsetof(struct row, f), 8 }
+
+static const struct metric metrics[] = {
+	M_U32("bulwark_consecutive_failures", "gauge",
+	      "Consecutive failed calls.", fails),
+	M_U64("bulwark_calls_total", "counter",
+	      "Calls: connect attempts and request/response exchanges.", total),
+	M_U64("bulwark_successful_calls_total", "counter",
+	      "Calls that succeeded.", ok),
+	M_U64("bulwark_failed_calls_total", "counter", "Calls that failed.",
+	      failed),
+	M_U64("bulwark_rejected_calls_total", "counter",
+	      "Connects refused by the breaker or the bulkhead.", rejected),
+	M_U64("bulwark_slow_calls_total", "counter",
+	      "Calls slower than breaker.slow.", slow),
+	M_DBL("bulwark_success_ratio", "gauge",
+	      "Successful calls / all calls (1 with no calls).", success_rate),
+	M_DBL("bulwark_health_score", "gauge",
+	      "Success ratio x (1 - slow ratio x 0.5), in [0, 1].", health),
+	M_U64("bulwark_breaker_opened_total", "counter",
+	      "Times the breaker opened.", opened),
+	M_U32("bulwark_bulkhead_active", "gauge",
+	      "Connections holding a bulkhead slot.", bh_active),
+	M_U32("bulwark_bulkhead_max", "gauge",
+	      "bulkhead.max (0: no limit).", bh_max),
+	M_U32("bulwark_bulkhead_waiting", "gauge",
+	      "Connects waiting for a bulkhead slot.", bh_waiting),
+	M_U64("bulwark_bulkhead_rejected_total", "counter",
+	      "Connects the full bulkhead refused.", bh_rejected),
+	M_U64("bulwark_bulkhead_saturated_total", "counter",
+	      "Connects that found the bulkhead full.", bh_saturated),
+	M_U64("bulwark_retries_total", "counter", "Connect retries made.",
+	      retries),
+	M_U64("bulwark_retries_succeeded_total", "counter",
+	      "Connect retries that succeeded.", retries_ok),
+	M_U64("bulwark_retries_denied_total", "counter",
+	      "Retries the retry budget or min_success refused.",
+	      retries_denied),
+};
+
+static void print_prometheus(const struct row *rows, size_t n,
+			     const struct bw_state *st)
+{
+	static const char *const states[] = { "closed", "open", "half_open",
+					      "forced_open", "disabled" };
+
+	printf("# HELP bulwark_destinations Destinations in the state.\n"
+	       "# TYPE bulwark_destinations gauge\n"
+	       "bulwark_destinations %zu\n", n);
+	if (st) {
+		printf("# HELP bulwark_state_full_total Lookups refused "
+		       "because every destination slot was taken.\n"
+		       "# TYPE bulwark_state_full_total counter\n"
+		       "bulwark_state_full_total %" PRIu64 "\n",
+		       (uint64_t)LD(st->hdr->full_events));
+	}
+	if (n == 0)
+		return;
+	printf("# HELP bulwark_breaker_state Breaker state: 1 for the current "
+	       "one.\n# TYPE bulwark_breaker_state gauge\n");
+	for (size_t i = 0; i < n; i++)
+		for (size_t s = 0; s < sizeof(states) / sizeof(states[0]);
+		     s++) {
+			fputs("bulwark_breaker_state", stdout);
+			prom_labels(&rows[i]);
+			printf(",state=\"%s\"} %d\n", states[s],
+			       strcmp(rows[i].state, states[s]) == 0);
+		}
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		const struct metric *mt = &metrics[m];
+		printf("# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
+		       mt->name, mt->type);
+		for (size_t i = 0; i < n; i++) {
+			const char *base = (const char *)&rows[i] + mt->off;
+			fputs(mt->name, stdout);
+			prom_labels(&rows[i]);
+			if (mt->is_double) {
+				double v;
+				memcpy(&v, base, sizeof(v));
+				printf("} %.6g\n", v);
+			} else if (mt->size == 4) {
+				uint32_t v;
+				memcpy(&v, base, sizeof(v));
+				printf("} %" PRIu32 "\n", v);
+			} else {
+				uint64_t v;
+				memcpy(&v, base, sizeof(v));
+				printf("} %" PRIu64 "\n", v);
+			}
+		}
+	}
+	printf("# HELP bulwark_breaker_open_remaining_seconds Time until an "
+	       "open breaker turns half-open.\n"
+	       "# TYPE bulwark_breaker_open_remaining_seconds gauge\n");
+	for (size_t i = 0; i < n; i++) {
+		fputs("bulwark_breaker_open_remaining_seconds", stdout);
+		prom_labels(&rows[i]);
+		printf("} %.3f\n", (double)rows[i].open_remaining_ms / 1000.0);
+	}
+}
+
+/* ---- the command --------------------------------------------------------- */
+
+/* Prints one snapshot.  Returns BW_CLI_OK or BW_CLI_FAIL. */
+static int show(const char *name, enum fmt fmt, bool quiet_missing)
+{
+	char path[160];
+	struct bw_state st;
+	struct row *rows = NULL;
+	size_t n = 0;
+	int rc, exists = bw_cli_state_exists(name, path, sizeof(path));
+
+	memset(&st, 0, sizeof(st));
+	if (exists == 1) {
+		char why[256] = "";
+		rc = bw_state_attach(&st, name, false, why, sizeof(why));
+		if (rc == -ENOENT) {
+			exists = 0;
+		} else if (rc < 0) {
+			bw_cli_err("status", "state '%s' (%s) is not usable: "
+				   "%s", name, path,
+				   why[0] ? why : strerror(-rc));
+			return BW_CLI_FAIL;
+		}
+	}
+	if (exists != 1) {
+		if (!quiet_missing)
+			bw_cli_err(NULL, "no state '%s' yet (no program has run "
+				   "under bulwark with it)", name);
+		if (fmt == FMT_JSON)
+			puts("[]");
+		else if (fmt == FMT_PROM)
+			print_prometheus(NULL, 0, NULL);
+		else
+			print_table(NULL, 0);
+		return BW_CLI_OK;
+	}
+	rc = collect(&st, &rows, &n);
+	if (rc < 0) {
+		bw_state_detach(&st);
+		bw_cli_err("status", "%s", strerror(-rc));
+		return BW_CLI_FAIL;
+	}
+	if (fmt == FMT_JSON)
+		print_json(rows, n);
+	else if (fmt == FMT_PROM)
+		print_prometheus(rows, n, &st);
+	else
+		print_table(rows, n);
+	free(rows);
+	bw_state_detach(&st);
+	return BW_CLI_OK;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_watch = 1;
+}
+
+static int watch(const char *name, double interval_s)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;	/* no SA_RESTART: wake nanosleep */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!stop_watch) {
+		char clock[32];
+		time_t t = time(NULL);
+		struct tm tm;
+		strftime(clock, sizeof(clock), "%H:%M:%S",
+			 localtime_r(&t, &tm));
+		fputs("\033[H\033[2J", stdout);
+		printf("bulwark status --state %s  every %gs  %s  "
+		       "(Ctrl-C to stop)\n\n", name, interval_s, clock);
+		char path[160];
+		if (bw_cli_state_exists(name, path, sizeof(path)) != 1)
+			printf("no state '%s' yet (no program has run under "
+			       "bulwark with it)\n\n", name);
+		int rc = show(name, FMT_TABLE, true);
+		fflush(stdout);
+		if (rc != BW_CLI_OK)
+			return rc;
+		struct timespec ts = {
+			.tv_sec = (time_t)interval_s,
+			.tv_nsec = (long)((interval_s - (double)(time_t)interval_s) *
+					  1e9),
+		};
+		while (!stop_watch && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return BW_CLI_OK;
+}
+
+static int status_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "state", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "prometheus", no_argument, NULL, 'P' },
+		{ "watch", no_argument, NULL, 'w' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *name = getenv("BULWARK_STATE"), *interval = NULL;
+	enum fmt fmt = FMT_TABLE;
+	bool json = false, prom = false, do_watch = false;
+	double interval_s = BW_CLI_WATCH_DEFAULT_S;
+	int c;
+
+	if (!name || !*name)
+		name = "default";
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:s:jPwi:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': name = optarg; break;
+		case 'j': json = true; break;
+		case 'P': prom = true; break;
+		case 'w': do_watch = true; break;
+		case 'i': interval = optarg; break;
+		case 'h':
+			bw_cli_print_usage(&bw_cli_cmd_status, stdout);
+			return BW_CLI_OK;
+		default:
+			return bw_cli_bad_option("status", argv, c);
+		}
+	}
+	if (optind < argc)
+		return bw_cli_usage_error("status", "unexpected argument '%s'",
+					  argv[optind]);
+	if (json && prom)
+		return bw_cli_usage_error("status", "--json and --prometheus "
+					  "exclude each other");
+	if (do_watch && (json || prom))
+		return bw_cli_usage_error("status", "--watch redraws the "
+					  "table; use --json or --prometheus "
+					  "without it");
+	if (interval && !do_watch)
+		return bw_cli_usage_error("status", "--interval goes with "
+					  "--watch");
+	if (interval) {
+		char *end;
+		interval_s = strtod(interval, &end);
+		if (end == interval || *end || !(interval_s >=
+		    BW_CLI_WATCH_MIN_S) || interval_s > BW_CLI_WATCH_MAX_S)
+			return bw_cli_usage_error("status", "bad interval "
+				"'%s': seconds from 0.1 to 86400", interval);
+	}
+	if (strcmp(name, "private") == 0)
+		return bw_cli_usage_error("status", "state 'private' lives "
+					  "inside each process; there is "
+					  "nothing shared to show");
+	if (bw_cli_check_state("status", name) != BW_CLI_OK)
+		return BW_CLI_USAGE;
+	fmt = json ? FMT_JSON : prom ? FMT_PROM : FMT_TABLE;
+	if (do_watch)
+		return watch(name, interval_s);
+	return show(name, fmt, false);
+}
+
+const struct bw_cli_cmd bw_cli_cmd_status = {
+	.name = "status",
+	.main = status_main,
+	.summary = "show the state of every destination",
+	.usage = usage,
+};
