@@ -97,6 +97,23 @@ run_shim() {
 	LD_PRELOAD="$BW_LIB${LD_PRELOAD:+:$LD_PRELOAD}" "$@"
 }
 
+# start_bg [--shim] CMD ARGS...: start CMD in the background (under the shim
+# with --shim), stdout and stderr to $BW_TMP/bg.N.out/.err, stopped at
+# teardown.  Exports BG_PID (CMD's own pid, not a subshell's).
+start_bg() {
+	local preload=${LD_PRELOAD:-}
+	if [[ $1 == --shim ]]; then
+		preload="$BW_LIB${LD_PRELOAD:+:$LD_PRELOAD}"
+		shift
+	fi
+	local n=$((++BW_SERVER_N))
+	local base="${BW_TMP:-/tmp}/bg.$n"
+	LD_PRELOAD=$preload "$@" >"$base.out" 2>"$base.err" 3>&- &
+	BG_PID=$!
+	bw_track_pid "$BG_PID"
+	export BG_PID
+}
+
 # ---- time and waiting ------------------------------------------------------
 
 now_ms() {
