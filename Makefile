@@ -28,8 +28,10 @@ TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread
 
 POLICY_SRC := $(sort $(wildcard policy/*.c))
 # Shim modules without interposed symbols: shared with the command and
-# linked into unit tests.  Files named hook_*.c define libc symbols.
-SHIM_LIB_SRC := $(sort $(filter-out shim/hook_%.c,$(wildcard shim/*.c)))
+# the unit tests through an archive (each program pulls only what it
+# uses).  Files named hook_*.c define libc symbols; init.c holds the
+# constructor and bw_g, so it is only ever part of the shim.
+SHIM_LIB_SRC := $(sort $(filter-out shim/hook_%.c shim/init.c,$(wildcard shim/*.c)))
 SHIM_HOOK_SRC := $(sort $(wildcard shim/hook_*.c))
 CLI_SRC := $(sort $(wildcard cli/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -41,6 +43,8 @@ LIB := $(B)/libbulwark.so
 CLI := $(B)/bulwark
 UNITS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 UNITS_SAN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests-san/%)
+TSAN_SRC := $(sort $(wildcard tests/unit/test_*threads*.c) tests/unit/test_fd_table.c)
+UNITS_TSAN := $(TSAN_SRC:tests/unit/%.c=$(B)/tests-tsan/%)
 FIXTURES := $(FIXTURE_SRC:tests/fixtures/%.c=$(B)/fixtures/%)
 BENCHES := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
@@ -60,21 +64,39 @@ $(B)/obj/cli/%.o: %.c
 $(B)/obj/san/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -MMD -MP -c $< -o $@
+$(B)/obj/tsan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_CFLAGS) -MMD -MP -c $< -o $@
 
-$(LIB): $(call obj,shim,$(POLICY_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC)) shim/libbulwark.map
+$(LIB): $(call obj,shim,$(POLICY_SRC) $(SHIM_LIB_SRC) shim/init.c $(SHIM_HOOK_SRC)) shim/libbulwark.map
 	$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=shim/libbulwark.map \
 		-Wl,-z,now -Wl,-z,relro -ldl -lpthread
 
-$(CLI): $(call obj,cli,$(CLI_SRC) $(POLICY_SRC) $(SHIM_LIB_SRC))
-	$(CC) -o $@ $^ -ldl -lpthread $(PROBE_LIBS)
+CORE := $(B)/obj/cli/libcore.a
+CORE_SAN := $(B)/obj/san/libcore.a
+$(CORE): $(call obj,cli,$(POLICY_SRC) $(SHIM_LIB_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(CORE_SAN): $(call obj,san,$(POLICY_SRC) $(SHIM_LIB_SRC))
+	rm -f $@ && ar rcs $@ $^
+CORE_TSAN := $(B)/obj/tsan/libcore.a
+$(CORE_TSAN): $(call obj,tsan,$(POLICY_SRC) $(SHIM_LIB_SRC))
+	rm -f $@ && ar rcs $@ $^
+
+$(CLI): $(call obj,cli,$(CLI_SRC)) $(CORE)
+	$(CC) -o $@ $^ -ldl -lpthread
 
 # ---- tests -----------------------------------------------------------------
-$(B)/tests/%: $(call obj,cli,tests/unit/%.c $(UNIT_HELP) $(POLICY_SRC) $(SHIM_LIB_SRC))
+$(B)/tests/%: $(call obj,cli,tests/unit/%.c $(UNIT_HELP)) $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ -ldl -lpthread
-$(B)/tests-san/%: $(call obj,san,tests/unit/%.c $(UNIT_HELP) $(POLICY_SRC) $(SHIM_LIB_SRC))
+$(B)/tests-san/%: $(call obj,san,tests/unit/%.c $(UNIT_HELP)) $(CORE_SAN)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=address,undefined -o $@ $^ -ldl -lpthread
+# Concurrency tests (test_*threads*.c, and the fd table) also run under
+# ThreadSanitizer, compiled whole from source.
+$(B)/tests-tsan/%: $(call obj,tsan,tests/unit/%.c $(UNIT_HELP)) $(CORE_TSAN)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=thread -o $@ $^ -ldl -lpthread
 $(B)/fixtures/%: tests/fixtures/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $< -lpthread
@@ -85,11 +107,11 @@ $(B)/fuzz/fuzz_policy: tests/fuzz/fuzz_policy.c $(POLICY_SRC)
 	@mkdir -p $(dir $@)
 	clang $(BASE) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^
 
-$(B)/bench/%: bench/%.c $(call obj,cli,$(POLICY_SRC) $(SHIM_LIB_SRC))
+$(B)/bench/%: bench/%.c $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $^ -ldl -lpthread
 
-unit: $(UNITS) $(UNITS_SAN) $(B)/fuzz/replay_policy
+unit: $(UNITS) $(UNITS_SAN) $(UNITS_TSAN) $(B)/fuzz/replay_policy
 bats: all
 
 # The README's test command.  tests/run prints "N passed, N failed".
@@ -156,3 +178,4 @@ clean:
 	rm -rf $(B) probe/.output
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
+.SECONDARY:

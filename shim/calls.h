@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/calls.h: the one place a finished call (SPEC §4) is accounted: the
+ * destination's counters, and the breaker that acts on them.
+ */
+#ifndef BW_SHIM_CALLS_H
+#define BW_SHIM_CALLS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shim/fd_table.h"
+
+enum bw_call_kind { BW_CALL_CONNECT = 0, BW_CALL_EXCHANGE = 1 };
+
+/* The destination record of c, or NULL.  AS-safe. */
+struct bw_dest *bw_conn_dest(const struct bw_conn *c);
+
+/* Records one finished call of c: a connect attempt or an exchange, failed
+ * or not, its latency, and when it ended.  AS-safe: yes; atomics on the shared state. */
+void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
+		    uint64_t latency_ns, uint64_t now_ns);
+
+/* Whether err is a call failure of SPEC §4 for a connect attempt
+ * (refused, timed out, unreachable, reset). */
+bool bw_call_connect_failed(int err);
+/* ... for an exchange (reset, broken pipe, timed out). */
+bool bw_call_exchange_failed(int err);
+
+#endif

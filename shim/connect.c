@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/connect.c: connect(2) on TCP sockets: finds the destination (address
+ * and port, or the rule's group) and its rule (first match, SPEC §3),
+ * makes the attempt and accounts for it (SPEC §4).
+ * Owns: bw_connect.  Never: changes the socket's blocking mode, retries
+ * after EINTR (the connect goes on in the kernel, LESSONS 7), allocates.
+ * Context: the connect hook (AS-safe: inet_ntop formats, nothing locks).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "shim/calls.h"
+#include "shim/connect.h"
+#include "shim/exchange.h"
+#include "shim/fd_table.h"
+#include "shim/hostmap.h"
+#include "shim/internal.h"
+#include "shim/real.h"
+
+/* Whether fd is a TCP socket that was not created through our socket hook
+ * (inherited across exec, made before we were loaded). */
+static int is_stream(int fd)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+	int saved = errno;
+	int rc = bw_real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+	errno = saved;
+	return rc == 0 && type == SOCK_STREAM;
+}
+
+/* The destination key and label of sa; IPv4-mapped IPv6 counts as IPv4
+ * (LESSONS 10).  Returns 0 or -EAFNOSUPPORT. */
+static int dest_of(const struct sockaddr *sa, socklen_t len,
+		   struct bw_dest_key *k, char *label, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN];
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
+					    0, 0, 0, 0, 0xff, 0xff };
+	memset(k, 0, sizeof(*k));
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		k->family = AF_INET;
+		k->port = ntohs(in->sin_port);
+		memcpy(k->addr, &in->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6 &&
+		   len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 =
+			(const struct sockaddr_in6 *)sa;
+		k->port = ntohs(in6->sin6_port);
+		if (memcmp(in6->sin6_addr.s6_addr, mapped, 12) == 0) {
+			k->family = AF_INET;
+			memcpy(k->addr, in6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			k->family = AF_INET6;
+			memcpy(k->addr, in6->sin6_addr.s6_addr, 16);
+		}
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	inet_ntop(k->family, k->addr, ip, sizeof(ip));
+	if (k->family == AF_INET6) {
+		size_t n = strlen(ip);
+		if (n + 10 > cap)
+			return -EAFNOSUPPORT;
+		label[0] = '[';
+		memcpy(label + 1, ip, n);
+		label[n + 1] = ']';
+		label[n + 2] = 0;
+	} else {
+		if (strlen(ip) + 8 > cap)
+			return -EAFNOSUPPORT;
+		strcpy(label, ip);
+	}
+	char port[8];
+	int i = sizeof(port) - 1;
+	unsigned p = k->port;
+	port[i] = 0;
+	do {
+		port[--i] = (char)('0' + p % 10);
+		p /= 10;
+	} while (p);
+	port[--i] = ':';
+	strcat(label, port + i);
+	return 0;
+}
+
+/* FNV-1a of a group name; never 0. */
+static uint32_t group_hash(const char *g)
+{
+	uint32_t h = 2166136261u;
+	for (; *g; g++)
+		h = (h ^ (unsigned char)*g) * 16777619u;
+	return h ? h : 1;
+}
+
+/* Binds a fresh connection to its rule and destination.  Returns 0, or 1
+ * when nothing applies to it (a rule says off, or no room in the state). */
+static int bind_dest(struct bw_conn *c, const struct sockaddr *sa,
+		     socklen_t len)
+{
+	struct bw_dest_key k;
+	char label[BW_STATE_LABEL_MAX];
+	struct bw_hostmask hosts;
+	const struct bw_policy *p = &bw_g.policy;
+
+	if (dest_of(sa, len, &k, label, sizeof(label)) < 0)
+		return 1;
+	bool named = p->has_host_rules &&
+		     bw_hostmap_lookup(k.family, k.addr, &hosts);
+	int r = bw_policy_match(p, sa, len, named ? bw_hostmap_hit : NULL,
+				&hosts);
+	if (r >= 0 && p->rules[r].off)
+		return 1;
+	const struct bw_settings *s = bw_settings_for(r);
+	const char *rule = r >= 0 ? p->rules[r].text : "(default)";
+	if (s->group[0]) {
+		memset(&k, 0, sizeof(k));
+		k.group_hash = group_hash(s->group);
+		strncpy(label, s->group, sizeof(label) - 1);
+		label[sizeof(label) - 1] = 0;
+	}
+	struct bw_dest *d = bw_state_get(&bw_g.state, &k, label, rule);
+	if (!d)
+		return 1;
+	c->rule = (int16_t)r;
+	c->dest = bw_state_index(&bw_g.state, d) + 1;
+	return 0;
+}
+
+int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+
+	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
+	    !bw_g.active || !sa || len < sizeof(sa_family_t))
+		return bw_real.connect(fd, sa, len);
+	if (!c) {
+		if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+		    !is_stream(fd) || !(c = bw_fd_track(fd)))
+			return bw_real.connect(fd, sa, len);
+	}
+
+	int st = atomic_load(&c->state);
+	if (st == BW_CONN_IGNORED || st == BW_CONN_DEAD ||
+	    st == BW_CONN_ESTABLISHED)
+		return bw_real.connect(fd, sa, len);
+	if (sa->sa_family == AF_UNSPEC) {
+		/* Dissolves the association; the socket may connect again. */
+		int rc = bw_real.connect(fd, sa, len);
+		if (rc == 0)
+			atomic_store(&c->state, BW_CONN_FRESH);
+		return rc;
+	}
+	if (st == BW_CONN_CONNECTING) {
+		/* The program polls a pending connect with connect itself:
+		 * EALREADY while pending, then 0/EISCONN or the error. */
+		int rc = bw_real.connect(fd, sa, len);
+		int err = rc == 0 ? 0 : errno;
+		if (err != EALREADY && err != EINPROGRESS && err != EINTR)
+			BW_KEEP_ERRNO(bw__connect_done(
+				c, err == EISCONN ? 0 : err, bw_now_ns()));
+		return rc;
+	}
+
+	/* FRESH: a new attempt, perhaps to another address than the last. */
+	if (bind_dest(c, sa, len) != 0) {
+		atomic_store(&c->state, BW_CONN_IGNORED);
+		return bw_real.connect(fd, sa, len);
+	}
+	c->t0_ns = bw_now_ns();
+	int rc = bw_real.connect(fd, sa, len);
+	int err = rc == 0 ? 0 : errno;
+	if (rc == 0) {
+		bw__connect_done(c, 0, bw_now_ns());
+	} else if (err == EINPROGRESS || err == EINTR) {
+		atomic_store(&c->state, BW_CONN_CONNECTING);
+	} else if (c->stale && (err == ECONNABORTED || err == ECONNREFUSED ||
+				bw_call_connect_failed(err))) {
+		/* The failure of the previous attempt, already counted. */
+		c->stale = 0;
+	} else {
+		bw__connect_done(c, err, bw_now_ns());
+		c->stale = 0; /* a synchronous failure leaves nothing pending */
+	}
+	errno = err ? err : errno;
+	return rc;
+}

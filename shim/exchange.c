@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/exchange.c: calls on connections the program already has (SPEC §4):
+ * the outcome of a non-blocking connect, taken where the program learns it
+ * (its own getsockopt(SO_ERROR), the first send or receive, close before
+ * completion: LESSONS 6), and exchanges: from the first send after a
+ * receive (or after the connect) to the next receive that returns data.
+ * Owns: bw_io_*.  Never: reads SO_ERROR itself (that would clear the
+ * program's error), changes a socket's mode, allocates.  Context: any I/O
+ * hook (AS-safe).
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "shim/calls.h"
+#include "shim/exchange.h"
+#include "shim/real.h"
+
+/* The kernel's view of a connecting socket without touching SO_ERROR:
+ * 1 established (or past it), 0 still connecting, -1 failed/closed. */
+static int tcp_progress(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int saved = errno;
+	int rc = bw_real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+	errno = saved;
+	if (rc < 0)
+		return -1;
+	switch (ti.tcpi_state) {
+	case TCP_SYN_SENT:
+	case TCP_SYN_RECV:
+		return 0;
+	case TCP_CLOSE:
+		return -1;
+	default:
+		return 1;
+	}
+}
+
+void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
+{
+	uint64_t lat = now_ns > c->t0_ns ? now_ns - c->t0_ns : 0;
+	if (err == 0) {
+		c->phase = BW_PHASE_IDLE;
+		atomic_store(&c->state, BW_CONN_ESTABLISHED);
+		bw_call_record(c, BW_CALL_CONNECT, false, lat, now_ns);
+	} else if (bw_call_connect_failed(err)) {
+		/* Reconnectable on the same fd (LESSONS 7). */
+		atomic_store(&c->state, BW_CONN_FRESH);
+		c->stale = 1;
+		bw_call_record(c, BW_CALL_CONNECT, true, lat, now_ns);
+	}
+}
+
+static void exchange_failed(struct bw_conn *c, uint64_t now_ns)
+{
+	uint64_t lat = c->phase == BW_PHASE_SENT && now_ns > c->t0_ns
+			       ? now_ns - c->t0_ns
+			       : 0;
+	atomic_store(&c->state, BW_CONN_DEAD);
+	bw_call_record(c, BW_CALL_EXCHANGE, true, lat, now_ns);
+}
+
+/* A send or receive on a connecting socket: the connect is settled if the
+ * call tells (it went through, or failed with a connect error). */
+static void settle_connecting(struct bw_conn *c, int fd, ssize_t rc, int err)
+{
+	if (rc >= 0) {
+		bw__connect_done(c, 0, bw_now_ns());
+	} else if (bw_call_connect_failed(err)) {
+		bw__connect_done(c, err, bw_now_ns());
+	} else if (err == EAGAIN || err == EWOULDBLOCK) {
+		if (tcp_progress(fd) > 0)
+			bw__connect_done(c, 0, bw_now_ns());
+	}
+}
+
+void bw_io_sent(struct bw_conn *c, int fd, ssize_t rc, int err, uint64_t t0)
+{
+	int st = atomic_load_explicit(&c->state, memory_order_relaxed);
+	if (st == BW_CONN_CONNECTING) {
+		settle_connecting(c, fd, rc, err);
+		if (rc <= 0 || atomic_load(&c->state) != BW_CONN_ESTABLISHED)
+			return;
+		t0 = bw_now_ns(); /* this send starts the first exchange */
+	} else if (st != BW_CONN_ESTABLISHED) {
+		return;
+	}
+	if (rc > 0) {
+		if (c->phase == BW_PHASE_IDLE && t0) {
+			c->t0_ns = t0;
+			c->phase = BW_PHASE_SENT;
+		}
+	} else if (rc < 0 && bw_call_exchange_failed(err)) {
+		if (c->phase == BW_PHASE_IDLE)
+			c->t0_ns = t0 ? t0 : bw_now_ns();
+		c->phase = BW_PHASE_SENT;
+		exchange_failed(c, bw_now_ns());
+	}
+}
+
+void bw_io_received(struct bw_conn *c, int fd, ssize_t rc, int err,
+		    size_t want, int flags)
+{
+	int st = atomic_load_explicit(&c->state, memory_order_relaxed);
+	if (st == BW_CONN_CONNECTING) {
+		settle_connecting(c, fd, rc, err);
+		return;
+	}
+	if (st != BW_CONN_ESTABLISHED || c->phase != BW_PHASE_SENT ||
+	    want == 0 || (flags & MSG_PEEK))
+		return;
+	if (rc > 0) {
+		uint64_t now = bw_now_ns();
+		c->phase = BW_PHASE_IDLE;
+		bw_call_record(c, BW_CALL_EXCHANGE, false,
+			       now > c->t0_ns ? now - c->t0_ns : 0, now);
+	} else if (rc == 0 || bw_call_exchange_failed(err)) {
+		/* The peer closed or reset before answering. */
+		exchange_failed(c, bw_now_ns());
+	}
+}
+
+void bw_io_sockerr(struct bw_conn *c, int fd, int soerr)
+{
+	if (atomic_load(&c->state) != BW_CONN_CONNECTING)
+		return;
+	if (soerr)
+		bw__connect_done(c, soerr, bw_now_ns());
+	else if (tcp_progress(fd) > 0)
+		bw__connect_done(c, 0, bw_now_ns());
+}
+
+void bw_io_settle(struct bw_conn *c, int fd)
+{
+	/* A connect closed before it completed is neither a success nor a
+	 * failure (a Happy Eyeballs loser, LESSONS 6); one that did
+	 * complete unseen is a success. */
+	if (atomic_load(&c->state) == BW_CONN_CONNECTING &&
+	    tcp_progress(fd) > 0)
+		bw__connect_done(c, 0, bw_now_ns());
+}

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/fd_table.c: the fd -> connection table and the connection pool.
+ * Owns: bw_fd_map, bw_conns, bw_fd_*.  Never: allocates, locks, logs,
+ * makes a system call, or touches errno.  Context: any hook, signal
+ * handlers and vfork children included (all AS-safe, lock-free).
+ *
+ * I1: bw_fd_map[fd] is 0 or the index + 1 of a connection whose refs counts
+ *     that fd.
+ * I2: fds >= BW_FD_TABLE_MAX are never tracked.
+ * I3: a connection is claimed by CAS of refs 0 -> 1 while its state is
+ *     FREE; the thread that drops refs to 0 settles it and sets it FREE.
+ */
+#include <string.h>
+
+#include "shim/fd_table.h"
+
+_Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
+struct bw_conn bw_conns[BW_CONN_MAX];
+static _Atomic int fd_high;
+
+int bw_fd_high(void)
+{
+	return atomic_load_explicit(&fd_high, memory_order_relaxed);
+}
+
+static void note_high(int fd)
+{
+	int h = atomic_load_explicit(&fd_high, memory_order_relaxed);
+	while (fd >= h && !atomic_compare_exchange_weak(&fd_high, &h, fd + 1))
+		;
+}
+
+/* Claims a free connection, trying the fd's own index first: fd numbers
+ * are unique, so that slot is nearly always free (O(1) in practice). */
+static struct bw_conn *conn_claim(int fd)
+{
+	for (unsigned i = 0; i < BW_CONN_MAX; i++) {
+		struct bw_conn *c = &bw_conns[((unsigned)fd + i) % BW_CONN_MAX];
+		uint32_t zero = 0;
+		if (atomic_load_explicit(&c->refs, memory_order_relaxed) != 0 ||
+		    !atomic_compare_exchange_strong(&c->refs, &zero, 1))
+			continue;
+		if (atomic_load_explicit(&c->state, memory_order_acquire) !=
+		    BW_CONN_FREE) {
+			/* Its last fd is still being settled (I3). */
+			atomic_store(&c->refs, 0);
+			continue;
+		}
+		c->phase = BW_PHASE_IDLE;
+		c->probe = 0;
+		c->stale = 0;
+		c->rule = -1;
+		c->dest = 0;
+		c->t0_ns = 0;
+		atomic_store(&c->state, BW_CONN_FRESH);
+		return c;
+	}
+	return NULL;
+}
+
+struct bw_conn *bw_fd_track(int fd)
+{
+	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+		return NULL;
+	struct bw_conn *old = bw_fd_drop(fd);
+	if (old)
+		bw_conn_free(old);
+	struct bw_conn *c = conn_claim(fd);
+	if (!c)
+		return NULL;
+	note_high(fd);
+	atomic_store_explicit(&bw_fd_map[fd], (uint32_t)(c - bw_conns) + 1,
+			      memory_order_release);
+	return c;
+}
+
+void bw_fd_dup(int old, int fd)
+{
+	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+		return;
+	struct bw_conn *prev = bw_fd_drop(fd);
+	if (prev)
+		bw_conn_free(prev);
+	struct bw_conn *c = bw_fd_conn(old);
+	if (!c)
+		return;
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_acq_rel);
+	note_high(fd);
+	atomic_store_explicit(&bw_fd_map[fd], (uint32_t)(c - bw_conns) + 1,
+			      memory_order_release);
+}
+
+struct bw_conn *bw_fd_drop(int fd)
+{
+	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+		return NULL;
+	uint32_t c = atomic_exchange_explicit(&bw_fd_map[fd], 0,
+					      memory_order_acq_rel);
+	if (!c)
+		return NULL;
+	struct bw_conn *conn = &bw_conns[c - 1];
+	/* The last fd's owner settles the connection; it cannot be claimed
+	 * again before bw_conn_free marks it FREE (I3). */
+	if (atomic_fetch_sub_explicit(&conn->refs, 1, memory_order_acq_rel) == 1)
+		return conn;
+	return NULL;
+}
+
+void bw_conn_free(struct bw_conn *c)
+{
+	atomic_store_explicit(&c->state, BW_CONN_FREE, memory_order_release);
+}
+
+void bw_fd_reset(void)
+{
+	memset(bw_fd_map, 0, sizeof(bw_fd_map));
+	memset(bw_conns, 0, sizeof(bw_conns));
+	atomic_store(&fd_high, 0);
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/fd_table.h: fd -> connection.  A flat array indexed by fd holds 0
+ * for every fd bulwark does not track (files, pipes, Unix and UDP sockets),
+ * so a hook on an untracked fd costs one load and one branch (LESSONS 5).
+ * A tracked fd holds the index + 1 of a bw_conn: the TCP connection behind
+ * the fd's open file description, shared by every dup of it.
+ */
+#ifndef BW_SHIM_FD_TABLE_H
+#define BW_SHIM_FD_TABLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shim/internal.h"
+
+/* fds at or above this are never tracked (I2).  65536 covers the default
+ * hard RLIMIT_NOFILE of Debian 12 (524288 soft is rare for legacy
+ * programs); the table costs 256 KiB of address space, touched lazily. */
+#define BW_FD_TABLE_MAX 65536
+/* Connections tracked at once; one per tracked fd at most. */
+#define BW_CONN_MAX BW_FD_TABLE_MAX
+
+/* Connection states (SPEC §4).
+ *
+ *   socket() ---> FRESH --connect--> CONNECTING --ok--> ESTABLISHED
+ *                   ^                    |                  |
+ *                   +---- failed --------+            error / EOF
+ *                                                           v
+ *                                                         DEAD
+ */
+enum bw_conn_state {
+	BW_CONN_FREE = 0,
+	BW_CONN_FRESH,       /* a TCP socket, not connected yet */
+	BW_CONN_CONNECTING,  /* connect in progress (non-blocking or EINTR) */
+	BW_CONN_ESTABLISHED,
+	BW_CONN_DEAD,        /* failed or reset: nothing more is counted */
+	BW_CONN_IGNORED,     /* a rule says off, or no room in the state */
+};
+
+/* Exchange phase of an established connection. */
+enum bw_phase {
+	BW_PHASE_IDLE = 0,   /* nothing sent since the last response */
+	BW_PHASE_SENT,       /* a request went out; waiting for the answer */
+};
+
+struct bw_conn {
+	_Atomic uint32_t refs;   /* fds of this process pointing here */
+	_Atomic uint8_t state;   /* enum bw_conn_state */
+	uint8_t phase;           /* enum bw_phase */
+	uint8_t probe;           /* a half-open trial connect */
+	uint8_t stale;           /* an async connect failed: the next connect
+				    reports it again or ECONNABORTED (LESSONS 7) */
+	int16_t rule;            /* policy rule, -1: defaults */
+	uint16_t pad;
+	uint32_t dest;           /* state slot index + 1, 0: none */
+	uint64_t t0_ns;          /* connect start, or exchange start */
+};
+
+extern _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
+extern struct bw_conn bw_conns[BW_CONN_MAX];
+
+/* The connection of fd, or NULL when fd is untracked.  AS-safe. */
+static inline struct bw_conn *bw_fd_conn(int fd)
+{
+	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+		return NULL;
+	uint32_t c = atomic_load_explicit(&bw_fd_map[fd], memory_order_acquire);
+	return c ? &bw_conns[c - 1] : NULL;
+}
+
+/* Starts tracking fd as a fresh TCP socket.  Returns the connection or NULL
+ * (fd out of range, no free connection).  AS-safe. */
+struct bw_conn *bw_fd_track(int fd);
+/* fd now refers to what old refers to (dup, dup2, dup3, F_DUPFD*), or to
+ * nothing if old is untracked.  AS-safe. */
+void bw_fd_dup(int old, int fd);
+/* fd was closed or reused: drop it.  Returns the connection when this was
+ * its last fd (the caller settles its accounts), else NULL.  AS-safe. */
+struct bw_conn *bw_fd_drop(int fd);
+/* Releases a connection returned by bw_fd_drop. */
+void bw_conn_free(struct bw_conn *c);
+/* Highest fd ever tracked + 1, to bound close_range/closefrom scans. */
+int bw_fd_high(void);
+/* Forgets every fd (fork child of a disabled shim, tests). */
+void bw_fd_reset(void);
+
+#endif

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/hook_io.c: the interposed data calls: send, sendto, sendmsg,
+ * sendmmsg, write, writev, sendfile, sendfile64; recv, recvfrom, recvmsg,
+ * recvmmsg, read, readv and the fortified __read_chk, __recv_chk,
+ * __recvfrom_chk.
+ * Owns: those exported symbols.  Never: more than one load and one branch
+ * before the real call for an untracked fd (LESSONS 5), or anything but
+ * libc's return value and errno for an allowed call.  AS-safe: yes.
+ */
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "shim/exchange.h"
+#include "shim/fd_table.h"
+#include "shim/internal.h"
+#include "shim/real.h"
+
+/* The tracked paths, shared by every send-like and receive-like hook. */
+#define SEND_TRACKED(c, fd, call)                                             \
+	do {                                                                  \
+		uint64_t t0_ = bw_io_before_send(c);                          \
+		ssize_t rc_ = (call);                                         \
+		BW_KEEP_ERRNO(bw_io_sent(c, fd, rc_, errno, t0_));            \
+		return rc_;                                                   \
+	} while (0)
+
+#define RECV_TRACKED(c, fd, want, fl, call)                                   \
+	do {                                                                  \
+		ssize_t rc_ = (call);                                         \
+		BW_KEEP_ERRNO(bw_io_received(c, fd, rc_, errno, want, fl));   \
+		return rc_;                                                   \
+	} while (0)
+
+/* glibc's fortified entry points, which no public header declares. */
+ssize_t __read_chk(int fd, void *b, size_t n, size_t cap);
+ssize_t __recv_chk(int fd, void *b, size_t n, size_t cap, int fl);
+ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t cap, int fl,
+		       struct sockaddr *sa, socklen_t *len);
+
+static size_t iov_len(const struct iovec *v, int n)
+{
+	size_t t = 0;
+	for (int i = 0; v && i < n; i++)
+		t += v[i].iov_len;
+	return t;
+}
+
+BW_EXPORT ssize_t send(int fd, const void *b, size_t n, int fl)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.send(fd, b, n, fl);
+	SEND_TRACKED(c, fd, bw_real.send(fd, b, n, fl));
+}
+
+BW_EXPORT ssize_t sendto(int fd, const void *b, size_t n, int fl,
+			 const struct sockaddr *sa, socklen_t len)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.sendto(fd, b, n, fl, sa, len);
+	SEND_TRACKED(c, fd, bw_real.sendto(fd, b, n, fl, sa, len));
+}
+
+BW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.sendmsg(fd, m, fl);
+	SEND_TRACKED(c, fd, bw_real.sendmsg(fd, m, fl));
+}
+
+BW_EXPORT int sendmmsg(int fd, struct mmsghdr *m, unsigned int n, int fl)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.sendmmsg(fd, m, n, fl);
+	SEND_TRACKED(c, fd, bw_real.sendmmsg(fd, m, n, fl));
+}
+
+BW_EXPORT ssize_t write(int fd, const void *b, size_t n)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.write(fd, b, n);
+	SEND_TRACKED(c, fd, bw_real.write(fd, b, n));
+}
+
+BW_EXPORT ssize_t writev(int fd, const struct iovec *v, int n)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.writev(fd, v, n);
+	SEND_TRACKED(c, fd, bw_real.writev(fd, v, n));
+}
+
+BW_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
+{
+	struct bw_conn *c = bw_fd_conn(out);
+	if (BW_LIKELY(!c))
+		return bw_real.sendfile(out, in, off, n);
+	SEND_TRACKED(c, out, bw_real.sendfile(out, in, off, n));
+}
+
+BW_EXPORT ssize_t sendfile64(int out, int in, off64_t *off, size_t n)
+{
+	struct bw_conn *c = bw_fd_conn(out);
+	if (BW_LIKELY(!c))
+		return bw_real.sendfile64(out, in, off, n);
+	SEND_TRACKED(c, out, bw_real.sendfile64(out, in, off, n));
+}
+
+BW_EXPORT ssize_t recv(int fd, void *b, size_t n, int fl)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.recv(fd, b, n, fl);
+	RECV_TRACKED(c, fd, n, fl, bw_real.recv(fd, b, n, fl));
+}
+
+BW_EXPORT ssize_t recvfrom(int fd, void *b, size_t n, int fl,
+			   struct sockaddr *sa, socklen_t *len)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.recvfrom(fd, b, n, fl, sa, len);
+	RECV_TRACKED(c, fd, n, fl, bw_real.recvfrom(fd, b, n, fl, sa, len));
+}
+
+BW_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int fl)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.recvmsg(fd, m, fl);
+	size_t want = m ? iov_len(m->msg_iov, (int)m->msg_iovlen) : 0;
+	RECV_TRACKED(c, fd, want, fl, bw_real.recvmsg(fd, m, fl));
+}
+
+BW_EXPORT int recvmmsg(int fd, struct mmsghdr *m, unsigned int n, int fl,
+		       struct timespec *t)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.recvmmsg(fd, m, n, fl, t);
+	RECV_TRACKED(c, fd, n, fl, bw_real.recvmmsg(fd, m, n, fl, t));
+}
+
+BW_EXPORT ssize_t read(int fd, void *b, size_t n)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.read(fd, b, n);
+	RECV_TRACKED(c, fd, n, 0, bw_real.read(fd, b, n));
+}
+
+BW_EXPORT ssize_t readv(int fd, const struct iovec *v, int n)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.readv(fd, v, n);
+	RECV_TRACKED(c, fd, iov_len(v, n), 0, bw_real.readv(fd, v, n));
+}
+
+BW_EXPORT ssize_t __read_chk(int fd, void *b, size_t n, size_t cap)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.read_chk(fd, b, n, cap);
+	RECV_TRACKED(c, fd, n, 0, bw_real.read_chk(fd, b, n, cap));
+}
+
+BW_EXPORT ssize_t __recv_chk(int fd, void *b, size_t n, size_t cap, int fl)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.recv_chk(fd, b, n, cap, fl);
+	RECV_TRACKED(c, fd, n, fl, bw_real.recv_chk(fd, b, n, cap, fl));
+}
+
+BW_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t cap,
+				 int fl, struct sockaddr *sa, socklen_t *len)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return bw_real.recvfrom_chk(fd, b, n, cap, fl, sa, len);
+	RECV_TRACKED(c, fd, n, fl,
+		     bw_real.recvfrom_chk(fd, b, n, cap, fl, sa, len));
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/hook_resolve.c: getaddrinfo and gethostbyname* are watched, never
+ * changed: the addresses a name resolved to are recorded for host rules
+ * (SPEC §3).  Owns: those exported symbols.  Never: alters a result or its
+ * errno/h_errno.  AS-safe: no (the resolvers are not either).
+ */
+#include <netdb.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "shim/hostmap.h"
+#include "shim/internal.h"
+#include "shim/real.h"
+
+static bool watching(const char *name)
+{
+	return name && atomic_load_explicit(&bw_g.ready, memory_order_acquire) &&
+	       bw_g.active && bw_g.policy.has_host_rules;
+}
+
+static void record_hostent(const char *name, const struct hostent *h)
+{
+	if (!h || !h->h_addr_list)
+		return;
+	for (char **a = h->h_addr_list; *a; a++) {
+		struct sockaddr_in6 in6;
+		struct sockaddr_in in;
+		memset(&in, 0, sizeof(in));
+		memset(&in6, 0, sizeof(in6));
+		if (h->h_addrtype == AF_INET && h->h_length == 4) {
+			in.sin_family = AF_INET;
+			memcpy(&in.sin_addr, *a, 4);
+			bw_hostmap_record(name, (struct sockaddr *)&in);
+		} else if (h->h_addrtype == AF_INET6 && h->h_length == 16) {
+			in6.sin6_family = AF_INET6;
+			memcpy(&in6.sin6_addr, *a, 16);
+			bw_hostmap_record(name, (struct sockaddr *)&in6);
+		}
+	}
+}
+
+BW_EXPORT int getaddrinfo(const char *node, const char *serv,
+			  const struct addrinfo *hints, struct addrinfo **res)
+{
+	int rc = bw_real.getaddrinfo(node, serv, hints, res);
+	if (rc == 0 && res && watching(node))
+		BW_KEEP_ERRNO({
+			for (struct addrinfo *ai = *res; ai; ai = ai->ai_next)
+				if (ai->ai_addr)
+					bw_hostmap_record(node, ai->ai_addr);
+		});
+	return rc;
+}
+
+BW_EXPORT struct hostent *gethostbyname(const char *name)
+{
+	struct hostent *h = bw_real.gethostbyname(name);
+	if (h && watching(name))
+		BW_KEEP_ERRNO(record_hostent(name, h));
+	return h;
+}
+
+BW_EXPORT struct hostent *gethostbyname2(const char *name, int af)
+{
+	struct hostent *h = bw_real.gethostbyname2(name, af);
+	if (h && watching(name))
+		BW_KEEP_ERRNO(record_hostent(name, h));
+	return h;
+}
+
+BW_EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf,
+			      size_t len, struct hostent **result, int *herr)
+{
+	int rc = bw_real.gethostbyname_r(name, ret, buf, len, result, herr);
+	if (rc == 0 && result && *result && watching(name))
+		BW_KEEP_ERRNO(record_hostent(name, *result));
+	return rc;
+}
+
+BW_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret,
+			       char *buf, size_t len, struct hostent **result,
+			       int *herr)
+{
+	int rc = bw_real.gethostbyname2_r(name, af, ret, buf, len, result,
+					  herr);
+	if (rc == 0 && result && *result && watching(name))
+		BW_KEEP_ERRNO(record_hostent(name, *result));
+	return rc;
+}

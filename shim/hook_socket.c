@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/hook_socket.c: the interposed calls that create fds or connect them:
+ * socket, connect, accept, accept4, getsockopt, socketpair, pipe, pipe2,
+ * open, open64, openat, openat64.
+ * Owns: those exported symbols.  Never: more than one load and one branch
+ * for an fd bulwark does not track.  Every fd number handed out is fresh:
+ * a stale entry for it is dropped (glibc closes fds without close(),
+ * LESSONS 4).  AS-safe: yes for all but open* (which are not AS-safe in
+ * libc either).
+ */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+#include "shim/connect.h"
+#include "shim/exchange.h"
+#include "shim/fd_table.h"
+#include "shim/internal.h"
+#include "shim/real.h"
+
+/* fd was handed out by the kernel: whatever we knew of that number is
+ * stale.  Errno is kept. */
+static inline void fresh(int fd)
+{
+	if (BW_UNLIKELY(bw_fd_conn(fd) != NULL)) {
+		struct bw_conn *c = bw_fd_drop(fd);
+		if (c)
+			bw_conn_free(c);
+	}
+}
+
+/* socket(2).  AS-safe: yes. */
+BW_EXPORT int socket(int domain, int type, int proto)
+{
+	int fd = bw_real.socket(domain, type, proto);
+	if (fd < 0)
+		return fd;
+	fresh(fd);
+	if (bw_connect_tracks(domain, type, proto) &&
+	    atomic_load_explicit(&bw_g.ready, memory_order_acquire) &&
+	    bw_g.active)
+		bw_fd_track(fd);
+	return fd;
+}
+
+/* connect(2).  AS-safe: yes.  Allowed calls keep libc's rc and errno. */
+BW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	if (BW_LIKELY(!bw_fd_conn(fd)) && sa &&
+	    sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return bw_real.connect(fd, sa, len); /* Unix, netlink... */
+	return bw_connect(fd, sa, len);
+}
+
+/* accept(2), accept4(2): inbound connections are not ours.  AS-safe. */
+BW_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	int nfd = bw_real.accept(fd, sa, len);
+	if (nfd >= 0)
+		fresh(nfd);
+	return nfd;
+}
+
+BW_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int fl)
+{
+	int nfd = bw_real.accept4(fd, sa, len, fl);
+	if (nfd >= 0)
+		fresh(nfd);
+	return nfd;
+}
+
+/* getsockopt(2): the program's own SO_ERROR read tells a pending
+ * connect's outcome (LESSONS 6).  AS-safe: yes. */
+BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
+			 socklen_t *len)
+{
+	int rc = bw_real.getsockopt(fd, level, name, val, len);
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c))
+		return rc;
+	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR && val &&
+	    len && *len >= sizeof(int))
+		BW_KEEP_ERRNO(bw_io_sockerr(c, fd, *(int *)val));
+	return rc;
+}
+
+BW_EXPORT int socketpair(int d, int t, int p, int sv[2])
+{
+	int rc = bw_real.socketpair(d, t, p, sv);
+	if (rc == 0) {
+		fresh(sv[0]);
+		fresh(sv[1]);
+	}
+	return rc;
+}
+
+BW_EXPORT int pipe(int fds[2])
+{
+	int rc = bw_real.pipe(fds);
+	if (rc == 0) {
+		fresh(fds[0]);
+		fresh(fds[1]);
+	}
+	return rc;
+}
+
+BW_EXPORT int pipe2(int fds[2], int fl)
+{
+	int rc = bw_real.pipe2(fds, fl);
+	if (rc == 0) {
+		fresh(fds[0]);
+		fresh(fds[1]);
+	}
+	return rc;
+}
+
+/* open(2) and friends take a mode only with O_CREAT or O_TMPFILE. */
+static mode_t mode_arg(int fl, va_list ap)
+{
+	return (fl & (O_CREAT | __O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+}
+
+BW_EXPORT int open(const char *path, int fl, ...)
+{
+	va_list ap;
+	va_start(ap, fl);
+	mode_t mode = mode_arg(fl, ap);
+	va_end(ap);
+	int fd = bw_real.open(path, fl, mode);
+	if (fd >= 0)
+		fresh(fd);
+	return fd;
+}
+
+BW_EXPORT int open64(const char *path, int fl, ...)
+{
+	va_list ap;
+	va_start(ap, fl);
+	mode_t mode = mode_arg(fl, ap);
+	va_end(ap);
+	int fd = bw_real.open64(path, fl, mode);
+	if (fd >= 0)
+		fresh(fd);
+	return fd;
+}
+
+BW_EXPORT int openat(int dfd, const char *path, int fl, ...)
+{
+	va_list ap;
+	va_start(ap, fl);
+	mode_t mode = mode_arg(fl, ap);
+	va_end(ap);
+	int fd = bw_real.openat(dfd, path, fl, mode);
+	if (fd >= 0)
+		fresh(fd);
+	return fd;
+}
+
+BW_EXPORT int openat64(int dfd, const char *path, int fl, ...)
+{
+	va_list ap;
+	va_start(ap, fl);
+	mode_t mode = mode_arg(fl, ap);
+	va_end(ap);
+	int fd = bw_real.openat64(dfd, path, fl, mode);
+	if (fd >= 0)
+		fresh(fd);
+	return fd;
+}

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/init.c: start-up of the shim in each process: binds libc, reads the
+ * environment (SPEC §2), compiles the policy, attaches the state, and only
+ * then lets the hooks act (bw_g.ready).  An invalid policy, a bad state
+ * name or an unusable segment never stops the program: it is said once on
+ * the log and the shim falls back (SPEC §7); BULWARK_STRICT=1 ends the
+ * program with status 2 before main instead.
+ * Owns: bw_g, bw__init, the constructor.  Runs once per process image,
+ * under pthread_once; fork children inherit everything.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shim/internal.h"
+#include "shim/log.h"
+#include "shim/real.h"
+
+struct bw_global bw_g;
+
+/* The policy file is read into static memory: nothing is allocated. */
+static char file_buf[BW_POLICY_FILE_MAX];
+
+static const char *env(const char *name)
+{
+	return getenv(name);
+}
+
+static bool env_on(const char *name)
+{
+	const char *v = getenv(name);
+	return v && strcmp(v, "1") == 0;
+}
+
+/* Reads path whole into file_buf.  Returns its length or -errno. */
+static ssize_t read_file(const char *path)
+{
+	int fd = bw_real.open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = bw_real.read(fd, file_buf + n,
+					 sizeof(file_buf) - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			bw_real.close(fd);
+			return -e;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n == sizeof(file_buf)) {
+			bw_real.close(fd);
+			return -EFBIG;
+		}
+	}
+	bw_real.close(fd);
+	return (ssize_t)n;
+}
+
+static void say_policy_error(const struct bw_policy_error *err)
+{
+	char msg[512];
+	bw_policy_error_format(err, msg, sizeof(msg));
+	bw_log(BW_LOG_ERROR, "policy_error", NULL, "msg=%q action=%s", msg,
+	       env_on("BULWARK_STRICT") ? "exit" : "pass-through");
+}
+
+/* Compiles BULWARK_<KEY>, BULWARK_POLICY, then BULWARK_POLICY_FILE (the
+ * string's rules come first, SPEC §2).  Returns 0 or -errno with *err. */
+static int load_policy(struct bw_policy_error *err)
+{
+	int rc = bw_policy_init(&bw_g.policy, env, err);
+	if (rc < 0)
+		return rc;
+	const char *text = getenv("BULWARK_POLICY");
+	if (text && text[0]) {
+		rc = bw_policy_parse(&bw_g.policy, text, strlen(text),
+				     "policy", err);
+		if (rc < 0)
+			return rc;
+	}
+	const char *path = getenv("BULWARK_POLICY_FILE");
+	if (path && path[0]) {
+		ssize_t n = read_file(path);
+		if (n < 0) {
+			memset(err, 0, sizeof(*err));
+			strcpy(err->origin, "file");
+			snprintf(err->msg, sizeof(err->msg),
+				 "cannot read policy file %s: %s", path,
+				 strerror((int)-n));
+			return (int)n;
+		}
+		rc = bw_policy_parse(&bw_g.policy, file_buf, (size_t)n, "file",
+				     err);
+	}
+	return rc;
+}
+
+static void attach_state(void)
+{
+	const char *name = getenv("BULWARK_STATE");
+	char why[256] = "";
+	if (!name || !name[0])
+		name = "default";
+	strncpy(bw_g.state_name, name, sizeof(bw_g.state_name) - 1);
+	if (strcmp(name, "private") != 0 &&
+	    bw_state_attach(&bw_g.state, name, true, why, sizeof(why)) == 0)
+		return;
+	if (why[0])
+		bw_log(BW_LOG_WARN, "state_error", NULL,
+		       "msg=%q action=private", why);
+	if (bw_state_attach_private(&bw_g.state) < 0) {
+		bw_log(BW_LOG_ERROR, "state_error", NULL,
+		       "msg=%q action=pass-through",
+		       "cannot map private state");
+		bw_g.active = false;
+	}
+}
+
+static void init_once(void)
+{
+	struct bw_policy_error err;
+
+	bw_real_bind();
+	bw_g.log_level = BW_LOG_WARN;
+	const char *lv = getenv("BULWARK_LOG");
+	if (lv && lv[0]) {
+		int l = bw_log_level_from_name(lv);
+		if (l >= 0)
+			bw_g.log_level = l;
+		else
+			bw_log(BW_LOG_WARN, "policy_error", NULL,
+			       "msg=%q", "BULWARK_LOG: expected off, error, warn, info or debug");
+	}
+	const char *lf = getenv("BULWARK_LOG_FILE");
+	if (lf && strlen(lf) < sizeof(bw_g.log_file))
+		strcpy(bw_g.log_file, lf);
+
+	if (env_on("BULWARK_DISABLE"))
+		goto out;
+
+	const char *st = getenv("BULWARK_STATE");
+	if (st && st[0] && bw_policy_check_state_name(st) < 0 &&
+	    strcmp(st, "private") != 0) {
+		memset(&err, 0, sizeof(err));
+		strcpy(err.origin, "env");
+		snprintf(err.msg, sizeof(err.msg),
+			 "BULWARK_STATE: '%.64s' is not a state name (letters, "
+			 "digits, '.', '_', '-'; at most 64)",
+			 st);
+		goto bad;
+	}
+	if (load_policy(&err) < 0)
+		goto bad;
+	bw_g.active = true;
+	attach_state();
+	goto out;
+bad:
+	say_policy_error(&err);
+	if (env_on("BULWARK_STRICT"))
+		_exit(2);
+out:
+	atomic_store_explicit(&bw_g.ready, 1, memory_order_release);
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+void bw__init(void)
+{
+	pthread_once(&once, init_once);
+}
+
+__attribute__((constructor)) static void bw_constructor(void)
+{
+	bw__init();
+}

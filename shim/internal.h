@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/internal.h: what every shim module shares: the process-wide
+ * configuration (bw_g), branch hints, the export attribute, the clock and
+ * the errno-keeping helpers of STYLE 2.4-2.5.
+ */
+#ifndef BW_SHIM_INTERNAL_H
+#define BW_SHIM_INTERNAL_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "policy/policy.h"
+#include "shim/state.h"
+
+#define BW_LIKELY(x) __builtin_expect(!!(x), 1)
+#define BW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define BW_EXPORT __attribute__((visibility("default")))
+#define BW_NOINLINE __attribute__((noinline))
+
+/* Runs stmt with errno saved and restored around it (STYLE 2.5). */
+#define BW_KEEP_ERRNO(stmt)                                                   \
+	do {                                                                  \
+		int bw_saved_errno_ = errno;                                  \
+		stmt;                                                         \
+		errno = bw_saved_errno_;                                      \
+	} while (0)
+
+/* Converts an internal -errno into libc's -1/errno (STYLE 2.4). */
+static inline int bw_hook_fail(int rc)
+{
+	errno = -rc;
+	return -1;
+}
+
+/* Process-wide configuration, written once by the constructor (and the
+ * fork child handler) before bw_g.ready is set; read-only afterwards. */
+struct bw_global {
+	_Atomic int ready;     /* 1 once everything below is usable */
+	bool active;           /* policy applies (not disabled, not invalid) */
+	struct bw_policy policy;
+	struct bw_state state;
+	int log_level;         /* BW_LOG_* */
+	char log_file[256];    /* "" : standard error */
+	char state_name[BW_POLICY_NAME_MAX];
+};
+extern struct bw_global bw_g;
+
+/* CLOCK_MONOTONIC in nanoseconds; vDSO, AS-safe. */
+static inline uint64_t bw_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Settings for a rule index (-1: the defaults). */
+static inline const struct bw_settings *bw_settings_for(int rule)
+{
+	return rule < 0 ? &bw_g.policy.defaults : &bw_g.policy.rules[rule].s;
+}
+
+/* Initialises the shim once; safe to call from any hook (pthread_once). */
+void bw__init(void);
+
+#endif
