@@ -8,6 +8,7 @@
  * I1: an IPv4-mapped IPv6 destination is matched as IPv4 (LESSONS 10).
  */
 #include <netinet/in.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "policy/internal.h"
@@ -33,18 +34,22 @@ int bw_policy_match(const struct bw_policy *p, const struct sockaddr *sa,
 	uint8_t addr[16];
 	int family;
 	uint16_t port;
+	sa_family_t af;
 
 	if (!p || !sa || len < (socklen_t)sizeof(sa_family_t))
 		return -1;
-	if (sa->sa_family == AF_INET) {
+	/* Copies, not casts: the program's sockaddr may be unaligned. */
+	memcpy(&af, (const char *)sa + offsetof(struct sockaddr, sa_family),
+	       sizeof(af));
+	if (af == AF_INET) {
 		struct sockaddr_in in;
 		if (len < (socklen_t)sizeof(in))
 			return -1;
-		memcpy(&in, sa, sizeof(in)); /* sa may be unaligned */
+		memcpy(&in, sa, sizeof(in));
 		family = AF_INET;
 		memcpy(addr, &in.sin_addr, 4);
 		port = ntohs(in.sin_port);
-	} else if (sa->sa_family == AF_INET6) {
+	} else if (af == AF_INET6) {
 		struct sockaddr_in6 in6;
 		if (len < (socklen_t)sizeof(in6))
 			return -1;
