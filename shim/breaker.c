@@ -172,9 +172,9 @@ static uint64_t probe_stale_ns(const struct bw_dest *d,
 			       const struct bw_settings *s)
 {
 	uint64_t cur = open_cur(d, s);
-	return cur > BW_BREAKER_PROBE_STALE_MIN_NS ?
-		       cur :
-		       BW_BREAKER_PROBE_STALE_MIN_NS;
+	return cur > BW_BREAKER_PROBE_STALE_MIN_NS
+		   ? cur
+		   : BW_BREAKER_PROBE_STALE_MIN_NS;
 }
 
 /* ---- round-tagged counters (I3) ------------------------------------------ */
@@ -211,7 +211,8 @@ static void count_geometry(const struct bw_settings *s, uint64_t *size,
 			   uint32_t *nb)
 {
 	uint64_t n = s->window_calls;
-	uint64_t sz = (n + BW_STATE_WINDOW_BUCKETS - 1) / BW_STATE_WINDOW_BUCKETS;
+	uint64_t sz =
+	    (n + BW_STATE_WINDOW_BUCKETS - 1) / BW_STATE_WINDOW_BUCKETS;
 	if (sz == 0)
 		sz = 1;
 	*size = sz;
@@ -235,7 +236,8 @@ static void window_add(struct bw_dest *d, const struct bw_settings *s,
 		uint32_t nb;
 		count_geometry(s, &size, &nb);
 		ep = atomic_fetch_add_explicit(&d->window_seq, 1,
-					       memory_order_relaxed) / size;
+					       memory_order_relaxed) /
+		     size;
 	} else if (s->window_ns) {
 		ep = now_ns / time_slice_ns(s);
 	} else {
@@ -249,10 +251,12 @@ static void window_add(struct bw_dest *d, const struct bw_settings *s,
 		if (e > tag)
 			return; /* a late call for a recycled bucket: drop it */
 		if (atomic_compare_exchange_weak(&b->epoch, &e, tag)) {
-			atomic_store_explicit(&b->calls, 0, memory_order_relaxed);
+			atomic_store_explicit(&b->calls, 0,
+					      memory_order_relaxed);
 			atomic_store_explicit(&b->failures, 0,
 					      memory_order_relaxed);
-			atomic_store_explicit(&b->slow, 0, memory_order_relaxed);
+			atomic_store_explicit(&b->slow, 0,
+					      memory_order_relaxed);
 			break;
 		}
 	}
@@ -286,8 +290,8 @@ void bw_breaker_window(const struct bw_dest *d, const struct bw_settings *s,
 		uint64_t size;
 		uint32_t nb;
 		count_geometry(s, &size, &nb);
-		uint64_t seq = atomic_load_explicit(&d->window_seq,
-						    memory_order_relaxed);
+		uint64_t seq =
+		    atomic_load_explicit(&d->window_seq, memory_order_relaxed);
 		if (seq == 0)
 			goto out;
 		last = (seq - 1) / size + 1;
@@ -509,10 +513,9 @@ void bw_breaker_release_probe(struct bw_dest *d, int ticket)
 static void slow_count_lower(struct bw_dest *d)
 {
 	uint32_t v = atomic_load_explicit(&d->slow_count, memory_order_relaxed);
-	while (v > 0 &&
-	       !atomic_compare_exchange_weak_explicit(&d->slow_count, &v, v - 1,
-						      memory_order_relaxed,
-						      memory_order_relaxed))
+	while (v > 0 && !atomic_compare_exchange_weak_explicit(
+			    &d->slow_count, &v, v - 1, memory_order_relaxed,
+			    memory_order_relaxed))
 		;
 }
 
@@ -551,8 +554,8 @@ static int record_probe(struct bw_dest *d, const struct bw_settings *s,
 			uint64_t w, bool bad, uint64_t now_ns)
 {
 	if (bad)
-		return breaker_reopen(d, s, w, now_ns) ? BW_BREAKER_EV_REOPENED :
-							 BW_BREAKER_EV_NONE;
+		return breaker_reopen(d, s, w, now_ns) ? BW_BREAKER_EV_REOPENED
+						       : BW_BREAKER_EV_NONE;
 	uint32_t gen = w_gen(w);
 	uint64_t c = atomic_load(&d->probes_ok);
 	uint32_t ok;

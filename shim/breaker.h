@@ -31,10 +31,10 @@
  * (SPEC §6).  Each transition is returned to exactly one caller. */
 enum bw_breaker_event {
 	BW_BREAKER_EV_NONE = 0,
-	BW_BREAKER_EV_OPENED,        /* closed -> open: breaker_open */
-	BW_BREAKER_EV_HALF_OPENED,   /* open -> half_open: breaker_half_open */
-	BW_BREAKER_EV_CLOSED,        /* half_open -> closed: breaker_close */
-	BW_BREAKER_EV_REOPENED,      /* half_open -> open: breaker_open */
+	BW_BREAKER_EV_OPENED,	      /* closed -> open: breaker_open */
+	BW_BREAKER_EV_HALF_OPENED,    /* open -> half_open: breaker_half_open */
+	BW_BREAKER_EV_CLOSED,	      /* half_open -> closed: breaker_close */
+	BW_BREAKER_EV_REOPENED,	      /* half_open -> open: breaker_open */
 	BW_BREAKER_EV_PROBES_EXPIRED, /* half_open round renewed: its probes
 				       * never reported (breaker_half_open) */
 };
@@ -43,8 +43,8 @@ enum bw_breaker_event {
 enum bw_breaker_why {
 	BW_BREAKER_WHY_NONE = 0,
 	BW_BREAKER_WHY_FAILURES,  /* breaker.failures consecutive failures */
-	BW_BREAKER_WHY_RATE,      /* breaker.rate over the window */
-	BW_BREAKER_WHY_SLOW,      /* breaker.slow_calls slow-call count */
+	BW_BREAKER_WHY_RATE,	  /* breaker.rate over the window */
+	BW_BREAKER_WHY_SLOW,	  /* breaker.slow_calls slow-call count */
 	BW_BREAKER_WHY_SLOW_RATE, /* breaker.slow_rate over the window */
 };
 

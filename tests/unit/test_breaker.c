@@ -61,7 +61,7 @@ static int trip(struct bw_dest *d, const struct bw_settings *s, uint64_t now)
 
 static void test_breaker_closed_admits(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	int ev = -1;
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, &ev), 0);
@@ -72,13 +72,13 @@ static void test_breaker_closed_admits(void)
 
 static void test_breaker_opens_after_consecutive_failures(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	int why = -1;
 	for (int i = 0; i < 4; i++) {
-		BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, MS, false, SEC,
-					       &why),
-			     BW_BREAKER_EV_NONE);
+		BW_ASSERT_EQ(
+		    bw_breaker_record(&d, &s, true, MS, false, SEC, &why),
+		    BW_BREAKER_EV_NONE);
 		BW_ASSERT_EQ(why, BW_BREAKER_WHY_NONE);
 		BW_ASSERT_EQ(bw_breaker_admit(&d, &s, SEC, NULL), 0);
 	}
@@ -100,7 +100,7 @@ static void test_breaker_opens_after_consecutive_failures(void)
 
 static void test_breaker_success_resets_count(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 4; i++)
@@ -113,7 +113,7 @@ static void test_breaker_success_resets_count(void)
 
 static void test_breaker_failures_zero_never_trips_by_count(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	for (int i = 0; i < 1000; i++)
@@ -123,7 +123,7 @@ static void test_breaker_failures_zero_never_trips_by_count(void)
 
 static void test_breaker_rate_count_window_min_calls(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0.5;
@@ -142,7 +142,7 @@ static void test_breaker_rate_count_window_min_calls(void)
 
 static void test_breaker_rate_count_window_slides(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0.5;
@@ -168,7 +168,7 @@ static void test_breaker_rate_count_window_slides(void)
 
 static void test_breaker_rate_large_count_window(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults(); /* window 100, min_calls 20 */
 	s.failures = 0;
 	s.rate = 0.5;
@@ -177,7 +177,7 @@ static void test_breaker_rate_large_count_window(void)
 	BW_ASSERT_EQ(fail(&d, &s, 0), BW_BREAKER_EV_OPENED);
 
 	/* Approximate: the window spans 90 to 100 calls. */
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	uint32_t c;
 	for (int i = 0; i < 1005; i++)
 		ok(&e, &s, 0);
@@ -187,7 +187,7 @@ static void test_breaker_rate_large_count_window(void)
 
 static void test_breaker_rate_time_window_expires(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0.5;
@@ -217,7 +217,7 @@ static void test_breaker_rate_time_window_expires(void)
 	BW_ASSERT_EQ(ok(&d, &s, 41 * SEC), BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(fail(&d, &s, 42 * SEC), BW_BREAKER_EV_OPENED);
 	/* A late call for a recycled bucket is dropped, not misfiled. */
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	BW_ASSERT_EQ(ok(&e, &s, 15 * SEC), BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(ok(&e, &s, 5 * SEC), BW_BREAKER_EV_NONE);
 	bw_breaker_window(&e, &s, 15 * SEC, &c, NULL, NULL);
@@ -226,7 +226,7 @@ static void test_breaker_rate_time_window_expires(void)
 
 static void test_breaker_no_window_no_rate(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0;
@@ -239,7 +239,7 @@ static void test_breaker_no_window_no_rate(void)
 
 static void test_breaker_slow_calls_counter(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.slow_ns = 100 * MS;
@@ -270,18 +270,18 @@ static void test_breaker_slow_calls_counter(void)
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), -ECONNREFUSED);
 
 	/* breaker.slow off: nothing is slow. */
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	s.slow_ns = 0;
 	for (int i = 0; i < 10; i++)
-		BW_ASSERT_EQ(bw_breaker_record(&e, &s, false, 100 * SEC, false,
-					       0, NULL),
-			     BW_BREAKER_EV_NONE);
+		BW_ASSERT_EQ(
+		    bw_breaker_record(&e, &s, false, 100 * SEC, false, 0, NULL),
+		    BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(atomic_load(&e.slow_count), 0);
 }
 
 static void test_breaker_slow_rate(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.slow_ns = 100 * MS;
@@ -302,7 +302,7 @@ static void test_breaker_slow_rate(void)
 
 static void test_breaker_open_duration_lazy_half_open(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t t0 = 1 * SEC, left = 0;
@@ -326,15 +326,15 @@ static void test_breaker_open_duration_lazy_half_open(void)
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, t0 + 10 * SEC, &ev),
 		     -ECONNREFUSED);
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_NONE);
-	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, t0 + 11 * SEC,
-				       NULL),
-		     BW_BREAKER_EV_CLOSED);
+	BW_ASSERT_EQ(
+	    bw_breaker_record(&d, &s, false, MS, true, t0 + 11 * SEC, NULL),
+	    BW_BREAKER_EV_CLOSED);
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, t0 + 11 * SEC, &ev), 0);
 }
 
 static void test_breaker_open_deadline_rounds_up(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t t0 = 1; /* 1 ns: the deadline rounds up to 10.001 s */
@@ -342,7 +342,7 @@ static void test_breaker_open_deadline_rounds_up(void)
 	BW_ASSERT_EQ(view(&d, t0 + 10 * SEC), BW_BREAKER_OPEN);
 	BW_ASSERT_EQ(view(&d, 10 * SEC + MS), BW_BREAKER_HALF_OPEN);
 	/* An open time past the word's range saturates: stays open. */
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	s.open_ns = UINT64_MAX / 2;
 	BW_ASSERT_EQ(trip(&e, &s, SEC), BW_BREAKER_EV_OPENED);
 	BW_ASSERT_EQ(bw_breaker_admit(&e, &s, UINT64_MAX / 4, NULL),
@@ -364,7 +364,7 @@ static int reopen_once(struct bw_dest *d, const struct bw_settings *s,
 
 static void test_breaker_open_time_doubles_and_resets(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.open_max_ns = 35 * SEC;
@@ -372,7 +372,7 @@ static void test_breaker_open_time_doubles_and_resets(void)
 	BW_ASSERT_EQ(trip(&d, &s, now), BW_BREAKER_EV_OPENED);
 	bw_breaker_view(&d, now, &left);
 	BW_ASSERT_EQ(left, 10 * SEC);
-	static const uint64_t want[] = { 20 * SEC, 35 * SEC, 35 * SEC };
+	static const uint64_t want[] = {20 * SEC, 35 * SEC, 35 * SEC};
 	for (int i = 0; i < 3; i++) {
 		BW_ASSERT_EQ(reopen_once(&d, &s, &now), BW_BREAKER_EV_REOPENED);
 		bw_breaker_view(&d, now, &left);
@@ -391,7 +391,7 @@ static void test_breaker_open_time_doubles_and_resets(void)
 	BW_ASSERT_EQ(left, 10 * SEC);
 
 	/* open_max = 0 (= open): no doubling. */
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	s.open_max_ns = 0;
 	now = SEC;
 	BW_ASSERT_EQ(trip(&e, &s, now), BW_BREAKER_EV_OPENED);
@@ -402,15 +402,15 @@ static void test_breaker_open_time_doubles_and_resets(void)
 
 static void test_breaker_probes_exactly_n_then_close(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 3;
 	uint64_t now = 10 * SEC;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	for (int i = 0; i < 3; i++)
-		BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now,
-								NULL)));
+		BW_ASSERT(
+		    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now, NULL)));
 	for (int i = 0; i < 5; i++)
 		BW_ASSERT_EQ(bw_breaker_admit(&d, &s, now, NULL),
 			     -ECONNREFUSED);
@@ -439,15 +439,15 @@ static void test_breaker_probes_exactly_n_then_close(void)
 
 static void test_breaker_probe_failure_reopens(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 3;
 	uint64_t now = 10 * SEC;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	for (int i = 0; i < 3; i++)
-		BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now,
-								NULL)));
+		BW_ASSERT(
+		    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now, NULL)));
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, now, NULL),
 		     BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, MS, true, now, NULL),
@@ -461,34 +461,34 @@ static void test_breaker_probe_failure_reopens(void)
 	/* Next round: a fresh set of claims and successes. */
 	now += 20 * SEC;
 	for (int i = 0; i < 3; i++)
-		BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now,
-								NULL)));
+		BW_ASSERT(
+		    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, now, NULL), -ECONNREFUSED);
 	for (int i = 0; i < 2; i++)
-		BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, now,
-					       NULL),
-			     BW_BREAKER_EV_NONE);
+		BW_ASSERT_EQ(
+		    bw_breaker_record(&d, &s, false, MS, true, now, NULL),
+		    BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, now, NULL),
 		     BW_BREAKER_EV_CLOSED);
 }
 
 static void test_breaker_slow_probe_reopens(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.slow_ns = 100 * MS;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC,
-							NULL)));
-	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, SEC, true, 10 * SEC,
-				       NULL),
-		     BW_BREAKER_EV_REOPENED);
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
+	BW_ASSERT_EQ(
+	    bw_breaker_record(&d, &s, false, SEC, true, 10 * SEC, NULL),
+	    BW_BREAKER_EV_REOPENED);
 }
 
 static void test_breaker_probe_release(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t now = 10 * SEC;
@@ -522,7 +522,7 @@ static void test_breaker_probe_release(void)
 
 static void test_breaker_dead_probe_recovery(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 2;
@@ -544,8 +544,8 @@ static void test_breaker_dead_probe_recovery(void)
 	BW_ASSERT(BW_BREAKER_IS_PROBE(t));
 	BW_ASSERT(t != dead);
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_PROBES_EXPIRED);
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho + stale,
-							NULL)));
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho + stale, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, ho + stale, NULL), -ECONNREFUSED);
 	/* The dead round's ticket frees nothing of the new round. */
 	bw_breaker_release_probe(&d, dead);
@@ -556,28 +556,28 @@ static void test_breaker_dead_probe_recovery(void)
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_CLOSED);
 
 	/* A long open time makes a longer round. */
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	s.open_ns = 100 * SEC;
 	BW_ASSERT_EQ(trip(&e, &s, 0), BW_BREAKER_EV_OPENED);
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC,
-							NULL)));
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC,
-							NULL)));
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC, NULL)));
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&e, &s, 199 * SEC, NULL), -ECONNREFUSED);
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 200 * SEC,
-							NULL)));
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 200 * SEC, NULL)));
 }
 
 static void test_breaker_late_probe_failure_reopens_renewed_round(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t ho = 10 * SEC, stale = BW_BREAKER_PROBE_STALE_MIN_NS;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho, NULL)));
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho + stale,
-							NULL)));
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho + stale, NULL)));
 	/* The first probe (a blackholed connect) fails at last: it still
 	 * says the destination is down. */
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, 40 * SEC, true,
@@ -587,15 +587,14 @@ static void test_breaker_late_probe_failure_reopens_renewed_round(void)
 
 static void test_breaker_probe_result_after_close_counts_as_call(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 1;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC,
-							NULL)));
-	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, 10 * SEC,
-				       NULL),
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
+	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, 10 * SEC, NULL),
 		     BW_BREAKER_EV_CLOSED);
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, MS, true, 10 * SEC, NULL),
 		     BW_BREAKER_EV_NONE);
@@ -604,22 +603,21 @@ static void test_breaker_probe_result_after_close_counts_as_call(void)
 
 static void test_breaker_probes_zero_counts_as_one(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 0;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
-	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC,
-							NULL)));
+	BW_ASSERT(
+	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 10 * SEC, NULL), -ECONNREFUSED);
-	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, 10 * SEC,
-				       NULL),
+	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, 10 * SEC, NULL),
 		     BW_BREAKER_EV_CLOSED);
 }
 
 static void test_breaker_forced_open(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	atomic_store(&d.forced, BW_FORCE_OPEN);
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), -ECONNREFUSED);
@@ -634,7 +632,7 @@ static void test_breaker_forced_open(void)
 
 static void test_breaker_forced_disabled(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
@@ -652,7 +650,7 @@ static void test_breaker_forced_disabled(void)
 	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 20 * SEC, &ev)));
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_HALF_OPENED);
 
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	atomic_store(&e.forced, BW_FORCE_DISABLED);
 	for (int i = 0; i < 20; i++)
 		BW_ASSERT_EQ(fail(&e, &s, 0), BW_BREAKER_EV_NONE);
@@ -662,14 +660,14 @@ static void test_breaker_forced_disabled(void)
 
 static void test_breaker_off(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	s.breaker_on = false;
 	int ev = -1;
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, &ev), 0);
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_NONE);
-	struct bw_dest e = { 0 };
+	struct bw_dest e = {0};
 	for (int i = 0; i < 20; i++)
 		BW_ASSERT_EQ(fail(&e, &s, 0), BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(atomic_load(&e.consecutive_failures), 0);
@@ -680,7 +678,7 @@ static void test_breaker_events_once(void)
 {
 	/* Two callers that loaded the same closed word: only the first CAS
 	 * opens (I1).  Replayed by hand: the loser's record sees OPEN. */
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	int opened = 0, closed = 0, half = 0;
@@ -692,9 +690,9 @@ static void test_breaker_events_once(void)
 		int rc = bw_breaker_admit(&d, &s, 10 * SEC, &ev);
 		half += ev == BW_BREAKER_EV_HALF_OPENED;
 		if (BW_BREAKER_IS_PROBE(rc))
-			closed += bw_breaker_record(&d, &s, false, MS, true,
-						    10 * SEC, NULL) ==
-				  BW_BREAKER_EV_CLOSED;
+			closed +=
+			    bw_breaker_record(&d, &s, false, MS, true, 10 * SEC,
+					      NULL) == BW_BREAKER_EV_CLOSED;
 	}
 	BW_ASSERT_EQ(half, 1);
 	BW_ASSERT_EQ(closed, 1);
@@ -703,7 +701,7 @@ static void test_breaker_events_once(void)
 
 static void test_breaker_reset(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.open_max_ns = 100 * SEC;
@@ -734,7 +732,7 @@ static void test_breaker_reset(void)
 
 static void test_breaker_corrupt_state_fails_open(void)
 {
-	struct bw_dest d = { 0 };
+	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
 	atomic_store(&d.state, 3); /* no such state */
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), 0);
@@ -745,34 +743,34 @@ static void test_breaker_corrupt_state_fails_open(void)
 }
 
 static const struct bw_test tests[] = {
-	BW_TEST(test_breaker_closed_admits),
-	BW_TEST(test_breaker_opens_after_consecutive_failures),
-	BW_TEST(test_breaker_success_resets_count),
-	BW_TEST(test_breaker_failures_zero_never_trips_by_count),
-	BW_TEST(test_breaker_rate_count_window_min_calls),
-	BW_TEST(test_breaker_rate_count_window_slides),
-	BW_TEST(test_breaker_rate_large_count_window),
-	BW_TEST(test_breaker_rate_time_window_expires),
-	BW_TEST(test_breaker_no_window_no_rate),
-	BW_TEST(test_breaker_slow_calls_counter),
-	BW_TEST(test_breaker_slow_rate),
-	BW_TEST(test_breaker_open_duration_lazy_half_open),
-	BW_TEST(test_breaker_open_deadline_rounds_up),
-	BW_TEST(test_breaker_open_time_doubles_and_resets),
-	BW_TEST(test_breaker_probes_exactly_n_then_close),
-	BW_TEST(test_breaker_probe_failure_reopens),
-	BW_TEST(test_breaker_slow_probe_reopens),
-	BW_TEST(test_breaker_probe_release),
-	BW_TEST(test_breaker_dead_probe_recovery),
-	BW_TEST(test_breaker_late_probe_failure_reopens_renewed_round),
-	BW_TEST(test_breaker_probe_result_after_close_counts_as_call),
-	BW_TEST(test_breaker_probes_zero_counts_as_one),
-	BW_TEST(test_breaker_forced_open),
-	BW_TEST(test_breaker_forced_disabled),
-	BW_TEST(test_breaker_off),
-	BW_TEST(test_breaker_events_once),
-	BW_TEST(test_breaker_reset),
-	BW_TEST(test_breaker_corrupt_state_fails_open),
+    BW_TEST(test_breaker_closed_admits),
+    BW_TEST(test_breaker_opens_after_consecutive_failures),
+    BW_TEST(test_breaker_success_resets_count),
+    BW_TEST(test_breaker_failures_zero_never_trips_by_count),
+    BW_TEST(test_breaker_rate_count_window_min_calls),
+    BW_TEST(test_breaker_rate_count_window_slides),
+    BW_TEST(test_breaker_rate_large_count_window),
+    BW_TEST(test_breaker_rate_time_window_expires),
+    BW_TEST(test_breaker_no_window_no_rate),
+    BW_TEST(test_breaker_slow_calls_counter),
+    BW_TEST(test_breaker_slow_rate),
+    BW_TEST(test_breaker_open_duration_lazy_half_open),
+    BW_TEST(test_breaker_open_deadline_rounds_up),
+    BW_TEST(test_breaker_open_time_doubles_and_resets),
+    BW_TEST(test_breaker_probes_exactly_n_then_close),
+    BW_TEST(test_breaker_probe_failure_reopens),
+    BW_TEST(test_breaker_slow_probe_reopens),
+    BW_TEST(test_breaker_probe_release),
+    BW_TEST(test_breaker_dead_probe_recovery),
+    BW_TEST(test_breaker_late_probe_failure_reopens_renewed_round),
+    BW_TEST(test_breaker_probe_result_after_close_counts_as_call),
+    BW_TEST(test_breaker_probes_zero_counts_as_one),
+    BW_TEST(test_breaker_forced_open),
+    BW_TEST(test_breaker_forced_disabled),
+    BW_TEST(test_breaker_off),
+    BW_TEST(test_breaker_events_once),
+    BW_TEST(test_breaker_reset),
+    BW_TEST(test_breaker_corrupt_state_fails_open),
 };
 
 BW_TEST_MAIN(tests)
