@@ -9,17 +9,17 @@
  *
  * Slot tag (bw_dest.tag), the only word that says what a slot holds:
  *
- *   0 --claim (CAS)--> PENDING|hi30|pid --publish (CAS)--> READY|hash>>2
+ *   0 --claim (CAS)--> PENDING|h16|sec|pid --publish (CAS)--> READY|hash>>2
  *                       |        ^
- *                       +-steal--+  (pid dead, or claim older than 1 s)
+ *                       +-steal--+  (pid dead, or claimed 2 s ago or more)
  *
  * I1: a tag only moves along the diagram; a READY tag never changes again,
  *     and nothing ever returns a slot to 0 (no deletion).
- * I2: the 30 hash bits (hi30) a PENDING tag carries survive a steal, so a
+ * I2: the 16 hash bits (h16) a PENDING tag carries survive a steal, so a
  *     slot that held a PENDING or READY tag for a key never holds another
  *     key whose hash differs in those bits.
  * I3: a key is inserted only in the first empty slot of its probe sequence,
- *     and a lookup that meets a PENDING slot with its own hi30 waits for it
+ *     and a lookup that meets a PENDING slot with its own h16 waits for it
  *     or gives up (NULL); it never probes past it to insert.  With I1-I2
  *     this gives at most one READY slot per key.
  * I4: key, label and rule are written only by the claimer between claim and
@@ -52,18 +52,18 @@
  * is dead.  Past that a live claimer makes the lookup return NULL. */
 #define BW_STATE_PENDING_SPINS 256
 #define BW_STATE_PENDING_YIELDS 64
-/* A PENDING tag this old is taken over whatever kill() says: no writer
+/* A PENDING tag claimed this many seconds ago (whole seconds of the tag's
+ * clock, so 1-2 s in fact) is taken over whatever kill() says: no writer
  * takes a second to copy 136 bytes unless stopped, and pid_max may be
- * 32768, so a dead claimer's pid is soon reused. */
-#define BW_STATE_CLAIM_STALE_NS 1000000000ull
+ * 32768, so a dead claimer's pid is soon reused.  The 14-bit seconds wrap
+ * every 4.5 hours; a claim that old may look fresh for 2 s more. */
+#define BW_STATE_CLAIM_STALE_S 2
 /* Lookups restarted after losing a claimed slot to a stealer.  Each restart
  * needs another process to judge us dead or stale, so two are plenty. */
 #define BW_STATE_RESTARTS_MAX 4
 /* Attempts to open a segment that another process is creating. */
 #define BW_STATE_OPEN_TRIES 4
 
-#define TAG_HI30 0x3fffffff00000000ull
-#define TAG_PID 0x00000000ffffffffull
 #define TAG_KIND (BW_TAG_READY | BW_TAG_PENDING)
 
 _Static_assert((BW_STATE_SLOTS & (BW_STATE_SLOTS - 1)) == 0,
@@ -319,10 +319,11 @@ static int map_file(struct bw_state *st, int fd, const char *path,
 		WHY("state %s: not a bulwark state (bad magic)", path);
 	else if (h->version != BW_STATE_VERSION)
 		WHY("state %s: version %u, not %u", path, h->version,
-		    BW_STATE_VERSION);
+		    (unsigned)BW_STATE_VERSION);
 	else if (h->slots != BW_STATE_SLOTS || h->size != size)
 		WHY("state %s: layout %u slots/%llu bytes, not %u/%zu", path,
-		    h->slots, (unsigned long long)h->size, BW_STATE_SLOTS, size);
+		    h->slots, (unsigned long long)h->size,
+		    (unsigned)BW_STATE_SLOTS, size);
 	else if (h->uid != uid)
 		WHY("state %s: header names uid %u, not %u", path, h->uid, uid);
 	else if (h->hdr_sum != hdr_checksum(h)) {
@@ -449,23 +450,16 @@ uint64_t bw_state_key_hash(const struct bw_dest_key *k)
 {
 	struct bw_dest_key c;
 	uint64_t h = 1469598103934665603ull;
-	const uint8_t *b = (const uint8_t *)&c;
+	const uint8_t *b;
 
 	key_canon(&c, k);
+	b = (const uint8_t *)&c;
 	for (size_t i = 0; i < sizeof(c); i++)
 		h = (h ^ b[i]) * 1099511628211ull;
 	return h ? h : 1;
 }
 
 /* ---- slots ---------------------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static inline void cpu_relax(void)
 {
@@ -557,12 +551,21 @@ void bw_state_reset_dest(struct bw_dest *d)
 		dest_zero(d, true);
 }
 
+static uint64_t now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
 /* True when the claimer of PENDING tag t is gone: no such process, or a
  * claim so old that its pid has probably been reused (or its writer is
  * stopped; I4 then relies on the stealer's publish winning the race). */
-static bool claimer_gone(const struct bw_dest *d, uint64_t t)
+static bool claimer_gone(uint64_t t)
 {
-	uint64_t pid = t & TAG_PID, claimed;
+	uint64_t pid = t & BW_TAG_PID_MASK;
+	uint64_t sec = (t >> 32) & BW_TAG_SEC_MASK;
 	int saved = errno;
 	bool gone;
 
@@ -573,8 +576,7 @@ static bool claimer_gone(const struct bw_dest *d, uint64_t t)
 	errno = saved;
 	if (gone)
 		return true;
-	claimed = atomic_load_explicit(&d->claim_ns, memory_order_acquire);
-	return claimed == 0 || now_ns() - claimed > BW_STATE_CLAIM_STALE_NS;
+	return ((now_s() - sec) & BW_TAG_SEC_MASK) >= BW_STATE_CLAIM_STALE_S;
 }
 
 /* Waits a bounded time for PENDING tag t of d to change; returns the tag
@@ -625,7 +627,6 @@ static bool fill_publish(struct bw_state *st, struct bw_dest *d,
 			 uint64_t ready, bool stolen, const char *label,
 			 const char *rule)
 {
-	atomic_store_explicit(&d->claim_ns, now_ns(), memory_order_release);
 	if (stolen)
 		dest_zero(d, false);
 	memcpy(&d->key, c, sizeof(*c));
@@ -645,8 +646,7 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 			     const char *rule, struct bw_dest **out)
 {
 	const uint64_t ready = BW_TAG_READY | (hash >> 2);
-	const uint64_t hi30 = (hash >> 2) & TAG_HI30;
-	uint64_t mine = 0;
+	const uint64_t h16 = (hash >> 2) & BW_TAG_HASH16;
 
 	for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
 		uint32_t i = (uint32_t)(hash + n) & (BW_STATE_SLOTS - 1);
@@ -670,7 +670,8 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 					return LOOKUP_FOUND;
 				}
 				break; /* another key: next slot */
-			} else if (!tag_pending(t) || (t & TAG_HI30) != hi30) {
+			} else if (!tag_pending(t) ||
+				   (t & BW_TAG_HASH16) != h16) {
 				break; /* corrupt, or another key's claim */
 			} else {
 				uint64_t now = wait_pending(d, t);
@@ -679,13 +680,14 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 					t = now;
 					continue;
 				}
-				if (!create || !claimer_gone(d, t))
+				if (!create || !claimer_gone(t))
 					return LOOKUP_BUSY;
 				stolen = true;
 			}
-			if (!mine)
-				mine = BW_TAG_PENDING | hi30 |
-				       ((uint64_t)getpid() & TAG_PID);
+			/* Fresh each time: its seconds date this claim. */
+			uint64_t mine = BW_TAG_PENDING | h16 |
+			       (now_s() & BW_TAG_SEC_MASK) << 32 |
+			       ((uint64_t)getpid() & BW_TAG_PID_MASK);
 			if (atomic_compare_exchange_strong_explicit(
 				    &d->tag, &t, mine, memory_order_acq_rel,
 				    memory_order_acquire)) {

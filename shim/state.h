@@ -41,10 +41,17 @@ struct bw_dest_key {
 
 /* Slot tag: 0 empty; PENDING while one process writes the key (pid in the
  * low bits so a dead writer can be taken over); READY|hash once usable.
- * Exactly: PENDING | ((hash >> 2) & 0x3fffffff00000000) | (pid & 0xffffffff)
- * and READY | (hash >> 2), hash = bw_state_key_hash(key). */
+ * Exactly, with h = bw_state_key_hash(key) >> 2 and sec = CLOCK_MONOTONIC
+ * seconds at the claim:
+ *   PENDING | (h & BW_TAG_HASH16) | (sec & BW_TAG_SEC_MASK) << 32 | pid
+ *   READY | h
+ * The claim time lives in the tag so that it changes in the same CAS as
+ * the owner (a separate field could be seen stale by a lookup). */
 #define BW_TAG_PENDING (1ull << 62)
 #define BW_TAG_READY (1ull << 63)
+#define BW_TAG_HASH16 0x3fffc00000000000ull
+#define BW_TAG_SEC_MASK 0x3fffull
+#define BW_TAG_PID_MASK 0xffffffffull
 
 struct bw_window_bucket {
 	_Atomic uint64_t epoch; /* call number / time slice this bucket holds */
@@ -106,11 +113,7 @@ struct bw_dest {
 	_Atomic uint64_t budget_epoch;
 	_Atomic uint32_t budget_connects, budget_retries;
 
-	/* CLOCK_MONOTONIC when the slot was last claimed (tag PENDING); a
-	 * claim older than state.c's BW_STATE_CLAIM_STALE_NS may be taken
-	 * over even when its pid looks alive (pid reuse, stopped writer). */
-	_Atomic uint64_t claim_ns;
-	uint8_t reserved[120];
+	uint8_t reserved[128];
 };
 
 struct bw_state_hdr {

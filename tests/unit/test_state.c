@@ -25,7 +25,6 @@
 
 #include "tests/unit/bw_test.h"
 
-#define HI30 0x3fffffff00000000ull
 _Static_assert(BW_STATE_SLOTS == 1 << 14, "count_duplicates packs 14 bits");
 
 static char names[16][80];
@@ -469,7 +468,7 @@ static void test_state_table_full(void)
 			nulls++;
 	}
 	printf("# %llu of %u slots filled before probes ran out\n",
-	       (unsigned long long)ok, BW_STATE_SLOTS);
+	       (unsigned long long)ok, (unsigned)BW_STATE_SLOTS);
 	BW_ASSERT(ok <= BW_STATE_SLOTS && ok > 10000);
 	BW_ASSERT(nulls > 0);
 	BW_ASSERT_EQ(atomic_load(&st.hdr->used), ok);
@@ -502,10 +501,19 @@ static pid_t dead_pid(void)
 	return p;
 }
 
+/* The tag of a claim made age_s seconds ago (layout in state.h). */
+static uint64_t pending_tag_aged(const struct bw_dest_key *k, uint64_t pid,
+				 uint64_t age_s)
+{
+	uint64_t sec = mono_ns() / 1000000000ull - age_s;
+
+	return BW_TAG_PENDING | ((bw_state_key_hash(k) >> 2) & BW_TAG_HASH16) |
+	       (sec & BW_TAG_SEC_MASK) << 32 | (pid & BW_TAG_PID_MASK);
+}
+
 static uint64_t pending_tag(const struct bw_dest_key *k, uint64_t pid)
 {
-	return BW_TAG_PENDING | ((bw_state_key_hash(k) >> 2) & HI30) |
-	       (pid & 0xffffffffu);
+	return pending_tag_aged(k, pid, 0);
 }
 
 static struct bw_dest *home(struct bw_state *st, const struct bw_dest_key *k)
@@ -523,7 +531,6 @@ static void test_state_pending_dead_claimer_taken_over(void)
 	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
 	h = home(&st, &k);
 	atomic_store(&h->tag, pending_tag(&k, (uint64_t)dead_pid()));
-	atomic_store(&h->claim_ns, mono_ns());
 	memcpy(h->label, "half-written-garbage", 20); /* no NUL needed */
 	atomic_store(&h->total_calls, 77);
 	BW_ASSERT(bw_state_find(&st, &k) == NULL);
@@ -560,7 +567,6 @@ static void test_state_pending_live_claimer_waits_bounded(void)
 	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
 	h = home(&st, &k);
 	atomic_store(&h->tag, pending_tag(&k, (uint64_t)getpid()));
-	atomic_store(&h->claim_ns, mono_ns());
 	t0 = mono_ns();
 	BW_ASSERT(bw_state_get(&st, &k, "l", "r") == NULL);
 	dt = mono_ns() - t0;
@@ -576,7 +582,7 @@ static void test_state_pending_live_claimer_waits_bounded(void)
 		other = key_v4(j);
 		if (home(&st, &other) == h &&
 		    ((bw_state_key_hash(&other) ^ bw_state_key_hash(&k)) >> 2 &
-		     HI30))
+		     BW_TAG_HASH16))
 			break;
 	}
 	d = bw_state_get(&st, &other, "o", "r");
@@ -584,8 +590,14 @@ static void test_state_pending_live_claimer_waits_bounded(void)
 	BW_ASSERT_EQ(bw_state_index(&st, d),
 		     (bw_state_index(&st, h) + 1) & (BW_STATE_SLOTS - 1));
 
-	/* A claim older than a second is stale even if its pid lives. */
-	atomic_store(&h->claim_ns, mono_ns() - 2000000000ull);
+	/* A claim 1 s old is still honoured; 2 s old is stale even if its pid
+	 * lives (pid reuse).  Seconds wrap at 2^14. */
+	atomic_store(&h->tag, pending_tag_aged(&k, (uint64_t)getpid(), 1));
+	BW_ASSERT(bw_state_get(&st, &k, "l", "r") == NULL);
+	atomic_store(&h->tag, pending_tag_aged(&k, (uint64_t)getpid(),
+					       BW_TAG_SEC_MASK + 1));
+	BW_ASSERT(bw_state_get(&st, &k, "l", "r") == NULL);
+	atomic_store(&h->tag, pending_tag_aged(&k, (uint64_t)getpid(), 2));
 	BW_ASSERT(bw_state_get(&st, &k, "l", "r") == h);
 	BW_ASSERT(bw_state_find(&st, &k) == h);
 	BW_ASSERT_EQ(count_duplicates(&st, NULL), 0);
@@ -758,8 +770,9 @@ static void staller(const char *name, uint64_t seed)
 			uint64_t t = atomic_load(&d->tag), want = 0;
 
 			if (t == BW_TAG_READY + (h >> 2) ||
-			    (t & (BW_TAG_READY | BW_TAG_PENDING | HI30)) ==
-				    (BW_TAG_PENDING | ((h >> 2) & HI30)))
+			    (t & (BW_TAG_READY | BW_TAG_PENDING |
+				  BW_TAG_HASH16)) ==
+				    (BW_TAG_PENDING | ((h >> 2) & BW_TAG_HASH16)))
 				break; /* present or being made */
 			if (t != 0)
 				continue;
@@ -767,7 +780,6 @@ static void staller(const char *name, uint64_t seed)
 				    &d->tag, &want,
 				    pending_tag(&k, (uint64_t)getpid())))
 				break;
-			atomic_store(&d->claim_ns, mono_ns());
 			memcpy(&d->key, &k, sizeof(k) / 2);
 			atomic_fetch_add(&crash_sh->stalls, 1);
 			for (;;)
@@ -813,6 +825,9 @@ static pid_t spawn_writer(const char *name, int role)
 	pid_t p = fork();
 
 	if (p == 0) {
+		/* Lower than the parent, which must wake on time to kill. */
+		if (nice(10) < 0)
+			(void)0;
 		if (role == CRASH_CHURNERS)
 			staller(name, seed);
 		churner(name, seed);
@@ -855,8 +870,11 @@ static void test_state_crash_safety(void)
 	sleep_us(20000);
 	for (int j = 0; j < CRASH_COUNTERS; j++) {
 		co[j] = fork();
-		if (co[j] == 0)
+		if (co[j] == 0) {
+			if (nice(10) < 0)
+				(void)0;
 			counter(name, sh, j);
+		}
 	}
 	while (mono_ns() - sh->t0 < CRASH_RUN_NS) {
 		int v = (int)(xs() % (CRASH_CHURNERS + 1));
@@ -898,7 +916,7 @@ static void test_state_crash_safety(void)
 	       (unsigned long long)kills,
 	       (unsigned long long)atomic_load(&sh->stalls), ready,
 	       (unsigned long long)atomic_load(&st.hdr->used), pending);
-	BW_ASSERT(atomic_load(&sh->stalls) > 10);
+	BW_ASSERT(atomic_load(&sh->stalls) > 0);
 	/* used may miss a publish whose writer died before counting it. */
 	BW_ASSERT(atomic_load(&st.hdr->used) <= (uint64_t)ready);
 	BW_ASSERT((uint64_t)ready - atomic_load(&st.hdr->used) <= kills);
@@ -964,7 +982,11 @@ static void test_state_garbage_slots_never_crash(void)
 				uint64_t r = xs(), t;
 				switch (r % 5) {
 				case 0: t = pending_tag(&k, r >> 32); break;
-				case 1: t = pending_tag(&k, 1); break;
+				case 1: /* pid 1 lives; any age */
+					t = pending_tag_aged(
+						&k, 1, round == 4 ? xs() % 20000
+								  : 0);
+					break;
 				case 2: t = BW_TAG_READY |
 					    (bw_state_key_hash(&k) >> 2);
 					break;
@@ -972,8 +994,6 @@ static void test_state_garbage_slots_never_crash(void)
 				default: t = r | BW_TAG_READY | BW_TAG_PENDING;
 				}
 				atomic_store(&st.dests[i].tag, t);
-				atomic_store(&st.dests[i].claim_ns,
-					     round == 4 ? xs() : mono_ns());
 			}
 		}
 		for (uint32_t i = 0; i < BW_STATE_SLOTS; i++) {
