@@ -349,6 +349,9 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 	run "$BW_CLI" reset --state "$STATE" --all
 	[ "$status" -eq 0 ]
 	[ "$output" = "reset 2 destinations in state '$STATE'" ]
+	# A reset keeps the operator's override.
+	run "$BW_CLI" status --state "$STATE"
+	[[ ${lines[1]} == *forced_open* ]]
 	run "$BW_CLI" reset --state "$STATE"
 	[ "$status" -eq 2 ]
 	run "$BW_CLI" reset --state "$STATE" --all 127.0.0.1:1
