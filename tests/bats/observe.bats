@@ -1,0 +1,220 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# tests/bats/observe.bats: what the shim records (SPEC §4) for real clients
+# against the fault server: connect attempts (blocking, non-blocking,
+# abandoned), exchanges (ok, reset, peer close, slow), counters exact under
+# 32 threads, dup and fork sharing, host rules, and the fall-backs of
+# SPEC §7 (invalid policy, BULWARK_STRICT, BULWARK_DISABLE, a bad segment).
+
+load ../lib/common
+
+PYCLIENT=$BW_ROOT/tests/clients/pyclient.py
+# The interpreter itself, not a wrapper script (pyenv's shims run several
+# processes, each of which would log its own line).
+PY=$(python3 -c 'import sys; print(sys.executable)')
+
+setup() {
+	bw_setup
+	require_shim
+	require_cli
+	require_faultsrv
+	unset BULWARK_POLICY BULWARK_POLICY_FILE BULWARK_DISABLE BULWARK_STRICT
+	export BULWARK_LOG_FILE=$BW_TMP/bulwark.log
+}
+
+# field DEST KEY: one number from `bulwark status --json` (0 if absent).
+field() {
+	"$BW_CLI" status --json | python3 -c '
+import json, sys
+dest, key = sys.argv[1], sys.argv[2]
+for row in json.load(sys.stdin):
+    if row["destination"] == dest:
+        v = row
+        for k in key.split("."):
+            v = v[k]
+        print(v)
+        break
+else:
+    print(0)' "$1" "$2"
+}
+
+@test "blocking connect to a closed port is one failed call" {
+	start_faultsrv --mode refuse
+	run run_shim "$PY" "$PYCLIENT" connect "$FS_PORT"
+	[ "$output" = ECONNREFUSED ]
+	[ "$(field 127.0.0.1:$FS_PORT failed_calls)" = 1 ]
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 1 ]
+}
+
+@test "blocking connect that succeeds is one successful call" {
+	start_faultsrv --mode echo
+	run run_shim "$PY" "$PYCLIENT" connect "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$FS_PORT successful_calls)" = 1 ]
+	[ "$(field 127.0.0.1:$FS_PORT failed_calls)" = 0 ]
+}
+
+@test "non-blocking connect: outcome taken from the program's SO_ERROR" {
+	start_faultsrv --mode refuse
+	local refused=$FS_PORT
+	start_faultsrv --mode echo
+	run run_shim "$PY" "$PYCLIENT" nbconnect "$refused"
+	[ "$output" = ECONNREFUSED ]
+	run run_shim "$PY" "$PYCLIENT" nbconnect "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$refused failed_calls)" = 1 ]
+	[ "$(field 127.0.0.1:$FS_PORT successful_calls)" = 1 ]
+}
+
+@test "a connect closed before it completes is neither success nor failure" {
+	start_faultsrv --mode queue-full
+	run run_shim "$PY" "$PYCLIENT" nbabandon "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 0 ]
+}
+
+@test "exchanges: each request/response is a call" {
+	start_faultsrv --mode echo
+	run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT" 10
+	[ "$output" = ok ]
+	# 1 connect + 10 exchanges
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 11 ]
+	[ "$(field 127.0.0.1:$FS_PORT successful_calls)" = 11 ]
+}
+
+@test "an exchange reset by the peer is a failed call" {
+	start_faultsrv --mode reset --stall 0
+	run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$status" -eq 1 ]
+	[ "$(field 127.0.0.1:$FS_PORT failed_calls)" = 1 ]
+}
+
+@test "a peer that closes before answering fails the exchange" {
+	start_faultsrv --mode close --stall 200
+	run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$status" -eq 1 ]
+	[ "$(field 127.0.0.1:$FS_PORT failed_calls)" = 1 ]
+	[ "$(field 127.0.0.1:$FS_PORT successful_calls)" = 1 ] # the connect
+}
+
+@test "breaker.slow marks a slow exchange" {
+	start_faultsrv --mode echo --stall 150
+	BULWARK_POLICY='* breaker.slow=50ms' run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT" 2
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$FS_PORT slow_calls)" = 2 ]
+}
+
+@test "32 threads x 1000 exchanges: counters are exact" {
+	start_faultsrv --mode echo
+	run run_shim "$PY" "$PYCLIENT" threads "$FS_PORT" 32 1000
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 32032 ]
+	[ "$(field 127.0.0.1:$FS_PORT successful_calls)" = 32032 ]
+	[ "$(field 127.0.0.1:$FS_PORT failed_calls)" = 0 ]
+}
+
+@test "a request written on a dup and answered on the original is one exchange" {
+	start_faultsrv --mode echo
+	run run_shim "$PY" "$PYCLIENT" dupsplit "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 2 ]
+}
+
+@test "a forked child's exchange on the parent's connection is recorded" {
+	start_faultsrv --mode echo
+	run run_shim "$PY" "$PYCLIENT" forkchild "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 2 ]
+}
+
+@test "a host rule matches the addresses the program resolved" {
+	start_faultsrv --mode echo
+	BULWARK_POLICY="localhost:$FS_PORT breaker.failures=7" \
+		run run_shim "$PY" "$PYCLIENT" name localhost "$FS_PORT"
+	[ "$output" = ok ]
+	"$BW_CLI" status --json | grep -q "\"rule\": \"localhost:$FS_PORT\""
+}
+
+@test "an unmatched destination gets the defaults rule" {
+	start_faultsrv --mode echo
+	BULWARK_POLICY="10.0.0.0/8 breaker.failures=7" \
+		run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	"$BW_CLI" status --json | grep -q '"rule": "(default)"'
+}
+
+@test "a rule with 'off' records nothing" {
+	start_faultsrv --mode echo
+	BULWARK_POLICY="127.0.0.1:$FS_PORT off" \
+		run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 0 ]
+}
+
+@test "an invalid policy: one error line, the program runs untouched" {
+	start_faultsrv --mode echo
+	BULWARK_POLICY='* breaker.failure=3' run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(grep -c 'event=policy_error' "$BULWARK_LOG_FILE")" = 1 ]
+	grep -q "did you mean 'breaker.failures'" "$BULWARK_LOG_FILE"
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 0 ]
+}
+
+@test "BULWARK_STRICT=1: an invalid policy exits 2 before main" {
+	BULWARK_STRICT=1 BULWARK_POLICY='* retry.attempts=zero' \
+		run run_shim "$PY" -c 'print("main ran")'
+	[ "$status" -eq 2 ]
+	[[ $output != *"main ran"* ]]
+}
+
+@test "an illegal state name is a policy error" {
+	start_faultsrv --mode echo
+	BULWARK_STATE='../etc' run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	grep -q 'event=policy_error.*BULWARK_STATE' "$BULWARK_LOG_FILE"
+	[ ! -e "/dev/shm/bulwark-$UID-../etc" ]
+}
+
+@test "BULWARK_DISABLE=1 is pure pass-through" {
+	start_faultsrv --mode echo
+	BULWARK_DISABLE=1 run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	[ ! -e "$(bw_state_file)" ]
+}
+
+@test "a segment with the wrong mode is not trusted: warning, private state" {
+	start_faultsrv --mode echo
+	local f; f=$(bw_state_file)
+	head -c 4096 /dev/zero >"$f"
+	chmod 0644 "$f"
+	run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	[ "$(grep -c 'event=state_error' "$BULWARK_LOG_FILE")" = 1 ]
+	[ "$(stat -c %s "$f")" = 4096 ] # untouched
+}
+
+@test "a segment replaced by a symlink is not followed" {
+	start_faultsrv --mode echo
+	local f; f=$(bw_state_file)
+	ln -s "$BW_TMP/target" "$f"
+	run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	grep -q 'event=state_error' "$BULWARK_LOG_FILE"
+	[ ! -e "$BW_TMP/target" ]
+	rm -f "$f"
+}
+
+@test "BULWARK_STATE=private shares nothing" {
+	start_faultsrv --mode echo
+	BULWARK_STATE=private run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	[ ! -e /dev/shm/bulwark-$UID-private ]
+}
+
+@test "connections of many short-lived processes add up in the shared state" {
+	start_faultsrv --mode echo
+	for i in 1 2 3 4 5; do
+		run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT" >/dev/null
+	done
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 10 ]
+}
