@@ -17,6 +17,11 @@
 
 #ifndef BW_VERSION
 #define BW_VERSION "0.1.0"
+/* Says why the segment of state name (file path) cannot be used: why
+ * from bw_state_attach, else rc (-errno). */
+void bw_cli_state_unusable(const char *cmd, const char *name,
+			   const char *path, const char *why, int rc);
+
 #endif
 
 /* Exit statuses of the bulwark command (SPEC §5). */
@@ -113,5 +118,10 @@ int bw_cli_dest_find(struct bw_state *st, const struct bw_cli_dest *d,
 /* Whether the segment of state name exists; *path gets its file name.
  * Returns 1 yes, 0 no, -errno when the name is bad. */
 int bw_cli_state_exists(const char *name, char *path, size_t cap);
+
+/* Says why the segment of state name (file path) cannot be used: why
+ * from bw_state_attach, else rc (-errno). */
+void bw_cli_state_unusable(const char *cmd, const char *name,
+			   const char *path, const char *why, int rc);
 
 #endif

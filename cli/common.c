@@ -262,6 +262,19 @@ int bw_cli_state_exists(const char *name, char *path, size_t cap)
 	return 1;
 }
 
+void bw_cli_state_unusable(const char *cmd, const char *name,
+			   const char *path, const char *why, int rc)
+{
+	if (why && why[0])	/* names the file already */
+		bw_cli_err(cmd, "state '%s' is not usable: %s", name, why);
+	else if (path && path[0])
+		bw_cli_err(cmd, "state '%s' (%s) is not usable: %s", name,
+			   path, strerror(-rc));
+	else
+		bw_cli_err(cmd, "state '%s' is not usable: %s", name,
+			   strerror(-rc));
+}
+
 /* ---- destinations -------------------------------------------------------- */
 
 static int parse_port(const char *s, uint16_t *port)

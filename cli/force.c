@@ -103,9 +103,10 @@ static int force_main(int argc, char **argv)
 	if (rc != BW_CLI_OK)
 		goto out_free;
 
-	char path[160], why[256] = "";
+	char path[160] = "", why[256] = "";
 	struct bw_state st;
 	memset(&st, 0, sizeof(st));
+	bw_state_path(name, (unsigned)getuid(), path, sizeof(path));
 	bool create = mode != BW_FORCE_AUTO && !dest->is_group;
 	if (!create && bw_cli_state_exists(name, path, sizeof(path)) != 1) {
 		bw_cli_err("force", "no destination '%s': there is no state "
@@ -116,9 +117,7 @@ static int force_main(int argc, char **argv)
 	}
 	rc = bw_state_attach(&st, name, create, why, sizeof(why));
 	if (rc < 0) {
-		bw_state_path(name, (unsigned)getuid(), path, sizeof(path));
-		bw_cli_err("force", "state '%s' (%s) is not usable: %s", name,
-			   path, why[0] ? why : strerror(-rc));
+		bw_cli_state_unusable("force", name, path, why, rc);
 		rc = BW_CLI_FAIL;
 		goto out_free;
 	}

@@ -116,8 +116,7 @@ static int reset_main(int argc, char **argv)
 		goto out_free;
 	}
 	if (rc < 0) {
-		bw_cli_err("reset", "state '%s' (%s) is not usable: %s", name,
-			   path, why[0] ? why : strerror(-rc));
+		bw_cli_state_unusable("reset", name, path, why, rc);
 		rc = BW_CLI_FAIL;
 		goto out_free;
 	}

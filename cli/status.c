@@ -534,9 +534,7 @@ static int show(const char *name, enum fmt fmt, bool quiet_missing)
 		if (rc == -ENOENT) {
 			exists = 0;
 		} else if (rc < 0) {
-			bw_cli_err("status", "state '%s' (%s) is not usable: "
-				   "%s", name, path,
-				   why[0] ? why : strerror(-rc));
+			bw_cli_state_unusable("status", name, path, why, rc);
 			return BW_CLI_FAIL;
 		}
 	}

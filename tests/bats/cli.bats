@@ -366,6 +366,19 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 	[ ! -e "$(bw_state_file)" ]
 }
 
+@test "status, force, reset: an unusable segment is exit 1, left alone" {
+	head -c 100 /dev/zero >"$(bw_state_file)"
+	chmod 0600 "$(bw_state_file)"
+	run "$BW_CLI" status --state "$STATE"
+	[ "$status" -eq 1 ]
+	[[ $output == "bulwark status: state '$STATE' is not usable: "* ]]
+	run "$BW_CLI" force --state "$STATE" 127.0.0.1:1 open
+	[ "$status" -eq 1 ]
+	run "$BW_CLI" reset --state "$STATE" --all
+	[ "$status" -eq 1 ]
+	[ "$(stat -c %s "$(bw_state_file)")" -eq 100 ]
+}
+
 @test "reset and force accept a host name (every address)" {
 	"$BW_CLI" force --state "$STATE" localhost:9 open >/dev/null
 	run "$BW_CLI" status --state "$STATE"
