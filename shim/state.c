@@ -5,7 +5,8 @@
  * Never: allocates, locks, logs, sets errno, holds an fd, or indexes with a
  * value read from the segment.  Context: attach/detach from the constructor
  * or the command (not AS-safe: snprintf); get/find/slot/label/reset from any
- * hook or signal handler (AS-safe: atomics and kill/sched_yield only).
+ * hook or signal handler (AS-safe: atomics, getpid, kill, sched_yield and
+ * clock_gettime only; a lookup waits at most ~100 µs for another writer).
  *
  * Slot tag (bw_dest.tag), the only word that says what a slot holds:
  *
@@ -27,7 +28,8 @@
  * I5: every slot index is (our hash + n) & (BW_STATE_SLOTS - 1) with
  *     n < BW_STATE_PROBE_MAX; no segment byte is used as an index or length.
  * I6: a mapped segment passed every check of attach_file(); hdr->used is
- *     the number of publishes, hdr->full_events the NULLs for lack of room.
+ *     the number of publishes (one short per writer killed between its
+ *     publish and the count), hdr->full_events the NULLs for lack of room.
  */
 #include "shim/state.h"
 
@@ -58,8 +60,9 @@
  * 32768, so a dead claimer's pid is soon reused.  The 14-bit seconds wrap
  * every 4.5 hours; a claim that old may look fresh for 2 s more. */
 #define BW_STATE_CLAIM_STALE_S 2
-/* Lookups restarted after losing a claimed slot to a stealer.  Each restart
- * needs another process to judge us dead or stale, so two are plenty. */
+/* Probe sequences one lookup may run after losing its claimed slot to a
+ * stealer.  Each loss needs another process to judge us dead or stale
+ * (2 s), so even one repeat is rare; past it the lookup returns NULL. */
 #define BW_STATE_RESTARTS_MAX 4
 /* Attempts to open a segment that another process is creating. */
 #define BW_STATE_OPEN_TRIES 4
@@ -129,36 +132,45 @@ static void hdr_init(struct bw_state_hdr *h, unsigned uid)
  * for translations, not thread-safe). */
 static const char *errname(int e)
 {
-	switch (e) {
-	case ENOENT: return "no such file";
-	case EACCES: return "permission denied";
-	case EPERM: return "operation not permitted";
-	case ELOOP: return "is a symbolic link";
-	case ENOSPC: return "no space left";
-	case ENOMEM: return "out of memory";
-	case EMFILE: return "too many open files";
-	case ENFILE: return "too many open files in system";
-	case EROFS: return "read-only file system";
-	case EEXIST: return "file exists";
-	case ENOTDIR: return "not a directory";
-	case EINVAL: return "invalid argument";
-	case EOPNOTSUPP: return "operation not supported";
-	case EISDIR: return "is a directory";
-	default: return "system error";
-	}
+	static const struct {
+		int e;
+		const char *s;
+	} names[] = {
+	    {ENOENT, "no such file"},
+	    {EACCES, "permission denied"},
+	    {EPERM, "operation not permitted"},
+	    {ELOOP, "is a symbolic link"},
+	    {EISDIR, "is a directory"},
+	    {ENOTDIR, "not a directory"},
+	    {ENOSPC, "no space left"},
+	    {ENOMEM, "out of memory"},
+	    {EMFILE, "too many open files"},
+	    {ENFILE, "too many open files in system"},
+	    {EROFS, "read-only file system"},
+	    {EEXIST, "file exists"},
+	    {EINVAL, "invalid argument"},
+	    {EOPNOTSUPP, "operation not supported"},
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].e == e)
+			return names[i].s;
+	return "system error";
 }
 
-#define WHY(...)                                                              \
-	do {                                                                  \
-		if (why && whycap)                                            \
-			snprintf(why, whycap, __VA_ARGS__);                   \
+#define WHY(...)                                                               \
+	do {                                                                   \
+		if (why && whycap)                                             \
+			snprintf(why, whycap, __VA_ARGS__);                    \
 	} while (0)
 
-/* ---- paths and segment files ---------------------------------------------- */
+/* ---- paths and segment files ----------------------------------------------
+ */
 
 size_t bw_state_size(void)
 {
-	return BW_STATE_HDR_AREA + (size_t)BW_STATE_SLOTS * sizeof(struct bw_dest);
+	return BW_STATE_HDR_AREA +
+	       (size_t)BW_STATE_SLOTS * sizeof(struct bw_dest);
 }
 
 int bw_state_path(const char *name, unsigned uid, char *buf, size_t cap)
@@ -214,8 +226,7 @@ static int prepare_file(int fd, const char *path, unsigned uid, char *why,
  * (EEXIST) is success: the caller opens the winner's file.
  * Returns 0 or -errno.
  */
-static int create_file(const char *path, unsigned uid, char *why,
-		       size_t whycap)
+static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 {
 	static _Atomic unsigned seq;
 	char tmp[160];
@@ -233,7 +244,7 @@ static int create_file(const char *path, unsigned uid, char *why,
 			goto out;
 		}
 		if (linkat(AT_FDCWD, tmp, AT_FDCWD, path, AT_SYMLINK_FOLLOW) ==
-			    0 ||
+			0 ||
 		    errno == EEXIST)
 			goto out;
 		if (errno != ENOENT) { /* ENOENT: no /proc; try a name */
@@ -248,8 +259,8 @@ static int create_file(const char *path, unsigned uid, char *why,
 		     (long)getpid(), atomic_fetch_add(&seq, 1));
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		  0600);
+	fd =
+	    open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
 		WHY("state %s: cannot create %s: %s", path, tmp, errname(-rc));
@@ -274,8 +285,8 @@ static void state_clear(struct bw_state *st)
 }
 
 /* Checks an open segment file and maps it (I6).  Returns 0 or -errno. */
-static int map_file(struct bw_state *st, int fd, const char *path,
-		    unsigned uid, char *why, size_t whycap)
+static int map_file(struct bw_state *st, int fd, const char *path, unsigned uid,
+		    char *why, size_t whycap)
 {
 	struct stat sb;
 	struct bw_state_hdr *h;
@@ -356,9 +367,8 @@ static int attach_file(struct bw_state *st, const char *name, bool create,
 		return rc;
 	}
 	for (int tries = 0;; tries++) {
-		fd = open(st->path,
-			  O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
-				  O_NONBLOCK);
+		fd = open(st->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+					O_NONBLOCK);
 		if (fd >= 0)
 			break;
 		rc = -errno;
@@ -432,7 +442,8 @@ void bw_state_detach(struct bw_state *st)
 	errno = saved;
 }
 
-/* ---- keys ----------------------------------------------------------------- */
+/* ---- keys -----------------------------------------------------------------
+ */
 
 /* The canonical form of k: the bytes that name the destination. */
 static void key_canon(struct bw_dest_key *c, const struct bw_dest_key *k)
@@ -459,7 +470,8 @@ uint64_t bw_state_key_hash(const struct bw_dest_key *k)
 	return h ? h : 1;
 }
 
-/* ---- slots ---------------------------------------------------------------- */
+/* ---- slots ----------------------------------------------------------------
+ */
 
 static inline void cpu_relax(void)
 {
@@ -651,8 +663,8 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 	for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
 		uint32_t i = (uint32_t)(hash + n) & (BW_STATE_SLOTS - 1);
 		struct bw_dest *d = &st->dests[i];
-		uint64_t t = atomic_load_explicit(&d->tag,
-						  memory_order_acquire);
+		uint64_t t =
+		    atomic_load_explicit(&d->tag, memory_order_acquire);
 		/* Each pass returns, moves to the next slot, or sees the tag
 		 * move along I1's diagram.  A slot that keeps changing is
 		 * never skipped (I3): the lookup gives up instead. */
@@ -686,11 +698,11 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 			}
 			/* Fresh each time: its seconds date this claim. */
 			uint64_t mine = BW_TAG_PENDING | h16 |
-			       (now_s() & BW_TAG_SEC_MASK) << 32 |
-			       ((uint64_t)getpid() & BW_TAG_PID_MASK);
+					(now_s() & BW_TAG_SEC_MASK) << 32 |
+					((uint64_t)getpid() & BW_TAG_PID_MASK);
 			if (atomic_compare_exchange_strong_explicit(
-				    &d->tag, &t, mine, memory_order_acq_rel,
-				    memory_order_acquire)) {
+				&d->tag, &t, mine, memory_order_acq_rel,
+				memory_order_acquire)) {
 				if (!fill_publish(st, d, c, mine, ready, stolen,
 						  label, rule))
 					return LOOKUP_RESTART;

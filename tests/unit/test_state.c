@@ -86,7 +86,7 @@ static uint64_t mono_ns(void)
 
 static void sleep_us(long us)
 {
-	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -270,10 +270,10 @@ static void test_state_private_not_shared(void)
 
 /* ---- refusals ----------------------------------------------------------- */
 
-/* Makes a good segment, lets damage() spoil it, expects attach to fail
- * with rc and a reason containing what. */
-static int refused(const char *name, int rc, const char *what,
-		   char *why, size_t cap)
+/* 1 when attaching name (spoilt by the caller) fails with rc and a reason
+ * containing what, leaving st unmapped. */
+static int refused(const char *name, int rc, const char *what, char *why,
+		   size_t cap)
 {
 	struct bw_state st;
 	int got = bw_state_attach(&st, name, true, why, cap);
@@ -349,8 +349,8 @@ static void test_state_refuses_wrong_mode(void)
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(chmod(spath(name), 0644), 0);
-	BW_ASSERT(refused(name, -EACCES, "mode 0644, not 0600", why,
-			  sizeof(why)));
+	BW_ASSERT(
+	    refused(name, -EACCES, "mode 0644, not 0600", why, sizeof(why)));
 	BW_ASSERT_EQ(chmod(spath(name), 0400), 0);
 	BW_ASSERT(refused(name, -EACCES, "mode 0400", why, sizeof(why)));
 	unlink_state(name);
@@ -368,20 +368,19 @@ static void test_state_refuses_bad_header(void)
 	BW_ASSERT(refused(name, -EPROTO, "bad magic", why, sizeof(why)));
 
 	BW_ASSERT_EQ(make_segment(name), 0);
-	BW_ASSERT_EQ(poke(name, offsetof(struct bw_state_hdr, version), &v2,
-			  4), 0);
-	BW_ASSERT(refused(name, -EPROTO, "version 2, not 1", why,
-			  sizeof(why)));
+	BW_ASSERT_EQ(poke(name, offsetof(struct bw_state_hdr, version), &v2, 4),
+		     0);
+	BW_ASSERT(refused(name, -EPROTO, "version 2, not 1", why, sizeof(why)));
 
 	BW_ASSERT_EQ(make_segment(name), 0);
-	BW_ASSERT_EQ(poke(name, offsetof(struct bw_state_hdr, slots), &slots,
-			  4), 0);
+	BW_ASSERT_EQ(
+	    poke(name, offsetof(struct bw_state_hdr, slots), &slots, 4), 0);
 	BW_ASSERT(refused(name, -EPROTO, "layout", why, sizeof(why)));
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	sum = 0xdeadbeef;
-	BW_ASSERT_EQ(poke(name, offsetof(struct bw_state_hdr, hdr_sum), &sum,
-			  4), 0);
+	BW_ASSERT_EQ(
+	    poke(name, offsetof(struct bw_state_hdr, hdr_sum), &sum, 4), 0);
 	BW_ASSERT(refused(name, -EBADMSG, "checksum", why, sizeof(why)));
 	unlink_state(name);
 }
@@ -410,8 +409,8 @@ static void test_state_refuses_not_regular(void)
 
 	unlink_state(name);
 	BW_ASSERT_EQ(mkfifo(spath(name), 0600), 0);
-	BW_ASSERT(refused(name, -EINVAL, "not a regular file", why,
-			  sizeof(why)));
+	BW_ASSERT(
+	    refused(name, -EINVAL, "not a regular file", why, sizeof(why)));
 	unlink_state(name);
 	BW_ASSERT_EQ(mkdir(spath(name), 0700), 0);
 	BW_ASSERT(refused(name, -EISDIR, "directory", why, sizeof(why)));
@@ -697,7 +696,7 @@ static struct crash_shared *crash_sh;
 /* kind 0 hot, 1 counters', 2 pool, 3 window keys. */
 static uint32_t crash_key_id(int kind, uint32_t i)
 {
-	return kind == 0 ? 1 + i
+	return kind == 0   ? 1 + i
 	       : kind == 1 ? 100 + i
 	       : kind == 2 ? 1000 + i
 			   : 100000 + i;
@@ -709,8 +708,8 @@ static uint32_t crash_window_key(uint64_t r)
 
 	if (w >= CRASH_WINDOWS)
 		w = CRASH_WINDOWS - 1;
-	return crash_key_id(3, (uint32_t)(w * CRASH_WINDOW_KEYS +
-					  r % CRASH_WINDOW_KEYS));
+	return crash_key_id(
+	    3, (uint32_t)(w * CRASH_WINDOW_KEYS + r % CRASH_WINDOW_KEYS));
 }
 
 /* Loops lookups and increments until killed: mostly hot keys, sometimes
@@ -734,8 +733,8 @@ static void churner(const char *name, uint64_t seed)
 		else if (it % 64 == 32)
 			k = key_v4(crash_window_key(r));
 		else if (it % 8 == 0)
-			k = key_v4(crash_key_id(1, (uint32_t)(r %
-							      CRASH_COUNTERS)));
+			k = key_v4(
+			    crash_key_id(1, (uint32_t)(r % CRASH_COUNTERS)));
 		else
 			k = key_v4(crash_key_id(0, (uint32_t)(r % CRASH_HOT)));
 		d = bw_state_get(&st, &k, "churn", "r");
@@ -766,19 +765,19 @@ static void staller(const char *name, uint64_t seed)
 
 		for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
 			struct bw_dest *d =
-				&st.dests[(h + n) & (BW_STATE_SLOTS - 1)];
+			    &st.dests[(h + n) & (BW_STATE_SLOTS - 1)];
 			uint64_t t = atomic_load(&d->tag), want = 0;
 
 			if (t == BW_TAG_READY + (h >> 2) ||
-			    (t & (BW_TAG_READY | BW_TAG_PENDING |
-				  BW_TAG_HASH16)) ==
-				    (BW_TAG_PENDING | ((h >> 2) & BW_TAG_HASH16)))
+			    (t &
+			     (BW_TAG_READY | BW_TAG_PENDING | BW_TAG_HASH16)) ==
+				(BW_TAG_PENDING | ((h >> 2) & BW_TAG_HASH16)))
 				break; /* present or being made */
 			if (t != 0)
 				continue;
 			if (!atomic_compare_exchange_strong(
-				    &d->tag, &want,
-				    pending_tag(&k, (uint64_t)getpid())))
+				&d->tag, &want,
+				pending_tag(&k, (uint64_t)getpid())))
 				break;
 			memcpy(&d->key, &k, sizeof(k) / 2);
 			atomic_fetch_add(&crash_sh->stalls, 1);
@@ -981,17 +980,23 @@ static void test_state_garbage_slots_never_crash(void)
 				struct bw_dest_key k = key_v4(xs() % 3000);
 				uint64_t r = xs(), t;
 				switch (r % 5) {
-				case 0: t = pending_tag(&k, r >> 32); break;
+				case 0:
+					t = pending_tag(&k, r >> 32);
+					break;
 				case 1: /* pid 1 lives; any age */
 					t = pending_tag_aged(
-						&k, 1, round == 4 ? xs() % 20000
-								  : 0);
+					    &k, 1,
+					    round == 4 ? xs() % 20000 : 0);
 					break;
-				case 2: t = BW_TAG_READY |
+				case 2:
+					t = BW_TAG_READY |
 					    (bw_state_key_hash(&k) >> 2);
 					break;
-				case 3: t = r; break;
-				default: t = r | BW_TAG_READY | BW_TAG_PENDING;
+				case 3:
+					t = r;
+					break;
+				default:
+					t = r | BW_TAG_READY | BW_TAG_PENDING;
 				}
 				atomic_store(&st.dests[i].tag, t);
 			}
@@ -1031,25 +1036,25 @@ static void test_state_cleanup(void)
 }
 
 static const struct bw_test tests[] = {
-	BW_TEST(test_state_path_validation),
-	BW_TEST(test_state_key_hash),
-	BW_TEST(test_state_attach_shares_memory),
-	BW_TEST(test_state_private_not_shared),
-	BW_TEST(test_state_refuses_symlink),
-	BW_TEST(test_state_refuses_wrong_size),
-	BW_TEST(test_state_refuses_wrong_mode),
-	BW_TEST(test_state_refuses_bad_header),
-	BW_TEST(test_state_refuses_other_owner),
-	BW_TEST(test_state_refuses_not_regular),
-	BW_TEST(test_state_ten_thousand_fit),
-	BW_TEST(test_state_table_full),
-	BW_TEST(test_state_pending_dead_claimer_taken_over),
-	BW_TEST(test_state_pending_live_claimer_waits_bounded),
-	BW_TEST(test_state_reset_dest),
-	BW_TEST(test_state_long_labels_truncated),
-	BW_TEST(test_state_crash_safety),
-	BW_TEST(test_state_garbage_slots_never_crash),
-	BW_TEST(test_state_cleanup),
+    BW_TEST(test_state_path_validation),
+    BW_TEST(test_state_key_hash),
+    BW_TEST(test_state_attach_shares_memory),
+    BW_TEST(test_state_private_not_shared),
+    BW_TEST(test_state_refuses_symlink),
+    BW_TEST(test_state_refuses_wrong_size),
+    BW_TEST(test_state_refuses_wrong_mode),
+    BW_TEST(test_state_refuses_bad_header),
+    BW_TEST(test_state_refuses_other_owner),
+    BW_TEST(test_state_refuses_not_regular),
+    BW_TEST(test_state_ten_thousand_fit),
+    BW_TEST(test_state_table_full),
+    BW_TEST(test_state_pending_dead_claimer_taken_over),
+    BW_TEST(test_state_pending_live_claimer_waits_bounded),
+    BW_TEST(test_state_reset_dest),
+    BW_TEST(test_state_long_labels_truncated),
+    BW_TEST(test_state_crash_safety),
+    BW_TEST(test_state_garbage_slots_never_crash),
+    BW_TEST(test_state_cleanup),
 };
 
 BW_TEST_MAIN(tests)
