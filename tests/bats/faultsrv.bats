@@ -289,8 +289,9 @@ with open(sys.argv[2]) as f:
 	wait_until 5 test -s "$BW_TMP/port"
 	[ "$(cat "$pidf")" -eq "$pid" ]
 	kill -TERM "$pid"
-	run wait "$pid"
-	[ "$status" -eq 0 ]
+	local st=0
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ]
 	[ ! -e "$pidf" ]
 }
 
