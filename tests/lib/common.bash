@@ -17,10 +17,18 @@
 #   BW_FAULTSRV_DURATION  safety-net lifetime of each fault server (s, 300)
 
 BW_ROOT=${BW_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-BW_BUILD=${BW_BUILD:-$BW_ROOT/build}
+BW_BUILD=${BW_BUILD:-build}
+# Absolute paths: a relative LD_PRELOAD entry is resolved against each
+# process's own cwd and silently ignored where it does not exist.  A
+# relative BW_BUILD is the Makefile's B, so relative to the repository;
+# other relative paths are relative to the caller's cwd.
+[[ $BW_BUILD == /* ]] || BW_BUILD=$BW_ROOT/$BW_BUILD
 BW_LIB=${BW_LIB:-$BW_BUILD/libbulwark.so}
 BW_CLI=${BW_CLI:-$BW_BUILD/bulwark}
 FAULTSRV=${FAULTSRV:-$BW_BUILD/fixtures/faultsrv}
+[[ $BW_LIB == /* ]] || BW_LIB=$PWD/$BW_LIB
+[[ $BW_CLI == /* ]] || BW_CLI=$PWD/$BW_CLI
+[[ $FAULTSRV == /* ]] || FAULTSRV=$PWD/$FAULTSRV
 export BW_ROOT BW_BUILD BW_LIB BW_CLI FAULTSRV
 
 # Pids of everything started with start_faultsrv / bw_track_pid.
