@@ -35,6 +35,7 @@ enum elf_kind { ELF_NOT = -1, ELF_STATIC = 0, ELF_DYNAMIC = 1 };
 static int find_shim(char *out, size_t cap);
 static int resolve_program(const char *prog, char *out, size_t cap);
 static enum elf_kind elf_kind(int fd);
+static bool elf_is_go(int fd);
 static void warn_target(const char *prog, int depth);
 static int add_preload(const char *shim);
 
@@ -82,7 +83,9 @@ static const char usage[] =
 	"shim\n"
 	"there, so nothing is applied.  Programs that bypass libc (Go's own net "
 	"stack,\n"
-	"raw syscall(2), io_uring) are not covered either.\n"
+	"raw syscall(2), io_uring) are not covered either; bulwark warns for "
+	"a Go\n"
+	"binary.\n"
 	"\n"
 	"Exit status: PROGRAM's; 2 for bad usage or an invalid policy; 1 when "
 	"the\n"
@@ -222,6 +225,52 @@ static enum elf_kind elf_kind(int fd)
 	return ELF_STATIC;
 }
 
+/*
+ * Whether the ELF file on fd is a Go program (a ".go.buildinfo" or
+ * ".note.go.buildid" section; strip keeps both).  Go's net package makes
+ * its own connect system calls, so even a dynamically linked Go binary
+ * never calls libc's connect.  Reads at most BW_CLI_SHDRS_MAX headers.
+ */
+#define BW_CLI_SHDRS_MAX 4096u
+static bool elf_is_go(int fd)
+{
+	unsigned char eh[64], sh[64];
+
+	if (pread(fd, eh, sizeof(eh), 0) < 64 || memcmp(eh, "\177ELF", 4))
+		return false;
+	bool is64 = eh[4] == 2, be = eh[5] == 2;
+	uint64_t shoff = is64 ? rd(eh + 40, 8, be) : rd(eh + 32, 4, be);
+	uint64_t shentsize = rd(eh + (is64 ? 58 : 46), 2, be);
+	uint64_t shnum = rd(eh + (is64 ? 60 : 48), 2, be);
+	uint64_t shstrndx = rd(eh + (is64 ? 62 : 50), 2, be);
+	size_t want = is64 ? 64 : 40;
+	if (!shoff || shentsize < want || shnum > BW_CLI_SHDRS_MAX ||
+	    shstrndx >= shnum)
+		return false;
+	if (pread(fd, sh, want, (off_t)(shoff + shstrndx * shentsize)) !=
+	    (ssize_t)want)
+		return false;
+	uint64_t stroff = is64 ? rd(sh + 24, 8, be) : rd(sh + 16, 4, be);
+	uint64_t strsize = is64 ? rd(sh + 32, 8, be) : rd(sh + 20, 4, be);
+	for (uint64_t i = 0; i < shnum; i++) {
+		char name[24];
+		if (pread(fd, sh, 4, (off_t)(shoff + i * shentsize)) != 4)
+			return false;
+		uint64_t at = rd(sh, 4, be);
+		if (at >= strsize)
+			continue;
+		ssize_t n = pread(fd, name, sizeof(name) - 1,
+				  (off_t)(stroff + at));
+		if (n <= 0)
+			continue;
+		name[n] = '\0';
+		if (!strcmp(name, ".go.buildinfo") ||
+		    !strcmp(name, ".note.go.buildid"))
+			return true;
+	}
+	return false;
+}
+
 /* Whether exec of the file at path (stat'ed in sb) puts the loader in
  * secure-execution mode (AT_SECURE), where it ignores LD_PRELOAD paths;
  * sets *why. */
@@ -268,6 +317,7 @@ static void warn_target(const char *prog, int depth)
 	char head[256];
 	ssize_t n = pread(fd, head, sizeof(head) - 1, 0);
 	enum elf_kind kind = elf_kind(fd);
+	bool go = kind != ELF_NOT && elf_is_go(fd);
 	close(fd);
 
 	const char *why = NULL;
@@ -276,12 +326,18 @@ static void warn_target(const char *prog, int depth)
 			    "for it (secure-execution mode), so bulwark cannot "
 			    "act there; its connections get no breaker, "
 			    "bulkhead or retry", path, why);
-	if (kind == ELF_STATIC)
+	if (kind == ELF_STATIC && !go)
 		bw_cli_warn("%s is statically linked: there is no dynamic "
 			    "loader to preload the shim, so bulwark cannot act "
 			    "there; its connections get no breaker, bulkhead "
 			    "or retry (dynamically linked programs it starts "
 			    "are still covered)", path);
+	if (go)
+		bw_cli_warn("%s is a Go program%s: Go's net package makes its "
+			    "own connect system calls, bypassing the C library, "
+			    "so bulwark cannot act there; its connections get "
+			    "no breaker, bulkhead or retry", path,
+			    kind == ELF_STATIC ? " (statically linked)" : "");
 	if (kind != ELF_NOT || n < 3 || head[0] != '#' || head[1] != '!')
 		return;
 

@@ -212,6 +212,45 @@ teardown() {
 	[[ $output != *warning* ]]
 }
 
+# mkelf FILE CLASS(32|64) ORDER(<|>) INTERP(0|1): an ELF executable for a
+# machine no kernel runs (execvp then hands it to sh), with or without
+# PT_INTERP.
+mkelf() {
+	python3 - "$@" <<'PY'
+import struct, sys
+path, bits, order, interp = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+types = [1, 3] if interp else [1, 1]          # PT_LOAD, PT_INTERP
+if bits == 64:
+    ehsize, phsize = 64, 56
+    ident = b"\x7fELF" + bytes([2, 1 if order == "<" else 2, 1]) + bytes(9)
+    eh = ident + struct.pack(order + "HHIQQQIHHHHHH", 2, 0xBEEF, 1, 0, ehsize, 0, 0, ehsize, phsize, len(types), 64, 0, 0)
+    ph = b"".join(struct.pack(order + "IIQQQQQQ", t, 0, 0, 0, 0, 0, 0, 0) for t in types)
+else:
+    ehsize, phsize = 52, 32
+    ident = b"\x7fELF" + bytes([1, 1 if order == "<" else 2, 1]) + bytes(9)
+    eh = ident + struct.pack(order + "HHIIIIIHHHHHH", 2, 0xBEEF, 1, 0, ehsize, 0, 0, ehsize, phsize, len(types), 40, 0, 0)
+    ph = b"".join(struct.pack(order + "IIIIIIII", t, 0, 0, 0, 0, 0, 0, 0) for t in types)
+open(path, "wb").write(eh + ph)
+PY
+	chmod +x "$1"
+}
+
+@test "run: reads 32- and 64-bit, little- and big-endian program headers" {
+	require_shim
+	require_cmd python3
+	local bits order out
+	for bits in 32 64; do
+		for order in '<' '>'; do
+			mkelf "$BW_TMP/static" "$bits" "$order" 0
+			out=$("$BW_CLI" run -- "$BW_TMP/static" 2>&1) || true
+			[[ $out == *"$BW_TMP/static is statically linked"* ]]
+			mkelf "$BW_TMP/dynamic" "$bits" "$order" 1
+			out=$("$BW_CLI" run -- "$BW_TMP/dynamic" 2>&1) || true
+			[[ $out != *"statically linked"* ]]
+		done
+	done
+}
+
 @test "run: a static interpreter behind #! is found too" {
 	require_shim
 	local dir=${BATS_TMPDIR:-/tmp}/bwcli-shebang-$$
