@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shim/breaker.h"
+
 /* Bytes before the first slot: the header, rounded up to a cache line. */
 #define BW_STATE_HDR_AREA 128
 /* A claimer fills 136 bytes between claim and publish; a lookup that meets
@@ -505,8 +507,8 @@ static void copy_bounded(char *dst, size_t cap, const char *src, size_t max)
 	dst[n] = '\0';
 }
 
-/* Zeroes every counter of d; keep_bh keeps the live bulkhead fields. */
-static void dest_zero(struct bw_dest *d, bool keep_bh)
+/* Zeroes the counters of d that the breaker does not own. */
+static void counters_zero(struct bw_dest *d)
 {
 	const memory_order r = memory_order_relaxed;
 
@@ -520,6 +522,27 @@ static void dest_zero(struct bw_dest *d, bool keep_bh)
 	atomic_store_explicit(&d->connect_ns_sum, 0, r);
 	atomic_store_explicit(&d->exchange_ns_sum, 0, r);
 	atomic_store_explicit(&d->last_call_ns, 0, r);
+	atomic_store_explicit(&d->opened_count, 0, r);
+	atomic_store_explicit(&d->bh_rejected, 0, r);
+	atomic_store_explicit(&d->bh_saturated, 0, r);
+	atomic_store_explicit(&d->bh_acquired, 0, r);
+	for (int i = 0; i < BW_STATE_HIST_BUCKETS; i++)
+		atomic_store_explicit(&d->bh_wait_hist[i], 0, r);
+	atomic_store_explicit(&d->retries, 0, r);
+	atomic_store_explicit(&d->retries_ok, 0, r);
+	atomic_store_explicit(&d->retries_denied, 0, r);
+	atomic_store_explicit(&d->budget_epoch, 0, r);
+	atomic_store_explicit(&d->budget_connects, 0, r);
+	atomic_store_explicit(&d->budget_retries, 0, r);
+}
+
+/* Clears every field but the tag of a slot nobody else can see yet (one we
+ * stole from a dead claimer): a fresh slot, breaker word included. */
+static void dest_clear_unpublished(struct bw_dest *d)
+{
+	const memory_order r = memory_order_relaxed;
+
+	counters_zero(d);
 	atomic_store_explicit(&d->consecutive_failures, 0, r);
 	atomic_store_explicit(&d->slow_count, 0, r);
 	atomic_store_explicit(&d->open_until_ns, 0, r);
@@ -533,34 +556,23 @@ static void dest_zero(struct bw_dest *d, bool keep_bh)
 		atomic_store_explicit(&d->win[i].failures, 0, r);
 		atomic_store_explicit(&d->win[i].slow, 0, r);
 	}
-	atomic_store_explicit(&d->opened_count, 0, r);
-	atomic_store_explicit(&d->bh_rejected, 0, r);
-	atomic_store_explicit(&d->bh_saturated, 0, r);
-	atomic_store_explicit(&d->bh_acquired, 0, r);
-	for (int i = 0; i < BW_STATE_HIST_BUCKETS; i++)
-		atomic_store_explicit(&d->bh_wait_hist[i], 0, r);
-	atomic_store_explicit(&d->retries, 0, r);
-	atomic_store_explicit(&d->retries_ok, 0, r);
-	atomic_store_explicit(&d->retries_denied, 0, r);
-	atomic_store_explicit(&d->budget_epoch, 0, r);
-	atomic_store_explicit(&d->budget_connects, 0, r);
-	atomic_store_explicit(&d->budget_retries, 0, r);
-	if (!keep_bh) {
-		atomic_store_explicit(&d->bh_active, 0, r);
-		atomic_store_explicit(&d->bh_max, 0, r);
-		atomic_store_explicit(&d->bh_waiting, 0, r);
-		atomic_store_explicit(&d->bh_ticket, 0, r);
-		atomic_store_explicit(&d->forced, BW_FORCE_AUTO, r);
-	}
-	/* Last, so a reader that sees CLOSED sees the counters reset. */
-	atomic_store_explicit(&d->state, BW_BREAKER_CLOSED,
-			      memory_order_release);
+	atomic_store_explicit(&d->bh_active, 0, r);
+	atomic_store_explicit(&d->bh_max, 0, r);
+	atomic_store_explicit(&d->bh_waiting, 0, r);
+	atomic_store_explicit(&d->bh_ticket, 0, r);
+	atomic_store_explicit(&d->forced, BW_FORCE_AUTO, r);
+	atomic_store_explicit(&d->state, 0, r);
 }
 
+/* The breaker's word, window and probe rounds belong to shim/breaker.c,
+ * whose reset closes with a new generation (stale probe tickets stay
+ * stale); a plain store here would move the generation back. */
 void bw_state_reset_dest(struct bw_dest *d)
 {
-	if (d)
-		dest_zero(d, true);
+	if (!d)
+		return;
+	counters_zero(d);
+	bw_breaker_reset(d);
 }
 
 static uint64_t now_s(void)
@@ -640,7 +652,7 @@ static bool fill_publish(struct bw_state *st, struct bw_dest *d,
 			 const char *rule)
 {
 	if (stolen)
-		dest_zero(d, false);
+		dest_clear_unpublished(d);
 	memcpy(&d->key, c, sizeof(*c));
 	copy_bounded(d->label, sizeof(d->label), label, BW_STATE_LABEL_MAX);
 	copy_bounded(d->rule, sizeof(d->rule), rule, BW_STATE_RULE_MAX);

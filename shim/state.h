@@ -172,8 +172,9 @@ uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
 
 /* Zeroes every counter and closes the breaker of d (bulkhead slots held by
  * live connections stay counted: bh_active, bh_waiting, bh_ticket, bh_max
- * are kept).  An operator override (forced) is kept too: only
- * "bulwark force DEST auto" lifts it.  AS-safe: yes. */
+ * are kept).  The breaker part is bw_breaker_reset (shim/breaker.c), which
+ * also keeps the operator override (forced): only "bulwark force DEST auto"
+ * lifts it.  AS-safe: yes. */
 void bw_state_reset_dest(struct bw_dest *d);
 
 /* Copies d's label into buf, NUL-terminated whatever the segment holds. */

@@ -6,6 +6,7 @@
  * "ut-<pid>-<case>" and unlinked by each case.  The multi-threaded cases
  * (and the ThreadSanitizer build) are in test_state_threads.c.
  */
+#include "shim/breaker.h"
 #include "shim/state.h"
 
 #include <arpa/inet.h>
@@ -615,7 +616,8 @@ static void test_state_reset_dest(void)
 	BW_ASSERT(d != NULL);
 	atomic_store(&d->total_calls, 9);
 	atomic_store(&d->failed_calls, 9);
-	atomic_store(&d->state, BW_BREAKER_OPEN);
+	atomic_store(&d->state, BW_BREAKER_OPEN); /* generation 0 */
+	atomic_store(&d->consecutive_failures, 3);
 	atomic_store(&d->forced, BW_FORCE_DISABLED);
 	atomic_store(&d->open_until_ns, 12345);
 	atomic_store(&d->win[3].failures, 4);
@@ -626,7 +628,11 @@ static void test_state_reset_dest(void)
 	bw_state_reset_dest(d);
 	BW_ASSERT_EQ(atomic_load(&d->total_calls), 0);
 	BW_ASSERT_EQ(atomic_load(&d->failed_calls), 0);
-	BW_ASSERT_EQ(atomic_load(&d->state), BW_BREAKER_CLOSED);
+	/* Closed by the breaker's own reset: a new generation, so the word
+	 * is not simply 0 (stale probe tickets stay stale). */
+	BW_ASSERT_EQ(bw_breaker_view(d, mono_ns(), NULL), BW_BREAKER_CLOSED);
+	BW_ASSERT(atomic_load(&d->state) != 0);
+	BW_ASSERT_EQ(atomic_load(&d->consecutive_failures), 0);
 	BW_ASSERT_EQ(atomic_load(&d->forced), BW_FORCE_DISABLED);
 	BW_ASSERT_EQ(atomic_load(&d->open_until_ns), 0);
 	BW_ASSERT_EQ(atomic_load(&d->win[3].failures), 0);

@@ -6,9 +6,10 @@
  * forks and SIGKILLs) so that it also builds with ThreadSanitizer:
  *
  *   cc $(TSAN_CFLAGS) -o $(B)/tests-tsan/test_state_threads \
- *      tests/unit/test_state_threads.c shim/state.c -lpthread
+ *      tests/unit/test_state_threads.c shim/state.c shim/breaker.c \
+ *      -lpthread
  *
- * It needs only shim/state.c (no policy/ or other shim/ objects).
+ * It needs only shim/state.c and shim/breaker.c (bw_state_reset_dest).
  */
 #include "shim/state.h"
 
