@@ -15,56 +15,55 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-	"Usage: bulwark check [--policy-file F] [POLICY]\n"
-	"\n"
-	"Checks a policy as the shim would compile it and prints the rules in\n"
-	"order (first match wins) with every effective setting, and the "
-	"settings\n"
-	"a destination no rule matches gets, one key=value a line.  A value "
-	"set by\n"
-	"the rule is marked '# rule', one from a BULWARK_<KEY> variable "
-	"'# env';\n"
-	"the others are the built-in defaults.\n"
-	"\n"
-	"An invalid policy prints its first error and exits with status 2:\n"
-	"\n"
-	"  bulwark: policy:LINE:COL: message\n"
-	"\n"
-	"('file:LINE:COL' for an error in a policy file, 'env' for a bad\n"
-	"BULWARK_<KEY> value); a misspelt key gets a suggestion.\n"
-	"\n"
-	"Arguments:\n"
-	"  POLICY               the rules to check (quote them: one argument)\n"
-	"  -f, --policy-file F  also check the rules in file F, after POLICY\n"
-	"  -h, --help           show this help\n"
-	"\n"
-	"With neither, the policy comes from the environment, as the shim "
-	"reads it:\n"
-	"BULWARK_POLICY then BULWARK_POLICY_FILE; BULWARK_STATE and "
-	"BULWARK_LOG are\n"
-	"checked too.  BULWARK_<KEY> defaults always apply.\n"
-	"\n"
-	"Exit status: 0 valid, 2 invalid or bad usage.\n"
-	"\n"
-	"Examples:\n"
-	"  bulwark check 'redis.internal:6379 breaker.failures=3 "
-	"breaker.open=30s'\n"
-	"  bulwark check --policy-file /etc/bulwark/api.policy\n"
-	"  BULWARK_POLICY='*:443 retry.attempts=5' bulwark check\n";
+    "Usage: bulwark check [--policy-file F] [POLICY]\n"
+    "\n"
+    "Checks a policy as the shim would compile it and prints the rules in\n"
+    "order (first match wins) with every effective setting, and the "
+    "settings\n"
+    "a destination no rule matches gets, one key=value a line.  A value "
+    "set by\n"
+    "the rule is marked '# rule', one from a BULWARK_<KEY> variable "
+    "'# env';\n"
+    "the others are the built-in defaults.\n"
+    "\n"
+    "An invalid policy prints its first error and exits with status 2:\n"
+    "\n"
+    "  bulwark: policy:LINE:COL: message\n"
+    "\n"
+    "('file:LINE:COL' for an error in a policy file, 'env' for a bad\n"
+    "BULWARK_<KEY> value); a misspelt key gets a suggestion.\n"
+    "\n"
+    "Arguments:\n"
+    "  POLICY               the rules to check (quote them: one argument)\n"
+    "  -f, --policy-file F  also check the rules in file F, after POLICY\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "With neither, the policy comes from the environment, as the shim "
+    "reads it:\n"
+    "BULWARK_POLICY then BULWARK_POLICY_FILE; BULWARK_STATE and "
+    "BULWARK_LOG are\n"
+    "checked too.  BULWARK_<KEY> defaults always apply.\n"
+    "\n"
+    "Exit status: 0 valid, 2 invalid or bad usage.\n"
+    "\n"
+    "Examples:\n"
+    "  bulwark check 'redis.internal:6379 breaker.failures=3 "
+    "breaker.open=30s'\n"
+    "  bulwark check --policy-file /etc/bulwark/api.policy\n"
+    "  BULWARK_POLICY='*:443 retry.attempts=5' bulwark check\n";
 
 static bool valid_log_level(const char *s)
 {
-	return !strcmp(s, "off") || !strcmp(s, "error") ||
-	       !strcmp(s, "warn") || !strcmp(s, "info") ||
-	       !strcmp(s, "debug");
+	return !strcmp(s, "off") || !strcmp(s, "error") || !strcmp(s, "warn") ||
+	       !strcmp(s, "info") || !strcmp(s, "debug");
 }
 
 static int check_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "policy-file", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"policy-file", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *text = NULL, *file = NULL;
 	bool from_env = false;
@@ -73,7 +72,9 @@ static int check_main(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:f:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'f': file = optarg; break;
+		case 'f':
+			file = optarg;
+			break;
 		case 'h':
 			bw_cli_print_usage(&bw_cli_cmd_check, stdout);
 			return BW_CLI_OK;
@@ -83,7 +84,7 @@ static int check_main(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return bw_cli_usage_error("check", "give the policy as one "
-					  "argument (quote it)");
+						   "argument (quote it)");
 	if (optind < argc)
 		text = argv[optind];
 	if (!text && !file) {
@@ -94,14 +95,18 @@ static int check_main(int argc, char **argv)
 			file = NULL;
 		const char *state = getenv("BULWARK_STATE");
 		if (state && *state && bw_policy_check_state_name(state) < 0) {
-			bw_cli_err(NULL, "env: BULWARK_STATE='%s': use 1 to 64 "
-				   "letters, digits, '.', '_' or '-'", state);
+			bw_cli_err(NULL,
+				   "env: BULWARK_STATE='%s': use 1 to 64 "
+				   "letters, digits, '.', '_' or '-'",
+				   state);
 			return BW_CLI_USAGE;
 		}
 		const char *log = getenv("BULWARK_LOG");
 		if (log && *log && !valid_log_level(log)) {
-			bw_cli_err(NULL, "env: BULWARK_LOG='%s': use off, "
-				   "error, warn, info or debug", log);
+			bw_cli_err(NULL,
+				   "env: BULWARK_LOG='%s': use off, "
+				   "error, warn, info or debug",
+				   log);
 			return BW_CLI_USAGE;
 		}
 	}
@@ -121,8 +126,8 @@ static int check_main(int argc, char **argv)
 	printf("policy ok: %d rule%s", p->nrules, p->nrules == 1 ? "" : "s");
 	if (from_text && from_file)
 		printf(" (%d from %s, %d from %s)", from_text,
-		       from_env ? "BULWARK_POLICY" : "the argument",
-		       from_file, file);
+		       from_env ? "BULWARK_POLICY" : "the argument", from_file,
+		       file);
 	else if (from_file)
 		printf(" (from %s)", file);
 	printf("; the first rule that matches a connection applies\n\n");
@@ -143,8 +148,8 @@ static int check_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_check = {
-	.name = "check",
-	.main = check_main,
-	.summary = "check a policy and show its effective settings",
-	.usage = usage,
+    .name = "check",
+    .main = check_main,
+    .summary = "check a policy and show its effective settings",
+    .usage = usage,
 };

@@ -19,16 +19,16 @@
 #define BW_VERSION "0.1.0"
 /* Says why the segment of state name (file path) cannot be used: why
  * from bw_state_attach, else rc (-errno). */
-void bw_cli_state_unusable(const char *cmd, const char *name,
-			   const char *path, const char *why, int rc);
+void bw_cli_state_unusable(const char *cmd, const char *name, const char *path,
+			   const char *why, int rc);
 
 #endif
 
 /* Exit statuses of the bulwark command (SPEC §5). */
 enum {
-	BW_CLI_OK = 0,      /* done */
-	BW_CLI_FAIL = 1,    /* runtime failure */
-	BW_CLI_USAGE = 2,   /* bad usage or bad policy */
+	BW_CLI_OK = 0,	  /* done */
+	BW_CLI_FAIL = 1,  /* runtime failure */
+	BW_CLI_USAGE = 2, /* bad usage or bad policy */
 };
 
 /* One subcommand.  main gets argv[0] == name; usage is the full --help
@@ -49,12 +49,12 @@ extern const struct bw_cli_cmd bw_cli_cmd_trace;
 
 /* "bulwark CMD: message\n" on standard error. */
 void bw_cli_err(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* "bulwark: warning: message\n" on standard error. */
 void bw_cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: the message, a pointer to --help; returns BW_CLI_USAGE. */
 int bw_cli_usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Reports getopt_long's '?' or ':' (optstring starting with "+:") for
  * argv[optind - 1]; returns BW_CLI_USAGE. */
 int bw_cli_bad_option(const char *cmd, char **argv, int c);
@@ -88,7 +88,7 @@ int bw_cli_check_state(const char *cmd, const char *name);
 
 /* DEST as an operator wrote it (SPEC §5 reset/force). */
 struct bw_cli_dest {
-	bool is_group;        /* a group name: keys unused, match by label */
+	bool is_group; /* a group name: keys unused, match by label */
 	int nkeys;
 	struct bw_dest_key keys[BW_CLI_DEST_MAX];
 	char labels[BW_CLI_DEST_MAX][BW_STATE_LABEL_MAX]; /* "ip:port" */
@@ -121,7 +121,7 @@ int bw_cli_state_exists(const char *name, char *path, size_t cap);
 
 /* Says why the segment of state name (file path) cannot be used: why
  * from bw_state_attach, else rc (-errno). */
-void bw_cli_state_unusable(const char *cmd, const char *name,
-			   const char *path, const char *why, int rc);
+void bw_cli_state_unusable(const char *cmd, const char *name, const char *path,
+			   const char *why, int rc);
 
 #endif

@@ -114,7 +114,7 @@ int bw_cli_exe_dir(char *buf, size_t cap)
 	if (!slash)
 		return -ENOENT;
 	if (slash == path)
-		slash++;		/* the binary lives in "/" */
+		slash++; /* the binary lives in "/" */
 	*slash = '\0';
 	if ((size_t)snprintf(buf, cap, "%s", path) >= cap)
 		return -ENAMETOOLONG;
@@ -217,10 +217,10 @@ int bw_cli_load_policy(const char *cmd, const char *text, const char *path,
 	if (path) {
 		rc = read_file(path, &file, &file_len);
 		if (rc < 0) {
-			bw_cli_err(cmd, "cannot read policy file '%s': %s",
-				   path, rc == -EFBIG ?
-				   "larger than the 256 KiB limit" :
-				   strerror(-rc));
+			bw_cli_err(
+			    cmd, "cannot read policy file '%s': %s", path,
+			    rc == -EFBIG ? "larger than the 256 KiB limit"
+					 : strerror(-rc));
 			goto out;
 		}
 		memset(&err, 0, sizeof(err));
@@ -244,9 +244,11 @@ out:
 int bw_cli_check_state(const char *cmd, const char *name)
 {
 	if (bw_policy_check_state_name(name) < 0)
-		return bw_cli_usage_error(cmd,
-			"bad state name '%s': use 1 to 64 letters, digits, "
-			"'.', '_' or '-'", name);
+		return bw_cli_usage_error(
+		    cmd,
+		    "bad state name '%s': use 1 to 64 letters, digits, "
+		    "'.', '_' or '-'",
+		    name);
 	return BW_CLI_OK;
 }
 
@@ -258,18 +260,18 @@ int bw_cli_state_exists(const char *name, char *path, size_t cap)
 	if (rc < 0)
 		return rc;
 	if (lstat(path, &sb) < 0)
-		return errno == ENOENT ? 0 : 1;	/* let attach say why */
+		return errno == ENOENT ? 0 : 1; /* let attach say why */
 	return 1;
 }
 
-void bw_cli_state_unusable(const char *cmd, const char *name,
-			   const char *path, const char *why, int rc)
+void bw_cli_state_unusable(const char *cmd, const char *name, const char *path,
+			   const char *why, int rc)
 {
-	if (why && why[0])	/* names the file already */
+	if (why && why[0]) /* names the file already */
 		bw_cli_err(cmd, "state '%s' is not usable: %s", name, why);
 	else if (path && path[0])
-		bw_cli_err(cmd, "state '%s' (%s) is not usable: %s", name,
-			   path, strerror(-rc));
+		bw_cli_err(cmd, "state '%s' (%s) is not usable: %s", name, path,
+			   strerror(-rc));
 	else
 		bw_cli_err(cmd, "state '%s' is not usable: %s", name,
 			   strerror(-rc));
@@ -300,8 +302,8 @@ static int parse_port(const char *s, uint16_t *port)
 static void key_from_sockaddr(const struct sockaddr *sa, uint16_t port,
 			      struct bw_dest_key *k)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-					    0xff, 0xff };
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+					   0, 0, 0, 0, 0xff, 0xff};
 
 	memset(k, 0, sizeof(*k));
 	k->port = port;
@@ -367,9 +369,11 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 		struct in6_addr a6;
 		if (inet_pton(AF_INET, text, &a6) == 1 ||
 		    inet_pton(AF_INET6, text, &a6) == 1)
-			return bw_cli_usage_error(cmd,
-				"'%s' has no port: write ip:port or "
-				"[ipv6]:port", text);
+			return bw_cli_usage_error(
+			    cmd,
+			    "'%s' has no port: write ip:port or "
+			    "[ipv6]:port",
+			    text);
 		out->is_group = true;
 		return BW_CLI_OK;
 	}
@@ -378,16 +382,18 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 	if (text[0] == '[') {
 		const char *close = strchr(text, ']');
 		if (!close || close[1] != ':')
-			return bw_cli_usage_error(cmd,
-				"bad destination '%s': write [ipv6]:port",
-				text);
+			return bw_cli_usage_error(
+			    cmd, "bad destination '%s': write [ipv6]:port",
+			    text);
 		hlen = (size_t)(close - text - 1);
 		port_s = close + 2;
 	} else {
 		if (memchr(text, ':', (size_t)(colon - text)))
-			return bw_cli_usage_error(cmd,
-				"bad destination '%s': put an IPv6 address "
-				"in brackets, [ipv6]:port", text);
+			return bw_cli_usage_error(
+			    cmd,
+			    "bad destination '%s': put an IPv6 address "
+			    "in brackets, [ipv6]:port",
+			    text);
 		hlen = (size_t)(colon - text);
 		port_s = colon + 1;
 	}
@@ -396,8 +402,8 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 	memcpy(host, text + (text[0] == '['), hlen);
 	host[hlen] = '\0';
 	if (parse_port(port_s, &port) < 0)
-		return bw_cli_usage_error(cmd,
-			"bad port '%s' in '%s': use 1 to 65535", port_s, text);
+		return bw_cli_usage_error(
+		    cmd, "bad port '%s' in '%s': use 1 to 65535", port_s, text);
 
 	struct sockaddr_in in4;
 	struct sockaddr_in6 in6;
@@ -406,8 +412,8 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 	if (text[0] == '[') {
 		in6.sin6_family = AF_INET6;
 		if (inet_pton(AF_INET6, host, &in6.sin6_addr) != 1)
-			return bw_cli_usage_error(cmd,
-				"bad IPv6 address '%s'", host);
+			return bw_cli_usage_error(cmd, "bad IPv6 address '%s'",
+						  host);
 		key_from_sockaddr((struct sockaddr *)&in6, port, &k);
 		add_key(out, &k);
 		return BW_CLI_OK;
@@ -428,8 +434,8 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 	int grc = getaddrinfo(host, NULL, &hints, &res);
 	if (grc != 0) {
 		bw_cli_err(cmd, "cannot resolve '%s': %s", host,
-			   grc == EAI_SYSTEM ? strerror(errno) :
-			   gai_strerror(grc));
+			   grc == EAI_SYSTEM ? strerror(errno)
+					     : gai_strerror(grc));
 		return BW_CLI_FAIL;
 	}
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {

@@ -15,8 +15,8 @@
 #include "cli/cli.h"
 
 static const struct bw_cli_cmd *const cmds[] = {
-	&bw_cli_cmd_run,   &bw_cli_cmd_check, &bw_cli_cmd_status,
-	&bw_cli_cmd_reset, &bw_cli_cmd_force, &bw_cli_cmd_trace,
+    &bw_cli_cmd_run,   &bw_cli_cmd_check, &bw_cli_cmd_status,
+    &bw_cli_cmd_reset, &bw_cli_cmd_force, &bw_cli_cmd_trace,
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -40,7 +40,7 @@ __attribute__((constructor(101))) static void hide_env_from_shim(void)
 	saved_log = v ? strdup(v) : NULL;
 	if ((getenv("BULWARK_DISABLE") && !saved_disable) ||
 	    (getenv("BULWARK_LOG") && !saved_log))
-		return;		/* out of memory: leave all as it is */
+		return; /* out of memory: leave all as it is */
 	unsetenv("BULWARK_LOG");
 	setenv("BULWARK_DISABLE", "1", 1);
 	env_hidden = true;
@@ -119,15 +119,17 @@ static const char *closest_cmd(const char *name)
 
 static void print_help(FILE *f)
 {
-	fputs("Usage: bulwark COMMAND [OPTIONS] [ARGS]\n"
-	      "       bulwark run [OPTIONS] -- PROGRAM [ARGS...]\n"
-	      "\n"
-	      "Circuit breakers, bulkheads and connect retries for the outgoing "
-	      "TCP\n"
-	      "connections of unmodified programs, through an LD_PRELOAD "
-	      "shim.\n"
-	      "\n"
-	      "Commands:\n", f);
+	fputs(
+	    "Usage: bulwark COMMAND [OPTIONS] [ARGS]\n"
+	    "       bulwark run [OPTIONS] -- PROGRAM [ARGS...]\n"
+	    "\n"
+	    "Circuit breakers, bulkheads and connect retries for the outgoing "
+	    "TCP\n"
+	    "connections of unmodified programs, through an LD_PRELOAD "
+	    "shim.\n"
+	    "\n"
+	    "Commands:\n",
+	    f);
 	for (size_t i = 0; i < NCMDS; i++)
 		fprintf(f, "  %-8s %s\n", cmds[i]->name, cmds[i]->summary);
 	fputs("  help     show the usage of a command: bulwark help COMMAND\n"
@@ -148,7 +150,8 @@ static void print_help(FILE *f)
 	      "\n"
 	      "Run 'bulwark COMMAND --help' for a command's options, and see "
 	      "bulwark(1)\n"
-	      "and bulwark-policy(7).\n", f);
+	      "and bulwark-policy(7).\n",
+	      f);
 }
 
 int main(int argc, char **argv)
@@ -182,11 +185,13 @@ int main(int argc, char **argv)
 		if (!cmd) {
 			const char *near = closest_cmd(argv[2]);
 			if (near)
-				return bw_cli_usage_error(NULL,
-					"unknown command '%s'; did you mean "
-					"'%s'?", argv[2], near);
-			return bw_cli_usage_error(NULL,
-				"unknown command '%s'", argv[2]);
+				return bw_cli_usage_error(
+				    NULL,
+				    "unknown command '%s'; did you mean "
+				    "'%s'?",
+				    argv[2], near);
+			return bw_cli_usage_error(NULL, "unknown command '%s'",
+						  argv[2]);
 		}
 		bw_cli_print_usage(cmd, stdout);
 		return BW_CLI_OK;
@@ -197,9 +202,9 @@ int main(int argc, char **argv)
 	if (!cmd) {
 		const char *near = closest_cmd(name);
 		if (near)
-			return bw_cli_usage_error(NULL,
-				"unknown command '%s'; did you mean '%s'?",
-				name, near);
+			return bw_cli_usage_error(
+			    NULL, "unknown command '%s'; did you mean '%s'?",
+			    name, near);
 		return bw_cli_usage_error(NULL, "unknown command '%s'", name);
 	}
 	int rc = cmd->main(argc - 1, argv + 1);

@@ -15,44 +15,44 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-	"Usage: bulwark reset [--state NAME] DEST\n"
-	"       bulwark reset [--state NAME] --all\n"
-	"\n"
-	"Forgets what the programs sharing a state have learnt about a "
-	"destination:\n"
-	"its call counters are zeroed and its breaker closes.  Connections open "
-	"now\n"
-	"keep their bulkhead slots.  A forced state (bulwark force) is left as "
-	"it is.\n"
-	"\n"
-	"DEST is one of\n"
-	"  IP:PORT        an IPv4 address and port, e.g. 10.0.0.7:5432\n"
-	"  [IPV6]:PORT    an IPv6 address in brackets, e.g. [::1]:6379\n"
-	"  HOST:PORT      every address HOST resolves to (getaddrinfo)\n"
-	"  GROUP          a rule group's name (the rule key group=GROUP)\n"
-	"or a destination exactly as 'bulwark status' prints it.\n"
-	"\n"
-	"Options:\n"
-	"  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
-	"                    'default')\n"
-	"  -a, --all         reset every destination of the state\n"
-	"  -h, --help        show this help\n"
-	"\n"
-	"Exit status: 0 done (also --all on a state no program has used yet),\n"
-	"1 DEST is not in the state or the segment is unusable, 2 bad usage.\n"
-	"\n"
-	"Examples:\n"
-	"  bulwark reset 127.0.0.1:6379\n"
-	"  bulwark reset --state api db.internal:5432\n"
-	"  bulwark reset --all\n";
+    "Usage: bulwark reset [--state NAME] DEST\n"
+    "       bulwark reset [--state NAME] --all\n"
+    "\n"
+    "Forgets what the programs sharing a state have learnt about a "
+    "destination:\n"
+    "its call counters are zeroed and its breaker closes.  Connections open "
+    "now\n"
+    "keep their bulkhead slots.  A forced state (bulwark force) is left as "
+    "it is.\n"
+    "\n"
+    "DEST is one of\n"
+    "  IP:PORT        an IPv4 address and port, e.g. 10.0.0.7:5432\n"
+    "  [IPV6]:PORT    an IPv6 address in brackets, e.g. [::1]:6379\n"
+    "  HOST:PORT      every address HOST resolves to (getaddrinfo)\n"
+    "  GROUP          a rule group's name (the rule key group=GROUP)\n"
+    "or a destination exactly as 'bulwark status' prints it.\n"
+    "\n"
+    "Options:\n"
+    "  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
+    "                    'default')\n"
+    "  -a, --all         reset every destination of the state\n"
+    "  -h, --help        show this help\n"
+    "\n"
+    "Exit status: 0 done (also --all on a state no program has used yet),\n"
+    "1 DEST is not in the state or the segment is unusable, 2 bad usage.\n"
+    "\n"
+    "Examples:\n"
+    "  bulwark reset 127.0.0.1:6379\n"
+    "  bulwark reset --state api db.internal:5432\n"
+    "  bulwark reset --all\n";
 
 static int reset_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"state", required_argument, NULL, 's'},
+	    {"all", no_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *name = getenv("BULWARK_STATE"), *text = NULL;
 	bool all = false;
@@ -63,8 +63,12 @@ static int reset_main(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:s:ah", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': name = optarg; break;
-		case 'a': all = true; break;
+		case 's':
+			name = optarg;
+			break;
+		case 'a':
+			all = true;
+			break;
 		case 'h':
 			bw_cli_print_usage(&bw_cli_cmd_reset, stdout);
 			return BW_CLI_OK;
@@ -80,7 +84,8 @@ static int reset_main(int argc, char **argv)
 	if (all == (text != NULL))
 		return bw_cli_usage_error("reset", "give one DEST or --all");
 	if (strcmp(name, "private") == 0)
-		return bw_cli_usage_error("reset", "state 'private' lives "
+		return bw_cli_usage_error("reset",
+					  "state 'private' lives "
 					  "inside each process; there is "
 					  "nothing shared to reset");
 	if (bw_cli_check_state("reset", name) != BW_CLI_OK)
@@ -102,15 +107,18 @@ static int reset_main(int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	if (bw_cli_state_exists(name, path, sizeof(path)) != 1 ||
 	    (rc = bw_state_attach(&st, name, false, why, sizeof(why))) ==
-	    -ENOENT) {
+		-ENOENT) {
 		if (all) {
 			printf("no state '%s' yet (no program has run under "
-			       "bulwark with it): nothing to reset\n", name);
+			       "bulwark with it): nothing to reset\n",
+			       name);
 			rc = BW_CLI_OK;
 		} else {
-			bw_cli_err("reset", "no destination '%s': there is no "
+			bw_cli_err("reset",
+				   "no destination '%s': there is no "
 				   "state '%s' yet (no program has run under "
-				   "bulwark with it)", text, name);
+				   "bulwark with it)",
+				   text, name);
 			rc = BW_CLI_FAIL;
 		}
 		goto out_free;
@@ -139,8 +147,10 @@ static int reset_main(int argc, char **argv)
 	struct bw_dest *found[BW_CLI_DEST_MAX];
 	n = bw_cli_dest_find(&st, dest, text, found, BW_CLI_DEST_MAX);
 	if (n == 0) {
-		bw_cli_err("reset", "no destination '%s' in state '%s' (see "
-			   "bulwark status --state %s)", text, name, name);
+		bw_cli_err("reset",
+			   "no destination '%s' in state '%s' (see "
+			   "bulwark status --state %s)",
+			   text, name, name);
 		rc = BW_CLI_FAIL;
 		goto out;
 	}
@@ -158,8 +168,8 @@ out_free:
 }
 
 const struct bw_cli_cmd bw_cli_cmd_reset = {
-	.name = "reset",
-	.main = reset_main,
-	.summary = "zero a destination's counters and close its breaker",
-	.usage = usage,
+    .name = "reset",
+    .main = reset_main,
+    .summary = "zero a destination's counters and close its breaker",
+    .usage = usage,
 };

@@ -40,63 +40,63 @@ static void warn_target(const char *prog, int depth);
 static int add_preload(const char *shim);
 
 static const char usage[] =
-	"Usage: bulwark run [OPTIONS] [--] PROGRAM [ARGS...]\n"
-	"\n"
-	"Runs PROGRAM with the bulwark shim preloaded: every outgoing TCP "
-	"connect it\n"
-	"makes goes through the circuit breaker, bulkhead and retry policy.  "
-	"The\n"
-	"exit status is the program's.\n"
-	"\n"
-	"The policy is checked first (as 'bulwark check' does); an invalid one "
-	"is\n"
-	"reported and the program is not started (exit status 2).  Then "
-	"bulwark sets\n"
-	"the variables below, appends libbulwark.so to LD_PRELOAD (keeping what "
-	"is\n"
-	"there; never twice) and execs PROGRAM, found through PATH.\n"
-	"\n"
-	"Options:\n"
-	"  -p, --policy P       rules (SPEC grammar) -> BULWARK_POLICY\n"
-	"  -f, --policy-file F  a file of rules -> BULWARK_POLICY_FILE "
-	"(made absolute)\n"
-	"  -s, --state NAME     shared state to use -> BULWARK_STATE "
-	"(default 'default';\n"
-	"                       'private' keeps state inside each process)\n"
-	"  -l, --log LEVEL      off, error, warn, info or debug -> BULWARK_LOG\n"
-	"      --strict         an invalid policy ends the program before main "
-	"with\n"
-	"                       exit status 2 -> BULWARK_STRICT=1\n"
-	"  -h, --help           show this help\n"
-	"\n"
-	"Without --policy or --policy-file, BULWARK_POLICY and "
-	"BULWARK_POLICY_FILE\n"
-	"from the environment are checked and passed on unchanged.\n"
-	"\n"
-	"The shim is BULWARK_LIB if set, else libbulwark.so beside the bulwark "
-	"binary,\n"
-	"else ../lib/bulwark/libbulwark.so relative to it.\n"
-	"\n"
-	"Warnings: bulwark warns when PROGRAM is statically linked or setuid/"
-	"setgid\n"
-	"(or has file capabilities): the dynamic loader does not preload the "
-	"shim\n"
-	"there, so nothing is applied.  Programs that bypass libc (Go's own net "
-	"stack,\n"
-	"raw syscall(2), io_uring) are not covered either; bulwark warns for "
-	"a Go\n"
-	"binary.\n"
-	"\n"
-	"Exit status: PROGRAM's; 2 for bad usage or an invalid policy; 1 when "
-	"the\n"
-	"shim is missing; 127 when PROGRAM is not found, 126 when it cannot be\n"
-	"executed.\n"
-	"\n"
-	"Examples:\n"
-	"  bulwark run --policy 'redis.internal:6379 breaker.failures=3' -- "
-	"redis-cli ping\n"
-	"  bulwark run --policy-file /etc/bulwark/api.policy --state api -- "
-	"./worker\n";
+    "Usage: bulwark run [OPTIONS] [--] PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM with the bulwark shim preloaded: every outgoing TCP "
+    "connect it\n"
+    "makes goes through the circuit breaker, bulkhead and retry policy.  "
+    "The\n"
+    "exit status is the program's.\n"
+    "\n"
+    "The policy is checked first (as 'bulwark check' does); an invalid one "
+    "is\n"
+    "reported and the program is not started (exit status 2).  Then "
+    "bulwark sets\n"
+    "the variables below, appends libbulwark.so to LD_PRELOAD (keeping what "
+    "is\n"
+    "there; never twice) and execs PROGRAM, found through PATH.\n"
+    "\n"
+    "Options:\n"
+    "  -p, --policy P       rules (SPEC grammar) -> BULWARK_POLICY\n"
+    "  -f, --policy-file F  a file of rules -> BULWARK_POLICY_FILE "
+    "(made absolute)\n"
+    "  -s, --state NAME     shared state to use -> BULWARK_STATE "
+    "(default 'default';\n"
+    "                       'private' keeps state inside each process)\n"
+    "  -l, --log LEVEL      off, error, warn, info or debug -> BULWARK_LOG\n"
+    "      --strict         an invalid policy ends the program before main "
+    "with\n"
+    "                       exit status 2 -> BULWARK_STRICT=1\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "Without --policy or --policy-file, BULWARK_POLICY and "
+    "BULWARK_POLICY_FILE\n"
+    "from the environment are checked and passed on unchanged.\n"
+    "\n"
+    "The shim is BULWARK_LIB if set, else libbulwark.so beside the bulwark "
+    "binary,\n"
+    "else ../lib/bulwark/libbulwark.so relative to it.\n"
+    "\n"
+    "Warnings: bulwark warns when PROGRAM is statically linked or setuid/"
+    "setgid\n"
+    "(or has file capabilities): the dynamic loader does not preload the "
+    "shim\n"
+    "there, so nothing is applied.  Programs that bypass libc (Go's own net "
+    "stack,\n"
+    "raw syscall(2), io_uring) are not covered either; bulwark warns for "
+    "a Go\n"
+    "binary.\n"
+    "\n"
+    "Exit status: PROGRAM's; 2 for bad usage or an invalid policy; 1 when "
+    "the\n"
+    "shim is missing; 127 when PROGRAM is not found, 126 when it cannot be\n"
+    "executed.\n"
+    "\n"
+    "Examples:\n"
+    "  bulwark run --policy 'redis.internal:6379 breaker.failures=3' -- "
+    "redis-cli ping\n"
+    "  bulwark run --policy-file /etc/bulwark/api.policy --state api -- "
+    "./worker\n";
 
 /* Whether path names an existing regular file. */
 static bool is_file(const char *path)
@@ -125,7 +125,7 @@ static int find_shim(char *out, size_t cap)
 	}
 	if (bw_cli_exe_dir(dir, sizeof(dir)) < 0) {
 		bw_cli_err("run", "cannot find libbulwark.so: /proc/self/exe "
-			   "is unreadable; set BULWARK_LIB");
+				  "is unreadable; set BULWARK_LIB");
 		return -ENOENT;
 	}
 	snprintf(cand[0], sizeof(cand[0]), "%s/libbulwark.so", dir);
@@ -141,8 +141,10 @@ static int find_shim(char *out, size_t cap)
 			continue;
 		return 0;
 	}
-	bw_cli_err("run", "cannot find libbulwark.so (looked for %s and %s); "
-		   "build it with make or set BULWARK_LIB", cand[0], cand[1]);
+	bw_cli_err("run",
+		   "cannot find libbulwark.so (looked for %s and %s); "
+		   "build it with make or set BULWARK_LIB",
+		   cand[0], cand[1]);
 	return -ENOENT;
 }
 
@@ -157,12 +159,12 @@ static int resolve_program(const char *prog, char *out, size_t cap)
 	}
 	const char *path = getenv("PATH");
 	if (!path)
-		path = "/bin:/usr/bin";		/* glibc's confstr(_CS_PATH) */
+		path = "/bin:/usr/bin"; /* glibc's confstr(_CS_PATH) */
 	for (const char *p = path;;) {
 		const char *end = strchrnul(p, ':');
 		int len = (int)(end - p);
 		if (len == 0)
-			snprintf(out, cap, "%s", prog);	/* "" is "." */
+			snprintf(out, cap, "%s", prog); /* "" is "." */
 		else
 			snprintf(out, cap, "%.*s/%s", len, p, prog);
 		if (is_file(out) && access(out, X_OK) == 0)
@@ -201,13 +203,13 @@ static enum elf_kind elf_kind(int fd)
 	    (is64 && n < 64))
 		return ELF_NOT;
 	uint64_t type = rd(eh + 16, 2, be);
-	if (type != 2 && type != 3)	/* ET_EXEC, ET_DYN */
+	if (type != 2 && type != 3) /* ET_EXEC, ET_DYN */
 		return ELF_NOT;
 	uint64_t phoff = is64 ? rd(eh + 32, 8, be) : rd(eh + 28, 4, be);
 	uint64_t shoff = is64 ? rd(eh + 40, 8, be) : rd(eh + 32, 4, be);
 	uint64_t phentsize = rd(eh + (is64 ? 54 : 42), 2, be);
 	uint64_t phnum = rd(eh + (is64 ? 56 : 44), 2, be);
-	if (phnum == 0xffff && shoff) {	/* PN_XNUM: count in sh_info of 0 */
+	if (phnum == 0xffff && shoff) { /* PN_XNUM: count in sh_info of 0 */
 		unsigned char sh[4];
 		off_t at = (off_t)shoff + (is64 ? 44 : 28);
 		if (pread(fd, sh, 4, at) == 4)
@@ -219,7 +221,7 @@ static enum elf_kind elf_kind(int fd)
 		unsigned char ph[4];
 		if (pread(fd, ph, 4, (off_t)(phoff + i * phentsize)) != 4)
 			return ELF_NOT;
-		if (rd(ph, 4, be) == 3)	/* PT_INTERP */
+		if (rd(ph, 4, be) == 3) /* PT_INTERP */
 			return ELF_DYNAMIC;
 	}
 	return ELF_STATIC;
@@ -259,8 +261,8 @@ static bool elf_is_go(int fd)
 		uint64_t at = rd(sh, 4, be);
 		if (at >= strsize)
 			continue;
-		ssize_t n = pread(fd, name, sizeof(name) - 1,
-				  (off_t)(stroff + at));
+		ssize_t n =
+		    pread(fd, name, sizeof(name) - 1, (off_t)(stroff + at));
 		if (n <= 0)
 			continue;
 		name[n] = '\0';
@@ -280,7 +282,7 @@ static bool secure_exec(const char *path, const struct stat *sb,
 	struct statvfs fs;
 
 	if (statvfs(path, &fs) == 0 && (fs.f_flag & ST_NOSUID))
-		return false;	/* the kernel ignores the bits there */
+		return false; /* the kernel ignores the bits there */
 	if ((sb->st_mode & S_ISUID) && sb->st_uid != geteuid()) {
 		*why = "setuid";
 		return true;
@@ -307,7 +309,7 @@ static void warn_target(const char *prog, int depth)
 	if (depth > BW_CLI_SHEBANG_DEPTH_MAX)
 		return;
 	if (resolve_program(prog, path, sizeof(path)) < 0)
-		return;		/* exec will say so */
+		return; /* exec will say so */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0) {
 		if (fd >= 0)
@@ -325,19 +327,22 @@ static void warn_target(const char *prog, int depth)
 		bw_cli_warn("%s is %s: the dynamic loader ignores LD_PRELOAD "
 			    "for it (secure-execution mode), so bulwark cannot "
 			    "act there; its connections get no breaker, "
-			    "bulkhead or retry", path, why);
+			    "bulkhead or retry",
+			    path, why);
 	if (kind == ELF_STATIC && !go)
 		bw_cli_warn("%s is statically linked: there is no dynamic "
 			    "loader to preload the shim, so bulwark cannot act "
 			    "there; its connections get no breaker, bulkhead "
 			    "or retry (dynamically linked programs it starts "
-			    "are still covered)", path);
+			    "are still covered)",
+			    path);
 	if (go)
-		bw_cli_warn("%s is a Go program%s: Go's net package makes its "
-			    "own connect system calls, bypassing the C library, "
-			    "so bulwark cannot act there; its connections get "
-			    "no breaker, bulkhead or retry", path,
-			    kind == ELF_STATIC ? " (statically linked)" : "");
+		bw_cli_warn(
+		    "%s is a Go program%s: Go's net package makes its "
+		    "own connect system calls, bypassing the C library, "
+		    "so bulwark cannot act there; its connections get "
+		    "no breaker, bulkhead or retry",
+		    path, kind == ELF_STATIC ? " (statically linked)" : "");
 	if (kind != ELF_NOT || n < 3 || head[0] != '#' || head[1] != '!')
 		return;
 
@@ -367,9 +372,11 @@ static int add_preload(const char *shim)
 	struct stat shim_sb;
 
 	if (strpbrk(shim, " :\t")) {
-		bw_cli_err("run", "the shim's path '%s' holds a space or ':', "
+		bw_cli_err("run",
+			   "the shim's path '%s' holds a space or ':', "
 			   "which LD_PRELOAD cannot carry; set BULWARK_LIB to "
-			   "another path", shim);
+			   "another path",
+			   shim);
 		return -EINVAL;
 	}
 	if (stat(shim, &shim_sb) < 0)
@@ -382,10 +389,10 @@ static int add_preload(const char *shim)
 		for (char *t = strtok_r(copy, " :\t", &save); t && !have;
 		     t = strtok_r(NULL, " :\t", &save)) {
 			struct stat sb;
-			have = strcmp(t, shim) == 0 ||
-			       (stat(t, &sb) == 0 &&
-				sb.st_dev == shim_sb.st_dev &&
-				sb.st_ino == shim_sb.st_ino);
+			have =
+			    strcmp(t, shim) == 0 ||
+			    (stat(t, &sb) == 0 && sb.st_dev == shim_sb.st_dev &&
+			     sb.st_ino == shim_sb.st_ino);
 		}
 		free(copy);
 		if (have)
@@ -404,8 +411,8 @@ static int add_preload(const char *shim)
 
 static bool valid_log_level(const char *s)
 {
-	static const char *const levels[] = { "off", "error", "warn", "info",
-					      "debug" };
+	static const char *const levels[] = {"off", "error", "warn", "info",
+					     "debug"};
 	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
 		if (strcmp(s, levels[i]) == 0)
 			return true;
@@ -415,13 +422,13 @@ static bool valid_log_level(const char *s)
 static int run_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "policy", required_argument, NULL, 'p' },
-		{ "policy-file", required_argument, NULL, 'f' },
-		{ "state", required_argument, NULL, 's' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "strict", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"policy", required_argument, NULL, 'p'},
+	    {"policy-file", required_argument, NULL, 'f'},
+	    {"state", required_argument, NULL, 's'},
+	    {"log", required_argument, NULL, 'l'},
+	    {"strict", no_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *policy = NULL, *file = NULL, *state = NULL, *log = NULL;
 	bool strict = false;
@@ -430,11 +437,21 @@ static int run_main(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:p:f:s:l:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'p': policy = optarg; break;
-		case 'f': file = optarg; break;
-		case 's': state = optarg; break;
-		case 'l': log = optarg; break;
-		case 'S': strict = true; break;
+		case 'p':
+			policy = optarg;
+			break;
+		case 'f':
+			file = optarg;
+			break;
+		case 's':
+			state = optarg;
+			break;
+		case 'l':
+			log = optarg;
+			break;
+		case 'S':
+			strict = true;
+			break;
 		case 'h':
 			bw_cli_print_usage(&bw_cli_cmd_run, stdout);
 			return BW_CLI_OK;
@@ -443,14 +460,17 @@ static int run_main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return bw_cli_usage_error("run", "no program to run: "
+		return bw_cli_usage_error("run",
+					  "no program to run: "
 					  "bulwark run [OPTIONS] -- PROGRAM "
 					  "[ARGS...]");
 	if (state && bw_cli_check_state("run", state) != BW_CLI_OK)
 		return BW_CLI_USAGE;
 	if (log && !valid_log_level(log))
-		return bw_cli_usage_error("run", "bad log level '%s': use off, "
-					  "error, warn, info or debug", log);
+		return bw_cli_usage_error("run",
+					  "bad log level '%s': use off, "
+					  "error, warn, info or debug",
+					  log);
 
 	/* What the shim will see: ours, else the inherited variables. */
 	const char *eff_policy = policy ? policy : getenv("BULWARK_POLICY");
@@ -469,7 +489,7 @@ static int run_main(int argc, char **argv)
 
 	char abs_file[PATH_MAX];
 	if (file && realpath(file, abs_file))
-		file = abs_file;	/* the program or its children may cd */
+		file = abs_file; /* the program or its children may cd */
 	if ((policy && setenv("BULWARK_POLICY", policy, 1) < 0) ||
 	    (file && setenv("BULWARK_POLICY_FILE", file, 1) < 0) ||
 	    (state && setenv("BULWARK_STATE", state, 1) < 0) ||
@@ -501,8 +521,8 @@ static int run_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_run = {
-	.name = "run",
-	.main = run_main,
-	.summary = "run a program with the shim preloaded",
-	.usage = usage,
+    .name = "run",
+    .main = run_main,
+    .summary = "run a program with the shim preloaded",
+    .usage = usage,
 };

@@ -47,60 +47,60 @@ struct row {
 static volatile sig_atomic_t stop_watch;
 
 static const char usage[] =
-	"Usage: bulwark status [--state NAME] [--json | --prometheus]\n"
-	"       bulwark status [--state NAME] --watch [--interval S]\n"
-	"\n"
-	"Shows what the programs sharing a state have learnt: one row per\n"
-	"destination, sorted by destination, with\n"
-	"\n"
-	"  DESTINATION  ip:port, [ipv6]:port, or a rule group's name\n"
-	"  RULE         the matching rule as written ('*default*' when none)\n"
-	"  STATE        closed, open, half_open; forced_open or disabled when\n"
-	"               an operator forced it (bulwark force)\n"
-	"  FAILS        consecutive failed calls\n"
-	"  TOTAL OK FAILED REJECTED SLOW\n"
-	"               calls: all, successful, failed, refused by the breaker "
-	"or\n"
-	"               bulkhead, slower than breaker.slow\n"
-	"  SUCCESS      successful / total (100% with no calls)\n"
-	"  HEALTH       success rate x (1 - slow rate x 0.5), in [0, 1]\n"
-	"  BULKHEAD     connections open now / bulkhead.max ('-': no limit)\n"
-	"  BH_REJ       connects the full bulkhead refused\n"
-	"  RETRIES      connect retries made\n"
-	"  OPEN_LEFT    time until an open breaker turns half-open\n"
-	"\n"
-	"Options:\n"
-	"  -s, --state NAME   the shared state (default: $BULWARK_STATE, else\n"
-	"                     'default'); its file is /dev/shm/bulwark-UID-NAME\n"
-	"  -j, --json         a JSON array of objects with the keys destination,"
-	"\n"
-	"                     rule, state, failure_count, total_calls,\n"
-	"                     successful_calls, failed_calls, rejected_calls,\n"
-	"                     slow_calls, success_rate, health_score, bulkhead\n"
-	"                     {active, max, rejected}, retries, "
-	"open_remaining_ms,\n"
-	"                     then waiting, saturated, retries_succeeded,\n"
-	"                     retries_denied, opened, avg_latency_ms\n"
-	"  -P, --prometheus   the Prometheus text format (metrics bulwark_*), "
-	"for\n"
-	"                     node_exporter's textfile collector\n"
-	"  -w, --watch        redraw the table every interval until "
-	"interrupted\n"
-	"  -i, --interval S   seconds between redraws (default 1, at least "
-	"0.1)\n"
-	"  -h, --help         show this help\n"
-	"\n"
-	"A state no program has used yet is reported as such, with an empty "
-	"table\n"
-	"('[]' with --json); the status is still 0.\n"
-	"\n"
-	"Exit status: 0 done, 1 the segment is unusable (another owner, wrong\n"
-	"size or version, corrupt), 2 bad usage.\n"
-	"\n"
-	"Examples:\n"
-	"  bulwark status --state api\n"
-	"  bulwark status --json | jq '.[] | select(.state != \"closed\")'\n"
-	"  bulwark status --prometheus > /var/lib/node_exporter/bulwark.prom\n";
+    "Usage: bulwark status [--state NAME] [--json | --prometheus]\n"
+    "       bulwark status [--state NAME] --watch [--interval S]\n"
+    "\n"
+    "Shows what the programs sharing a state have learnt: one row per\n"
+    "destination, sorted by destination, with\n"
+    "\n"
+    "  DESTINATION  ip:port, [ipv6]:port, or a rule group's name\n"
+    "  RULE         the matching rule as written ('*default*' when none)\n"
+    "  STATE        closed, open, half_open; forced_open or disabled when\n"
+    "               an operator forced it (bulwark force)\n"
+    "  FAILS        consecutive failed calls\n"
+    "  TOTAL OK FAILED REJECTED SLOW\n"
+    "               calls: all, successful, failed, refused by the breaker "
+    "or\n"
+    "               bulkhead, slower than breaker.slow\n"
+    "  SUCCESS      successful / total (100% with no calls)\n"
+    "  HEALTH       success rate x (1 - slow rate x 0.5), in [0, 1]\n"
+    "  BULKHEAD     connections open now / bulkhead.max ('-': no limit)\n"
+    "  BH_REJ       connects the full bulkhead refused\n"
+    "  RETRIES      connect retries made\n"
+    "  OPEN_LEFT    time until an open breaker turns half-open\n"
+    "\n"
+    "Options:\n"
+    "  -s, --state NAME   the shared state (default: $BULWARK_STATE, else\n"
+    "                     'default'); its file is /dev/shm/bulwark-UID-NAME\n"
+    "  -j, --json         a JSON array of objects with the keys destination,"
+    "\n"
+    "                     rule, state, failure_count, total_calls,\n"
+    "                     successful_calls, failed_calls, rejected_calls,\n"
+    "                     slow_calls, success_rate, health_score, bulkhead\n"
+    "                     {active, max, rejected}, retries, "
+    "open_remaining_ms,\n"
+    "                     then waiting, saturated, retries_succeeded,\n"
+    "                     retries_denied, opened, avg_latency_ms\n"
+    "  -P, --prometheus   the Prometheus text format (metrics bulwark_*), "
+    "for\n"
+    "                     node_exporter's textfile collector\n"
+    "  -w, --watch        redraw the table every interval until "
+    "interrupted\n"
+    "  -i, --interval S   seconds between redraws (default 1, at least "
+    "0.1)\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "A state no program has used yet is reported as such, with an empty "
+    "table\n"
+    "('[]' with --json); the status is still 0.\n"
+    "\n"
+    "Exit status: 0 done, 1 the segment is unusable (another owner, wrong\n"
+    "size or version, corrupt), 2 bad usage.\n"
+    "\n"
+    "Examples:\n"
+    "  bulwark status --state api\n"
+    "  bulwark status --json | jq '.[] | select(.state != \"closed\")'\n"
+    "  bulwark status --prometheus > /var/lib/node_exporter/bulwark.prom\n";
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -160,16 +160,24 @@ static void fill_row(struct bw_dest *d, uint64_t now, struct row *r)
 		r->state = "disabled";
 	} else {
 		switch (r->breaker) {
-		case BW_BREAKER_CLOSED: r->state = "closed"; break;
-		case BW_BREAKER_OPEN: r->state = "open"; break;
-		case BW_BREAKER_HALF_OPEN: r->state = "half_open"; break;
-		default: r->state = "unknown"; break;
+		case BW_BREAKER_CLOSED:
+			r->state = "closed";
+			break;
+		case BW_BREAKER_OPEN:
+			r->state = "open";
+			break;
+		case BW_BREAKER_HALF_OPEN:
+			r->state = "half_open";
+			break;
+		default:
+			r->state = "unknown";
+			break;
 		}
 	}
 	if (r->forced == BW_FORCE_AUTO && r->breaker == BW_BREAKER_OPEN) {
 		uint64_t until = LD(d->open_until_ns);
 		r->open_remaining_ms =
-			until > now ? (int64_t)((until - now) / 1000000u) : 0;
+		    until > now ? (int64_t)((until - now) / 1000000u) : 0;
 	}
 }
 
@@ -210,8 +218,8 @@ static int collect(struct bw_state *st, struct row **out, size_t *nout)
 		if (!d)
 			continue;
 		if (n == cap) {
-			struct row *more = realloc(rows, 2 * cap *
-						   sizeof(*rows));
+			struct row *more =
+			    realloc(rows, 2 * cap * sizeof(*rows));
 			if (!more) {
 				free(rows);
 				return -ENOMEM;
@@ -229,18 +237,33 @@ static int collect(struct bw_state *st, struct row **out, size_t *nout)
 
 /* ---- table --------------------------------------------------------------- */
 
-enum { COL_DEST, COL_RULE, COL_STATE, COL_FAILS, COL_TOTAL, COL_OK,
-       COL_FAILED, COL_REJ, COL_SLOW, COL_SUCCESS, COL_HEALTH, COL_BH,
-       COL_BHREJ, COL_RETRIES, COL_OPEN, NCOLS };
+enum {
+	COL_DEST,
+	COL_RULE,
+	COL_STATE,
+	COL_FAILS,
+	COL_TOTAL,
+	COL_OK,
+	COL_FAILED,
+	COL_REJ,
+	COL_SLOW,
+	COL_SUCCESS,
+	COL_HEALTH,
+	COL_BH,
+	COL_BHREJ,
+	COL_RETRIES,
+	COL_OPEN,
+	NCOLS
+};
 
 static const char *const col_names[NCOLS] = {
-	"DESTINATION", "RULE", "STATE", "FAILS", "TOTAL", "OK", "FAILED",
-	"REJECTED", "SLOW", "SUCCESS", "HEALTH", "BULKHEAD", "BH_REJ",
-	"RETRIES", "OPEN_LEFT",
+    "DESTINATION", "RULE",     "STATE",	   "FAILS",   "TOTAL",
+    "OK",	   "FAILED",   "REJECTED", "SLOW",    "SUCCESS",
+    "HEALTH",	   "BULKHEAD", "BH_REJ",   "RETRIES", "OPEN_LEFT",
 };
 /* Text columns are left-aligned, numbers right-aligned. */
-static const bool col_left[NCOLS] = { [COL_DEST] = true, [COL_RULE] = true,
-				      [COL_STATE] = true };
+static const bool col_left[NCOLS] = {
+    [COL_DEST] = true, [COL_RULE] = true, [COL_STATE] = true};
 
 #define CELL_MAX 72
 
@@ -300,8 +323,8 @@ static void print_table(const struct row *rows, size_t n)
 				width[c] = strlen(cells[c]);
 	}
 	for (int c = 0; c < NCOLS; c++)
-		printf(c + 1 < NCOLS ? (col_left[c] ? "%-*s  " : "%*s  ") :
-		       (col_left[c] ? "%-*s\n" : "%*s\n"),
+		printf(c + 1 < NCOLS ? (col_left[c] ? "%-*s  " : "%*s  ")
+				     : (col_left[c] ? "%-*s\n" : "%*s\n"),
 		       (int)width[c], col_names[c]);
 	for (size_t i = 0; i < n; i++) {
 		row_cells(&rows[i], cells);
@@ -310,8 +333,8 @@ static void print_table(const struct row *rows, size_t n)
 				printf("%*s\n", (int)width[c], cells[c]);
 				break;
 			}
-			printf(col_left[c] ? "%-*s  " : "%*s  ",
-			       (int)width[c], cells[c]);
+			printf(col_left[c] ? "%-*s  " : "%*s  ", (int)width[c],
+			       cells[c]);
 		}
 	}
 }
@@ -323,11 +346,21 @@ static void json_string(const char *s)
 	putchar('"');
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
 		switch (*c) {
-		case '"': fputs("\\\"", stdout); break;
-		case '\\': fputs("\\\\", stdout); break;
-		case '\n': fputs("\\n", stdout); break;
-		case '\r': fputs("\\r", stdout); break;
-		case '\t': fputs("\\t", stdout); break;
+		case '"':
+			fputs("\\\"", stdout);
+			break;
+		case '\\':
+			fputs("\\\\", stdout);
+			break;
+		case '\n':
+			fputs("\\n", stdout);
+			break;
+		case '\r':
+			fputs("\\r", stdout);
+			break;
+		case '\t':
+			fputs("\\t", stdout);
+			break;
 		default:
 			if (*c < 0x20 || *c == 0x7f)
 				printf("\\u%04x", *c);
@@ -370,8 +403,7 @@ static void print_json(const struct row *rows, size_t n)
 		       r->open_remaining_ms);
 		printf(", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
 		       ", \"retries_succeeded\": %" PRIu64
-		       ", \"retries_denied\": %" PRIu64
-		       ", \"opened\": %" PRIu64
+		       ", \"retries_denied\": %" PRIu64 ", \"opened\": %" PRIu64
 		       ", \"avg_latency_ms\": %.3f}%s\n",
 		       r->bh_waiting, r->bh_saturated, r->retries_ok,
 		       r->retries_denied, r->opened, r->avg_latency_ms,
@@ -409,61 +441,69 @@ static void prom_labels(const struct row *r)
 struct metric {
 	const char *name, *type, *help;
 	bool is_double;
-	size_t off;      /* offset of the field in struct row */
-	int size;        /* 4 or 8 for integers */
+	size_t off; /* offset of the field in struct row */
+	int size;   /* 4 or 8 for integers */
 };
 
-#define M_U64(n, t, h, f) { n, t, h, false, offsetof(struct row, f), 8 }
-#define M_U32(n, t, h, f) { n, t, h, false, offsetof(struct row, f), 4 }
-#define M_DBL(n, t, h, f) { n, t, h, true, offsetof(struct row, f), 8 }
+#define M_U64(n, t, h, f)                                                      \
+	{                                                                      \
+		n, t, h, false, offsetof(struct row, f), 8                     \
+	}
+#define M_U32(n, t, h, f)                                                      \
+	{                                                                      \
+		n, t, h, false, offsetof(struct row, f), 4                     \
+	}
+#define M_DBL(n, t, h, f)                                                      \
+	{                                                                      \
+		n, t, h, true, offsetof(struct row, f), 8                      \
+	}
 
 static const struct metric metrics[] = {
-	M_U32("bulwark_consecutive_failures", "gauge",
-	      "Consecutive failed calls.", fails),
-	M_U64("bulwark_calls_total", "counter",
-	      "Calls: connect attempts and request/response exchanges.", total),
-	M_U64("bulwark_successful_calls_total", "counter",
-	      "Calls that succeeded.", ok),
-	M_U64("bulwark_failed_calls_total", "counter", "Calls that failed.",
-	      failed),
-	M_U64("bulwark_rejected_calls_total", "counter",
-	      "Connects refused by the breaker or the bulkhead.", rejected),
-	M_U64("bulwark_slow_calls_total", "counter",
-	      "Calls slower than breaker.slow.", slow),
-	M_DBL("bulwark_success_ratio", "gauge",
-	      "Successful calls / all calls (1 with no calls).", success_rate),
-	M_DBL("bulwark_health_score", "gauge",
-	      "Success ratio x (1 - slow ratio x 0.5), in [0, 1].", health),
-	M_U64("bulwark_breaker_opened_total", "counter",
-	      "Times the breaker opened.", opened),
-	M_U32("bulwark_bulkhead_active", "gauge",
-	      "Connections holding a bulkhead slot.", bh_active),
-	M_U32("bulwark_bulkhead_max", "gauge",
-	      "bulkhead.max (0: no limit).", bh_max),
-	M_U32("bulwark_bulkhead_waiting", "gauge",
-	      "Connects waiting for a bulkhead slot.", bh_waiting),
-	M_U64("bulwark_bulkhead_rejected_total", "counter",
-	      "Connects the full bulkhead refused.", bh_rejected),
-	M_U64("bulwark_bulkhead_saturated_total", "counter",
-	      "Connects that found the bulkhead full.", bh_saturated),
-	M_U64("bulwark_retries_total", "counter", "Connect retries made.",
-	      retries),
-	M_U64("bulwark_retries_succeeded_total", "counter",
-	      "Connect retries that succeeded.", retries_ok),
-	M_U64("bulwark_retries_denied_total", "counter",
-	      "Retries the retry budget or min_success refused.",
-	      retries_denied),
+    M_U32("bulwark_consecutive_failures", "gauge", "Consecutive failed calls.",
+	  fails),
+    M_U64("bulwark_calls_total", "counter",
+	  "Calls: connect attempts and request/response exchanges.", total),
+    M_U64("bulwark_successful_calls_total", "counter", "Calls that succeeded.",
+	  ok),
+    M_U64("bulwark_failed_calls_total", "counter", "Calls that failed.",
+	  failed),
+    M_U64("bulwark_rejected_calls_total", "counter",
+	  "Connects refused by the breaker or the bulkhead.", rejected),
+    M_U64("bulwark_slow_calls_total", "counter",
+	  "Calls slower than breaker.slow.", slow),
+    M_DBL("bulwark_success_ratio", "gauge",
+	  "Successful calls / all calls (1 with no calls).", success_rate),
+    M_DBL("bulwark_health_score", "gauge",
+	  "Success ratio x (1 - slow ratio x 0.5), in [0, 1].", health),
+    M_U64("bulwark_breaker_opened_total", "counter",
+	  "Times the breaker opened.", opened),
+    M_U32("bulwark_bulkhead_active", "gauge",
+	  "Connections holding a bulkhead slot.", bh_active),
+    M_U32("bulwark_bulkhead_max", "gauge", "bulkhead.max (0: no limit).",
+	  bh_max),
+    M_U32("bulwark_bulkhead_waiting", "gauge",
+	  "Connects waiting for a bulkhead slot.", bh_waiting),
+    M_U64("bulwark_bulkhead_rejected_total", "counter",
+	  "Connects the full bulkhead refused.", bh_rejected),
+    M_U64("bulwark_bulkhead_saturated_total", "counter",
+	  "Connects that found the bulkhead full.", bh_saturated),
+    M_U64("bulwark_retries_total", "counter", "Connect retries made.", retries),
+    M_U64("bulwark_retries_succeeded_total", "counter",
+	  "Connect retries that succeeded.", retries_ok),
+    M_U64("bulwark_retries_denied_total", "counter",
+	  "Retries the retry budget or min_success refused.", retries_denied),
 };
 
 static void print_prometheus(const struct row *rows, size_t n,
 			     const struct bw_state *st)
 {
-	static const char *const states[] = { "closed", "open", "half_open",
-					      "forced_open", "disabled" };
+	static const char *const states[] = {"closed", "open", "half_open",
+					     "forced_open", "disabled"};
 
 	printf("# HELP bulwark_destinations Destinations in the state.\n"
 	       "# TYPE bulwark_destinations gauge\n"
-	       "bulwark_destinations %zu\n", n);
+	       "bulwark_destinations %zu\n",
+	       n);
 	if (st) {
 		printf("# HELP bulwark_state_full_total Lookups refused "
 		       "because every destination slot was taken.\n"
@@ -540,8 +580,10 @@ static int show(const char *name, enum fmt fmt, bool quiet_missing)
 	}
 	if (exists != 1) {
 		if (!quiet_missing)
-			bw_cli_err(NULL, "no state '%s' yet (no program has run "
-				   "under bulwark with it)", name);
+			bw_cli_err(NULL,
+				   "no state '%s' yet (no program has run "
+				   "under bulwark with it)",
+				   name);
 		if (fmt == FMT_JSON)
 			puts("[]");
 		else if (fmt == FMT_PROM)
@@ -578,7 +620,7 @@ static int watch(const char *name, double interval_s)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;	/* no SA_RESTART: wake nanosleep */
+	sa.sa_handler = on_signal; /* no SA_RESTART: wake nanosleep */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -590,19 +632,21 @@ static int watch(const char *name, double interval_s)
 			 localtime_r(&t, &tm));
 		fputs("\033[H\033[2J", stdout);
 		printf("bulwark status --state %s  every %gs  %s  "
-		       "(Ctrl-C to stop)\n\n", name, interval_s, clock);
+		       "(Ctrl-C to stop)\n\n",
+		       name, interval_s, clock);
 		char path[160];
 		if (bw_cli_state_exists(name, path, sizeof(path)) != 1)
 			printf("no state '%s' yet (no program has run under "
-			       "bulwark with it)\n\n", name);
+			       "bulwark with it)\n\n",
+			       name);
 		int rc = show(name, FMT_TABLE, true);
 		fflush(stdout);
 		if (rc != BW_CLI_OK)
 			return rc;
 		struct timespec ts = {
-			.tv_sec = (time_t)interval_s,
-			.tv_nsec = (long)((interval_s - (double)(time_t)interval_s) *
-					  1e9),
+		    .tv_sec = (time_t)interval_s,
+		    .tv_nsec =
+			(long)((interval_s - (double)(time_t)interval_s) * 1e9),
 		};
 		while (!stop_watch && nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
@@ -613,13 +657,13 @@ static int watch(const char *name, double interval_s)
 static int status_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "prometheus", no_argument, NULL, 'P' },
-		{ "watch", no_argument, NULL, 'w' },
-		{ "interval", required_argument, NULL, 'i' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"state", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"prometheus", no_argument, NULL, 'P'},
+	    {"watch", no_argument, NULL, 'w'},
+	    {"interval", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *name = getenv("BULWARK_STATE"), *interval = NULL;
 	enum fmt fmt = FMT_TABLE;
@@ -632,11 +676,21 @@ static int status_main(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:s:jPwi:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': name = optarg; break;
-		case 'j': json = true; break;
-		case 'P': prom = true; break;
-		case 'w': do_watch = true; break;
-		case 'i': interval = optarg; break;
+		case 's':
+			name = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'P':
+			prom = true;
+			break;
+		case 'w':
+			do_watch = true;
+			break;
+		case 'i':
+			interval = optarg;
+			break;
 		case 'h':
 			bw_cli_print_usage(&bw_cli_cmd_status, stdout);
 			return BW_CLI_OK;
@@ -649,24 +703,30 @@ static int status_main(int argc, char **argv)
 					  argv[optind]);
 	if (json && prom)
 		return bw_cli_usage_error("status", "--json and --prometheus "
-					  "exclude each other");
+						    "exclude each other");
 	if (do_watch && (json || prom))
-		return bw_cli_usage_error("status", "--watch redraws the "
+		return bw_cli_usage_error("status",
+					  "--watch redraws the "
 					  "table; use --json or --prometheus "
 					  "without it");
 	if (interval && !do_watch)
 		return bw_cli_usage_error("status", "--interval goes with "
-					  "--watch");
+						    "--watch");
 	if (interval) {
 		char *end;
 		interval_s = strtod(interval, &end);
-		if (end == interval || *end || !(interval_s >=
-		    BW_CLI_WATCH_MIN_S) || interval_s > BW_CLI_WATCH_MAX_S)
-			return bw_cli_usage_error("status", "bad interval "
-				"'%s': seconds from 0.1 to 86400", interval);
+		if (end == interval || *end ||
+		    !(interval_s >= BW_CLI_WATCH_MIN_S) ||
+		    interval_s > BW_CLI_WATCH_MAX_S)
+			return bw_cli_usage_error(
+			    "status",
+			    "bad interval "
+			    "'%s': seconds from 0.1 to 86400",
+			    interval);
 	}
 	if (strcmp(name, "private") == 0)
-		return bw_cli_usage_error("status", "state 'private' lives "
+		return bw_cli_usage_error("status",
+					  "state 'private' lives "
 					  "inside each process; there is "
 					  "nothing shared to show");
 	if (bw_cli_check_state("status", name) != BW_CLI_OK)
@@ -678,8 +738,8 @@ static int status_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_status = {
-	.name = "status",
-	.main = status_main,
-	.summary = "show the state of every destination",
-	.usage = usage,
+    .name = "status",
+    .main = status_main,
+    .summary = "show the state of every destination",
+    .usage = usage,
 };

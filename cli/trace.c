@@ -15,50 +15,50 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-	"Usage: bulwark trace [-p PID | -- CMD [ARGS...]] [--slow DURATION]\n"
-	"                     [--interval SECONDS] [--json]\n"
-	"\n"
-	"Measures in the kernel, with a CO-RE eBPF program, the latency of "
-	"connect\n"
-	"and of request/response exchanges on TCP sockets, per destination, "
-	"for any\n"
-	"process (with or without the shim).  Prints each call slower than "
-	"--slow\n"
-	"as it happens and, every interval, a log2 latency histogram per\n"
-	"destination.  For a process running the shim it also reports the "
-	"shim's\n"
-	"breaker, bulkhead and retry events (USDT probes).\n"
-	"\n"
-	"Options:\n"
-	"  -p PID              trace one process (default: every process)\n"
-	"  -- CMD [ARGS...]    start CMD and trace it\n"
-	"  --slow DURATION     report calls slower than this, e.g. 200ms\n"
-	"  --interval SECONDS  histogram period\n"
-	"  --json              one JSON object per line\n"
-	"  -h, --help          show this help\n"
-	"\n"
-	"It needs root or CAP_BPF and CAP_PERFMON; without them it says which "
-	"are\n"
-	"missing and exits 1.  Nothing stays attached after it exits.\n"
-	"\n"
-	"The reporter is a separate program, bulwark-trace, installed beside "
-	"bulwark\n"
-	"or in ../lib/bulwark/; it is built only where clang, bpftool and "
-	"libbpf\n"
-	"are present (make deps && make).\n"
-	"\n"
-	"Exit status: 0 done, 1 missing privileges or reporter, 2 bad usage.\n"
-	"\n"
-	"Examples:\n"
-	"  sudo bulwark trace -p $(pidof nginx) --slow 100ms\n"
-	"  sudo bulwark trace --json -- curl -s http://example.com/\n";
+    "Usage: bulwark trace [-p PID | -- CMD [ARGS...]] [--slow DURATION]\n"
+    "                     [--interval SECONDS] [--json]\n"
+    "\n"
+    "Measures in the kernel, with a CO-RE eBPF program, the latency of "
+    "connect\n"
+    "and of request/response exchanges on TCP sockets, per destination, "
+    "for any\n"
+    "process (with or without the shim).  Prints each call slower than "
+    "--slow\n"
+    "as it happens and, every interval, a log2 latency histogram per\n"
+    "destination.  For a process running the shim it also reports the "
+    "shim's\n"
+    "breaker, bulkhead and retry events (USDT probes).\n"
+    "\n"
+    "Options:\n"
+    "  -p PID              trace one process (default: every process)\n"
+    "  -- CMD [ARGS...]    start CMD and trace it\n"
+    "  --slow DURATION     report calls slower than this, e.g. 200ms\n"
+    "  --interval SECONDS  histogram period\n"
+    "  --json              one JSON object per line\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "It needs root or CAP_BPF and CAP_PERFMON; without them it says which "
+    "are\n"
+    "missing and exits 1.  Nothing stays attached after it exits.\n"
+    "\n"
+    "The reporter is a separate program, bulwark-trace, installed beside "
+    "bulwark\n"
+    "or in ../lib/bulwark/; it is built only where clang, bpftool and "
+    "libbpf\n"
+    "are present (make deps && make).\n"
+    "\n"
+    "Exit status: 0 done, 1 missing privileges or reporter, 2 bad usage.\n"
+    "\n"
+    "Examples:\n"
+    "  sudo bulwark trace -p $(pidof nginx) --slow 100ms\n"
+    "  sudo bulwark trace --json -- curl -s http://example.com/\n";
 
 /* The reporter's path, or -ENOENT. */
 static int find_reporter(char *out, size_t cap)
 {
 	char dir[PATH_MAX];
-	static const char *const rel[] = { "/bulwark-trace",
-					   "/../lib/bulwark/bulwark-trace" };
+	static const char *const rel[] = {"/bulwark-trace",
+					  "/../lib/bulwark/bulwark-trace"};
 
 	if (bw_cli_exe_dir(dir, sizeof(dir)) < 0)
 		return -ENOENT;
@@ -74,8 +74,8 @@ static int find_reporter(char *out, size_t cap)
 static int trace_main(int argc, char **argv)
 {
 	char path[PATH_MAX + 40];
-	bool help = argc > 1 && (!strcmp(argv[1], "--help") ||
-				 !strcmp(argv[1], "-h"));
+	bool help =
+	    argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
 
 	(void)argc;
 	if (find_reporter(path, sizeof(path)) < 0) {
@@ -84,7 +84,8 @@ static int trace_main(int argc, char **argv)
 			printf("\nThis installation has no bulwark-trace.\n");
 			return BW_CLI_OK;
 		}
-		bw_cli_err("trace", "the eBPF reporter is not built in this "
+		bw_cli_err("trace",
+			   "the eBPF reporter is not built in this "
 			   "installation (it needs clang, bpftool and libbpf "
 			   "at build time: run make deps && make)");
 		return BW_CLI_FAIL;
@@ -97,8 +98,8 @@ static int trace_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_trace = {
-	.name = "trace",
-	.main = trace_main,
-	.summary = "report slow connects and exchanges with eBPF (optional)",
-	.usage = usage,
+    .name = "trace",
+    .main = trace_main,
+    .summary = "report slow connects and exchanges with eBPF (optional)",
+    .usage = usage,
 };
