@@ -282,7 +282,7 @@ with open(sys.argv[2]) as f:
 }
 
 @test "faultsrv: SIGTERM ends it with status 0 and removes the pid file" {
-	local pidf=$BW_TMP/fs.pid port
+	local pidf=$BW_TMP/fs.pid
 	"$FAULTSRV" --mode echo --pid-file "$pidf" --duration 60 >"$BW_TMP/port" 3>&- &
 	local pid=$!
 	bw_track_pid "$pid"
@@ -336,7 +336,10 @@ with open(sys.argv[2]) as f:
 	netns_start_faultsrv --mode echo
 	local pid=$FS_PID
 	netns_down
-	! ip netns list | grep -q "^$ns\b"
-	! ip link show "$hif" >/dev/null 2>&1
-	! kill -0 "$pid" 2>/dev/null
+	run ip netns list
+	[[ $output != *"$ns"* ]]
+	run ip link show "$hif"
+	[ "$status" -ne 0 ]
+	run kill -0 "$pid"
+	[ "$status" -ne 0 ]
 }

@@ -321,7 +321,7 @@ s = socket.create_connection((\"127.0.0.1\", $echo)); s.sendall(b\"parent\n\"); 
 	start_faultsrv --mode http --body 'malloc'
 	local url="http://127.0.0.1:$FS_PORT/"
 	# jemalloc first, bulwark appended (run_shim prepends, so build it here)
-	local plain shim1 shim2 st
+	local plain shim1 shim2
 	plain=$(LD_PRELOAD=$JEMALLOC timeout 60 curl -sS "$url" 3>&-)
 	[ "$plain" = malloc ]
 	shim1=$(LD_PRELOAD="$JEMALLOC:$BW_LIB" timeout 60 curl -sS "$url" 3>&-)

@@ -71,7 +71,7 @@ bw_state_file() {
 
 bw_state_remove() {
 	[[ -n ${BULWARK_STATE:-} ]] || return 0
-	rm -f "$(bw_state_file)"
+	rm -f "$(bw_state_file "$BULWARK_STATE")"
 }
 
 # ---- requirements ----------------------------------------------------------
@@ -194,7 +194,7 @@ start_faultsrv() {
 	local n=$((++BW_SERVER_N))
 	local dir=${BW_TMP:-${BATS_TEST_TMPDIR:-/tmp}}
 	local base="$dir/faultsrv.$n"
-	local args=("$@") a have_stats= have_log= have_dur=
+	local args=("$@") a have_stats='' have_log='' have_dur=''
 	for a in "$@"; do
 		case $a in
 		--stats) have_stats=1 ;;
@@ -281,7 +281,7 @@ stats_get() {
 stats_is() {
 	local v
 	v=$(stats_get "$1" "${4:-$FS_STATS}") || return 1
-	[ "$v" "$2" "$3" ]
+	test "$v" "$2" "$3"
 }
 
 # stats_wait KEY OP VALUE [TIMEOUT_S] [FILE]: wait (default 5 s) until

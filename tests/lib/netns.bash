@@ -20,6 +20,7 @@
 
 NETNS_NAME=
 NETNS_REASON=
+export NETNS_REASON
 
 # _netns_fail MESSAGE: record why, undo a partial setup, return 1.
 _netns_fail() {
