@@ -93,8 +93,8 @@ static const char usage[] =
     "executed.\n"
     "\n"
     "Examples:\n"
-    "  bulwark run --policy 'redis.internal:6379 breaker.failures=3' -- "
-    "redis-cli ping\n"
+    "  bulwark run --policy 'redis.internal:6379 breaker.failures=3' \\\n"
+    "      -- redis-cli ping\n"
     "  bulwark run --policy-file /etc/bulwark/api.policy --state api -- "
     "./worker\n";
 

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "shim/breaker.h"
 
 /* --watch interval bounds, seconds: faster than 0.1 s only burns CPU
  * mapping the segment; a day is plenty for a slow dashboard. */
@@ -54,7 +55,8 @@ static const char usage[] =
     "destination, sorted by destination, with\n"
     "\n"
     "  DESTINATION  ip:port, [ipv6]:port, or a rule group's name\n"
-    "  RULE         the matching rule as written ('*default*' when none)\n"
+    "  RULE         the matching rule as written ('(default)' when none\n"
+    "               matched, '(forced)' when added by bulwark force)\n"
     "  STATE        closed, open, half_open; forced_open or disabled when\n"
     "               an operator forced it (bulwark force)\n"
     "  FAILS        consecutive failed calls\n"
@@ -123,7 +125,6 @@ static void fill_row(struct bw_dest *d, uint64_t now, struct row *r)
 	r->key = d->key;
 	bw_state_label(d, r->dest, sizeof(r->dest));
 	bw_state_rule(d, r->rule, sizeof(r->rule));
-	r->breaker = LD(d->state);
 	r->forced = LD(d->forced);
 	r->fails = LD(d->consecutive_failures);
 	r->total = LD(d->total_calls);
@@ -154,31 +155,14 @@ static void fill_row(struct bw_dest *d, uint64_t now, struct row *r)
 	uint64_t ns = LD(d->connect_ns_sum) + LD(d->exchange_ns_sum);
 	r->avg_latency_ms = n ? (double)ns / (double)n / 1e6 : 0.0;
 
-	if (r->forced == BW_FORCE_OPEN) {
-		r->state = "forced_open";
-	} else if (r->forced == BW_FORCE_DISABLED) {
-		r->state = "disabled";
-	} else {
-		switch (r->breaker) {
-		case BW_BREAKER_CLOSED:
-			r->state = "closed";
-			break;
-		case BW_BREAKER_OPEN:
-			r->state = "open";
-			break;
-		case BW_BREAKER_HALF_OPEN:
-			r->state = "half_open";
-			break;
-		default:
-			r->state = "unknown";
-			break;
-		}
-	}
-	if (r->forced == BW_FORCE_AUTO && r->breaker == BW_BREAKER_OPEN) {
-		uint64_t until = LD(d->open_until_ns);
-		r->open_remaining_ms =
-		    until > now ? (int64_t)((until - now) / 1000000u) : 0;
-	}
+	/* The breaker module owns the packed state word: its view is the
+	 * one the next admit acts on (an open breaker past its deadline
+	 * shows as half_open). */
+	uint64_t left_ns = 0;
+	r->breaker = bw_breaker_view(d, now, &left_ns);
+	r->state = bw_breaker_state_name(d, now);
+	if (r->forced == BW_FORCE_AUTO && r->breaker == BW_BREAKER_OPEN)
+		r->open_remaining_ms = (int64_t)(left_ns / 1000000u);
 }
 
 /* Sort: IPv4, then IPv6, numerically, then groups by name. */

@@ -350,6 +350,30 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 	[ "$status" -eq 1 ]
 }
 
+@test "status shows a breaker the shim opened, with time left; reset closes it" {
+	require_shim
+	require_cmd bash
+	# Port 1 on loopback must refuse.
+	! bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>/dev/null || skip "127.0.0.1:1 accepts"
+	local i
+	for i in 1 2 3 4; do
+		"$BW_CLI" run --state "$STATE" --policy \
+			'127.0.0.1:1 breaker.failures=3 breaker.open=60s retry.attempts=1' \
+			-- bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>/dev/null || true
+	done
+	run "$BW_CLI" status --state "$STATE"
+	[ "$status" -eq 0 ]
+	[[ ${lines[1]} =~ ^127\.0\.0\.1:1\ +127\.0\.0\.1:1\ +open\ +3\  ]]
+	[[ ${lines[1]} =~ \ [0-9]+\.[0-9]s$ ]]
+	run "$BW_CLI" status --state "$STATE" --json
+	run python3 -c 'import json, sys; r = json.load(sys.stdin)[0]; print(r["state"], r["failure_count"], r["total_calls"], 0 < r["open_remaining_ms"] <= 60000)' <<<"$output"
+	[ "$output" = "open 3 3 True" ]
+	run "$BW_CLI" reset --state "$STATE" 127.0.0.1:1
+	[ "$status" -eq 0 ]
+	run "$BW_CLI" status --state "$STATE"
+	[[ ${lines[1]} =~ ^127\.0\.0\.1:1\ +127\.0\.0\.1:1\ +closed\ +0\  ]]
+}
+
 @test "status: --json with --prometheus, or --watch with --json, is 2" {
 	run "$BW_CLI" status --state "$STATE" --json --prometheus
 	[ "$status" -eq 2 ]
