@@ -9,6 +9,9 @@
 # teardown removes /dev/shm/bulwark-UID-NAME.  BW_BUILD picks the build
 # (default build/).
 
+# Single-quoted $VARS below are for the child shell to expand.
+# shellcheck disable=SC2016
+
 bats_require_minimum_version 1.5.0
 load ../lib/common
 
@@ -355,8 +358,8 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 	require_cmd bash
 	# Port 1 on loopback must refuse.
 	! bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>/dev/null || skip "127.0.0.1:1 accepts"
-	local i
-	for i in 1 2 3 4; do
+	local _
+	for _ in 1 2 3 4; do
 		"$BW_CLI" run --state "$STATE" --policy \
 			'127.0.0.1:1 breaker.failures=3 breaker.open=60s retry.attempts=1' \
 			-- bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>/dev/null || true
