@@ -355,7 +355,7 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 
 @test "status shows a breaker the shim opened, with time left; reset closes it" {
 	require_shim
-	require_cmd bash
+	require_cmd bash python3
 	# Port 1 on loopback must refuse.
 	! bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>/dev/null || skip "127.0.0.1:1 accepts"
 	local _
