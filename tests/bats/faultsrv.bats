@@ -38,6 +38,17 @@ elapsed_ms() {
 	run tcp_try 127.0.0.1 "$FS_PORT" 2
 	[ "$output" = ECONNREFUSED ]
 	stats_is accepted -eq 0
+	# the port stays reserved: nobody else can listen there meanwhile
+	run python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("bound")
+except OSError as e:
+    print("in use")
+' "$FS_PORT"
+	[ "$output" = "in use" ]
 }
 
 @test "faultsrv: reset: curl exits 56 with a connection reset" {
