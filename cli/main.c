@@ -20,48 +20,6 @@ static const struct bw_cli_cmd *const cmds[] = {
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
-/*
- * The command links the shim's non-hook modules (Makefile: SHIM_LIB_SRC),
- * and with them shim/init.c's constructor, which would act on BULWARK_*
- * inside bulwark itself: attach (create) the BULWARK_STATE segment, log
- * policy errors, even _exit(2) under BULWARK_STRICT=1 before main.  This
- * earlier constructor (priority 101 runs before the default) hides the
- * variables it reads first behind BULWARK_DISABLE=1; main puts them back
- * before any subcommand looks (run passes them on).
- */
-static char *saved_disable, *saved_log;
-static bool env_hidden;
-
-__attribute__((constructor(101))) static void hide_env_from_shim(void)
-{
-	const char *v = getenv("BULWARK_DISABLE");
-	saved_disable = v ? strdup(v) : NULL;
-	v = getenv("BULWARK_LOG");
-	saved_log = v ? strdup(v) : NULL;
-	if ((getenv("BULWARK_DISABLE") && !saved_disable) ||
-	    (getenv("BULWARK_LOG") && !saved_log))
-		return; /* out of memory: leave all as it is */
-	unsetenv("BULWARK_LOG");
-	setenv("BULWARK_DISABLE", "1", 1);
-	env_hidden = true;
-}
-
-static void restore_env(void)
-{
-	if (!env_hidden)
-		return;
-	if (saved_disable)
-		setenv("BULWARK_DISABLE", saved_disable, 1);
-	else
-		unsetenv("BULWARK_DISABLE");
-	if (saved_log)
-		setenv("BULWARK_LOG", saved_log, 1);
-	free(saved_disable);
-	free(saved_log);
-	saved_disable = saved_log = NULL;
-	env_hidden = false;
-}
-
 static const struct bw_cli_cmd *find_cmd(const char *name);
 static const char *closest_cmd(const char *name);
 static void print_help(FILE *f);
@@ -158,7 +116,6 @@ int main(int argc, char **argv)
 {
 	const struct bw_cli_cmd *cmd;
 
-	restore_env();
 	if (argc < 2) {
 		print_help(stderr);
 		return BW_CLI_USAGE;
