@@ -520,14 +520,14 @@ static void slow_count_lower(struct bw_dest *d)
 }
 
 static int record_closed(struct bw_dest *d, const struct bw_settings *s,
-			 uint64_t w, bool failed, bool slow, uint64_t now_ns,
-			 int *why)
+			 uint64_t w, bool failed, bool slow, bool clears,
+			 uint64_t now_ns, int *why)
 {
 	uint32_t nfail = 0, nslow = 0;
 	if (failed)
 		nfail = atomic_fetch_add(&d->consecutive_failures, 1) + 1;
-	else if (atomic_load_explicit(&d->consecutive_failures,
-				      memory_order_relaxed) != 0)
+	else if (clears && atomic_load_explicit(&d->consecutive_failures,
+					       memory_order_relaxed) != 0)
 		atomic_store(&d->consecutive_failures, 0);
 	if (slow)
 		nslow = atomic_fetch_add(&d->slow_count, 1) + 1;
@@ -574,9 +574,9 @@ static int record_probe(struct bw_dest *d, const struct bw_settings *s,
 	return breaker_close(d, w) ? BW_BREAKER_EV_CLOSED : BW_BREAKER_EV_NONE;
 }
 
-int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
-		      bool failed, uint64_t latency_ns, bool probe,
-		      uint64_t now_ns, int *why)
+static int record(struct bw_dest *d, const struct bw_settings *s,
+		  bool failed, bool clears, uint64_t latency_ns, bool probe,
+		  uint64_t now_ns, int *why)
 {
 	if (why)
 		*why = BW_BREAKER_WHY_NONE;
@@ -589,7 +589,8 @@ int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
 	uint64_t w = atomic_load(&d->state);
 	switch (w_state(w)) {
 	case BW_BREAKER_CLOSED:
-		return record_closed(d, s, w, failed, slow, now_ns, why);
+		return record_closed(d, s, w, failed, slow, clears, now_ns,
+				     why);
 	case BW_BREAKER_HALF_OPEN:
 		if (!probe)
 			return BW_BREAKER_EV_NONE;
@@ -597,6 +598,29 @@ int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
 	default: /* OPEN: nothing to judge until half-open */
 		return BW_BREAKER_EV_NONE;
 	}
+}
+
+int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
+		      bool failed, uint64_t latency_ns, bool probe,
+		      uint64_t now_ns, int *why)
+{
+	return record(d, s, failed, true, latency_ns, probe, now_ns, why);
+}
+
+int bw_breaker_record_connect_ok(struct bw_dest *d,
+				 const struct bw_settings *s,
+				 uint64_t latency_ns, bool probe,
+				 uint64_t now_ns)
+{
+	return record(d, s, false, false, latency_ns, probe, now_ns, NULL);
+}
+
+void bw_breaker_note_healthy(struct bw_dest *d, const struct bw_settings *s)
+{
+	if (s->breaker_on &&
+	    atomic_load_explicit(&d->consecutive_failures,
+				 memory_order_relaxed) != 0)
+		atomic_store(&d->consecutive_failures, 0);
 }
 
 /* ---- status and reset ---------------------------------------------------- */

@@ -75,6 +75,23 @@ int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
 		      bool failed, uint64_t latency_ns, bool probe,
 		      uint64_t now_ns, int *why);
 
+/*
+ * A successful connect: a success in the window (and for a probe), but it
+ * leaves the consecutive-failure count alone.  Only a good exchange, or a
+ * connection that ends without a failed one (bw_breaker_note_healthy),
+ * shows that the destination answers: a server that accepts and then
+ * resets every request would otherwise never trip breaker.failures.
+ * Returns an enum bw_breaker_event.  AS-safe: yes.
+ */
+int bw_breaker_record_connect_ok(struct bw_dest *d,
+				 const struct bw_settings *s,
+				 uint64_t latency_ns, bool probe,
+				 uint64_t now_ns);
+
+/* A connection ended without a failed exchange: the consecutive-failure
+ * count starts again.  AS-safe: yes. */
+void bw_breaker_note_healthy(struct bw_dest *d, const struct bw_settings *s);
+
 /* A probe ended as neither success nor failure (closed before its connect
  * completed, LESSONS 6): gives its claim back so another call may probe.
  * A ticket of an earlier round is ignored.  AS-safe: yes. */

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/calls.c: accounting of finished calls (SPEC §4) into the
- * per-destination counters of the state.
+ * shim/calls.c: the life of a call (SPEC §4) as the policies see it: its
+ * admission by the breaker before a connect, and its outcome, which goes
+ * into the destination's counters and the breaker; breaker transitions and
+ * rejections are logged here (SPEC §6).
  * Owns: bw_call_*.  Never: allocates, locks, blocks.  Context: any hook
- * (AS-safe: relaxed atomics on the shared segment only).
+ * (AS-safe: relaxed atomics on the shared segment, AS-safe logging).
  */
 #include <errno.h>
 
+#include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/internal.h"
 #include "shim/log.h"
@@ -40,7 +43,84 @@ bool bw_call_exchange_failed(int err)
 	return err == ECONNRESET || err == EPIPE || err == ETIMEDOUT;
 }
 
-#define ADD(field, v) atomic_fetch_add_explicit(&d->field, (v), memory_order_relaxed)
+static const char *const why_names[] = { "", "failures", "rate", "slow",
+					 "slow_rate" };
+
+/* Logs a breaker transition (SPEC §6). */
+static void log_transition(struct bw_dest *d, int ev, int why)
+{
+	char label[BW_STATE_LABEL_MAX];
+	bw_state_label(d, label, sizeof(label));
+	switch (ev) {
+	case BW_BREAKER_EV_OPENED:
+	case BW_BREAKER_EV_REOPENED:
+		bw_log(BW_LOG_WARN, "breaker_open", label,
+		       "failures=%u open_for=%D reason=%s",
+		       atomic_load(&d->consecutive_failures),
+		       (uint64_t)atomic_load(&d->open_ns),
+		       ev == BW_BREAKER_EV_REOPENED ? "probe_failed"
+		       : why > 0 && why < 5	    ? why_names[why]
+						    : "failures");
+		break;
+	case BW_BREAKER_EV_HALF_OPENED:
+	case BW_BREAKER_EV_PROBES_EXPIRED:
+		bw_log(BW_LOG_INFO, "breaker_half_open", label, "%s",
+		       ev == BW_BREAKER_EV_PROBES_EXPIRED ? "reason=probes_lost"
+							 : "");
+		break;
+	case BW_BREAKER_EV_CLOSED:
+		bw_log(BW_LOG_INFO, "breaker_close", label, "");
+		break;
+	default:
+		break;
+	}
+}
+
+int bw_call_admit(struct bw_conn *c, uint64_t now_ns)
+{
+	struct bw_dest *d = bw_conn_dest(c);
+	if (!d)
+		return 0;
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	int ev = BW_BREAKER_EV_NONE;
+	int rc = bw_breaker_admit(d, s, now_ns, &ev);
+	if (ev != BW_BREAKER_EV_NONE)
+		log_transition(d, ev, 0);
+	if (rc < 0) {
+		char label[BW_STATE_LABEL_MAX];
+		uint64_t left = 0;
+		atomic_fetch_add_explicit(&d->rejected_calls, 1,
+					  memory_order_relaxed);
+		bw_breaker_view(d, now_ns, &left);
+		bw_state_label(d, label, sizeof(label));
+		bw_log(BW_LOG_WARN, "reject_open", label,
+		       "errno=%s open_remaining=%D",
+		       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc)
+						 : "?",
+		       left);
+		return rc;
+	}
+	c->probe = rc;
+	return 0;
+}
+
+void bw_call_release(struct bw_conn *c)
+{
+	struct bw_dest *d = bw_conn_dest(c);
+	if (d && c->probe > 0)
+		bw_breaker_release_probe(d, c->probe);
+	c->probe = 0;
+}
+
+void bw_call_healthy(struct bw_conn *c)
+{
+	struct bw_dest *d = bw_conn_dest(c);
+	if (d)
+		bw_breaker_note_healthy(d, bw_settings_for(c->rule));
+}
+
+#define ADD(field, v)                                                         \
+	atomic_fetch_add_explicit(&d->field, (v), memory_order_relaxed)
 
 void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		    uint64_t latency_ns, uint64_t now_ns)
@@ -49,7 +129,8 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 	if (!d)
 		return;
 	const struct bw_settings *s = bw_settings_for(c->rule);
-	bool slow = !failed && s->slow_ns && latency_ns >= s->slow_ns;
+	bool slow = !failed && bw_breaker_is_slow(s, latency_ns);
+	bool probe = kind == BW_CALL_CONNECT && c->probe > 0;
 
 	ADD(total_calls, 1);
 	if (failed)
@@ -61,11 +142,21 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 	if (kind == BW_CALL_CONNECT) {
 		ADD(connect_calls, 1);
 		ADD(connect_ns_sum, latency_ns);
+		c->probe = 0;
 	} else {
 		ADD(exchange_calls, 1);
 		ADD(exchange_ns_sum, latency_ns);
 	}
 	atomic_store_explicit(&d->last_call_ns, now_ns, memory_order_relaxed);
+
+	int why = 0;
+	int ev = kind == BW_CALL_CONNECT && !failed
+			 ? bw_breaker_record_connect_ok(d, s, latency_ns,
+							probe, now_ns)
+			 : bw_breaker_record(d, s, failed, latency_ns, probe,
+					     now_ns, &why);
+	if (ev != BW_BREAKER_EV_NONE)
+		log_transition(d, ev, why);
 	if (slow) {
 		char label[BW_STATE_LABEL_MAX];
 		bw_state_label(d, label, sizeof(label));

@@ -16,6 +16,18 @@ enum bw_call_kind { BW_CALL_CONNECT = 0, BW_CALL_EXCHANGE = 1 };
 /* The destination record of c, or NULL.  AS-safe. */
 struct bw_dest *bw_conn_dest(const struct bw_conn *c);
 
+/* Before a connect attempt of c: 0 admitted (c->probe holds a half-open
+ * probe ticket, if any), or -errno (breaker.errno) when the breaker
+ * refuses it; the refusal is counted and logged.  AS-safe: yes. */
+int bw_call_admit(struct bw_conn *c, uint64_t now_ns);
+/* An admitted attempt ended as neither success nor failure (closed before
+ * completing): gives back its probe claim.  AS-safe: yes. */
+void bw_call_release(struct bw_conn *c);
+
+/* c ends (its last fd closes) established, with no failed exchange: the
+ * destination answered.  AS-safe: yes. */
+void bw_call_healthy(struct bw_conn *c);
+
 /* Records one finished call of c: a connect attempt or an exchange, failed
  * or not, its latency, and when it ended.  AS-safe: yes; atomics on the shared state. */
 void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,

@@ -8,7 +8,9 @@
  * Context: the connect hook (AS-safe: inet_ntop formats, nothing locks).
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
 
 #include "shim/calls.h"
@@ -127,9 +129,56 @@ static int bind_dest(struct bw_conn *c, const struct sockaddr *sa,
 		return 1;
 	c->rule = (int16_t)r;
 	c->dest = bw_state_index(&bw_g.state, d) + 1;
+	c->io_timeout = s->io_timeout_ns > 0;
 	return 0;
 }
 
+/*
+ * A blocking connect bounded by timeout_ns (connect.timeout): the attempt
+ * runs non-blocking under poll, and the socket's mode is put back before
+ * returning, so the program never sees it change (LESSONS 6).  Past the
+ * deadline the attempt is aborted (connect AF_UNSPEC, LESSONS 7) and the
+ * result is ETIMEDOUT.  A signal ends the wait with EINTR, as it ends a
+ * kernel connect; the attempt goes on in the kernel.  Reading SO_ERROR is
+ * ours to do here: the program asked for a blocking connect and never sees
+ * the pending state.  Returns libc-style: 0, or -1 with errno.
+ */
+static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
+			 uint64_t timeout_ns)
+{
+	int fl = bw_real.fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_NONBLOCK) ||
+	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return bw_real.connect(fd, sa, len);
+	int rc = bw_real.connect(fd, sa, len);
+	int err = rc == 0 ? 0 : errno;
+	uint64_t deadline = bw_now_ns() + timeout_ns;
+	while (rc < 0 && err == EINPROGRESS) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		uint64_t now = bw_now_ns();
+		uint64_t left_ms = now >= deadline
+					   ? 0
+					   : (deadline - now + 999999) / 1000000;
+		int n = bw_real.poll(&p, 1, (int)(left_ms > 86400000 ? 86400000
+								     : left_ms));
+		if (n > 0) {
+			socklen_t l = sizeof(err);
+			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+					       &l) < 0)
+				err = errno;
+			rc = err ? -1 : 0;
+		} else if (n == 0 && bw_now_ns() >= deadline) {
+			struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+			bw_real.connect(fd, &unspec, sizeof(unspec));
+			err = ETIMEDOUT;
+		} else if (n < 0) {
+			err = errno; /* EINTR: the connect goes on */
+		}
+	}
+	bw_real.fcntl(fd, F_SETFL, fl);
+	errno = err;
+	return rc;
+}
 int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct bw_conn *c = bw_fd_conn(fd);
@@ -171,19 +220,27 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return bw_real.connect(fd, sa, len);
 	}
 	c->t0_ns = bw_now_ns();
-	int rc = bw_real.connect(fd, sa, len);
+	int refused = bw_call_admit(c, c->t0_ns);
+	if (refused < 0)
+		return bw_hook_fail(refused); /* never reaches the network */
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	int rc = s->connect_timeout_ns
+			 ? timed_connect(fd, sa, len, s->connect_timeout_ns)
+			 : bw_real.connect(fd, sa, len);
 	int err = rc == 0 ? 0 : errno;
 	if (rc == 0) {
 		bw__connect_done(c, 0, bw_now_ns());
 	} else if (err == EINPROGRESS || err == EINTR) {
 		atomic_store(&c->state, BW_CONN_CONNECTING);
-	} else if (c->stale && (err == ECONNABORTED || err == ECONNREFUSED ||
-				bw_call_connect_failed(err))) {
+	} else if (c->stale && bw_call_connect_failed(err)) {
 		/* The failure of the previous attempt, already counted. */
 		c->stale = 0;
-	} else {
+		bw_call_release(c);
+	} else if (bw_call_connect_failed(err)) {
 		bw__connect_done(c, err, bw_now_ns());
 		c->stale = 0; /* a synchronous failure leaves nothing pending */
+	} else {
+		bw_call_release(c); /* EACCES, EADDRNOTAVAIL...: not a call */
 	}
 	errno = err ? err : errno;
 	return rc;

@@ -9,8 +9,10 @@
  * program's error), changes a socket's mode, allocates.  Context: any I/O
  * hook (AS-safe).
  */
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "shim/calls.h"
@@ -138,7 +140,40 @@ void bw_io_settle(struct bw_conn *c, int fd)
 	/* A connect closed before it completed is neither a success nor a
 	 * failure (a Happy Eyeballs loser, LESSONS 6); one that did
 	 * complete unseen is a success. */
-	if (atomic_load(&c->state) == BW_CONN_CONNECTING &&
-	    tcp_progress(fd) > 0)
+	int st = atomic_load(&c->state);
+	if (st == BW_CONN_ESTABLISHED && c->phase == BW_PHASE_IDLE)
+		bw_call_healthy(c);
+	if (st != BW_CONN_CONNECTING)
+		return;
+	if (tcp_progress(fd) > 0)
 		bw__connect_done(c, 0, bw_now_ns());
+	else
+		bw_call_release(c);
+}
+
+int bw_io_wait(struct bw_conn *c, int fd, int flags)
+{
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	if (atomic_load_explicit(&c->state, memory_order_relaxed) !=
+		    BW_CONN_ESTABLISHED ||
+	    (flags & MSG_DONTWAIT) || s->io_timeout_ns == 0)
+		return 0;
+	int fl = bw_real.fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_NONBLOCK))
+		return 0;
+	uint64_t deadline = bw_now_ns() + s->io_timeout_ns;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = bw_now_ns();
+		if (now >= deadline)
+			break;
+		uint64_t ms = (deadline - now + 999999) / 1000000;
+		int n = bw_real.poll(&p, 1, (int)(ms > 86400000 ? 86400000 : ms));
+		if (n > 0)
+			return 0; /* data, EOF or an error: recv reports it */
+		if (n < 0)
+			return 0; /* EINTR and the like: recv decides */
+	}
+	exchange_failed(c, bw_now_ns());
+	return -ETIMEDOUT;
 }

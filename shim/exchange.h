@@ -34,6 +34,15 @@ void bw_io_sockerr(struct bw_conn *c, int fd, int soerr);
 /* The last fd of c is about to be closed (fd still open).  AS-safe. */
 void bw_io_settle(struct bw_conn *c, int fd);
 
+/*
+ * Before a blocking receive on c's fd: with io.timeout set, waits at most
+ * that long for something to read.  Returns 0 to go on with the receive,
+ * or -ETIMEDOUT (the exchange is recorded as failed).  Only a blocking
+ * socket without MSG_DONTWAIT waits; the mode is read, never changed.
+ * AS-safe: yes.
+ */
+int bw_io_wait(struct bw_conn *c, int fd, int flags);
+
 /* Internal to connect.c and exchange.c: a pending connect of c ended. */
 void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns);
 

@@ -49,11 +49,11 @@ struct bw_conn {
 	_Atomic uint32_t refs;   /* fds of this process pointing here */
 	_Atomic uint8_t state;   /* enum bw_conn_state */
 	uint8_t phase;           /* enum bw_phase */
-	uint8_t probe;           /* a half-open trial connect */
+	uint8_t io_timeout;      /* the rule sets io.timeout */
 	uint8_t stale;           /* an async connect failed: the next connect
 				    reports it again or ECONNABORTED (LESSONS 7) */
 	int16_t rule;            /* policy rule, -1: defaults */
-	uint16_t pad;
+	int32_t probe;           /* breaker probe ticket, 0: not a probe */
 	uint32_t dest;           /* state slot index + 1, 0: none */
 	uint64_t t0_ns;          /* connect start, or exchange start */
 };

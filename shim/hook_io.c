@@ -27,6 +27,11 @@
 
 #define RECV_TRACKED(c, fd, want, fl, call)                                   \
 	do {                                                                  \
+		if (BW_UNLIKELY((c)->io_timeout)) {                           \
+			int w_ = bw_io_wait(c, fd, fl);                       \
+			if (w_ < 0)                                           \
+				return bw_hook_fail(w_);                      \
+		}                                                             \
 		ssize_t rc_ = (call);                                         \
 		BW_KEEP_ERRNO(bw_io_received(c, fd, rc_, errno, want, fl));   \
 		return rc_;                                                   \

@@ -103,23 +103,23 @@ size_t bw_log_duration(uint64_t ns, char *buf, size_t cap)
 	static const struct {
 		uint64_t ns;
 		const char *unit;
-	} units[] = { { 3600000000000ull, "h" }, { 60000000000ull, "m" },
-		      { 1000000000ull, "s" }, { 1000000ull, "ms" },
+	} units[] = { { 1000000000ull, "s" }, { 1000000ull, "ms" },
 		      { 1000ull, "us" } };
 	if (cap == 0)
 		return 0;
 	if (ns == 0) {
 		puts_(&o, "0");
 	} else {
-		/* The largest unit that spells ns exactly with one decimal. */
+		/* The largest unit not above ns, with one decimal at most
+		 * (truncated): "60s", "1.5s", "250ms", as SPEC §6 shows. */
 		size_t i = 0;
-		while (i < 4 && !(ns >= units[i].ns &&
-				  ns % (units[i].ns / 10) == 0))
+		while (i < 2 && ns < units[i].ns)
 			i++;
 		putu(&o, ns / units[i].ns);
-		if (ns % units[i].ns) {
+		uint64_t tenth = ns % units[i].ns * 10 / units[i].ns;
+		if (tenth) {
 			put(&o, ".", 1);
-			putu(&o, ns * 10 / units[i].ns % 10);
+			putu(&o, tenth);
 		}
 		puts_(&o, units[i].unit);
 	}
