@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# tests/demo/demo.sh: `make demo`.  A real client (curl) against the
+# project's fault server, run twice side by side: once plain, once under
+# bulwark.  Everything stays on 127.0.0.1 and stops when the demo ends.
+#
+#   1. Circuit breaker: the server goes down (each request hangs 500 ms and
+#      then gets an empty reply), then comes back.  Plain curl pays the full
+#      500 ms every time; under bulwark the breaker opens after 3 failures,
+#      the next requests fail in well under a millisecond without touching
+#      the server, and after breaker.open one probe finds it healthy again.
+set -u
+cd "$(dirname "$0")/../.."
+B=${BW_BUILD:-build}
+LIB=$PWD/$B/libbulwark.so
+CLI=$PWD/$B/bulwark
+FAULTSRV=$PWD/$B/fixtures/faultsrv
+TMP=$(mktemp -d)
+STATE=demo-$$
+PIDS=()
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$TMP" "/dev/shm/bulwark-$(id -u)-$STATE"
+}
+trap cleanup EXIT INT TERM
+
+for f in "$LIB" "$CLI" "$FAULTSRV"; do
+	[ -e "$f" ] || { echo "demo: $f is missing: run make first" >&2; exit 1; }
+done
+command -v curl >/dev/null || { echo "demo: curl is needed (make deps)" >&2; exit 1; }
+
+bold=$(tput bold 2>/dev/null || true) off=$(tput sgr0 2>/dev/null || true)
+
+# server MODE ARGS...: (re)start the fault server on $PORT.
+server() {
+	[ -n "${SRV:-}" ] && { kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null; }
+	"$FAULTSRV" --listen "127.0.0.1:${PORT:-0}" --port-file "$TMP/port" \
+		--stats "$TMP/stats" "$@" >/dev/null 2>&1 &
+	SRV=$!
+	PIDS+=("$SRV")
+	for _ in $(seq 100); do [ -s "$TMP/port" ] && break; sleep 0.02; done
+	PORT=$(cat "$TMP/port")
+	rm -f "$TMP/port"
+}
+
+# request N [shim]: one curl run; prints a line with its outcome and time.
+request() {
+	local n=$1 pre=() t0 t1 out rc
+	[ "${2:-}" = shim ] && pre=(env LD_PRELOAD="$LIB" BULWARK_STATE="$STATE"
+		BULWARK_LOG=off
+		BULWARK_POLICY="127.0.0.1:$PORT breaker.failures=3 breaker.open=2s")
+	t0=$(date +%s%N)
+	out=$("${pre[@]}" curl -sS --max-time 5 "http://127.0.0.1:$PORT/" 2>&1)
+	rc=$?
+	t1=$(date +%s%N)
+	local ms=$(((t1 - t0) / 1000000))
+	TOTAL_MS=$((TOTAL_MS + ms))
+	if [ $rc -eq 0 ]; then
+		printf '   request %2d  %-4s %5d ms  %s\n' "$n" ok "$ms" "$out"
+	elif [ $rc -eq 7 ] && [ "${2:-}" = shim ]; then
+		printf '   request %2d  %-4s %5d ms  %s\n' "$n" FAIL "$ms" \
+			"refused at once by the open breaker (curl: \"after 0 ms\")"
+	else
+		printf '   request %2d  %-4s %5d ms  %s\n' "$n" FAIL "$ms" \
+			"$(echo "$out" | sed 's/^curl: //' | head -c 60)"
+	fi
+}
+
+accepted() { sed -n 's/.*accepted=\([0-9]*\).*/\1/p' "$TMP/stats"; }
+
+run_story() {
+	local mode=$1
+	TOTAL_MS=0
+	PORT=0 SRV=
+	server --mode close --stall 500
+	echo "   -- the server is down: it hangs 500 ms, then closes without answering"
+	for i in 1 2 3 4 5 6 7 8; do request "$i" "$mode"; done
+	local down_seen
+	down_seen=$(accepted)
+	echo "   -- the server is back"
+	server --mode http --body "hello from the server"
+	sleep 2.1
+	for i in 9 10 11; do request "$i" "$mode"; done
+	echo "   ${bold}total: $TOTAL_MS ms; connections the failing server had to handle: $down_seen${off}"
+}
+
+echo
+echo "${bold}bulwark demo 1: circuit breaker${off} (curl, 127.0.0.1, fault server)"
+echo "(times include starting curl, about 10-30 ms a run)"
+echo
+echo "${bold}A. plain curl${off}"
+run_story plain
+echo
+echo "${bold}B. the same curl under bulwark${off}:"
+echo "   BULWARK_POLICY='127.0.0.1:PORT breaker.failures=3 breaker.open=2s'"
+run_story shim
+echo
+echo "   what bulwark learnt (bulwark status --state $STATE):"
+"$CLI" status --state "$STATE" | sed 's/^/   /'
+echo
+echo "Under bulwark the failing server saw 3 connections instead of 8, the"
+echo "client failed fast while it was down, and recovered by itself."
