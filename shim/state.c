@@ -76,6 +76,8 @@ _Static_assert((BW_STATE_SLOTS & (BW_STATE_SLOTS - 1)) == 0,
 _Static_assert(BW_STATE_PROBE_MAX <= BW_STATE_SLOTS, "probe bound");
 _Static_assert(sizeof(struct bw_state_hdr) <= BW_STATE_HDR_AREA, "hdr");
 _Static_assert(BW_STATE_HDR_AREA % _Alignof(struct bw_dest) == 0, "align");
+_Static_assert(sizeof(struct bw_dest) % _Alignof(struct bw_bh_hold) == 0,
+	       "holds align");
 _Static_assert(offsetof(struct bw_state_hdr, hdr_sum) == 28, "hdr layout");
 
 static const char private_name[] = "private";
@@ -128,6 +130,7 @@ static void hdr_init(struct bw_state_hdr *h, unsigned uid)
 	h->hdr_sum = hdr_checksum(h);
 	atomic_store_explicit(&h->used, 0, memory_order_relaxed);
 	atomic_store_explicit(&h->full_events, 0, memory_order_relaxed);
+	atomic_store_explicit(&h->bh_hold_full, 0, memory_order_relaxed);
 }
 
 /* A name for the errno values attach can meet; no strerror (may allocate
@@ -172,7 +175,8 @@ static const char *errname(int e)
 size_t bw_state_size(void)
 {
 	return BW_STATE_HDR_AREA +
-	       (size_t)BW_STATE_SLOTS * sizeof(struct bw_dest);
+	       (size_t)BW_STATE_SLOTS * sizeof(struct bw_dest) +
+	       (size_t)BW_STATE_HOLDS * sizeof(struct bw_bh_hold);
 }
 
 int bw_state_path(const char *name, unsigned uid, char *buf, size_t cap)
@@ -350,6 +354,7 @@ static int map_file(struct bw_state *st, int fd, const char *path, unsigned uid,
 	}
 	st->hdr = h;
 	st->dests = (struct bw_dest *)((char *)m + BW_STATE_HDR_AREA);
+	st->holds = (struct bw_bh_hold *)(st->dests + BW_STATE_SLOTS);
 	st->map_len = size;
 	st->shared = true;
 	return 0;
@@ -405,6 +410,7 @@ int bw_state_attach_private(struct bw_state *st)
 	st->hdr = m;
 	hdr_init(st->hdr, (unsigned)geteuid());
 	st->dests = (struct bw_dest *)((char *)m + BW_STATE_HDR_AREA);
+	st->holds = (struct bw_bh_hold *)(st->dests + BW_STATE_SLOTS);
 	st->map_len = size;
 	st->shared = false;
 	errno = saved;

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
-#define BW_STATE_VERSION 1
+#define BW_STATE_VERSION 2
 /* Destination slots: a power of two.  The issue asks for at least 10,000
  * destinations; 16384 keeps open addressing below 62 % load there.  When
  * every slot is taken, new destinations pass through untracked. */
@@ -30,6 +30,11 @@
 #define BW_STATE_WINDOW_BUCKETS 10
 /* Wait-time histogram buckets (log2 of microseconds). */
 #define BW_STATE_HIST_BUCKETS 24
+/* Bulkhead hold records (shim/bulkhead.c): one per slot held or connect
+ * waiting, across every process and destination of the segment.  16384
+ * (a 14-bit index packed in bw_dest.bh_word) = 512 KiB; past it, connects
+ * pass uncounted (bw_state_hdr.bh_hold_full). */
+#define BW_STATE_HOLDS 16384
 
 struct bw_dest_key {
 	uint8_t family;      /* AF_INET, AF_INET6, or 0 for a group */
@@ -103,17 +108,26 @@ struct bw_dest {
 	struct bw_window_bucket win[BW_STATE_WINDOW_BUCKETS];
 	_Atomic uint64_t opened_count;
 
-	/* Bulkhead. */
+	/* Bulkhead (shim/bulkhead.h owns these).  bh_word is the truth:
+	 * active, waiting and the last hold record to change them, in one
+	 * word (shim/bulkhead.c); bh_active and bh_waiting mirror it for
+	 * readers.  bh_ticket / bh_serving order the waiters, bh_wake is
+	 * their futex word. */
 	_Atomic uint32_t bh_active, bh_max, bh_waiting, bh_ticket;
 	_Atomic uint64_t bh_rejected, bh_saturated, bh_acquired;
 	_Atomic uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS];
+	_Atomic uint64_t bh_word;
+	_Atomic uint32_t bh_serving, bh_wake;
+	_Atomic uint64_t bh_sweep_ns;  /* CLOCK_MONOTONIC of the last sweep */
+	_Atomic uint32_t bh_shared;    /* hint: SHARED holds to look at */
+	uint32_t pad_bh;
 
 	/* Retries. */
 	_Atomic uint64_t retries, retries_ok, retries_denied;
 	_Atomic uint64_t budget_epoch;
 	_Atomic uint32_t budget_connects, budget_retries;
 
-	uint8_t reserved[128];
+	uint8_t reserved[96];
 };
 
 struct bw_state_hdr {
@@ -125,18 +139,29 @@ struct bw_state_hdr {
 	uint32_t hdr_sum;   /* checksum of the fields above */
 	_Atomic uint64_t used; /* slots READY */
 	_Atomic uint64_t full_events; /* lookups refused for lack of room */
-	uint8_t pad[64];
+	_Atomic uint64_t bh_hold_full; /* connects passed for lack of a hold */
+	uint8_t pad[56];
+};
+
+/* One bulkhead hold record (shim/bulkhead.c owns the layout). */
+struct bw_bh_hold {
+	_Atomic uint64_t word;   /* state, dest, owner pid, generation */
+	_Atomic uint64_t owner;  /* owner's start time << 24 | generation */
+	_Atomic uint64_t ino;    /* socket inode, 0: unknown */
+	_Atomic uint64_t ticket; /* a waiter's ticket */
 };
 
 struct bw_state {
 	struct bw_state_hdr *hdr;
 	struct bw_dest *dests;
+	struct bw_bh_hold *holds; /* BW_STATE_HOLDS, after the dests */
 	size_t map_len;
 	bool shared;           /* false: private memory */
 	char path[128];        /* the segment file, "" for private */
 };
 
-/* Size of a segment: header plus BW_STATE_SLOTS destinations. */
+/* Size of a segment: header, BW_STATE_SLOTS destinations, then
+ * BW_STATE_HOLDS bulkhead hold records. */
 size_t bw_state_size(void);
 
 /* The segment path for a state name: /dev/shm/bulwark-<uid>-<name>.

@@ -362,7 +362,7 @@ static void test_state_refuses_bad_header(void)
 	const char *name = uname_("hdr");
 	char why[256];
 	uint64_t bad_magic = 0x1122334455667788ull;
-	uint32_t v2 = 2, slots = 1024, sum;
+	uint32_t v2 = BW_STATE_VERSION + 1, slots = 1024, sum;
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(poke(name, 0, &bad_magic, 8), 0);
@@ -371,7 +371,7 @@ static void test_state_refuses_bad_header(void)
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(poke(name, offsetof(struct bw_state_hdr, version), &v2, 4),
 		     0);
-	BW_ASSERT(refused(name, -EPROTO, "version 2, not 1", why, sizeof(why)));
+	BW_ASSERT(refused(name, -EPROTO, "version 3, not 2", why, sizeof(why)));
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(

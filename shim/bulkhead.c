@@ -1,0 +1,1083 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/bulkhead.c: the bulkhead (SPEC §3 bulkhead.*, §5).  Owns: bw_bulkhead_*
+ * and the bulkhead fields of bw_dest (bh_*) and the hold records of the
+ * segment.  Never: allocates, locks, logs, sets errno, or holds an fd past
+ * a call.  Context: acquire from the connect path (may sleep when asked to
+ * wait); release from close, any thread or signal handler (atomics and a
+ * futex wake only); sweep from acquire or the command.
+ *
+ * Counts.  bw_dest.bh_word packs active (20 bits), waiting (14) and the
+ * last hold record to change them (index 14, generation 16).  Every change
+ * of active or waiting is a CAS on it, so the limit holds exactly.
+ *
+ * Holds.  Each slot held, and each connect waiting, owns a hold record
+ * (struct bw_bh_hold) whose word packs state, dest, owner pid and a
+ * 24-bit generation.  A record changes the counts in three steps:
+ *
+ *   stable A --intend (CAS rec)--> INTENT(A->B) --commit (CAS bh_word,
+ *        last = rec)--> counts changed --complete (CAS rec)--> stable B
+ *
+ *   FREE --ACQ--> HELD --REL--> FREE       HELD --disown--> SHARED
+ *   FREE --ENQ--> WAITING --TAKE--> HELD   SHARED --SREL--> FREE (sweep)
+ *                 WAITING --LEAVE--> FREE
+ *
+ * A process killed between any two steps leaves an INTENT record whose
+ * commit is known exactly: it happened iff bh_word.last still names the
+ * record, or the record was completed by a helper (I3).  A sweeper
+ * completes or rolls it back, then frees what the dead owner held.
+ *
+ * I1: active = HELD + SHARED records of the dest + committed, uncompleted
+ *     ACQ/TAKE intents - committed, uncompleted REL/SREL intents;
+ *     waiting likewise for WAITING/ENQ/TAKE/LEAVE.  (Scope=shared only.)
+ * I2: a record's generation grows by one at every intend, so (index, gen)
+ *     names one intent; only its owner, or a sweeper that found the owner
+ *     dead, intends on a record.
+ * I3: before a CAS replaces bh_word.last = (R, g), the replacer completes
+ *     R's intent g if R still shows it (helping).  So a dead owner's intent
+ *     is committed iff last == (R, g) or R was completed: rolling it back
+ *     otherwise is exact.
+ * I4: a record is freed, and its slot given back, by exactly one CAS from
+ *     HELD/SHARED/WAITING (release, or a sweeper that judged its owner
+ *     dead and, for a connection, its socket closed in every process).
+ * I5: an owner is dead when kill(pid, 0) says ESRCH, /proc/<pid>/stat
+ *     shows a zombie, or its start time differs from the record's (pid
+ *     reuse); the start time counts only when its generation matches.
+ * I6: nothing in a record or bh_word is used as an index without a mask
+ *     that keeps it in range (14-bit dest and record fields).
+ *
+ * Limits (honest): SHARED connections (forked while held, or inherited
+ * by an exec'd program after their owner died) are freed by a sweep that
+ * looks for the socket's inode in /proc/<pid>/fd of the user's processes:
+ * a socket in flight over SCM_RIGHTS, or held only by a process whose fd
+ * directory we cannot read, counts as closed.  A slot taken before a
+ * vfork/posix_spawn whose parent did not call bw_bulkhead_forked() is
+ * released at the parent's close even if the child still holds it.  The
+ * wait order is by ticket; a waiter that has waited BW_BULKHEAD_AGE_NS may
+ * overtake, so the order is FIFO only as far as wake-ups are prompt.
+ * Generations wrap (16 bits in bh_word): a stale last matching a fresh
+ * intent of a killed owner needs 65536 intents on one record in between.
+ */
+#include "shim/bulkhead.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- encodings ------------------------------------------------------------ */
+
+/* Record word: pid 0-21, dest 22-35, state 36-39, generation 40-63.
+ * PID_MAX_LIMIT is 2^22 on Linux. */
+#define HW_PID_MASK 0x3fffffull
+#define HW_DEST_SHIFT 22
+#define HW_DEST_MASK 0x3fffull
+#define HW_STATE_SHIFT 36
+#define HW_STATE_MASK 0xfull
+#define HW_GEN_SHIFT 40
+#define HW_GEN_MASK 0xffffffull
+
+/* bh_word: active 0-19, waiting 20-33, last index 34-47, last gen 48-63. */
+#define BH_ACTIVE_MASK 0xfffffull
+#define BH_WAIT_SHIFT 20
+#define BH_WAIT_MASK 0x3fffull
+#define BH_LAST_SHIFT 34
+#define BH_LAST_MASK 0x3fffull
+#define BH_LGEN_SHIFT 48
+#define BH_LGEN_MASK 0xffffull
+
+_Static_assert(BW_STATE_SLOTS - 1 <= HW_DEST_MASK, "dest field");
+_Static_assert(BW_STATE_HOLDS - 1 <= BH_LAST_MASK, "last field");
+_Static_assert(BW_STATE_HOLDS - 1 <= BH_WAIT_MASK, "waiting field");
+_Static_assert(BW_POLICY_COUNT_MAX <= BH_ACTIVE_MASK, "active field");
+
+/* Record states.  Record 0 is never used: last == 0 means none. */
+enum {
+	ST_FREE = 0,
+	ST_HELD = 1,	/* a slot; owner pid closes or dies */
+	ST_WAITING = 2, /* a connect waiting for a slot */
+	ST_SHARED = 3,	/* a slot of a connection other processes may hold */
+	ST_I_ACQ = 8,	/* FREE -> HELD: active + 1 */
+	ST_I_ENQ = 9,	/* FREE -> WAITING: waiting + 1 */
+	ST_I_TAKE = 10, /* WAITING -> HELD: active + 1, waiting - 1 */
+	ST_I_LEAVE = 11, /* WAITING -> FREE: waiting - 1 */
+	ST_I_REL = 12,	/* HELD -> FREE: active - 1 */
+	ST_I_SREL = 13, /* SHARED -> FREE: active - 1 */
+};
+
+static const uint8_t intent_from[16] = {
+	[ST_I_ACQ] = ST_FREE,	   [ST_I_ENQ] = ST_FREE,
+	[ST_I_TAKE] = ST_WAITING, [ST_I_LEAVE] = ST_WAITING,
+	[ST_I_REL] = ST_HELD,	   [ST_I_SREL] = ST_SHARED,
+};
+static const uint8_t intent_to[16] = {
+	[ST_I_ACQ] = ST_HELD,	   [ST_I_ENQ] = ST_WAITING,
+	[ST_I_TAKE] = ST_HELD,	   [ST_I_LEAVE] = ST_FREE,
+	[ST_I_REL] = ST_FREE,	   [ST_I_SREL] = ST_FREE,
+};
+static const int8_t intent_dact[16] = {
+	[ST_I_ACQ] = 1, [ST_I_TAKE] = 1, [ST_I_REL] = -1, [ST_I_SREL] = -1,
+};
+static const int8_t intent_dwait[16] = {
+	[ST_I_ENQ] = 1, [ST_I_TAKE] = -1, [ST_I_LEAVE] = -1,
+};
+
+static inline bool is_intent(unsigned s)
+{
+	return s >= ST_I_ACQ && s <= ST_I_SREL;
+}
+
+static inline uint64_t hw_make(unsigned state, uint32_t dest, uint32_t pid,
+			       uint32_t gen)
+{
+	return ((uint64_t)pid & HW_PID_MASK) |
+	       ((uint64_t)dest & HW_DEST_MASK) << HW_DEST_SHIFT |
+	       ((uint64_t)state & HW_STATE_MASK) << HW_STATE_SHIFT |
+	       ((uint64_t)gen & HW_GEN_MASK) << HW_GEN_SHIFT;
+}
+static inline uint32_t hw_pid(uint64_t w) { return (uint32_t)(w & HW_PID_MASK); }
+static inline uint32_t hw_dest(uint64_t w)
+{
+	return (uint32_t)(w >> HW_DEST_SHIFT & HW_DEST_MASK);
+}
+static inline unsigned hw_state(uint64_t w)
+{
+	return (unsigned)(w >> HW_STATE_SHIFT & HW_STATE_MASK);
+}
+static inline uint32_t hw_gen(uint64_t w)
+{
+	return (uint32_t)(w >> HW_GEN_SHIFT & HW_GEN_MASK);
+}
+
+static inline uint32_t bh_active(uint64_t w) { return (uint32_t)(w & BH_ACTIVE_MASK); }
+static inline uint32_t bh_waiting(uint64_t w)
+{
+	return (uint32_t)(w >> BH_WAIT_SHIFT & BH_WAIT_MASK);
+}
+static inline uint32_t bh_last(uint64_t w)
+{
+	return (uint32_t)(w >> BH_LAST_SHIFT & BH_LAST_MASK);
+}
+static inline uint32_t bh_lgen(uint64_t w)
+{
+	return (uint32_t)(w >> BH_LGEN_SHIFT & BH_LGEN_MASK);
+}
+static inline uint64_t bh_make(uint32_t act, uint32_t wait, uint32_t last,
+			       uint32_t gen)
+{
+	return ((uint64_t)act & BH_ACTIVE_MASK) |
+	       ((uint64_t)wait & BH_WAIT_MASK) << BH_WAIT_SHIFT |
+	       ((uint64_t)last & BH_LAST_MASK) << BH_LAST_SHIFT |
+	       ((uint64_t)gen & BH_LGEN_MASK) << BH_LGEN_SHIFT;
+}
+
+/* ---- process-local state -------------------------------------------------- */
+
+/* scope=process: one private bulkhead per destination slot (the same word
+ * layout, no records: a dying process takes its counts with it). */
+struct priv_bh {
+	_Atomic uint64_t word;
+	_Atomic uint32_t wake, ticket, serving, pad;
+};
+static struct priv_bh priv[BW_STATE_SLOTS];
+
+static _Atomic uint32_t self_pid;     /* 0: not known yet (or forked) */
+static _Atomic uint64_t self_start;   /* our start time, 0: unknown */
+static _Atomic uint32_t fork_count;   /* bw_bulkhead_forked() calls */
+static _Atomic uint32_t claim_hint;   /* where to look for a free record */
+
+/* A view of one bulkhead: the shared one of a dest, or a private one. */
+struct bh {
+	struct bw_state *st; /* NULL: scope=process (no records) */
+	struct bw_dest *d;
+	uint32_t didx;
+	_Atomic uint64_t *word;
+	_Atomic uint32_t *wake, *ticket, *serving;
+	int futex_flags; /* 0 or FUTEX_PRIVATE_FLAG */
+};
+
+/* ---- small helpers (errno kept by the callers' save/restore) -------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int sys_open_at(int dirfd, const char *path, int flags)
+{
+	return (int)syscall(SYS_openat, dirfd, path, flags | O_CLOEXEC, 0);
+}
+
+static void sys_close(int fd)
+{
+	syscall(SYS_close, fd);
+}
+
+/* Writes the decimal of v at p; returns the end. */
+static char *put_u(char *p, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/* Reads /proc/<pid>/stat (pid 0: self): start time in clock ticks (0 if
+ * unreadable) and whether the process is a zombie.  Returns false when the
+ * file cannot be read. */
+static bool proc_stat(uint32_t pid, uint64_t *start, bool *zombie)
+{
+	char path[40] = "/proc/", buf[512], *p, *end;
+	ssize_t n;
+	int fd, field;
+
+	*start = 0;
+	*zombie = false;
+	p = path + 6;
+	if (pid) {
+		p = put_u(p, pid);
+		memcpy(p, "/stat", 6);
+	} else
+		memcpy(p, "self/stat", 10);
+	fd = sys_open_at(AT_FDCWD, path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	n = (ssize_t)syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	sys_close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: fields start after the
+	 * last ')'.  Field 3 is the state, 22 the start time. */
+	end = buf + n;
+	p = NULL;
+	for (char *q = buf; q < end; q++)
+		if (*q == ')')
+			p = q;
+	if (!p || p + 2 >= end)
+		return false;
+	p += 2;
+	*zombie = (*p == 'Z' || *p == 'X' || *p == 'x');
+	for (field = 3; field < 22 && p < end; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 22)
+		return true;
+	while (p < end && *p >= '0' && *p <= '9')
+		*start = *start * 10 + (uint64_t)(*p++ - '0');
+	*start &= 0xffffffffffull; /* 40 bits: the owner field */
+	return true;
+}
+
+/* Our pid (cached until bw_bulkhead_forked) and start time. */
+static uint32_t self(uint64_t *start)
+{
+	uint32_t pid = atomic_load_explicit(&self_pid, memory_order_acquire);
+
+	if (!pid) {
+		uint64_t s;
+		bool z;
+
+		proc_stat(0, &s, &z);
+		atomic_store_explicit(&self_start, s, memory_order_relaxed);
+		pid = (uint32_t)getpid() & HW_PID_MASK;
+		atomic_store_explicit(&self_pid, pid, memory_order_release);
+	}
+	if (start)
+		*start = atomic_load_explicit(&self_start, memory_order_relaxed);
+	return pid;
+}
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val,
+		  const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+static void wake_all(struct bh *b)
+{
+	atomic_fetch_add_explicit(b->wake, 1, memory_order_seq_cst);
+	futex(b->wake, FUTEX_WAKE | b->futex_flags, INT_MAX, NULL);
+}
+
+/* Keeps bh_active / bh_waiting equal to bh_word for readers: the last
+ * writer to see the word unchanged after its stores wins. */
+static void mirror(struct bh *b)
+{
+	if (!b->st)
+		return;
+	for (int i = 0; i < 3; i++) {
+		uint64_t w = atomic_load(b->word);
+
+		atomic_store_explicit(&b->d->bh_active, bh_active(w),
+				      memory_order_relaxed);
+		atomic_store_explicit(&b->d->bh_waiting, bh_waiting(w),
+				      memory_order_relaxed);
+		if (atomic_load(b->word) == w)
+			break;
+	}
+}
+
+static void bh_of_dest(struct bh *b, struct bw_state *st, uint32_t didx)
+{
+	struct bw_dest *d = &st->dests[didx & HW_DEST_MASK]; /* I6 */
+
+	b->st = st;
+	b->d = d;
+	b->didx = didx & HW_DEST_MASK;
+	b->word = &d->bh_word;
+	b->wake = &d->bh_wake;
+	b->ticket = &d->bh_ticket;
+	b->serving = &d->bh_serving;
+	b->futex_flags = 0;
+}
+
+static void bh_of_priv(struct bh *b, struct bw_dest *d, uint32_t didx)
+{
+	struct priv_bh *p = &priv[didx & HW_DEST_MASK];
+
+	b->st = NULL;
+	b->d = d;
+	b->didx = didx & HW_DEST_MASK;
+	b->word = &p->word;
+	b->wake = &p->wake;
+	b->ticket = &p->ticket;
+	b->serving = &p->serving;
+	b->futex_flags = FUTEX_PRIVATE_FLAG;
+}
+
+/* ---- the three steps ------------------------------------------------------ */
+
+static struct bw_bh_hold *rec(struct bw_state *st, uint32_t idx)
+{
+	return &st->holds[idx & BH_LAST_MASK]; /* I6 */
+}
+
+static void set_owner(struct bw_state *st, uint32_t idx, uint64_t w,
+		      uint64_t start)
+{
+	atomic_store(&rec(st, idx)->owner, start << 24 | hw_gen(w));
+}
+
+/* Completes intent w of record idx (the owner, or a helper: I3). */
+static void complete(struct bw_state *st, uint32_t idx, uint64_t w)
+{
+	unsigned s = hw_state(w);
+	uint64_t to;
+
+	if (!is_intent(s))
+		return;
+	to = intent_to[s] == ST_FREE
+		 ? hw_make(ST_FREE, 0, 0, hw_gen(w))
+		 : hw_make(intent_to[s], hw_dest(w), hw_pid(w), hw_gen(w));
+	atomic_compare_exchange_strong(&rec(st, idx)->word, &w, to);
+}
+
+/* I3: completes the intent bh_word w names, if its record still shows it. */
+static void help(struct bw_state *st, uint64_t w)
+{
+	uint32_t idx = bh_last(w);
+	uint64_t r;
+
+	if (!idx)
+		return;
+	r = atomic_load(&rec(st, idx)->word);
+	if (is_intent(hw_state(r)) && (hw_gen(r) & BH_LGEN_MASK) == bh_lgen(w))
+		complete(st, idx, r);
+}
+
+/*
+ * Commits intent rw (record idx, or 0 for a private bulkhead) to b's
+ * counts.  ACQ needs active + waiting < max (no overtaking of waiters),
+ * TAKE active < max, ENQ waiting < queue (0: no limit).  Returns 0, or
+ * -EBUSY when the condition fails.
+ */
+static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
+		  uint32_t queue)
+{
+	unsigned s = hw_state(rw);
+	uint64_t w = atomic_load(b->word);
+
+	for (;;) {
+		uint32_t act = bh_active(w), wait = bh_waiting(w);
+		int64_t na, nw;
+
+		if (b->st)
+			help(b->st, w);
+		if (s == ST_I_ACQ && (uint64_t)act + wait >= max)
+			return -EBUSY;
+		if (s == ST_I_TAKE && act >= max)
+			return -EBUSY;
+		if (s == ST_I_ENQ && ((queue && wait >= queue) ||
+				      wait >= BH_WAIT_MASK))
+			return -EBUSY;
+		na = (int64_t)act + intent_dact[s];
+		nw = (int64_t)wait + intent_dwait[s];
+		/* Never below 0: only a corrupt segment gets here. */
+		na = na < 0 ? 0 : na;
+		nw = nw < 0 ? 0 : nw;
+		uint64_t n = b->st ? bh_make((uint32_t)na, (uint32_t)nw, idx,
+					     hw_gen(rw))
+				   : bh_make((uint32_t)na, (uint32_t)nw, 0, 0);
+		if (atomic_compare_exchange_weak(b->word, &w, n))
+			break;
+	}
+	if (b->st)
+		complete(b->st, idx, rw);
+	mirror(b);
+	return 0;
+}
+
+/* Our own intent rw on record idx becomes intent s (a fresh generation),
+ * or with s == 0 goes back to its from-state.  Updates *rw; false when
+ * the record is not as we left it (it never should be). */
+static bool retarget(struct bw_state *st, uint32_t idx, uint64_t *rw,
+		     unsigned s, uint32_t pid, uint64_t start)
+{
+	uint64_t n;
+
+	if (!s) {
+		unsigned from = intent_from[hw_state(*rw)];
+		n = from == ST_FREE
+			? hw_make(ST_FREE, 0, 0, hw_gen(*rw))
+			: hw_make(from, hw_dest(*rw), hw_pid(*rw), hw_gen(*rw));
+	} else
+		n = hw_make(s, hw_dest(*rw), pid, hw_gen(*rw) + 1);
+	if (!atomic_compare_exchange_strong(&rec(st, idx)->word, rw, n))
+		return false;
+	*rw = n;
+	if (s)
+		set_owner(st, idx, n, start);
+	return true;
+}
+
+/* The stable word our completed intent rw left. */
+static uint64_t completed(uint64_t rw)
+{
+	unsigned to = intent_to[hw_state(rw)];
+
+	return to == ST_FREE ? hw_make(ST_FREE, 0, 0, hw_gen(rw))
+			     : hw_make(to, hw_dest(rw), hw_pid(rw), hw_gen(rw));
+}
+
+/* Claims a FREE record with intent s.  Returns its index, 0 if none. */
+static uint32_t claim(struct bw_state *st, uint32_t didx, unsigned s,
+		      uint32_t pid, uint64_t start, uint64_t *rw)
+{
+	uint32_t h = atomic_load_explicit(&claim_hint, memory_order_relaxed);
+
+	for (uint32_t n = 0; n < BW_STATE_HOLDS; n++) {
+		uint32_t i = (h + n) & (BW_STATE_HOLDS - 1);
+		uint64_t w;
+
+		if (i == 0)
+			continue;
+		w = atomic_load_explicit(&st->holds[i].word,
+					 memory_order_relaxed);
+		if (hw_state(w) != ST_FREE)
+			continue;
+		uint64_t nw = hw_make(s, didx, pid, hw_gen(w) + 1);
+		if (!atomic_compare_exchange_strong(&st->holds[i].word, &w, nw))
+			continue;
+		/* The next claim of this thread or another starts past us;
+		 * a release puts the hint back here (warm cache line). */
+		atomic_store_explicit(&claim_hint, i + 1, memory_order_relaxed);
+		set_owner(st, i, nw, start);
+		*rw = nw;
+		return i;
+	}
+	return 0;
+}
+
+/* ---- liveness and the sweep ----------------------------------------------- */
+
+#define PID_CACHE 32
+struct pid_verdict {
+	uint32_t pid;
+	bool gone;	/* ESRCH or zombie */
+	bool known;	/* start read */
+	uint64_t start;
+};
+
+/* I5: whether the owner of record word w (record idx) is dead. */
+static bool owner_dead(struct bw_state *st, uint32_t idx, uint64_t w,
+		       struct pid_verdict *cache, int *ncache)
+{
+	uint32_t pid = hw_pid(w), me;
+	uint64_t own = atomic_load(&rec(st, idx)->owner), mystart;
+	uint64_t rstart = (own & HW_GEN_MASK) == hw_gen(w) ? own >> 24 : 0;
+	struct pid_verdict *v = NULL;
+
+	if (pid == 0)
+		return true;
+	me = self(&mystart);
+	if (pid == me)
+		return rstart && mystart && rstart != mystart;
+	for (int i = 0; i < *ncache; i++)
+		if (cache[i].pid == pid)
+			v = &cache[i];
+	if (!v) {
+		struct pid_verdict tmp = {.pid = pid};
+		bool z = false;
+
+		tmp.gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+		if (!tmp.gone) {
+			tmp.known = proc_stat(pid, &tmp.start, &z) &&
+				    tmp.start != 0;
+			tmp.gone = z;
+		}
+		if (*ncache < PID_CACHE) {
+			cache[*ncache] = tmp;
+			v = &cache[(*ncache)++];
+		} else {
+			cache[PID_CACHE - 1] = tmp;
+			v = &cache[PID_CACHE - 1];
+		}
+	}
+	if (v->gone)
+		return true;
+	return v->known && rstart && v->start != rstart;
+}
+
+/* A dead owner's intent w on record idx: completed when committed (I3),
+ * else rolled back.  Returns the record's word afterwards. */
+static uint64_t recover(struct bw_state *st, uint32_t idx, uint64_t w)
+{
+	uint64_t bw = atomic_load(&st->dests[hw_dest(w)].bh_word);
+	unsigned from = intent_from[hw_state(w)];
+	uint64_t back;
+
+	if (bh_last(bw) == idx && bh_lgen(bw) == (hw_gen(w) & BH_LGEN_MASK))
+		complete(st, idx, w);
+	back = from == ST_FREE ? hw_make(ST_FREE, 0, 0, hw_gen(w))
+			       : hw_make(from, hw_dest(w), hw_pid(w), hw_gen(w));
+	atomic_compare_exchange_strong(&rec(st, idx)->word, &w, back);
+	return atomic_load(&rec(st, idx)->word);
+}
+
+/* I4: frees stable record idx (word w: HELD, SHARED or WAITING of a dead
+ * owner) with us as the new owner.  Returns true if we freed it. */
+static bool reclaim(struct bw_state *st, uint32_t idx, uint64_t w)
+{
+	static const uint8_t how[4] = {
+		[ST_HELD] = ST_I_REL,
+		[ST_WAITING] = ST_I_LEAVE,
+		[ST_SHARED] = ST_I_SREL,
+	};
+	unsigned s = hw_state(w);
+	uint64_t start, rw;
+	uint32_t pid = self(&start);
+	struct bh b;
+
+	if (s > ST_SHARED || !how[s])
+		return false;
+	rw = hw_make(how[s], hw_dest(w), pid, hw_gen(w) + 1);
+	if (!atomic_compare_exchange_strong(&rec(st, idx)->word, &w, rw))
+		return false;
+	set_owner(st, idx, rw, start);
+	bh_of_dest(&b, st, hw_dest(w));
+	commit(&b, idx, rw, 0, 0);
+	if (s == ST_WAITING)
+		atomic_fetch_add(b.serving, 1);
+	wake_all(&b);
+	return true;
+}
+
+#define SCAN_MAX 64
+struct cand {
+	uint32_t idx;
+	uint64_t word, ino;
+	bool found;
+};
+
+/* Marks the candidates whose socket inode some process of ours has open
+ * (/proc/<pid>/fd/N -> "socket:[ino]").  Returns false if /proc cannot
+ * be read at all. */
+static bool proc_scan(struct cand *c, int n)
+{
+	char dbuf[1024] __attribute__((aligned(8)));
+	char fbuf[1024] __attribute__((aligned(8)));
+	int left = 0, pfd;
+	long got;
+
+	for (int i = 0; i < n; i++)
+		left += !c[i].found;
+	pfd = sys_open_at(AT_FDCWD, "/proc", O_RDONLY | O_DIRECTORY);
+	if (pfd < 0)
+		return false;
+	while (left > 0 &&
+	       (got = syscall(SYS_getdents64, pfd, dbuf, sizeof(dbuf))) > 0) {
+		for (long off = 0; off < got && left > 0;) {
+			/* struct linux_dirent64: ino 8, off 8, reclen 2,
+			 * type 1, name. */
+			unsigned short reclen;
+			const char *name = dbuf + off + 19;
+			char path[40], *p;
+			int ffd;
+			long fgot;
+
+			memcpy(&reclen, dbuf + off + 16, sizeof(reclen));
+			off += reclen;
+			if (name[0] < '1' || name[0] > '9' || strlen(name) > 10)
+				continue;
+			p = path;
+			memcpy(p, name, strlen(name));
+			p += strlen(name);
+			memcpy(p, "/fd", 4);
+			ffd = sys_open_at(pfd, path, O_RDONLY | O_DIRECTORY);
+			if (ffd < 0)
+				continue; /* not ours, or gone */
+			while (left > 0 &&
+			       (fgot = syscall(SYS_getdents64, ffd, fbuf,
+					       sizeof(fbuf))) > 0) {
+				for (long fo = 0; fo < fgot && left > 0;) {
+					char lnk[64];
+					const char *fn = fbuf + fo + 19;
+					unsigned short rl;
+					long ln;
+					uint64_t ino = 0;
+
+					memcpy(&rl, fbuf + fo + 16, sizeof(rl));
+					fo += rl;
+					if (fn[0] < '0' || fn[0] > '9')
+						continue;
+					ln = syscall(SYS_readlinkat, ffd, fn,
+						     lnk, sizeof(lnk) - 1);
+					if (ln < 9 || memcmp(lnk, "socket:[", 8))
+						continue;
+					for (long k = 8;
+					     k < ln && lnk[k] >= '0' &&
+					     lnk[k] <= '9';
+					     k++)
+						ino = ino * 10 +
+						      (uint64_t)(lnk[k] - '0');
+					for (int i = 0; i < n; i++)
+						if (!c[i].found &&
+						    c[i].ino == ino) {
+							c[i].found = true;
+							left--;
+						}
+				}
+			}
+			sys_close(ffd);
+		}
+	}
+	sys_close(pfd);
+	return true;
+}
+
+unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
+			   uint64_t now_ns, bool force)
+{
+	struct pid_verdict cache[PID_CACHE];
+	struct cand cands[SCAN_MAX];
+	int ncache = 0, ncand = 0;
+	unsigned freed = 0, shared = 0;
+	uint32_t didx = BW_STATE_SLOTS;
+	int saved = errno;
+
+	if (!st || !st->holds || !st->dests)
+		return 0;
+	if (d) {
+		didx = bw_state_index(st, d);
+		if (didx >= BW_STATE_SLOTS)
+			return 0;
+		if (!force) {
+			uint64_t last = atomic_load(&d->bh_sweep_ns);
+
+			if (now_ns - last < BW_BULKHEAD_SWEEP_NS && last)
+				return 0;
+			if (!atomic_compare_exchange_strong(&d->bh_sweep_ns,
+							    &last, now_ns))
+				return 0;
+		}
+	}
+	for (uint32_t i = 1; i < BW_STATE_HOLDS; i++) {
+		uint64_t w = atomic_load_explicit(&st->holds[i].word,
+						  memory_order_acquire);
+		unsigned s = hw_state(w);
+
+		if (s == ST_FREE || (d && hw_dest(w) != didx))
+			continue;
+		if (s != ST_SHARED) {
+			if (!owner_dead(st, i, w, cache, &ncache))
+				continue;
+			if (is_intent(s)) {
+				w = recover(st, i, w);
+				s = hw_state(w);
+				if (s == ST_FREE || is_intent(s))
+					continue;
+			}
+		}
+		if (s == ST_WAITING) {
+			freed += reclaim(st, i, w);
+			continue;
+		}
+		uint64_t ino = atomic_load(&st->holds[i].ino);
+		if (!ino) {
+			freed += reclaim(st, i, w);
+			continue;
+		}
+		if (ncand < SCAN_MAX)
+			cands[ncand++] = (struct cand){i, w, ino, false};
+		else
+			shared++; /* next sweep */
+	}
+	if (ncand && !proc_scan(cands, ncand))
+		for (int i = 0; i < ncand; i++)
+			cands[i].found = false; /* no /proc: free them */
+	for (int i = 0; i < ncand; i++) {
+		uint64_t w = cands[i].word;
+
+		if (!cands[i].found) {
+			freed += reclaim(st, cands[i].idx, w);
+			continue;
+		}
+		shared++;
+		if (hw_state(w) == ST_HELD) {
+			/* Its owner died, another process holds the socket
+			 * (a forked or exec'd child): keep the slot. */
+			uint64_t n =
+			    hw_make(ST_SHARED, hw_dest(w), 0, hw_gen(w) + 1);
+			atomic_compare_exchange_strong(
+			    &rec(st, cands[i].idx)->word, &w, n);
+		}
+	}
+	if (d)
+		atomic_store(&d->bh_shared, shared);
+	errno = saved;
+	return freed;
+}
+
+/* ---- acquire and release -------------------------------------------------- */
+
+static unsigned hist_bucket(uint64_t wait_ns)
+{
+	uint64_t us = wait_ns / 1000;
+	unsigned b = us ? 63u - (unsigned)__builtin_clzll(us) : 0;
+
+	return b < BW_STATE_HIST_BUCKETS ? b : BW_STATE_HIST_BUCKETS - 1;
+}
+
+static void note_acquired(struct bw_dest *d, struct bw_slot *out,
+			  uint64_t wait_ns)
+{
+	atomic_fetch_add_explicit(&d->bh_acquired, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&d->bh_wait_hist[hist_bucket(wait_ns)], 1,
+				  memory_order_relaxed);
+	out->wait_ns = wait_ns;
+}
+
+static int refuse(struct bw_dest *d, const struct bw_settings *s)
+{
+	atomic_fetch_add_explicit(&d->bh_rejected, 1, memory_order_relaxed);
+	return -(s->bulkhead_errno > 0 ? s->bulkhead_errno : ECONNREFUSED);
+}
+
+/* With nobody waiting, serving catches up with ticket: a ticket lost by
+ * a process killed between taking it and queueing would otherwise put
+ * every later waiter one place back (order only: I1 does not depend on
+ * tickets). */
+static void resync(struct bh *b)
+{
+	if (bh_waiting(atomic_load(b->word)))
+		return;
+	uint32_t s = atomic_load(b->serving), t = atomic_load(b->ticket);
+	if (s != t)
+		atomic_compare_exchange_strong(b->serving, &s, t);
+}
+
+/*
+ * Waits on b for a slot with record idx (0: private) in state WAITING
+ * (*rw) holding ticket t.  Returns 0 with the slot taken (*rw HELD) or
+ * -EBUSY when the deadline passed (the record left the queue: FREE).
+ */
+static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
+		     uint32_t max, uint64_t t0, uint64_t deadline,
+		     uint64_t *waited)
+{
+	uint32_t pid = 0;
+	uint64_t start = 0;
+
+	if (b->st)
+		pid = self(&start);
+	for (;;) {
+		uint32_t v = atomic_load(b->wake);
+		uint64_t w = atomic_load(b->word);
+		uint64_t now = mono_ns();
+		uint32_t act = bh_active(w);
+		int32_t ahead = (int32_t)(t - atomic_load(b->serving));
+
+		if (act < max &&
+		    (ahead < (int32_t)(max - act) ||
+		     now - t0 >= BW_BULKHEAD_AGE_NS)) {
+			uint64_t iw = hw_make(ST_I_TAKE, b->didx, 0, 0);
+
+			if (b->st && !retarget(b->st, idx, rw, ST_I_TAKE, pid,
+					       start))
+				return -EBUSY;
+			if (commit(b, idx, b->st ? *rw : iw, max, 0) == 0) {
+				if (b->st)
+					*rw = completed(*rw);
+				atomic_fetch_add(b->serving, 1);
+				resync(b);
+				*waited = now - t0;
+				/* Others may fit too (several slots freed). */
+				if (bh_waiting(atomic_load(b->word)) &&
+				    bh_active(atomic_load(b->word)) < max)
+					wake_all(b);
+				return 0;
+			}
+			if (b->st)
+				retarget(b->st, idx, rw, 0, pid, start);
+		}
+		if (now >= deadline) {
+			uint64_t iw = hw_make(ST_I_LEAVE, b->didx, 0, 0);
+
+			if (b->st && !retarget(b->st, idx, rw, ST_I_LEAVE, pid,
+					       start))
+				return -EBUSY;
+			commit(b, idx, b->st ? *rw : iw, 0, 0);
+			atomic_fetch_add(b->serving, 1);
+			resync(b);
+			*waited = now - t0;
+			return -EBUSY;
+		}
+		if (b->st)
+			bw_bulkhead_sweep(b->st, b->d, now, false);
+		uint64_t left = deadline - now;
+		if (left > BW_BULKHEAD_POLL_NS)
+			left = BW_BULKHEAD_POLL_NS;
+		struct timespec ts = {(time_t)(left / 1000000000ull),
+				      (long)(left % 1000000000ull)};
+		futex(b->wake, FUTEX_WAIT | b->futex_flags, v, &ts);
+	}
+}
+
+/* scope=process: the same counts in private memory, no records. */
+static int acquire_private(struct bw_dest *d, uint32_t didx,
+			   const struct bw_settings *s, uint32_t max,
+			   bool may_wait, uint64_t now_ns, struct bw_slot *out)
+{
+	struct bh b;
+	uint64_t waited = 0, rw = 0;
+	uint32_t t;
+
+	bh_of_priv(&b, d, didx);
+	if (commit(&b, 0, hw_make(ST_I_ACQ, didx, 0, 0), max, 0) == 0) {
+		out->kind = BW_SLOT_PROCESS;
+		note_acquired(d, out, 0);
+		return 0;
+	}
+	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
+	if (!may_wait || s->bulkhead_wait_ns == 0)
+		return refuse(d, s);
+	t = atomic_fetch_add(b.ticket, 1);
+	if (commit(&b, 0, hw_make(ST_I_ENQ, didx, 0, 0), max,
+		   s->bulkhead_queue) < 0) {
+		atomic_fetch_add(b.serving, 1); /* our ticket is void */
+		return refuse(d, s);
+	}
+	if (wait_slot(&b, 0, &rw, t, max, now_ns,
+		      now_ns + s->bulkhead_wait_ns, &waited) < 0)
+		return refuse(d, s);
+	out->kind = BW_SLOT_PROCESS;
+	note_acquired(d, out, waited);
+	return 0;
+}
+
+int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
+			const struct bw_settings *s, bool may_wait,
+			uint64_t sock_ino, uint64_t now_ns,
+			struct bw_slot *out)
+{
+	uint32_t max, didx, idx, pid, t;
+	uint64_t start, rw, waited = 0;
+	struct bh b;
+	int saved = errno, rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!s || !s->bulkhead_max || !st || !st->dests || !d)
+		return 0;
+	didx = bw_state_index(st, d);
+	if (didx >= BW_STATE_SLOTS)
+		return 0;
+	max = s->bulkhead_max;
+	if (max > BW_POLICY_COUNT_MAX)
+		max = BW_POLICY_COUNT_MAX;
+	if (atomic_load_explicit(&d->bh_max, memory_order_relaxed) != max)
+		atomic_store_explicit(&d->bh_max, max, memory_order_relaxed);
+	out->dest = didx;
+	out->forks = atomic_load_explicit(&fork_count, memory_order_relaxed);
+	if (s->bulkhead_scope == BW_SCOPE_PROCESS) {
+		rc = acquire_private(d, didx, s, max, may_wait, now_ns, out);
+		goto out;
+	}
+	if (!st->holds)
+		goto out;
+	bh_of_dest(&b, st, didx);
+	pid = self(&start);
+	/* Closed shared connections: looked for every BW_BULKHEAD_SHARED_NS
+	 * (each look may scan /proc), or sooner when the bulkhead is full. */
+	if (atomic_load_explicit(&d->bh_shared, memory_order_relaxed) &&
+	    now_ns - atomic_load_explicit(&d->bh_sweep_ns,
+					  memory_order_relaxed) >=
+		BW_BULKHEAD_SHARED_NS)
+		bw_bulkhead_sweep(st, d, now_ns, false);
+	idx = claim(st, didx, ST_I_ACQ, pid, start, &rw);
+	if (!idx) {
+		atomic_fetch_add_explicit(&st->hdr->bh_hold_full, 1,
+					  memory_order_relaxed);
+		goto out; /* passes uncounted, like a full state table */
+	}
+	atomic_store(&st->holds[idx].ino, sock_ino);
+	if (commit(&b, idx, rw, max, 0) == 0)
+		goto got;
+	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
+	if (bw_bulkhead_sweep(st, d, now_ns, false) &&
+	    commit(&b, idx, rw, max, 0) == 0)
+		goto got;
+	if (!may_wait || s->bulkhead_wait_ns == 0) {
+		retarget(st, idx, &rw, 0, pid, start);
+		rc = refuse(d, s);
+		goto out;
+	}
+	t = atomic_fetch_add(b.ticket, 1);
+	atomic_store(&st->holds[idx].ticket, t);
+	if (!retarget(st, idx, &rw, ST_I_ENQ, pid, start) ||
+	    commit(&b, idx, rw, max, s->bulkhead_queue) < 0) {
+		retarget(st, idx, &rw, 0, pid, start);
+		atomic_fetch_add(b.serving, 1); /* our ticket is void */
+		rc = refuse(d, s);
+		goto out;
+	}
+	rw = completed(rw);
+	if (wait_slot(&b, idx, &rw, t, max, now_ns,
+		      now_ns + s->bulkhead_wait_ns, &waited) < 0) {
+		rc = refuse(d, s);
+		goto out;
+	}
+	out->kind = BW_SLOT_SHARED;
+	out->hold = idx;
+	out->word = rw;
+	note_acquired(d, out, waited);
+	goto out;
+got:
+	out->kind = BW_SLOT_SHARED;
+	out->hold = idx;
+	out->word = completed(rw);
+	note_acquired(d, out, 0);
+out:
+	errno = saved;
+	return rc;
+}
+
+void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
+{
+	struct bh b;
+	uint64_t w, rw, start;
+	uint32_t pid;
+	int saved = errno;
+
+	if (!slot || slot->kind == BW_SLOT_NONE || !st || !st->dests)
+		goto out;
+	if (slot->kind == BW_SLOT_PROCESS) {
+		bh_of_priv(&b, NULL, slot->dest);
+		commit(&b, 0, hw_make(ST_I_REL, slot->dest, 0, 0), 0, 0);
+		if (bh_waiting(atomic_load(b.word)))
+			wake_all(&b);
+		goto out;
+	}
+	if (!st->holds)
+		goto out;
+	w = slot->word;
+	if (hw_state(w) != ST_HELD)
+		goto out;
+	bh_of_dest(&b, st, hw_dest(w));
+	if (slot->forks != atomic_load(&fork_count)) {
+		/* A fork since: a child may hold the socket.  The sweep
+		 * frees the slot when no process has it open any more. */
+		uint64_t n = hw_make(ST_SHARED, hw_dest(w), 0, hw_gen(w) + 1);
+		if (atomic_compare_exchange_strong(&rec(st, slot->hold)->word,
+						   &w, n))
+			atomic_fetch_add(&b.d->bh_shared, 1);
+		goto out;
+	}
+	pid = self(&start);
+	rw = hw_make(ST_I_REL, hw_dest(w), pid, hw_gen(w) + 1);
+	if (!atomic_compare_exchange_strong(&rec(st, slot->hold)->word, &w, rw))
+		goto out; /* not ours any more (I4): nothing to give back */
+	set_owner(st, slot->hold, rw, start);
+	atomic_store_explicit(&claim_hint, slot->hold, memory_order_relaxed);
+	commit(&b, slot->hold, rw, 0, 0);
+	if (bh_waiting(atomic_load(b.word)))
+		wake_all(&b);
+out:
+	if (slot)
+		memset(slot, 0, sizeof(*slot));
+	errno = saved;
+}
+
+void bw_bulkhead_forked(bool child)
+{
+	atomic_fetch_add(&fork_count, 1);
+	if (child)
+		atomic_store(&self_pid, 0);
+}
+
+uint64_t bw_bulkhead_sock_ino(int fd)
+{
+	struct stat sb;
+	int saved = errno;
+	uint64_t ino = 0;
+
+	if (fstat(fd, &sb) == 0 && S_ISSOCK(sb.st_mode))
+		ino = (uint64_t)sb.st_ino;
+	errno = saved;
+	return ino;
+}
+
+void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v)
+{
+	uint64_t w = atomic_load(&d->bh_word);
+	uint64_t tot;
+
+	memset(v, 0, sizeof(*v));
+	v->active = bh_active(w);
+	v->waiting = bh_waiting(w);
+	v->max = atomic_load_explicit(&d->bh_max, memory_order_relaxed);
+	v->acquired = atomic_load_explicit(&d->bh_acquired, memory_order_relaxed);
+	v->rejected = atomic_load_explicit(&d->bh_rejected, memory_order_relaxed);
+	v->saturated =
+	    atomic_load_explicit(&d->bh_saturated, memory_order_relaxed);
+	tot = v->acquired + v->rejected;
+	v->rejection_rate = tot ? (double)v->rejected / (double)tot : 0.0;
+	for (int i = 0; i < BW_STATE_HIST_BUCKETS; i++)
+		v->wait_hist[i] = atomic_load_explicit(&d->bh_wait_hist[i],
+						       memory_order_relaxed);
+}
+
+uint32_t bw_bulkhead_process_active(const struct bw_state *st,
+				    const struct bw_dest *d)
+{
+	uint32_t i = bw_state_index(st, d);
+
+	if (i >= BW_STATE_SLOTS)
+		return 0;
+	return bh_active(atomic_load(&priv[i].word));
+}

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/bulkhead.h: the bulkhead of SPEC §3 (bulkhead.* keys): at most
+ * bulkhead.max connections open at once to one destination (or group),
+ * counted across every process sharing the state (scope=shared) or in this
+ * process (scope=process), with a bounded, ordered wait.  A slot taken by
+ * bw_bulkhead_acquire is held until bw_bulkhead_release; slots of a process
+ * that dies (SIGKILL included) come back within a second, found by a sweep
+ * that any process meeting a full bulkhead runs.  No daemon, no lock, no
+ * malloc; errno is never changed.  Design and invariants: shim/bulkhead.c.
+ */
+#ifndef BW_SHIM_BULKHEAD_H
+#define BW_SHIM_BULKHEAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+#include "shim/state.h"
+
+/* A dead holder's slot is looked for at most this often per destination
+ * (and only while the bulkhead is full, someone waits, or a shared
+ * connection was closed), so a killed holder's slot returns within
+ * 100 ms of being needed, well inside SPEC §5's second. */
+#define BW_BULKHEAD_SWEEP_NS (100ull * 1000000)
+/* A connection closed after a fork (SHARED slot) is looked for this often
+ * by acquires that do not find the bulkhead full: each look may scan
+ * /proc/<pid>/fd of the user's processes (ms), so not every 100 ms. */
+#define BW_BULKHEAD_SHARED_NS (1000ull * 1000000)
+/* A waiter sleeps at most this long between looks (a missed wake-up, a
+ * dead waker, a sweep to run): 2 ms keeps 100 idle waiters under 5 % of a
+ * CPU and a freed slot is taken within 2 ms even without a wake-up. */
+#define BW_BULKHEAD_POLL_NS (2ull * 1000000)
+/* A waiter that has waited this long may take a free slot out of ticket
+ * order: the waiters ahead of it are slow to wake, timed out or dead. */
+#define BW_BULKHEAD_AGE_NS (20ull * 1000000)
+
+/* What a slot is (bw_slot.kind). */
+enum bw_slot_kind {
+	BW_SLOT_NONE = 0,	/* nothing held: no bulkhead, or passed uncounted */
+	BW_SLOT_SHARED = 1,	/* a hold record in the segment */
+	BW_SLOT_PROCESS = 2,	/* this process's private counter */
+};
+
+/* One acquired slot; lives in the caller's per-connection record (the fd
+ * table's bw_conn).  Plain data: copy it, never share it between two
+ * connections.  Zeroed = nothing held. */
+struct bw_slot {
+	uint8_t kind;	   /* enum bw_slot_kind */
+	uint8_t pad[3];
+	uint32_t hold;	   /* hold record index (SHARED) */
+	uint32_t dest;	   /* state slot index of the destination */
+	uint32_t forks;	   /* bw_bulkhead_forked() count when acquired */
+	uint64_t word;	   /* the hold record's word when acquired */
+	uint64_t wait_ns;  /* how long the acquire waited */
+};
+
+/* Metrics of one destination (SPEC §5 status, and the list). */
+struct bw_bulkhead_view {
+	uint32_t active, max, waiting;
+	uint64_t acquired, rejected, saturated;
+	double rejection_rate;	/* rejected / (acquired + rejected), 0 if none */
+	uint64_t wait_hist[BW_STATE_HIST_BUCKETS]; /* bucket i: waits of
+				 * [2^i, 2^(i+1)) µs, bucket 0 also < 1 µs */
+};
+
+/*
+ * Takes a slot of d under s before a connect; sock_ino is the socket's
+ * inode (bw_bulkhead_sock_ino; 0 if unknown: an inherited connection is
+ * then not recognised, see shim/bulkhead.c "Limits").  Returns 0 with *out
+ * filled (kind NONE when s has no bulkhead or the hold table is full), or
+ * -s->bulkhead_errno: the bulkhead is full and may_wait is false, the wait
+ * queue is full, or bulkhead.wait ran out.  May sleep up to
+ * s->bulkhead_wait_ns when may_wait (a blocking connect); signals do not
+ * cut the wait short.  now_ns: CLOCK_MONOTONIC.  Records the metrics.
+ * AS-safe: yes (atomics, futex, kill, and /proc reads in a sweep).
+ */
+int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
+			const struct bw_settings *s, bool may_wait,
+			uint64_t sock_ino, uint64_t now_ns,
+			struct bw_slot *out);
+
+/*
+ * Gives back the slot: the connect failed, or the last fd of the
+ * connection's open file description in this process was closed.  If this
+ * process forked since the slot was taken, a child may still hold the
+ * socket: the slot is then handed to the sweep, which frees it once no
+ * process has the socket open.  Clears *slot; a second call, or a call on a
+ * zeroed slot, does nothing.  AS-safe: yes (atomics and a futex wake).
+ */
+void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot);
+
+/*
+ * Call in the child (child = true) and the parent (false) after fork(), and
+ * in the parent of a vfork or posix_spawn whose child may inherit
+ * connections.  Forgets the cached pid; marks every slot held now as maybe
+ * shared.  AS-safe: yes.
+ */
+void bw_bulkhead_forked(bool child);
+
+/*
+ * Frees the slots of dead holders of d (every destination when d is NULL)
+ * and of shared connections no process has open any more.  Runs at most
+ * every BW_BULKHEAD_SWEEP_NS per destination unless force.  Returns the
+ * slots freed.  Called by acquire; the command may call it for status.
+ * Cost: one pass over BW_STATE_HOLDS records, a /proc/<pid>/stat read per
+ * distinct other holder, and a scan of /proc/<pid>/fd of the user's
+ * processes only when a holder died or a shared connection was closed.
+ * AS-safe: yes.
+ */
+unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
+			   uint64_t now_ns, bool force);
+
+/* The socket inode of fd (fstat), 0 if fd is not a socket.  Keeps errno. */
+uint64_t bw_bulkhead_sock_ino(int fd);
+
+/* Fills *v from d (exact, lock-free snapshot of each field).  AS-safe. */
+void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v);
+
+/* Slots of d held in this process under scope=process.  AS-safe. */
+uint32_t bw_bulkhead_process_active(const struct bw_state *st,
+				    const struct bw_dest *d);
+
+#endif

@@ -1,0 +1,746 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/unit/test_bulkhead.c: shim/bulkhead.c: limits, refusals, waits,
+ * the queue bound, scope=process, metrics, release exactly once, slots of
+ * SIGKILLed holders (reaped or zombie), fork-shared connections, and
+ * consistency after holders are killed at random instants.
+ */
+#include "shim/bulkhead.h"
+#include "shim/state.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/unit/bw_test.h"
+
+#define MS 1000000ull
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static const char *seg_name(const char *what)
+{
+	static char buf[64];
+
+	snprintf(buf, sizeof(buf), "ut-bh-%d-%s", (int)getpid(), what);
+	return buf;
+}
+
+static void seg_unlink(const char *name)
+{
+	char path[128];
+
+	if (bw_state_path(name, (unsigned)geteuid(), path, sizeof(path)) == 0)
+		unlink(path);
+}
+
+/* A shared segment named for the test, and one destination in it. */
+static int open_dest(struct bw_state *st, const char *what, char *name,
+		     size_t cap, struct bw_dest **d)
+{
+	struct bw_dest_key k = {.family = 2, .port = 80,
+				.addr = {127, 0, 0, 1}};
+	char why[256];
+	int rc;
+
+	snprintf(name, cap, "%s", seg_name(what));
+	seg_unlink(name);
+	rc = bw_state_attach(st, name, true, why, sizeof(why));
+	if (rc < 0) {
+		fprintf(stderr, "# attach %s: %s\n", name, why);
+		return rc;
+	}
+	*d = bw_state_get(st, &k, "127.0.0.1:80", "t");
+	return *d ? 0 : -ENOSPC;
+}
+
+static void close_dest(struct bw_state *st, const char *name)
+{
+	bw_state_detach(st);
+	seg_unlink(name);
+}
+
+static struct bw_settings cfg(uint32_t max, uint64_t wait_ns, uint32_t queue,
+			      enum bw_scope scope)
+{
+	struct bw_settings s;
+
+	memset(&s, 0, sizeof(s));
+	s.bulkhead_max = max;
+	s.bulkhead_wait_ns = wait_ns;
+	s.bulkhead_queue = queue;
+	s.bulkhead_scope = scope;
+	s.bulkhead_errno = ECONNREFUSED;
+	return s;
+}
+
+static uint32_t active(const struct bw_dest *d)
+{
+	struct bw_bulkhead_view v;
+
+	bw_bulkhead_view(d, &v);
+	return v.active;
+}
+
+static uint32_t waiting(const struct bw_dest *d)
+{
+	struct bw_bulkhead_view v;
+
+	bw_bulkhead_view(d, &v);
+	return v.waiting;
+}
+
+/* Records not FREE (state bits 36-39 of the word). */
+static unsigned holds_in_use(const struct bw_state *st)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < BW_STATE_HOLDS; i++)
+		n += ((atomic_load(&st->holds[i].word) >> 36) & 0xf) != 0;
+	return n;
+}
+
+static void test_bulkhead_no_bulkhead_passes(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot sl;
+	char name[64];
+	struct bw_settings s = cfg(0, 100 * MS, 0, BW_SCOPE_SHARED);
+
+	BW_ASSERT_EQ(open_dest(&st, "none", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &sl),
+		     0);
+	BW_ASSERT_EQ(sl.kind, BW_SLOT_NONE);
+	BW_ASSERT_EQ(active(d), 0);
+	bw_bulkhead_release(&st, &sl);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_limits(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot sl[4], x;
+	char name[64];
+	struct bw_settings s = cfg(3, 0, 0, BW_SCOPE_SHARED);
+
+	BW_ASSERT_EQ(open_dest(&st, "lim", name, sizeof(name), &d), 0);
+	for (int i = 0; i < 3; i++) {
+		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0,
+						 mono_ns(), &sl[i]),
+			     0);
+		BW_ASSERT_EQ(sl[i].kind, BW_SLOT_SHARED);
+	}
+	BW_ASSERT_EQ(active(d), 3);
+	BW_ASSERT_EQ(atomic_load(&d->bh_active), 3); /* the mirror */
+	BW_ASSERT_EQ(atomic_load(&d->bh_max), 3);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &x),
+		     -ECONNREFUSED);
+	BW_ASSERT_EQ(x.kind, BW_SLOT_NONE);
+	bw_bulkhead_release(&st, &sl[1]);
+	BW_ASSERT_EQ(active(d), 2);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(),
+					 &sl[1]),
+		     0);
+	for (int i = 0; i < 3; i++)
+		bw_bulkhead_release(&st, &sl[i]);
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(atomic_load(&d->bh_active), 0);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_nonblocking_refused_at_once(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a, b;
+	char name[64];
+	struct bw_settings s = cfg(1, 1000 * MS, 0, BW_SCOPE_SHARED);
+	uint64_t t0;
+	int rc;
+
+	s.bulkhead_errno = EAGAIN;
+	BW_ASSERT_EQ(open_dest(&st, "nb", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+		     0);
+	errno = 1234;
+	t0 = mono_ns();
+	rc = bw_bulkhead_acquire(&st, d, &s, false, 0, t0, &b);
+	BW_ASSERT_EQ(rc, -EAGAIN);
+	BW_ASSERT(mono_ns() - t0 < 5 * MS);
+	BW_ASSERT_EQ(errno, 1234);
+	BW_ASSERT_EQ(waiting(d), 0);
+	bw_bulkhead_release(&st, &a);
+	BW_ASSERT_EQ(errno, 1234);
+	close_dest(&st, name);
+}
+
+struct later {
+	struct bw_state *st;
+	struct bw_slot *slot;
+	unsigned ms;
+};
+
+static void *release_later(void *arg)
+{
+	struct later *l = arg;
+
+	sleep_ms(l->ms);
+	bw_bulkhead_release(l->st, l->slot);
+	return NULL;
+}
+
+static void test_bulkhead_wait_gets_freed_slot(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a, b;
+	char name[64];
+	struct bw_settings s = cfg(1, 1000 * MS, 0, BW_SCOPE_SHARED);
+	struct later l = {&st, &a, 50};
+	struct bw_bulkhead_view v;
+	pthread_t th;
+	uint64_t t0, dt;
+
+	BW_ASSERT_EQ(open_dest(&st, "wait", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+		     0);
+	pthread_create(&th, NULL, release_later, &l);
+	t0 = mono_ns();
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &b), 0);
+	dt = mono_ns() - t0;
+	pthread_join(th, NULL);
+	fprintf(stderr, "# waited %llu us\n", (unsigned long long)dt / 1000);
+	BW_ASSERT(dt >= 40 * MS && dt < 500 * MS);
+	BW_ASSERT_EQ(b.kind, BW_SLOT_SHARED);
+	BW_ASSERT_EQ(active(d), 1);
+	BW_ASSERT_EQ(waiting(d), 0);
+	bw_bulkhead_view(d, &v);
+	BW_ASSERT_EQ(v.acquired, 2);
+	BW_ASSERT_EQ(v.saturated, 1);
+	BW_ASSERT(v.wait_hist[15] == 1 || v.wait_hist[16] == 1);
+	bw_bulkhead_release(&st, &b);
+	BW_ASSERT_EQ(active(d), 0);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_wait_times_out(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a, b;
+	char name[64];
+	struct bw_settings s = cfg(1, 60 * MS, 0, BW_SCOPE_SHARED);
+	uint64_t t0, dt;
+
+	BW_ASSERT_EQ(open_dest(&st, "tmo", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+		     0);
+	errno = 77;
+	t0 = mono_ns();
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &b),
+		     -ECONNREFUSED);
+	dt = mono_ns() - t0;
+	BW_ASSERT_EQ(errno, 77);
+	BW_ASSERT(dt >= 60 * MS && dt < 300 * MS);
+	BW_ASSERT_EQ(waiting(d), 0);
+	BW_ASSERT_EQ(active(d), 1);
+	BW_ASSERT_EQ(holds_in_use(&st), 1);
+	bw_bulkhead_release(&st, &a);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close_dest(&st, name);
+}
+
+struct waiter {
+	struct bw_state *st;
+	struct bw_dest *d;
+	struct bw_settings s;
+	int rc;
+	unsigned hold_ms;
+	_Atomic int *order;
+	int pos;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+	struct bw_slot sl;
+
+	w->rc = bw_bulkhead_acquire(w->st, w->d, &w->s, true, 0, mono_ns(),
+				    &sl);
+	if (w->rc == 0) {
+		if (w->order)
+			w->pos = atomic_fetch_add(w->order, 1);
+		sleep_ms(w->hold_ms);
+		bw_bulkhead_release(w->st, &sl);
+	}
+	return NULL;
+}
+
+static void test_bulkhead_queue_bounds_waiters(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a, b;
+	char name[64];
+	struct bw_settings s = cfg(1, 2000 * MS, 2, BW_SCOPE_SHARED);
+	struct waiter w[2];
+	pthread_t th[2];
+	uint64_t t0;
+
+	BW_ASSERT_EQ(open_dest(&st, "queue", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+		     0);
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct waiter){&st, d, s, -1, 1, NULL, 0};
+		pthread_create(&th[i], NULL, wait_thread, &w[i]);
+	}
+	for (int i = 0; i < 2000 && waiting(d) < 2; i++)
+		sleep_ms(1);
+	BW_ASSERT_EQ(waiting(d), 2);
+	BW_ASSERT_EQ(atomic_load(&d->bh_waiting), 2);
+	t0 = mono_ns();
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &b),
+		     -ECONNREFUSED);
+	BW_ASSERT(mono_ns() - t0 < 5 * MS);
+	bw_bulkhead_release(&st, &a);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		BW_ASSERT_EQ(w[i].rc, 0);
+	}
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(waiting(d), 0);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_waiters_in_arrival_order(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a;
+	char name[64];
+	struct bw_settings s = cfg(1, 3000 * MS, 0, BW_SCOPE_SHARED);
+	struct waiter w[4];
+	pthread_t th[4];
+	_Atomic int order = 0;
+
+	BW_ASSERT_EQ(open_dest(&st, "fifo", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+		     0);
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct waiter){&st, d, s, -1, 5, &order, -1};
+		pthread_create(&th[i], NULL, wait_thread, &w[i]);
+		for (int k = 0; k < 1000 && waiting(d) < (uint32_t)i + 1; k++)
+			sleep_ms(1);
+	}
+	bw_bulkhead_release(&st, &a);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 4; i++) {
+		BW_ASSERT_EQ(w[i].rc, 0);
+		BW_ASSERT_EQ(w[i].pos, i);
+	}
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_scope_process(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot sl[3];
+	char name[64];
+	struct bw_settings s = cfg(2, 50 * MS, 0, BW_SCOPE_PROCESS);
+	uint64_t t0;
+
+	BW_ASSERT_EQ(open_dest(&st, "proc", name, sizeof(name), &d), 0);
+	for (int i = 0; i < 2; i++) {
+		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0,
+						 mono_ns(), &sl[i]),
+			     0);
+		BW_ASSERT_EQ(sl[i].kind, BW_SLOT_PROCESS);
+	}
+	BW_ASSERT_EQ(bw_bulkhead_process_active(&st, d), 2);
+	BW_ASSERT_EQ(active(d), 0); /* the shared count is not touched */
+	t0 = mono_ns();
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &sl[2]),
+		     -ECONNREFUSED);
+	BW_ASSERT(mono_ns() - t0 >= 50 * MS);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, t0, &sl[2]),
+		     -ECONNREFUSED);
+	/* Another process has its own count. */
+	pid_t p = fork();
+	if (p == 0) {
+		struct bw_settings sh = cfg(2, 0, 0, BW_SCOPE_SHARED);
+		struct bw_slot x, y;
+
+		bw_bulkhead_forked(true);
+		_exit(bw_bulkhead_acquire(&st, d, &sh, false, 0, mono_ns(),
+					  &x) == 0 &&
+			      bw_bulkhead_acquire(&st, d, &sh, false, 0,
+						  mono_ns(), &y) == 0
+			  ? 0
+			  : 1);
+	}
+	int status = -1;
+	waitpid(p, &status, 0);
+	BW_ASSERT_EQ(status, 0);
+	bw_bulkhead_release(&st, &sl[0]);
+	BW_ASSERT_EQ(bw_bulkhead_process_active(&st, d), 1);
+	bw_bulkhead_release(&st, &sl[1]);
+	BW_ASSERT_EQ(bw_bulkhead_process_active(&st, d), 0);
+	/* The child's two shared slots died with it. */
+	bw_bulkhead_sweep(&st, d, mono_ns(), true);
+	BW_ASSERT_EQ(active(d), 0);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_metrics(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a, b;
+	char name[64];
+	struct bw_settings s = cfg(1, 0, 0, BW_SCOPE_SHARED);
+	struct bw_bulkhead_view v;
+	uint64_t sum = 0;
+
+	BW_ASSERT_EQ(open_dest(&st, "met", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+		     0);
+	for (int i = 0; i < 3; i++)
+		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0,
+						 mono_ns(), &b),
+			     -ECONNREFUSED);
+	bw_bulkhead_release(&st, &a);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+		     0);
+	bw_bulkhead_view(d, &v);
+	BW_ASSERT_EQ(v.active, 1);
+	BW_ASSERT_EQ(v.max, 1);
+	BW_ASSERT_EQ(v.waiting, 0);
+	BW_ASSERT_EQ(v.acquired, 2);
+	BW_ASSERT_EQ(v.rejected, 3);
+	BW_ASSERT_EQ(v.saturated, 3);
+	BW_ASSERT_NEAR(v.rejection_rate, 0.6, 1e-9);
+	for (int i = 0; i < BW_STATE_HIST_BUCKETS; i++)
+		sum += v.wait_hist[i];
+	BW_ASSERT_EQ(sum, 2);
+	BW_ASSERT_EQ(v.wait_hist[0], 2);
+	/* bulwark reset keeps live slots. */
+	bw_state_reset_dest(d);
+	bw_bulkhead_view(d, &v);
+	BW_ASSERT_EQ(v.active, 1);
+	BW_ASSERT_EQ(v.rejected, 0);
+	bw_bulkhead_release(&st, &a);
+	BW_ASSERT_EQ(active(d), 0);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_release_exactly_once(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a, b, copy, zero;
+	char name[64];
+	struct bw_settings s = cfg(2, 0, 0, BW_SCOPE_SHARED);
+
+	BW_ASSERT_EQ(open_dest(&st, "once", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+		     0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &b),
+		     0);
+	copy = a;
+	bw_bulkhead_release(&st, &a);
+	bw_bulkhead_release(&st, &a);	 /* zeroed: nothing */
+	bw_bulkhead_release(&st, &copy); /* stale copy: nothing */
+	BW_ASSERT_EQ(active(d), 1);
+	/* The record is reused by a new slot; the stale copy still fails. */
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+		     0);
+	bw_bulkhead_release(&st, &copy);
+	BW_ASSERT_EQ(active(d), 2);
+	memset(&zero, 0, sizeof(zero));
+	bw_bulkhead_release(&st, &zero);
+	bw_bulkhead_release(&st, NULL);
+	bw_bulkhead_release(&st, &a);
+	bw_bulkhead_release(&st, &b);
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close_dest(&st, name);
+}
+
+/* Children that each take a slot (half with a socket), say so, and wait
+ * to be killed.  reap: the parent waits for them before acquiring. */
+static void crash_case(bool reap)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot x;
+	char name[64];
+	struct bw_settings s = cfg(5, 1000 * MS, 0, BW_SCOPE_SHARED);
+	pid_t kids[5];
+	int pfd[2];
+	uint64_t t0, dt;
+
+	BW_ASSERT_EQ(open_dest(&st, reap ? "crash" : "zombie", name,
+			       sizeof(name), &d),
+		     0);
+	BW_ASSERT_EQ(pipe(pfd), 0);
+	for (int i = 0; i < 5; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			struct bw_slot sl;
+			int fd = socket(AF_INET, SOCK_STREAM, 0);
+			uint64_t ino = i % 2 ? bw_bulkhead_sock_ino(fd) : 0;
+
+			bw_bulkhead_forked(true);
+			if (bw_bulkhead_acquire(&st, d, &s, false, ino,
+						mono_ns(), &sl) != 0)
+				_exit(1);
+			if (write(pfd[1], "x", 1) != 1)
+				_exit(1);
+			for (;;)
+				pause();
+		}
+	}
+	for (int i = 0; i < 5; i++) {
+		char c;
+		BW_ASSERT_EQ(read(pfd[0], &c, 1), 1);
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+	BW_ASSERT_EQ(active(d), 5);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &x),
+		     -ECONNREFUSED);
+	for (int i = 0; i < 5; i++)
+		kill(kids[i], SIGKILL);
+	if (reap)
+		for (int i = 0; i < 5; i++)
+			waitpid(kids[i], NULL, 0);
+	else
+		sleep_ms(20); /* let them become zombies */
+	t0 = mono_ns();
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &x), 0);
+	dt = mono_ns() - t0;
+	fprintf(stderr, "# slot back after %llu us\n",
+		(unsigned long long)dt / 1000);
+	BW_ASSERT(dt < 1000 * MS);
+	if (!reap)
+		for (int i = 0; i < 5; i++)
+			waitpid(kids[i], NULL, 0);
+	bw_bulkhead_sweep(&st, d, mono_ns(), true);
+	BW_ASSERT_EQ(active(d), 1);
+	bw_bulkhead_release(&st, &x);
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_sigkilled_holders_freed(void)
+{
+	crash_case(true);
+}
+
+static void test_bulkhead_zombie_holders_freed(void)
+{
+	crash_case(false);
+}
+
+/* A connection taken before a fork stays counted until both processes
+ * closed it. */
+static void test_bulkhead_fork_shares_slot(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot a;
+	char name[64];
+	struct bw_settings s = cfg(2, 0, 0, BW_SCOPE_SHARED);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), go[2];
+	pid_t p;
+
+	BW_ASSERT(fd >= 0);
+	BW_ASSERT_EQ(open_dest(&st, "fork", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false,
+					 bw_bulkhead_sock_ino(fd), mono_ns(),
+					 &a),
+		     0);
+	BW_ASSERT_EQ(pipe(go), 0);
+	p = fork();
+	if (p == 0) {
+		char c;
+
+		bw_bulkhead_forked(true);
+		close(go[1]);
+		if (read(go[0], &c, 1) < 0)
+			_exit(1);
+		bw_bulkhead_release(&st, &a); /* its close: a disown */
+		close(fd);
+		_exit(0);
+	}
+	bw_bulkhead_forked(false);
+	close(go[0]);
+	bw_bulkhead_release(&st, &a); /* parent's close: child still has it */
+	close(fd);
+	BW_ASSERT_EQ(active(d), 1);
+	bw_bulkhead_sweep(&st, d, mono_ns(), true);
+	BW_ASSERT_EQ(active(d), 1);
+	BW_ASSERT_EQ(write(go[1], "x", 1), 1);
+	close(go[1]);
+	waitpid(p, NULL, 0);
+	bw_bulkhead_sweep(&st, d, mono_ns(), true);
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close_dest(&st, name);
+}
+
+/* The holder dies; a process it started (an exec'd program knows nothing
+ * of the slot) still has the connection: the slot stays until it closes. */
+static void test_bulkhead_inherited_by_survivor(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	char name[64];
+	struct bw_settings s = cfg(2, 0, 0, BW_SCOPE_SHARED);
+	int up[2], go[2];
+	pid_t p, g = 0;
+
+	BW_ASSERT_EQ(open_dest(&st, "inherit", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(pipe(up), 0);
+	BW_ASSERT_EQ(pipe(go), 0);
+	p = fork();
+	if (p == 0) {
+		struct bw_slot sl;
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		char c;
+
+		bw_bulkhead_forked(true);
+		if (bw_bulkhead_acquire(&st, d, &s, false,
+					bw_bulkhead_sock_ino(fd), mono_ns(),
+					&sl) != 0)
+			_exit(1);
+		g = fork(); /* no bw_bulkhead_forked: like an exec */
+		if (g == 0) {
+			close(go[1]);
+			if (read(go[0], &c, 1) < 0)
+				_exit(1);
+			_exit(0);
+		}
+		if (write(up[1], &g, sizeof(g)) != sizeof(g))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(go[0]);
+	BW_ASSERT_EQ(read(up[0], &g, sizeof(g)), (ssize_t)sizeof(g));
+	BW_ASSERT_EQ(active(d), 1);
+	kill(p, SIGKILL);
+	waitpid(p, NULL, 0);
+	bw_bulkhead_sweep(&st, d, mono_ns(), true);
+	BW_ASSERT_EQ(active(d), 1); /* g holds it */
+	BW_ASSERT_EQ(write(go[1], "x", 1), 1);
+	close(go[1]);
+	for (int i = 0; i < 100 && kill(g, 0) == 0; i++)
+		sleep_ms(5); /* g is not our child: wait for its exit */
+	bw_bulkhead_sweep(&st, d, mono_ns(), true);
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close(up[0]);
+	close(up[1]);
+	close_dest(&st, name);
+}
+
+/* Processes that acquire, wait and release in a loop are SIGKILLed at
+ * random instants; afterwards one sweep leaves every count exact. */
+static void test_bulkhead_killed_anywhere_consistent(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	char name[64];
+	struct bw_settings s = cfg(3, 2 * MS, 0, BW_SCOPE_SHARED);
+	unsigned kills = 0;
+
+	BW_ASSERT_EQ(open_dest(&st, "anywhere", name, sizeof(name), &d), 0);
+	srand(42);
+	for (int round = 0; round < 40; round++) {
+		pid_t kids[4];
+
+		for (int i = 0; i < 4; i++) {
+			kids[i] = fork();
+			if (kids[i] == 0) {
+				bw_bulkhead_forked(true);
+				for (unsigned n = 0;; n++) {
+					struct bw_slot sl;
+
+					if (bw_bulkhead_acquire(
+						&st, d, &s, n % 3 != 0, 0,
+						mono_ns(), &sl) == 0)
+						bw_bulkhead_release(&st, &sl);
+				}
+			}
+		}
+		sleep_ms(2 + (unsigned)(rand() % 8));
+		for (int i = 0; i < 4; i++) {
+			kill(kids[i], SIGKILL);
+			kills++;
+		}
+		for (int i = 0; i < 4; i++)
+			waitpid(kids[i], NULL, 0);
+		BW_ASSERT(active(d) <= 3);
+		bw_bulkhead_sweep(&st, d, mono_ns(), true);
+		if (active(d) || waiting(d) || holds_in_use(&st)) {
+			fprintf(stderr, "# round %d: active %u waiting %u "
+					"holds %u\n",
+				round, active(d), waiting(d),
+				holds_in_use(&st));
+			BW_FAIL_("inconsistent after kills");
+		}
+	}
+	fprintf(stderr, "# %u kills, acquired %llu\n", kills,
+		(unsigned long long)atomic_load(&d->bh_acquired));
+	close_dest(&st, name);
+}
+
+static const struct bw_test tests[] = {
+	BW_TEST(test_bulkhead_no_bulkhead_passes),
+	BW_TEST(test_bulkhead_limits),
+	BW_TEST(test_bulkhead_nonblocking_refused_at_once),
+	BW_TEST(test_bulkhead_wait_gets_freed_slot),
+	BW_TEST(test_bulkhead_wait_times_out),
+	BW_TEST(test_bulkhead_queue_bounds_waiters),
+	BW_TEST(test_bulkhead_waiters_in_arrival_order),
+	BW_TEST(test_bulkhead_scope_process),
+	BW_TEST(test_bulkhead_metrics),
+	BW_TEST(test_bulkhead_release_exactly_once),
+	BW_TEST(test_bulkhead_sigkilled_holders_freed),
+	BW_TEST(test_bulkhead_zombie_holders_freed),
+	BW_TEST(test_bulkhead_fork_shares_slot),
+	BW_TEST(test_bulkhead_inherited_by_survivor),
+	BW_TEST(test_bulkhead_killed_anywhere_consistent),
+};
+
+BW_TEST_MAIN(tests)
