@@ -25,6 +25,14 @@
 
 #define MS 1000000ull
 
+/* fork(2) with stdio flushed, so a child never repeats TAP output. */
+static pid_t fork_(void)
+{
+	fflush(stdout);
+	fflush(stderr);
+	return fork();
+}
+
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -393,7 +401,7 @@ static void test_bulkhead_scope_process(void)
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, t0, &sl[2]),
 		     -ECONNREFUSED);
 	/* Another process has its own count. */
-	pid_t p = fork();
+	pid_t p = fork_();
 	if (p == 0) {
 		struct bw_settings sh = cfg(2, 0, 0, BW_SCOPE_SHARED);
 		struct bw_slot x, y;
@@ -512,7 +520,7 @@ static void crash_case(bool reap)
 		     0);
 	BW_ASSERT_EQ(pipe(pfd), 0);
 	for (int i = 0; i < 5; i++) {
-		kids[i] = fork();
+		kids[i] = fork_();
 		if (kids[i] == 0) {
 			struct bw_slot sl;
 			int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -590,7 +598,7 @@ static void test_bulkhead_fork_shares_slot(void)
 					 &a),
 		     0);
 	BW_ASSERT_EQ(pipe(go), 0);
-	p = fork();
+	p = fork_();
 	if (p == 0) {
 		char c;
 
@@ -632,7 +640,7 @@ static void test_bulkhead_inherited_by_survivor(void)
 	BW_ASSERT_EQ(open_dest(&st, "inherit", name, sizeof(name), &d), 0);
 	BW_ASSERT_EQ(pipe(up), 0);
 	BW_ASSERT_EQ(pipe(go), 0);
-	p = fork();
+	p = fork_();
 	if (p == 0) {
 		struct bw_slot sl;
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -643,7 +651,7 @@ static void test_bulkhead_inherited_by_survivor(void)
 					bw_bulkhead_sock_ino(fd), mono_ns(),
 					&sl) != 0)
 			_exit(1);
-		g = fork(); /* no bw_bulkhead_forked: like an exec */
+		g = fork_(); /* no bw_bulkhead_forked: like an exec */
 		if (g == 0) {
 			close(go[1]);
 			if (read(go[0], &c, 1) < 0)
@@ -690,7 +698,7 @@ static void test_bulkhead_killed_anywhere_consistent(void)
 		pid_t kids[4];
 
 		for (int i = 0; i < 4; i++) {
-			kids[i] = fork();
+			kids[i] = fork_();
 			if (kids[i] == 0) {
 				bw_bulkhead_forked(true);
 				for (unsigned n = 0;; n++) {
