@@ -12,14 +12,19 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
 #include "shim/hostmap.h"
 #include "shim/internal.h"
+#include "shim/log.h"
 #include "shim/real.h"
+#include "shim/retry.h"
 
 /* Whether fd is a TCP socket that was not created through our socket hook
  * (inherited across exec, made before we were loaded). */
@@ -179,6 +184,127 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	errno = err;
 	return rc;
 }
+
+/* Seed of the retry jitter; reseeded from the pid in a fork child by the
+ * pid term, so parent and child do not jitter in step. */
+static _Atomic uint64_t jitter_seed;
+
+/* Whether the socket is in blocking mode (only asked once a retry is in
+ * view: a failed connect). */
+static bool blocking(int fd)
+{
+	int saved = errno;
+	int fl = bw_real.fcntl(fd, F_GETFL);
+	errno = saved;
+	return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
+/* Sleeps ns; false if a signal cut it short (then no more retries: a
+ * program that set an alarm around its connect gets its failure now). */
+static bool backoff(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ull),
+			       (long)(ns % 1000000000ull) };
+	int saved = errno;
+	int rc = nanosleep(&ts, NULL);
+	errno = saved;
+	return rc == 0;
+}
+
+/*
+ * After failed attempt n (errno err) of a blocking connect: whether to try
+ * again, and the delay, by retry.* (SPEC §3): never once the breaker is
+ * open, never for an errno outside retry.on, within retry.attempts, the
+ * budget and retry.min_success.  Logs retry / retry_exhausted.
+ */
+static bool retry_after(struct bw_conn *c, int fd, unsigned n, int err,
+			uint64_t *delay_ns)
+{
+	struct bw_dest *d = bw_conn_dest(c);
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	uint64_t now = bw_now_ns();
+	char label[BW_STATE_LABEL_MAX];
+
+	if (!d || s->retry_attempts <= 1 || !bw_retry_retryable(s, err) ||
+	    !blocking(fd))
+		return false;
+	if (atomic_load_explicit(&d->forced, memory_order_relaxed) ==
+		    BW_FORCE_OPEN ||
+	    bw_breaker_view(d, now, NULL) != BW_BREAKER_CLOSED)
+		return false;
+	int v = bw_retry_decide(d, s, n, err, now);
+	bw_state_label(d, label, sizeof(label));
+	if (v != BW_RETRY_ALLOW) {
+		bw_log(BW_LOG_WARN, "retry_exhausted", label,
+		       "attempts=%u errno=%s reason=%s", n,
+		       bw_policy_errno_name(err), bw_retry_verdict_name(v));
+		return false;
+	}
+	uint64_t rnd = bw_retry_rand(&jitter_seed) ^ (uint64_t)getpid();
+	*delay_ns = bw_retry_delay_ns(s, n, err,
+				      bw_retry_success_rate(d, s, now), rnd);
+	bw_log(BW_LOG_INFO, "retry", label, "attempt=%u delay=%D errno=%s",
+	       n + 1, *delay_ns, bw_policy_errno_name(err));
+	return true;
+}
+
+/*
+ * The attempts of one program connect on a FRESH socket: each admitted by
+ * the breaker, bounded by connect.timeout (growing with
+ * connect.timeout_growth), and accounted as a call; a blocking connect
+ * that fails in a retry.on class is tried again on the same fd after the
+ * backoff (a failed blocking connect leaves the socket reconnectable, and
+ * a timed-out one was aborted: LESSONS 7).  A non-blocking connect makes
+ * one attempt here; its outcome is learnt later (exchange.c).
+ */
+static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
+		    socklen_t len)
+{
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	struct bw_dest *d = bw_conn_dest(c);
+	int rc, err;
+
+	if (d)
+		bw_retry_note_connect(d, bw_now_ns());
+	for (unsigned n = 1;; n++) {
+		c->t0_ns = bw_now_ns();
+		int refused = bw_call_admit(c, c->t0_ns);
+		if (refused < 0)
+			return bw_hook_fail(refused); /* never on the network */
+		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
+		rc = tmo ? timed_connect(fd, sa, len, tmo)
+			 : bw_real.connect(fd, sa, len);
+		err = rc == 0 ? 0 : errno;
+		if (rc == 0) {
+			bw__connect_done(c, 0, bw_now_ns());
+			if (n > 1 && d)
+				bw_retry_note_success(d);
+			return 0;
+		}
+		if (err == EINPROGRESS || err == EINTR) {
+			atomic_store(&c->state, BW_CONN_CONNECTING);
+			break;
+		}
+		if (c->stale && bw_call_connect_failed(err)) {
+			/* The previous async attempt's failure, counted. */
+			c->stale = 0;
+			bw_call_release(c);
+			break;
+		}
+		if (!bw_call_connect_failed(err)) {
+			bw_call_release(c); /* EACCES, EADDRNOTAVAIL: no call */
+			break;
+		}
+		bw__connect_done(c, err, bw_now_ns());
+		c->stale = 0; /* a synchronous failure leaves nothing pending */
+		uint64_t delay = 0;
+		if (!retry_after(c, fd, n, err, &delay) || !backoff(delay))
+			break;
+	}
+	errno = err;
+	return rc;
+}
+
 int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct bw_conn *c = bw_fd_conn(fd);
@@ -214,34 +340,10 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return rc;
 	}
 
-	/* FRESH: a new attempt, perhaps to another address than the last. */
+	/* FRESH: a new connect, perhaps to another address than the last. */
 	if (bind_dest(c, sa, len) != 0) {
 		atomic_store(&c->state, BW_CONN_IGNORED);
 		return bw_real.connect(fd, sa, len);
 	}
-	c->t0_ns = bw_now_ns();
-	int refused = bw_call_admit(c, c->t0_ns);
-	if (refused < 0)
-		return bw_hook_fail(refused); /* never reaches the network */
-	const struct bw_settings *s = bw_settings_for(c->rule);
-	int rc = s->connect_timeout_ns
-			 ? timed_connect(fd, sa, len, s->connect_timeout_ns)
-			 : bw_real.connect(fd, sa, len);
-	int err = rc == 0 ? 0 : errno;
-	if (rc == 0) {
-		bw__connect_done(c, 0, bw_now_ns());
-	} else if (err == EINPROGRESS || err == EINTR) {
-		atomic_store(&c->state, BW_CONN_CONNECTING);
-	} else if (c->stale && bw_call_connect_failed(err)) {
-		/* The failure of the previous attempt, already counted. */
-		c->stale = 0;
-		bw_call_release(c);
-	} else if (bw_call_connect_failed(err)) {
-		bw__connect_done(c, err, bw_now_ns());
-		c->stale = 0; /* a synchronous failure leaves nothing pending */
-	} else {
-		bw_call_release(c); /* EACCES, EADDRNOTAVAIL...: not a call */
-	}
-	errno = err ? err : errno;
-	return rc;
+	return attempts(c, fd, sa, len);
 }

@@ -20,6 +20,9 @@ setup() {
 	require_faultsrv
 	unset BULWARK_POLICY BULWARK_POLICY_FILE BULWARK_DISABLE BULWARK_STRICT
 	export BULWARK_LOG_FILE=$BW_TMP/bulwark.log
+	# One attempt per connect, so each call counted here is the program's
+	# own (retries have their own tests: retry.bats).
+	export BULWARK_RETRY_ATTEMPTS=1
 }
 
 # field DEST KEY: one number from `bulwark status --json` (0 if absent).
