@@ -61,7 +61,9 @@ struct bw_bulkhead_view {
 	uint64_t acquired, rejected, saturated;
 	double rejection_rate;	/* rejected / (acquired + rejected), 0 if none */
 	uint64_t wait_hist[BW_STATE_HIST_BUCKETS]; /* bucket i: waits of
-				 * [2^i, 2^(i+1)) µs, bucket 0 also < 1 µs */
+				 * [2^i, 2^(i+1)) µs, bucket 0 also < 1 µs
+				 * and every acquire that did not wait
+				 * (bh_wait_hist itself counts waits only) */
 };
 
 /*

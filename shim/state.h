@@ -112,13 +112,15 @@ struct bw_dest {
 	 * active, waiting and the last hold record to change them, in one
 	 * word (shim/bulkhead.c); bh_active and bh_waiting mirror it for
 	 * readers.  bh_ticket / bh_serving order the waiters, bh_wake is
-	 * their futex word. */
+	 * their futex word.  The fields every acquire and release touch
+	 * share one cache line: one transfer per operation under contention.
+	 */
+	_Alignas(64) _Atomic uint64_t bh_word;
 	_Atomic uint32_t bh_active, bh_max, bh_waiting, bh_ticket;
-	_Atomic uint64_t bh_rejected, bh_saturated, bh_acquired;
-	_Atomic uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS];
-	_Atomic uint64_t bh_word;
 	_Atomic uint32_t bh_serving, bh_wake;
+	_Atomic uint64_t bh_acquired, bh_rejected, bh_saturated;
 	_Atomic uint64_t bh_sweep_ns;  /* CLOCK_MONOTONIC of the last sweep */
+	_Atomic uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS];
 	_Atomic uint32_t bh_shared;    /* hint: SHARED holds to look at */
 	uint32_t pad_bh;
 
@@ -127,7 +129,7 @@ struct bw_dest {
 	_Atomic uint64_t budget_epoch;
 	_Atomic uint32_t budget_connects, budget_retries;
 
-	uint8_t reserved[96];
+	uint8_t reserved[80]; /* 960 bytes in all: 64-byte aligned */
 };
 
 struct bw_state_hdr {
