@@ -185,19 +185,74 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	return rc;
 }
 
-/* Seed of the retry jitter; reseeded from the pid in a fork child by the
- * pid term, so parent and child do not jitter in step. */
-static _Atomic uint64_t jitter_seed;
 
-/* Whether the socket is in blocking mode (only asked once a retry is in
- * view: a failed connect). */
-static bool blocking(int fd)
+/* Waits up to timeout_ns for a non-blocking connect to finish: 0, its
+ * error (read from SO_ERROR: we answer the program's own SO_ERROR query),
+ * or ETIMEDOUT after aborting it. */
+static int wait_connected(int fd, uint64_t timeout_ns)
 {
-	int saved = errno;
-	int fl = bw_real.fcntl(fd, F_GETFL);
-	errno = saved;
-	return fl >= 0 && !(fl & O_NONBLOCK);
+	uint64_t deadline = bw_now_ns() + timeout_ns;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		uint64_t now = bw_now_ns();
+		if (now >= deadline)
+			break;
+		uint64_t ms = (deadline - now + 999999) / 1000000;
+		int n = bw_real.poll(&p, 1, (int)(ms > 86400000 ? 86400000 : ms));
+		if (n > 0) {
+			int e = 0;
+			socklen_t l = sizeof(e);
+			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0)
+				e = errno;
+			return e;
+		}
+		if (n < 0 && errno != EINTR)
+			return errno;
+	}
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	bw_real.connect(fd, &unspec, sizeof(unspec));
+	return ETIMEDOUT;
 }
+
+/* Keeps the address of a connect, for the retries of bw_connect_resume. */
+static void remember_peer(struct bw_conn *c, const struct sockaddr *sa)
+{
+	memset(&c->peer, 0, sizeof(c->peer));
+	c->peer.family = sa->sa_family;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		c->peer.port = in->sin_port;
+		memcpy(c->peer.addr, &in->sin_addr, 4);
+	} else {
+		const struct sockaddr_in6 *in6 =
+			(const struct sockaddr_in6 *)sa;
+		c->peer.port = in6->sin6_port;
+		c->peer.scope = in6->sin6_scope_id;
+		memcpy(c->peer.addr, &in6->sin6_addr, 16);
+	}
+}
+
+static socklen_t peer_sockaddr(const struct bw_conn *c,
+			       struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (c->peer.family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+		in->sin_family = AF_INET;
+		in->sin_port = c->peer.port;
+		memcpy(&in->sin_addr, c->peer.addr, 4);
+		return sizeof(*in);
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = c->peer.port;
+	in6->sin6_scope_id = c->peer.scope;
+	memcpy(&in6->sin6_addr, c->peer.addr, 16);
+	return sizeof(*in6);
+}
+
+/* Seed of the retry jitter, taken from the clock at the first retry. */
+static _Atomic uint64_t jitter_seed;
 
 /* Sleeps ns; false if a signal cut it short (then no more retries: a
  * program that set an alarm around its connect gets its failure now). */
@@ -212,12 +267,12 @@ static bool backoff(uint64_t ns)
 }
 
 /*
- * After failed attempt n (errno err) of a blocking connect: whether to try
+ * After failed attempt n (errno err) of a connect: whether to try
  * again, and the delay, by retry.* (SPEC §3): never once the breaker is
  * open, never for an errno outside retry.on, within retry.attempts, the
  * budget and retry.min_success.  Logs retry / retry_exhausted.
  */
-static bool retry_after(struct bw_conn *c, int fd, unsigned n, int err,
+static bool retry_after(struct bw_conn *c, unsigned n, int err,
 			uint64_t *delay_ns)
 {
 	struct bw_dest *d = bw_conn_dest(c);
@@ -225,8 +280,7 @@ static bool retry_after(struct bw_conn *c, int fd, unsigned n, int err,
 	uint64_t now = bw_now_ns();
 	char label[BW_STATE_LABEL_MAX];
 
-	if (!d || s->retry_attempts <= 1 || !bw_retry_retryable(s, err) ||
-	    !blocking(fd))
+	if (!d || s->retry_attempts <= 1 || !bw_retry_retryable(s, err))
 		return false;
 	if (atomic_load_explicit(&d->forced, memory_order_relaxed) ==
 		    BW_FORCE_OPEN ||
@@ -240,7 +294,11 @@ static bool retry_after(struct bw_conn *c, int fd, unsigned n, int err,
 		       bw_policy_errno_name(err), bw_retry_verdict_name(v));
 		return false;
 	}
-	uint64_t rnd = bw_retry_rand(&jitter_seed) ^ (uint64_t)getpid();
+	if (!atomic_load_explicit(&jitter_seed, memory_order_relaxed))
+		atomic_store(&jitter_seed, bw_now_ns());
+	/* The pid, spread over all bits, keeps forked children apart. */
+	uint64_t rnd = bw_retry_rand(&jitter_seed) ^
+		       ((uint64_t)getpid() * 0x9e3779b97f4a7c15ull);
 	*delay_ns = bw_retry_delay_ns(s, n, err,
 				      bw_retry_success_rate(d, s, now), rnd);
 	bw_log(BW_LOG_INFO, "retry", label, "attempt=%u delay=%D errno=%s",
@@ -254,8 +312,10 @@ static bool retry_after(struct bw_conn *c, int fd, unsigned n, int err,
  * connect.timeout_growth), and accounted as a call; a blocking connect
  * that fails in a retry.on class is tried again on the same fd after the
  * backoff (a failed blocking connect leaves the socket reconnectable, and
- * a timed-out one was aborted: LESSONS 7).  A non-blocking connect makes
- * one attempt here; its outcome is learnt later (exchange.c).
+ * a timed-out one was aborted: LESSONS 7).  A non-blocking connect that
+ * fails at once is retried the same way; one still in progress returns
+ * EINPROGRESS, and its retries happen where the program learns that it
+ * failed (bw_connect_resume).
  */
 static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		    socklen_t len)
@@ -266,7 +326,9 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 
 	if (d)
 		bw_retry_note_connect(d, bw_now_ns());
+	remember_peer(c, sa);
 	for (unsigned n = 1;; n++) {
+		c->attempt = n;
 		c->t0_ns = bw_now_ns();
 		int refused = bw_call_admit(c, c->t0_ns);
 		if (refused < 0)
@@ -298,7 +360,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		bw__connect_done(c, err, bw_now_ns());
 		c->stale = 0; /* a synchronous failure leaves nothing pending */
 		uint64_t delay = 0;
-		if (!retry_after(c, fd, n, err, &delay) || !backoff(delay))
+		if (!retry_after(c, n, err, &delay) || !backoff(delay))
 			break;
 	}
 	errno = err;
@@ -340,10 +402,134 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return rc;
 	}
 
+	if (c->pending_err) {
+		/* The failure bulwark read for the program in poll: report it
+		 * as the kernel would have, and leave the socket
+		 * reconnectable (the kernel's pending connect answers
+		 * ECONNABORTED once, LESSONS 7). */
+		int e = c->pending_err;
+		c->pending_err = 0;
+		c->stale = 0;
+		bw_real.connect(fd, sa, len);
+		errno = e;
+		return -1;
+	}
 	/* FRESH: a new connect, perhaps to another address than the last. */
 	if (bind_dest(c, sa, len) != 0) {
 		atomic_store(&c->state, BW_CONN_IGNORED);
 		return bw_real.connect(fd, sa, len);
 	}
 	return attempts(c, fd, sa, len);
+}
+
+int bw_connect_resume(struct bw_conn *c, int fd, int err)
+{
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	struct bw_dest *d = bw_conn_dest(c);
+	unsigned n = c->attempt ? c->attempt : 1;
+	struct sockaddr_storage ss;
+	socklen_t len = peer_sockaddr(c, &ss);
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	int saved = errno;
+
+	bw__connect_done(c, err, bw_now_ns());
+	for (;;) {
+		uint64_t delay = 0;
+		if (!c->peer.family || !retry_after(c, n, err, &delay) ||
+		    !backoff(delay))
+			break;
+		/* A fresh attempt on the same fd: dissolve the failed one
+		 * (LESSONS 7), connect again, and wait for it here, where
+		 * the program waits for its answer. */
+		bw_real.connect(fd, &unspec, sizeof(unspec));
+		c->stale = 0;
+		c->attempt = ++n;
+		c->t0_ns = bw_now_ns();
+		if (bw_call_admit(c, c->t0_ns) < 0)
+			break;
+		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
+		int e = 0;
+		if (bw_real.connect(fd, (struct sockaddr *)&ss, len) < 0) {
+			e = errno;
+			if (e == EINPROGRESS)
+				e = wait_connected(fd, tmo ? tmo
+							   : BW_CONNECT_RESUME_WAIT_NS);
+		}
+		if (e == 0) {
+			bw__connect_done(c, 0, bw_now_ns());
+			if (d)
+				bw_retry_note_success(d);
+			err = 0;
+			break;
+		}
+		if (!bw_call_connect_failed(e)) {
+			bw_call_release(c);
+			err = e;
+			break;
+		}
+		bw__connect_done(c, e, bw_now_ns());
+		c->stale = e != ETIMEDOUT; /* a timed-out wait was aborted */
+		err = e;
+	}
+	errno = saved;
+	return err;
+}
+
+int bw_connect_poll_failed(struct bw_conn *c, int fd)
+{
+	int err = 0, saved = errno;
+	socklen_t l = sizeof(err);
+	if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
+	    err == 0 || !bw_call_connect_failed(err)) {
+		/* Not a connect failure after all: nothing was consumed
+		 * that the program needs (0 is what it would read). */
+		if (err)
+			c->pending_err = (uint8_t)err;
+		errno = saved;
+		return 0;
+	}
+	struct sockaddr_storage ss;
+	socklen_t len = peer_sockaddr(c, &ss);
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	unsigned n = c->attempt ? c->attempt : 1;
+	int restarted = 0;
+
+	bw__connect_done(c, err, bw_now_ns());
+	for (;;) {
+		uint64_t delay = 0;
+		if (!c->peer.family || !retry_after(c, n, err, &delay) ||
+		    !backoff(delay))
+			break;
+		bw_real.connect(fd, &unspec, sizeof(unspec));
+		c->stale = 0;
+		c->attempt = ++n;
+		c->t0_ns = bw_now_ns();
+		if (bw_call_admit(c, c->t0_ns) < 0)
+			break;
+		if (bw_real.connect(fd, (struct sockaddr *)&ss, len) == 0) {
+			bw__connect_done(c, 0, bw_now_ns());
+			restarted = 1;
+			break;
+		}
+		int e = errno;
+		if (e == EINPROGRESS) {
+			atomic_store(&c->state, BW_CONN_CONNECTING);
+			restarted = 1;
+			break;
+		}
+		if (!bw_call_connect_failed(e)) {
+			bw_call_release(c);
+			err = e;
+			break;
+		}
+		bw__connect_done(c, e, bw_now_ns());
+		err = e;
+	}
+	if (!restarted) {
+		/* The program reads this failure as if from the kernel. */
+		c->pending_err = (uint8_t)err;
+		c->stale = 1;
+	}
+	errno = saved;
+	return restarted;
 }

@@ -23,6 +23,16 @@ static inline uint64_t bw_io_before_send(const struct bw_conn *c)
 		       : 0;
 }
 
+/* A connect error bulwark read for the program (a poll retry that gave
+ * up): the program's next send, receive or connect reports it, once, as
+ * the kernel would have.  Returns -errno, or 0 when none is owed. */
+static inline int bw_io_take_pending(struct bw_conn *c)
+{
+	int e = c->pending_err;
+	c->pending_err = 0;
+	return -e;
+}
+
 /* After a send-like call that returned rc with errno err.  AS-safe. */
 void bw_io_sent(struct bw_conn *c, int fd, ssize_t rc, int err, uint64_t t0);
 /* After a receive-like call that asked for want bytes with flags and

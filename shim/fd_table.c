@@ -50,6 +50,8 @@ static struct bw_conn *conn_claim(int fd)
 		c->phase = BW_PHASE_IDLE;
 		c->probe = 0;
 		c->io_timeout = 0;
+		c->attempt = 0;
+		c->pending_err = 0;
 		c->stale = 0;
 		c->rule = -1;
 		c->dest = 0;

@@ -52,8 +52,16 @@ struct bw_conn {
 	uint8_t io_timeout;      /* the rule sets io.timeout */
 	uint8_t stale;           /* an async connect failed: the next connect
 				    reports it again or ECONNABORTED (LESSONS 7) */
+	uint8_t pending_err;     /* a connect error bulwark read from SO_ERROR
+				    and owes the program (poll retries) */
 	int16_t rule;            /* policy rule, -1: defaults */
 	int32_t probe;           /* breaker probe ticket, 0: not a probe */
+	uint32_t attempt;        /* connect attempt number of this connect */
+	struct bw_conn_peer {    /* where the connect goes, for retries */
+		uint16_t family, port; /* port in network order */
+		uint32_t scope;
+		uint8_t addr[16];
+	} peer;
 	uint32_t dest;           /* state slot index + 1, 0: none */
 	uint64_t t0_ns;          /* connect start, or exchange start */
 };

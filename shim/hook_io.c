@@ -19,6 +19,8 @@
 /* The tracked paths, shared by every send-like and receive-like hook. */
 #define SEND_TRACKED(c, fd, call)                                             \
 	do {                                                                  \
+		if (BW_UNLIKELY((c)->pending_err))                            \
+			return bw_hook_fail(bw_io_take_pending(c));           \
 		uint64_t t0_ = bw_io_before_send(c);                          \
 		ssize_t rc_ = (call);                                         \
 		BW_KEEP_ERRNO(bw_io_sent(c, fd, rc_, errno, t0_));            \
@@ -27,6 +29,8 @@
 
 #define RECV_TRACKED(c, fd, want, fl, call)                                   \
 	do {                                                                  \
+		if (BW_UNLIKELY((c)->pending_err))                            \
+			return bw_hook_fail(bw_io_take_pending(c));           \
 		if (BW_UNLIKELY((c)->io_timeout)) {                           \
 			int w_ = bw_io_wait(c, fd, fl);                       \
 			if (w_ < 0)                                           \

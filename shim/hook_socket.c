@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <unistd.h>
 
+#include "shim/calls.h"
 #include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
@@ -80,8 +81,17 @@ BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
 	if (BW_LIKELY(!c))
 		return rc;
 	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR && val &&
-	    len && *len >= sizeof(int))
-		BW_KEEP_ERRNO(bw_io_sockerr(c, fd, *(int *)val));
+	    len && *len >= sizeof(int)) {
+		int *v = val;
+		if (c->pending_err && *v == 0) {
+			*v = c->pending_err; /* read by bulwark in poll */
+			c->pending_err = 0;
+		} else if (*v && atomic_load(&c->state) == BW_CONN_CONNECTING &&
+		    bw_call_connect_failed(*v))
+			*v = bw_connect_resume(c, fd, *v); /* retries, maybe */
+		else
+			BW_KEEP_ERRNO(bw_io_sockerr(c, fd, *v));
+	}
 	return rc;
 }
 

@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -190,6 +191,12 @@ static int fb_poll(struct pollfd *p, nfds_t n, int ms)
 	return (int)syscall(SYS_ppoll, p, n, ms < 0 ? NULL : &ts, NULL, 0);
 }
 
+static int fb_ppoll(struct pollfd *p, nfds_t n, const struct timespec *ts,
+		    const __sigset_t *mask)
+{
+	return (int)syscall(SYS_ppoll, p, n, ts, mask, _NSIG / 8);
+}
+
 /* Functions with no system call behind them resolve themselves on first
  * use; they are never on an allocator's start-up path. */
 static void *lazy(const char *name)
@@ -285,6 +292,7 @@ struct bw_real bw_real = {
 	.fcntl = fb_fcntl,
 	.fcntl64 = fb_fcntl,
 	.poll = fb_poll,
+	.ppoll = fb_ppoll,
 	.getaddrinfo = fb_getaddrinfo,
 	.gethostbyname = fb_gethostbyname,
 	.gethostbyname2 = fb_gethostbyname2,
@@ -350,6 +358,7 @@ void bw_real_bind(void)
 	BIND(fcntl, "fcntl");
 	BIND(fcntl64, "fcntl64");
 	BIND(poll, "poll");
+	BIND(ppoll, "ppoll");
 	BIND(getaddrinfo, "getaddrinfo");
 	BIND(gethostbyname, "gethostbyname");
 	BIND(gethostbyname2, "gethostbyname2");

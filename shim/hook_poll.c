@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/hook_poll.c: poll(2) and ppoll(2), watched for one thing: a
+ * non-blocking connect that failed (POLLERR/POLLHUP on a connecting
+ * socket).  When retry.* allows, the failure is hidden from the program,
+ * the connect is retried on the same fd after its backoff, and the poll
+ * goes on (SPEC §3 retry.*, issue "non-blocking connects get retries").
+ * Owns: those exported symbols.  Never: touches a pollfd it does not
+ * retry, or costs more than one pass over the results when none has an
+ * error bit.  AS-safe: yes (poll is).
+ */
+#include <poll.h>
+#include <signal.h>
+
+#include "shim/connect.h"
+#include "shim/fd_table.h"
+#include "shim/internal.h"
+#include "shim/real.h"
+
+/* Retries the failed connects among fds' results; returns how many
+ * results it hid. */
+static int hide_retried(struct pollfd *fds, nfds_t n)
+{
+	int hidden = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		if (!(fds[i].revents & (POLLERR | POLLHUP)))
+			continue;
+		struct bw_conn *c = bw_fd_conn(fds[i].fd);
+		if (!c || atomic_load(&c->state) != BW_CONN_CONNECTING)
+			continue;
+		if (bw_connect_poll_failed(c, fds[i].fd)) {
+			fds[i].revents = 0;
+			hidden++;
+		}
+	}
+	return hidden;
+}
+
+/* Milliseconds left of a poll timeout that started at t0; -1 stays -1. */
+static int left_ms(int timeout, uint64_t t0)
+{
+	if (timeout < 0)
+		return -1;
+	uint64_t spent = (bw_now_ns() - t0) / 1000000;
+	return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
+}
+
+BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	uint64_t t0 = 0;
+	for (;;) {
+		int rc = bw_real.poll(fds, n, timeout);
+		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
+						     memory_order_relaxed))
+			return rc;
+		int hidden = hide_retried(fds, n);
+		if (hidden == 0 || rc > hidden)
+			return rc - hidden;
+		if (!t0)
+			t0 = bw_now_ns();
+		timeout = left_ms(timeout, t0);
+		if (timeout == 0)
+			return 0;
+	}
+}
+
+BW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		    const sigset_t *mask)
+{
+	for (;;) {
+		int rc = bw_real.ppoll(fds, n, ts, mask);
+		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
+						     memory_order_relaxed))
+			return rc;
+		int hidden = hide_retried(fds, n);
+		if (hidden == 0 || rc > hidden)
+			return rc - hidden;
+		if (ts && ts->tv_sec == 0 && ts->tv_nsec == 0)
+			return 0;
+		/* A ppoll with a timeout polls again with the whole timeout:
+		 * the retry's backoff already ran, and the call keeps its
+		 * "at least" contract. */
+	}
+}
