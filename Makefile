@@ -107,6 +107,11 @@ $(B)/fuzz/fuzz_policy: tests/fuzz/fuzz_policy.c $(POLICY_SRC)
 	@mkdir -p $(dir $@)
 	clang $(BASE) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^
 
+# bench_alloc reads jemalloc's per-thread counters; --no-as-needed because
+# only a weak reference to mallctl keeps the library linked.
+$(B)/bench/bench_alloc: bench/bench_alloc.c bench/bench.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $< -Wl,--no-as-needed -ljemalloc -lpthread
 $(B)/bench/%: bench/%.c $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $^ -ldl -lpthread
@@ -137,7 +142,7 @@ probe:
 DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
 	zlib1g-dev systemtap-sdt-dev libjemalloc-dev libjemalloc2 bats curl \
 	wget python3 redis-server redis-tools socat netcat-openbsd nftables \
-	iproute2 haproxy nginx gnuplot-nox util-linux procps psmisc \
+	iproute2 haproxy nginx libnginx-mod-stream gnuplot-nox util-linux procps psmisc \
 	libclang-rt-14-dev
 
 deps:
