@@ -20,6 +20,7 @@
 
 #include "cli/cli.h"
 #include "shim/breaker.h"
+#include "shim/bulkhead.h"
 
 /* --watch interval bounds, seconds: faster than 0.1 s only burns CPU
  * mapping the segment; a day is plenty for a slow dashboard. */
@@ -197,6 +198,9 @@ static int collect(struct bw_state *st, struct row **out, size_t *nout)
 
 	if (!rows)
 		return -ENOMEM;
+	/* Slots held by processes that died are given back first, so the
+	 * table shows what is really open (the sweep is rate limited). */
+	bw_bulkhead_sweep(st, NULL, now, false);
 	for (uint32_t i = 0; i < BW_STATE_SLOTS; i++) {
 		struct bw_dest *d = bw_state_slot(st, i);
 		if (!d)

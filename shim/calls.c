@@ -8,11 +8,14 @@
  * (AS-safe: relaxed atomics on the shared segment, AS-safe logging).
  */
 #include <errno.h>
+#include <fcntl.h>
 
 #include "shim/breaker.h"
+#include "shim/bulkhead.h"
 #include "shim/calls.h"
 #include "shim/internal.h"
 #include "shim/log.h"
+#include "shim/real.h"
 
 struct bw_dest *bw_conn_dest(const struct bw_conn *c)
 {
@@ -76,7 +79,34 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 	}
 }
 
-int bw_call_admit(struct bw_conn *c, uint64_t now_ns)
+/* Takes a bulkhead slot for the attempt when the rule has a bulkhead: a
+ * blocking connect may wait bulkhead.wait for it, a non-blocking one never
+ * waits (SPEC §3).  Returns 0 or -bulkhead.errno (counted, logged). */
+static int take_slot(struct bw_conn *c, struct bw_dest *d,
+		     const struct bw_settings *s, int fd, uint64_t now_ns)
+{
+	int saved = errno;
+	int fl = bw_real.fcntl(fd, F_GETFL);
+	bool may_wait = fl >= 0 && !(fl & O_NONBLOCK);
+	int rc = bw_bulkhead_acquire(&bw_g.state, d, s, may_wait,
+				     bw_bulkhead_sock_ino(fd), now_ns,
+				     &c->slot);
+	errno = saved;
+	if (rc < 0) {
+		char label[BW_STATE_LABEL_MAX];
+		atomic_fetch_add_explicit(&d->rejected_calls, 1,
+					  memory_order_relaxed);
+		bw_state_label(d, label, sizeof(label));
+		bw_log(BW_LOG_WARN, "reject_bulkhead", label,
+		       "errno=%s max=%u waited=%s",
+		       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc)
+						 : "?",
+		       s->bulkhead_max, may_wait ? "yes" : "no");
+	}
+	return rc;
+}
+
+int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 {
 	struct bw_dest *d = bw_conn_dest(c);
 	if (!d)
@@ -101,6 +131,13 @@ int bw_call_admit(struct bw_conn *c, uint64_t now_ns)
 		return rc;
 	}
 	c->probe = rc;
+	if (s->bulkhead_max > 0) {
+		int full = take_slot(c, d, s, fd, now_ns);
+		if (full < 0) {
+			bw_call_release(c);
+			return full;
+		}
+	}
 	return 0;
 }
 
@@ -110,6 +147,13 @@ void bw_call_release(struct bw_conn *c)
 	if (d && c->probe > 0)
 		bw_breaker_release_probe(d, c->probe);
 	c->probe = 0;
+	bw_call_end(c);
+}
+
+void bw_call_end(struct bw_conn *c)
+{
+	if (c->slot.kind)
+		bw_bulkhead_release(&bw_g.state, &c->slot);
 }
 
 void bw_call_healthy(struct bw_conn *c)
@@ -143,6 +187,8 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		ADD(connect_calls, 1);
 		ADD(connect_ns_sum, latency_ns);
 		c->probe = 0;
+		if (failed)
+			bw_call_end(c); /* a failed attempt holds no slot */
 	} else {
 		ADD(exchange_calls, 1);
 		ADD(exchange_ns_sum, latency_ns);

@@ -16,13 +16,20 @@ enum bw_call_kind { BW_CALL_CONNECT = 0, BW_CALL_EXCHANGE = 1 };
 /* The destination record of c, or NULL.  AS-safe. */
 struct bw_dest *bw_conn_dest(const struct bw_conn *c);
 
-/* Before a connect attempt of c: 0 admitted (c->probe holds a half-open
- * probe ticket, if any), or -errno (breaker.errno) when the breaker
- * refuses it; the refusal is counted and logged.  AS-safe: yes. */
-int bw_call_admit(struct bw_conn *c, uint64_t now_ns);
+/* Before a connect attempt of c on fd: 0 admitted (c->probe holds a
+ * half-open probe ticket, if any; c->slot a bulkhead slot, if the rule has
+ * a bulkhead), or -errno (breaker.errno, bulkhead.errno) when the breaker
+ * or the bulkhead refuses it; the refusal is counted and logged, and
+ * nothing reached the network.  A blocking connect may wait for a slot.
+ * AS-safe: yes. */
+int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns);
 /* An admitted attempt ended as neither success nor failure (closed before
- * completing): gives back its probe claim.  AS-safe: yes. */
+ * completing, or a local error): gives back its probe claim and its slot.
+ * AS-safe: yes. */
 void bw_call_release(struct bw_conn *c);
+/* c's connection ended (its last fd closed) or its attempt failed: gives
+ * back its bulkhead slot, if it holds one.  AS-safe: yes. */
+void bw_call_end(struct bw_conn *c);
 
 /* c ends (its last fd closes) established, with no failed exchange: the
  * destination answered.  AS-safe: yes. */

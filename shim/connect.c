@@ -330,7 +330,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	for (unsigned n = 1;; n++) {
 		c->attempt = n;
 		c->t0_ns = bw_now_ns();
-		int refused = bw_call_admit(c, c->t0_ns);
+		int refused = bw_call_admit(c, fd, c->t0_ns);
 		if (refused < 0)
 			return bw_hook_fail(refused); /* never on the network */
 		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
@@ -445,7 +445,7 @@ int bw_connect_resume(struct bw_conn *c, int fd, int err)
 		c->stale = 0;
 		c->attempt = ++n;
 		c->t0_ns = bw_now_ns();
-		if (bw_call_admit(c, c->t0_ns) < 0)
+		if (bw_call_admit(c, fd, c->t0_ns) < 0)
 			break;
 		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
 		int e = 0;
@@ -504,7 +504,7 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd)
 		c->stale = 0;
 		c->attempt = ++n;
 		c->t0_ns = bw_now_ns();
-		if (bw_call_admit(c, c->t0_ns) < 0)
+		if (bw_call_admit(c, fd, c->t0_ns) < 0)
 			break;
 		if (bw_real.connect(fd, (struct sockaddr *)&ss, len) == 0) {
 			bw__connect_done(c, 0, bw_now_ns());

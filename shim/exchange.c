@@ -143,12 +143,13 @@ void bw_io_settle(struct bw_conn *c, int fd)
 	int st = atomic_load(&c->state);
 	if (st == BW_CONN_ESTABLISHED && c->phase == BW_PHASE_IDLE)
 		bw_call_healthy(c);
-	if (st != BW_CONN_CONNECTING)
-		return;
-	if (tcp_progress(fd) > 0)
-		bw__connect_done(c, 0, bw_now_ns());
-	else
-		bw_call_release(c);
+	if (st == BW_CONN_CONNECTING) {
+		if (tcp_progress(fd) > 0)
+			bw__connect_done(c, 0, bw_now_ns());
+		else
+			bw_call_release(c);
+	}
+	bw_call_end(c); /* the connection's slot goes with its last fd */
 }
 
 int bw_io_wait(struct bw_conn *c, int fd, int flags)

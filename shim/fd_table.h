@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "shim/bulkhead.h"
 #include "shim/internal.h"
 
 /* fds at or above this are never tracked (I2).  65536 covers the default
@@ -57,6 +58,7 @@ struct bw_conn {
 	int16_t rule;            /* policy rule, -1: defaults */
 	int32_t probe;           /* breaker probe ticket, 0: not a probe */
 	uint32_t attempt;        /* connect attempt number of this connect */
+	struct bw_slot slot;     /* bulkhead slot held (kind NONE: none) */
 	struct bw_conn_peer {    /* where the connect goes, for retries */
 		uint16_t family, port; /* port in network order */
 		uint32_t scope;

@@ -26,8 +26,10 @@ static inline void fresh(int fd)
 {
 	if (BW_UNLIKELY(bw_fd_conn(fd) != NULL)) {
 		struct bw_conn *c = bw_fd_drop(fd);
-		if (c)
+		if (c) {
+			bw_call_end(c); /* closed behind our back */
 			bw_conn_free(c);
+		}
 	}
 }
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shim/bulkhead.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -125,6 +126,16 @@ static void attach_state(void)
 	}
 }
 
+static void fork_parent(void)
+{
+	bw_bulkhead_forked(false);
+}
+
+static void fork_child(void)
+{
+	bw_bulkhead_forked(true);
+}
+
 static void init_once(void)
 {
 	struct bw_policy_error err;
@@ -162,6 +173,9 @@ static void init_once(void)
 		goto bad;
 	bw_g.active = true;
 	attach_state();
+	/* Bulkhead slots belong to open file descriptions, which a fork
+	 * shares (LESSONS 8). */
+	pthread_atfork(NULL, fork_parent, fork_child);
 	goto out;
 bad:
 	say_policy_error(&err);

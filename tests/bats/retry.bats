@@ -67,8 +67,10 @@ async def main():
 asyncio.run(main())'
 
 @test "blocking Python client: refused for 300 ms, then served; SYNs follow the backoff" {
-	start_faultsrv --mode http --refuse-for 300
-	count_syns "$FS_PORT" 10
+	local port
+	port=$(free_port)
+	count_syns "$port" 10 # capturing before the server's clock starts
+	start_faultsrv --mode http --refuse-for 300 --listen "127.0.0.1:$port"
 	BULWARK_POLICY="* retry.attempts=5 retry.backoff=100ms" \
 		run run_shim "$PY" -c "$BLOCKING_CLIENT" "$FS_PORT"
 	[ "$output" = "HTTP/1.1 200 OK" ]

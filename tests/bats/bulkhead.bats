@@ -1,0 +1,231 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# tests/bats/bulkhead.bats: the bulkhead (SPEC §3 bulkhead.*) with real
+# clients against a stalling fault server that reports its peak
+# concurrency: many processes, many threads, a pre-forking parent, the
+# bounded wait queue, processes SIGKILLed while holding slots, and no slot
+# leaked across thousands of mixed connects.
+
+load ../lib/common
+
+PY=$(python3 -c 'import sys; print(sys.executable)')
+
+setup() {
+	bw_setup
+	require_shim
+	require_cli
+	require_faultsrv
+	unset BULWARK_POLICY BULWARK_POLICY_FILE BULWARK_DISABLE BULWARK_STRICT
+	export BULWARK_LOG_FILE=$BW_TMP/bulwark.log BULWARK_RETRY_ATTEMPTS=1
+}
+
+stat_of() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$FS_STATS"; }
+
+bh() {
+	"$BW_CLI" status --json | "$PY" -c '
+import json, sys
+for row in json.load(sys.stdin):
+    if row["destination"] == sys.argv[1]:
+        print(row["bulkhead"][sys.argv[2]] if sys.argv[2] in row["bulkhead"] else row[sys.argv[2]])
+        break
+else:
+    print(0)' "$1" "$2"
+}
+
+# A blocking HTTP client: connect, ask, read the (stalled) answer to the
+# end.  The server closes first, so its own count of open connections is
+# never behind the client's (a slot is given back only after that).
+CLIENT='
+import socket, sys, errno
+try:
+    s = socket.socket()
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b: break
+        data += b
+    print("ok" if b"200 OK" in data else "bad")
+except OSError as e:
+    print(errno.errorcode[e.errno])'
+
+current_is() { [ "$(stat_of current)" -eq "$1" ]; }
+
+@test "50 blocking clients, bulkhead.max=5, long wait: all succeed, at most 5 at once" {
+	start_faultsrv --mode stall --stall 200 --http
+	export BULWARK_POLICY="* bulkhead.max=5 bulkhead.wait=30s"
+	local i pids=()
+	for i in $(seq 1 50); do
+		run_shim "$PY" -c "$CLIENT" "$FS_PORT" >"$BW_TMP/out.$i" &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	echo "# $(sort "$BW_TMP"/out.* | uniq -c | tr "\n" " ") $(cat "$FS_STATS")" >&3
+	[ "$(cat "$BW_TMP"/out.* | grep -c '^ok$')" -eq 50 ]
+	[ "$(stat_of peak)" -le 5 ]
+	[ "$(stat_of accepted)" -eq 50 ]
+	[ "$(bh 127.0.0.1:$FS_PORT active)" -eq 0 ]
+}
+
+@test "50 curl runs, bulkhead.wait=0: the excess fail at once with bulkhead.errno" {
+	start_faultsrv --mode stall --stall 500 --http
+	export BULWARK_POLICY="* bulkhead.max=5 bulkhead.wait=0 bulkhead.errno=EHOSTUNREACH"
+	local i pids=()
+	for i in $(seq 1 50); do
+		run_shim curl -sv --max-time 10 "http://127.0.0.1:$FS_PORT/" >"$BW_TMP/out.$i" 2>&1 &
+		pids+=($!)
+	done
+	wait "${pids[@]}" || true
+	[ "$(stat_of peak)" -le 5 ]
+	local refused
+	refused=$(grep -l "No route to host" "$BW_TMP"/out.* | wc -l)
+	echo "# refused: $refused, served: $(stat_of accepted)" >&3
+	[ "$refused" -ge 40 ]
+	[ "$((refused + $(stat_of accepted)))" -eq 50 ]
+	[ "$(bh 127.0.0.1:$FS_PORT rejected)" -eq "$refused" ]
+}
+
+@test "50 threads in one process: scope=process and scope=shared both hold at 5" {
+	start_faultsrv --mode stall --stall 100 --http
+	local scope
+	for scope in process shared; do
+		BULWARK_POLICY="* bulkhead.max=5 bulkhead.wait=30s bulkhead.scope=$scope" \
+			run run_shim "$PY" -c "
+import socket, sys, threading
+ok = []
+def go():
+    s = socket.socket(); s.connect(('127.0.0.1', $FS_PORT))
+    s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+    while s.recv(4096): pass
+    ok.append(1); s.close()
+ts = [threading.Thread(target=go) for _ in range(50)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(len(ok))"
+		[ "$output" = 50 ]
+		[ "$(stat_of peak)" -le 5 ]
+	done
+	[ "$(stat_of accepted)" -eq 100 ]
+}
+
+@test "a pre-forking parent: its children share the limit" {
+	start_faultsrv --mode stall --stall 200 --http
+	BULWARK_POLICY="* bulkhead.max=3 bulkhead.wait=30s" run run_shim "$PY" -c "
+import os, socket
+kids = []
+for _ in range(12):
+    pid = os.fork()
+    if pid == 0:
+        s = socket.socket(); s.connect(('127.0.0.1', $FS_PORT))
+        s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+        while s.recv(4096): pass
+        os._exit(0)   # exits without close: the sweep frees the slot
+    kids.append(pid)
+print(sum(os.waitpid(k, 0)[1] == 0 for k in kids))"
+	[ "$output" = 12 ]
+	[ "$(stat_of peak)" -le 3 ]
+	[ "$(bh 127.0.0.1:$FS_PORT active)" -eq 0 ]
+}
+
+@test "a connection shared by parent and child holds one slot until both closed it" {
+	start_faultsrv --mode echo
+	BULWARK_POLICY="* bulkhead.max=2" run run_shim "$PY" -c "
+import os, socket, time, subprocess, sys
+s = socket.socket(); s.connect(('127.0.0.1', $FS_PORT))
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.6); s.close(); os._exit(0)
+s.close()
+time.sleep(0.2)
+a = subprocess.run(['$BW_CLI', 'status', '--json'], capture_output=True, text=True).stdout
+os.waitpid(pid, 0)
+time.sleep(0.3)
+b = subprocess.run(['$BW_CLI', 'status', '--json'], capture_output=True, text=True).stdout
+import json
+act = lambda j: json.loads(j)[0]['bulkhead']['active']
+print(act(a), act(b))"
+	[ "$output" = "1 0" ]
+}
+
+@test "bulkhead.queue bounds the waiters; the rest are refused at once" {
+	start_faultsrv --mode stall --stall 1500 --http
+	export BULWARK_POLICY="* bulkhead.max=1 bulkhead.wait=10s bulkhead.queue=2"
+	local i pids=()
+	for i in $(seq 1 6); do
+		run_shim "$PY" -c "$CLIENT" "$FS_PORT" >"$BW_TMP/out.$i" &
+		pids+=($!)
+		sleep 0.05
+	done
+	wait "${pids[@]}"
+	# 1 active + 2 waiting get through; 3 are refused without waiting
+	[ "$(cat "$BW_TMP"/out.* | grep -c '^ok$')" -eq 3 ]
+	[ "$(cat "$BW_TMP"/out.* | grep -c '^ECONNREFUSED$')" -eq 3 ]
+	[ "$(stat_of peak)" -eq 1 ]
+	grep -q "event=reject_bulkhead" "$BULWARK_LOG_FILE"
+}
+
+@test "SIGKILL 5 processes holding slots: new connects succeed within a second" {
+	start_faultsrv --mode stall --http
+	export BULWARK_POLICY="* bulkhead.max=5 bulkhead.wait=0"
+	local pids=() i
+	for i in 1 2 3 4 5; do
+		run_shim "$PY" -c "$CLIENT" "$FS_PORT" >/dev/null &
+		pids+=($!)
+	done
+	wait_until 5 current_is 5
+	run run_shim "$PY" -c "$CLIENT" "$FS_PORT"
+	[ "$output" = ECONNREFUSED ] # full
+	kill -KILL "${pids[@]}"
+	wait "${pids[@]}" 2>/dev/null || true
+	local t0 t1
+	t0=$(now_ms)
+	export BULWARK_POLICY="* bulkhead.max=5 bulkhead.wait=2s"
+	stop_servers
+	start_faultsrv --mode http --listen "127.0.0.1:$FS_PORT"
+	t0=$(now_ms)
+	run run_shim "$PY" -c "$CLIENT" "$FS_PORT"
+	t1=$(now_ms)
+	[ "$output" = ok ]
+	echo "# slot back after $((t1 - t0)) ms" >&3
+	(( t1 - t0 < 1000 ))
+}
+
+@test "no slot leaks: thousands of mixed connects leave active at 0" {
+	start_faultsrv --mode echo
+	local echo_port=$FS_PORT
+	start_faultsrv --mode refuse
+	local refused=$FS_PORT
+	BULWARK_POLICY="* bulkhead.max=50 breaker=off" run run_shim "$PY" -c "
+import os, socket, errno
+n = 0
+for i in range(2000):
+    k = i % 8
+    s = socket.socket()
+    try:
+        if k == 0:
+            s.connect(('127.0.0.1', $refused))
+        else:
+            s.connect(('127.0.0.1', $echo_port))
+            if k == 1: os.close(os.dup(s.fileno()))
+            elif k == 2:
+                t = socket.socket(); os.dup2(t.fileno(), s.fileno()); t.close()
+            elif k == 3: os.closerange(s.fileno(), s.fileno() + 1)
+            elif k == 4:
+                pid = os.fork()
+                if pid == 0: os._exit(0)
+                os.waitpid(pid, 0)
+            elif k == 5:
+                s.setblocking(False)
+            elif k == 6:
+                s.sendall(b'x'); s.recv(1)
+    except OSError:
+        pass
+    try: s.close()
+    except OSError: pass
+    n += 1
+print(n)"
+	[ "$output" = 2000 ]
+	sleep 1.2 # a forked connection's slot is freed by the sweep
+	[ "$(bh 127.0.0.1:$echo_port active)" -eq 0 ]
+	[ "$(bh 127.0.0.1:$refused active)" -eq 0 ]
+}
