@@ -120,7 +120,8 @@ unit: $(UNITS) $(UNITS_SAN) $(UNITS_TSAN) $(B)/fuzz/replay_policy
 bats: all
 
 # The README's test command.  tests/run prints "N passed, N failed".
-test: all unit $(BENCHES)
+test: deps
+	@$(MAKE) --no-print-directory all unit $(BENCHES)
 	@tests/run
 
 fuzz: $(B)/fuzz/fuzz_policy
@@ -131,7 +132,8 @@ fuzz: $(B)/fuzz/fuzz_policy
 bench: all $(BENCHES)
 	@bench/run
 
-demo: all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@tests/demo/demo.sh
 
 # ---- the optional eBPF reporter (issue: probe/) ----------------------------
