@@ -2,7 +2,7 @@
 /*
  * shim/hook_resolve.c: getaddrinfo and gethostbyname* are watched, never
  * changed: the addresses a name resolved to are recorded for host rules
- * (SPEC §3).  Owns: those exported symbols.  Never: alters a result or its
+ * (SPEC §3), and, under hedge.delay, as the name's ordered list (names.h).  Owns: those exported symbols.  Never: alters a result or its
  * errno/h_errno.  AS-safe: no (the resolvers are not either).
  */
 #include <netdb.h>
@@ -11,18 +11,34 @@
 
 #include "shim/hostmap.h"
 #include "shim/internal.h"
+#include "shim/names.h"
 #include "shim/real.h"
 
 static bool watching(const char *name)
 {
 	return name && atomic_load_explicit(&bw_g.ready, memory_order_acquire) &&
-	       bw_g.active && bw_g.policy.has_host_rules;
+	       bw_g.active && (bw_g.policy.has_host_rules || bw_names_wanted());
+}
+
+/* Records sa for host rules and, under hedge.delay, in b (names.h). */
+static void record(const char *name, const struct sockaddr *sa,
+		   struct bw_names_batch *b)
+{
+	if (bw_g.policy.has_host_rules)
+		bw_hostmap_record(name, sa);
+	if (b)
+		bw_names_add(b, sa);
 }
 
 static void record_hostent(const char *name, const struct hostent *h)
 {
+	struct bw_names_batch batch, *b = NULL;
 	if (!h || !h->h_addr_list)
 		return;
+	if (bw_names_wanted()) {
+		b = &batch;
+		bw_names_begin(b, name);
+	}
 	for (char **a = h->h_addr_list; *a; a++) {
 		struct sockaddr_in6 in6;
 		struct sockaddr_in in;
@@ -31,13 +47,29 @@ static void record_hostent(const char *name, const struct hostent *h)
 		if (h->h_addrtype == AF_INET && h->h_length == 4) {
 			in.sin_family = AF_INET;
 			memcpy(&in.sin_addr, *a, 4);
-			bw_hostmap_record(name, (struct sockaddr *)&in);
+			record(name, (struct sockaddr *)&in, b);
 		} else if (h->h_addrtype == AF_INET6 && h->h_length == 16) {
 			in6.sin6_family = AF_INET6;
 			memcpy(&in6.sin6_addr, *a, 16);
-			bw_hostmap_record(name, (struct sockaddr *)&in6);
+			record(name, (struct sockaddr *)&in6, b);
 		}
 	}
+	if (b)
+		bw_names_commit(b);
+}
+
+static void record_addrinfo(const char *name, const struct addrinfo *res)
+{
+	struct bw_names_batch batch, *b = NULL;
+	if (bw_names_wanted()) {
+		b = &batch;
+		bw_names_begin(b, name);
+	}
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+		if (ai->ai_addr)
+			record(name, ai->ai_addr, b);
+	if (b)
+		bw_names_commit(b);
 }
 
 BW_EXPORT int getaddrinfo(const char *node, const char *serv,
@@ -45,11 +77,7 @@ BW_EXPORT int getaddrinfo(const char *node, const char *serv,
 {
 	int rc = bw_real.getaddrinfo(node, serv, hints, res);
 	if (rc == 0 && res && watching(node))
-		BW_KEEP_ERRNO({
-			for (struct addrinfo *ai = *res; ai; ai = ai->ai_next)
-				if (ai->ai_addr)
-					bw_hostmap_record(node, ai->ai_addr);
-		});
+		BW_KEEP_ERRNO(record_addrinfo(node, *res));
 	return rc;
 }
 
