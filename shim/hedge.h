@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/hedge.h: hedged connects (SPEC §3 hedge.delay).  A blocking connect
+ * to an address of a name that resolved to several (names.h) that is still
+ * pending after hedge.delay races a connect to the name's next address;
+ * the first to complete becomes the program's connection on its own fd.
+ * Design and limits: shim/hedge.c.
+ */
+#ifndef BW_SHIM_HEDGE_H
+#define BW_SHIM_HEDGE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "shim/fd_table.h"
+
+/* bw_hedge_connect did nothing: make the attempt the usual way. */
+#define BW_HEDGE_PASS 1
+
+/*
+ * One connect attempt of c (admitted by the caller for c's destination)
+ * on the blocking socket fd to sa, hedged after delay_ns, the whole
+ * attempt bounded by timeout_ns (0: the kernel's own).  Returns
+ * BW_HEDGE_PASS, touching nothing, when the attempt is not hedgeable (fd
+ * non-blocking, bound, shared by another fd, sa of no recorded name with
+ * a next address); else libc-style: 0 connected (c rebound to the
+ * winner's rule and destination, c->t0_ns its start), or -1 with errno:
+ * the program's own attempt's error, ETIMEDOUT past timeout_ns, EINTR
+ * (the program's attempt goes on in the kernel).  The caller accounts the
+ * result for c as for any attempt.  AS-safe: yes.
+ */
+int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
+		     socklen_t len, uint64_t delay_ns, uint64_t timeout_ns);
+
+#endif
