@@ -238,7 +238,7 @@ static bool elf_is_go(int fd)
 {
 	unsigned char eh[64], sh[64];
 
-	if (pread(fd, eh, sizeof(eh), 0) < 64 || memcmp(eh, "\177ELF", 4))
+	if (pread(fd, eh, sizeof(eh), 0) < 64 || memcmp(eh, "\177ELF", 4) != 0)
 		return false;
 	bool is64 = eh[4] == 2, be = eh[5] == 2;
 	uint64_t shoff = is64 ? rd(eh + 40, 8, be) : rd(eh + 32, 4, be);

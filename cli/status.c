@@ -428,22 +428,22 @@ static void prom_labels(const struct row *r)
 
 struct metric {
 	const char *name, *type, *help;
-	bool is_double;
 	size_t off; /* offset of the field in struct row */
 	int size;   /* 4 or 8 for integers */
+	bool is_double;
 };
 
 #define M_U64(n, t, h, f)                                                      \
 	{                                                                      \
-		n, t, h, false, offsetof(struct row, f), 8                     \
+		n, t, h, offsetof(struct row, f), 8, false                    \
 	}
 #define M_U32(n, t, h, f)                                                      \
 	{                                                                      \
-		n, t, h, false, offsetof(struct row, f), 4                     \
+		n, t, h, offsetof(struct row, f), 4, false                    \
 	}
 #define M_DBL(n, t, h, f)                                                      \
 	{                                                                      \
-		n, t, h, true, offsetof(struct row, f), 8                      \
+		n, t, h, offsetof(struct row, f), 8, true                     \
 	}
 
 static const struct metric metrics[] = {
@@ -712,7 +712,7 @@ static int status_main(int argc, char **argv)
 			    "'%s': seconds from 0.1 to 86400",
 			    interval);
 	}
-	if (strcmp(name, "private") == 0)
+	if (!name || strcmp(name, "private") == 0)
 		return bw_cli_usage_error("status",
 					  "state 'private' lives "
 					  "inside each process; there is "

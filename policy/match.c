@@ -17,7 +17,7 @@ static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
 {
 	unsigned bytes = bits / 8, rest = bits % 8;
 
-	if (memcmp(a, b, bytes))
+	if (memcmp(a, b, bytes) != 0)
 		return false;
 	if (!rest)
 		return true;

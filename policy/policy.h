@@ -25,7 +25,7 @@
 /* Longest group name; also the longest state name (SPEC §5: at most 64). */
 #define BW_POLICY_NAME_MAX 65
 /* Largest policy file read at start. */
-#define BW_POLICY_FILE_MAX (256 * 1024)
+#define BW_POLICY_FILE_MAX ((size_t)256 * 1024)
 
 enum bw_match_kind {
 	BW_MATCH_ANY = 0, /* "*" */

@@ -65,7 +65,7 @@ static struct bw_conn *conn_claim(int fd)
 
 struct bw_conn *bw_fd_track(int fd)
 {
-	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
 		return NULL;
 	struct bw_conn *old = bw_fd_drop(fd);
 	if (old)
@@ -81,7 +81,7 @@ struct bw_conn *bw_fd_track(int fd)
 
 void bw_fd_dup(int old, int fd)
 {
-	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
 		return;
 	struct bw_conn *prev = bw_fd_drop(fd);
 	if (prev)
@@ -97,7 +97,7 @@ void bw_fd_dup(int old, int fd)
 
 struct bw_conn *bw_fd_drop(int fd)
 {
-	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
 		return NULL;
 	uint32_t c = atomic_exchange_explicit(&bw_fd_map[fd], 0,
 					      memory_order_acq_rel);

@@ -74,7 +74,7 @@ extern struct bw_conn bw_conns[BW_CONN_MAX];
 /* The connection of fd, or NULL when fd is untracked.  AS-safe. */
 static inline struct bw_conn *bw_fd_conn(int fd)
 {
-	if ((unsigned)fd >= BW_FD_TABLE_MAX)
+	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
 		return NULL;
 	uint32_t c = atomic_load_explicit(&bw_fd_map[fd], memory_order_acquire);
 	return c ? &bw_conns[c - 1] : NULL;

@@ -155,21 +155,16 @@ static void vformat(struct out *o, const char *fmt, va_list ap)
 			putq(o, s ? s : "");
 			break;
 		}
-		case 'd':
-			if (longs >= 2)
-				puti(o, va_arg(ap, long long));
-			else if (longs == 1)
-				puti(o, va_arg(ap, long));
-			else
-				puti(o, va_arg(ap, int));
+		case 'd': /* va_arg's type must match what was passed */
+			puti(o, longs >= 2   ? va_arg(ap, long long)
+				: longs == 1 ? (long long)va_arg(ap, long)
+					     : (long long)va_arg(ap, int));
 			break;
 		case 'u':
-			if (longs >= 2)
-				putu(o, va_arg(ap, unsigned long long));
-			else if (longs == 1)
-				putu(o, va_arg(ap, unsigned long));
-			else
-				putu(o, va_arg(ap, unsigned int));
+			putu(o, longs >= 2 ? va_arg(ap, unsigned long long)
+				: longs == 1
+				    ? (unsigned long long)va_arg(ap, unsigned long)
+				    : (unsigned long long)va_arg(ap, unsigned));
 			break;
 		case 'D': {
 			char d[32];
