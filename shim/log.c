@@ -127,6 +127,9 @@ size_t bw_log_duration(uint64_t ns, char *buf, size_t cap)
 	return o.n;
 }
 
+/* vformat reads %ld as a long long: the same type on LP64 Linux. */
+_Static_assert(sizeof(long) == sizeof(long long), "LP64 expected");
+
 static void vformat(struct out *o, const char *fmt, va_list ap)
 {
 	for (const char *f = fmt; *f; f++) {
@@ -155,16 +158,13 @@ static void vformat(struct out *o, const char *fmt, va_list ap)
 			putq(o, s ? s : "");
 			break;
 		}
-		case 'd': /* va_arg's type must match what was passed */
-			puti(o, longs >= 2   ? va_arg(ap, long long)
-				: longs == 1 ? (long long)va_arg(ap, long)
-					     : (long long)va_arg(ap, int));
+		case 'd': /* %ld and %lld alike: see the assertion below */
+			puti(o, longs ? va_arg(ap, long long)
+				      : (long long)va_arg(ap, int));
 			break;
 		case 'u':
-			putu(o, longs >= 2 ? va_arg(ap, unsigned long long)
-				: longs == 1
-				    ? (unsigned long long)va_arg(ap, unsigned long)
-				    : (unsigned long long)va_arg(ap, unsigned));
+			putu(o, longs ? va_arg(ap, unsigned long long)
+				      : (unsigned long long)va_arg(ap, unsigned));
 			break;
 		case 'D': {
 			char d[32];
