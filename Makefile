@@ -138,7 +138,7 @@ demo: deps
 
 # ---- the optional eBPF reporter (issue: probe/) ----------------------------
 probe:
-	@if [ -f probe/Makefile ]; then $(MAKE) -s -C probe; fi
+	@if [ -f probe/Makefile ]; then $(MAKE) -s -C probe B=$(abspath $(B)); fi
 
 # ---- dependencies ----------------------------------------------------------
 DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
@@ -167,9 +167,12 @@ install: all
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/bulwark
 	install -m 0644 man/bulwark.1 $(DESTDIR)$(PREFIX)/share/man/man1/bulwark.1
 	install -m 0644 man/bulwark-policy.7 $(DESTDIR)$(PREFIX)/share/man/man7/bulwark-policy.7
+	if [ -x $(B)/bulwark-trace ]; then install -m 0755 $(B)/bulwark-trace \
+		$(DESTDIR)$(PREFIX)/lib/bulwark/bulwark-trace; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/bulwark/libbulwark.so \
+		$(DESTDIR)$(PREFIX)/lib/bulwark/bulwark-trace \
 		$(DESTDIR)$(PREFIX)/bin/bulwark \
 		$(DESTDIR)$(PREFIX)/share/man/man1/bulwark.1 \
 		$(DESTDIR)$(PREFIX)/share/man/man7/bulwark-policy.7

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * probe/bulwark_trace.h: what the kernel side (bulwark_trace.bpf.c) and
+ * the loader (bulwark_trace.c) share.  Every name carries a bwt_/BWT_
+ * prefix: vmlinux.h defines many.
+ */
+#ifndef BULWARK_TRACE_H
+#define BULWARK_TRACE_H
+
+#define BWT_COMM_LEN 16
+#define BWT_LABEL_LEN 64
+#define BWT_HIST_SLOTS 27 /* log2 buckets of microseconds: up to ~67 s */
+#define BWT_MAX_DESTS 4096
+
+enum bwt_op {
+	BWT_OP_CONNECT = 0,   /* connect(2), or the shim's logical connect */
+	BWT_OP_EXCHANGE = 1,  /* first send after idle -> first data back */
+	BWT_OP_HANDSHAKE = 2, /* TCP SYN_SENT -> ESTABLISHED (sock state) */
+	BWT_OP_BREAKER = 3,   /* shim: breaker transition (USDT) */
+	BWT_OP_REJECT = 4,    /* shim: breaker or bulkhead refusal (USDT) */
+	BWT_OP_RETRY = 5,     /* shim: connect retry (USDT) */
+	BWT_OP_MAX = 6,
+};
+
+/* Where a measurement comes from. */
+enum bwt_src {
+	BWT_SRC_SYSCALL = 0,
+	BWT_SRC_SHIM = 1,
+	BWT_SRC_SOCK = 2,
+};
+
+/* A destination: an address and port, or the shim's label. */
+struct bwt_dest {
+	unsigned short family; /* AF_INET, AF_INET6, 0: label only */
+	unsigned short dport;  /* host order */
+	unsigned char addr[16];
+	char label[BWT_LABEL_LEN]; /* shim's destination label, or "" */
+};
+
+struct bwt_hist_key {
+	struct bwt_dest dest;
+	unsigned int op; /* enum bwt_op */
+	unsigned int src; /* enum bwt_src */
+};
+
+struct bwt_hist {
+	unsigned long long slots[BWT_HIST_SLOTS];
+	unsigned long long failed;
+	unsigned long long sum_ns;
+};
+
+struct bwt_event {
+	unsigned long long ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	unsigned long long delta_ns;
+	unsigned long long arg_ns; /* retry: delay before the next attempt */
+	unsigned int pid;
+	unsigned int op;  /* enum bwt_op */
+	unsigned int src; /* enum bwt_src */
+	int err;          /* 0 ok, else a positive errno, -1 failed (shim) */
+	int arg;          /* retry: attempt number; breaker: 1 open... */
+	char comm[BWT_COMM_LEN];
+	char what[24];    /* breaker_open, reject_open, reject_bulkhead... */
+	struct bwt_dest dest;
+};
+
+/* Indexes of the counters array map. */
+enum bwt_counter {
+	BWT_CNT_DROPPED = 0, /* ring buffer full: slow-call events lost */
+	BWT_CNT_MAPFULL = 1, /* histogram or state map full */
+	BWT_CNT_MAX = 2,
+};
+
+#endif
