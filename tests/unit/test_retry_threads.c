@@ -284,9 +284,12 @@ static void test_retry_threads_budget_share_over_time(void)
 	uint64_t halves =
 	    (atomic_load(&clock_ns) - 1000 * SEC) / BW_RETRY_BUDGET_HALF_NS + 2;
 	/* at most the share, plus the minimum and the racers (I3) of each
-	 * half */
-	double most =
-	    0.2 * c + (double)halves * (BW_RETRY_BUDGET_MIN + THREADS);
+	 * half, plus 10 % of the share: a thread preempted between reading
+	 * the (fake, fast) clock and taking judges by a half that other
+	 * threads have already rolled over (seen at 20.8 % on a loaded
+	 * 2-core machine) */
+	double most = 0.22 * c +
+		      (double)halves * (BW_RETRY_BUDGET_MIN + THREADS);
 	fprintf(stderr, "# %.0f retries granted for %.0f connects (%.1f %%)\n",
 		g, c, 100 * g / c);
 	BW_ASSERT(g <= most);
