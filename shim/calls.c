@@ -16,6 +16,7 @@
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
+#include "shim/usdt.h"
 
 struct bw_dest *bw_conn_dest(const struct bw_conn *c)
 {
@@ -57,6 +58,7 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 	switch (ev) {
 	case BW_BREAKER_EV_OPENED:
 	case BW_BREAKER_EV_REOPENED:
+		BW_USDT_BREAKER(d, "breaker_open");
 		bw_log(BW_LOG_WARN, "breaker_open", label,
 		       "failures=%u open_for=%D reason=%s",
 		       atomic_load(&d->consecutive_failures),
@@ -67,11 +69,13 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 		break;
 	case BW_BREAKER_EV_HALF_OPENED:
 	case BW_BREAKER_EV_PROBES_EXPIRED:
+		BW_USDT_BREAKER(d, "breaker_half_open");
 		bw_log(BW_LOG_INFO, "breaker_half_open", label, "%s",
 		       ev == BW_BREAKER_EV_PROBES_EXPIRED ? "reason=probes_lost"
 							 : "");
 		break;
 	case BW_BREAKER_EV_CLOSED:
+		BW_USDT_BREAKER(d, "breaker_close");
 		bw_log(BW_LOG_INFO, "breaker_close", label, "");
 		break;
 	default:
@@ -102,6 +106,7 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 		       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc)
 						 : "?",
 		       s->bulkhead_max, may_wait ? "yes" : "no");
+		BW_USDT_REJECT(d, "reject_bulkhead", -rc);
 	}
 	return rc;
 }
@@ -128,6 +133,7 @@ int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 		       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc)
 						 : "?",
 		       left);
+		BW_USDT_REJECT(d, "reject_open", -rc);
 		return rc;
 	}
 	c->probe = rc;
@@ -194,6 +200,7 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		ADD(exchange_ns_sum, latency_ns);
 	}
 	atomic_store_explicit(&d->last_call_ns, now_ns, memory_order_relaxed);
+	BW_USDT_CALL(d, kind == BW_CALL_CONNECT, latency_ns, failed);
 
 	int why = 0;
 	int ev = kind == BW_CALL_CONNECT && !failed

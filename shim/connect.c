@@ -25,6 +25,7 @@
 #include "shim/log.h"
 #include "shim/real.h"
 #include "shim/retry.h"
+#include "shim/usdt.h"
 
 /* Whether fd is a TCP socket that was not created through our socket hook
  * (inherited across exec, made before we were loaded). */
@@ -303,6 +304,7 @@ static bool retry_after(struct bw_conn *c, unsigned n, int err,
 				      bw_retry_success_rate(d, s, now), rnd);
 	bw_log(BW_LOG_INFO, "retry", label, "attempt=%u delay=%D errno=%s",
 	       n + 1, *delay_ns, bw_policy_errno_name(err));
+	BW_USDT_RETRY(d, n + 1, err, *delay_ns);
 	return true;
 }
 

@@ -20,6 +20,7 @@
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
+#include "shim/usdt.h"
 
 struct bw_global bw_g;
 
@@ -195,4 +196,5 @@ void bw__init(void)
 __attribute__((constructor)) static void bw_constructor(void)
 {
 	bw__init();
+	BW_USDT_INIT();
 }
