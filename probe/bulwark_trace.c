@@ -889,8 +889,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Feature probe: tp_btf needs the tracepoint's BTF type; if the load
-	 * still fails with it, load again without. */
-	bool use_btf = btf_has_type("btf_trace_inet_sock_set_state");
+	 * still fails with it, load again without (BULWARK_TRACE_NO_TP_BTF
+	 * forces the fallback, for tests). */
+	bool use_btf = !getenv("BULWARK_TRACE_NO_TP_BTF") &&
+		       btf_has_type("btf_trace_inet_sock_set_state");
 	skel = open_load(use_btf);
 	if (!skel && use_btf) {
 		use_btf = false;
