@@ -20,6 +20,7 @@
 #include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/hostmap.h"
 #include "shim/internal.h"
 #include "shim/log.h"
@@ -336,8 +337,13 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		if (refused < 0)
 			return bw_hook_fail(refused); /* never on the network */
 		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
-		rc = tmo ? timed_connect(fd, sa, len, tmo)
-			 : bw_real.connect(fd, sa, len);
+		rc = BW_UNLIKELY(s->hedge_delay_ns) /* hedge.c; 0: off */
+			     ? bw_hedge_connect(c, fd, sa, len,
+						s->hedge_delay_ns, tmo)
+			     : BW_HEDGE_PASS;
+		if (rc == BW_HEDGE_PASS)
+			rc = tmo ? timed_connect(fd, sa, len, tmo)
+				 : bw_real.connect(fd, sa, len);
 		err = rc == 0 ? 0 : errno;
 		if (rc == 0) {
 			bw__connect_done(c, 0, bw_now_ns());
