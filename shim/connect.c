@@ -417,8 +417,9 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		 * ECONNABORTED once, LESSONS 7). */
 		int e = c->pending_err;
 		c->pending_err = 0;
+		if (c->stale) /* the kernel's ECONNABORTED, swallowed */
+			bw_real.connect(fd, sa, len);
 		c->stale = 0;
-		bw_real.connect(fd, sa, len);
 		errno = e;
 		return -1;
 	}
@@ -430,7 +431,18 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	return attempts(c, fd, sa, len);
 }
 
-int bw_connect_resume(struct bw_conn *c, int fd, int err)
+/*
+ * The retries of a non-blocking connect that failed with err (already
+ * read from SO_ERROR, by the program or by us): each waits its backoff,
+ * dissolves the failed attempt (LESSONS 7) and connects again on the same
+ * fd.  With wait, each new attempt is waited for here (at most
+ * connect.timeout, else BW_CONNECT_RESUME_WAIT_NS); without, the first one
+ * under way is left to the program's poll.  Returns 0 connected,
+ * EINPROGRESS (only without wait) an attempt under way, or the last error.
+ * Keeps c->stale true exactly when the kernel still holds a failed
+ * connect that the next connect(2) would report.
+ */
+static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	struct bw_dest *d = bw_conn_dest(c);
@@ -438,49 +450,59 @@ int bw_connect_resume(struct bw_conn *c, int fd, int err)
 	struct sockaddr_storage ss;
 	socklen_t len = peer_sockaddr(c, &ss);
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	int saved = errno;
 
-	bw__connect_done(c, err, bw_now_ns());
+	bw__connect_done(c, err, bw_now_ns()); /* counted; c->stale = 1 */
 	for (;;) {
 		uint64_t delay = 0;
 		if (!c->peer.family || !retry_after(c, n, err, &delay) ||
 		    !backoff(delay))
-			break;
-		/* A fresh attempt on the same fd: dissolve the failed one
-		 * (LESSONS 7), connect again, and wait for it here, where
-		 * the program waits for its answer. */
+			return err;
 		bw_real.connect(fd, &unspec, sizeof(unspec));
 		c->stale = 0;
 		c->attempt = ++n;
 		c->t0_ns = bw_now_ns();
 		if (bw_call_admit(c, fd, c->t0_ns) < 0)
-			break;
-		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
+			return err;
 		int e = 0;
 		if (bw_real.connect(fd, (struct sockaddr *)&ss, len) < 0) {
 			e = errno;
-			if (e == EINPROGRESS)
+			if (e == EINPROGRESS && !wait) {
+				atomic_store(&c->state, BW_CONN_CONNECTING);
+				return EINPROGRESS;
+			}
+			if (e == EINPROGRESS) {
+				uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
 				e = wait_connected(fd, tmo ? tmo
 							   : BW_CONNECT_RESUME_WAIT_NS);
+				/* an error read from SO_ERROR leaves the
+				 * attempt pending in the kernel; a timed-out
+				 * one was aborted */
+				c->stale = e != 0 && e != ETIMEDOUT;
+			}
 		}
 		if (e == 0) {
 			bw__connect_done(c, 0, bw_now_ns());
 			if (d)
 				bw_retry_note_success(d);
-			err = 0;
-			break;
+			return 0;
 		}
 		if (!bw_call_connect_failed(e)) {
 			bw_call_release(c);
-			err = e;
-			break;
+			return e;
 		}
+		int stale = c->stale;
 		bw__connect_done(c, e, bw_now_ns());
-		c->stale = e != ETIMEDOUT; /* a timed-out wait was aborted */
+		c->stale = (uint8_t)stale;
 		err = e;
 	}
+}
+
+int bw_connect_resume(struct bw_conn *c, int fd, int err)
+{
+	int saved = errno;
+	int rc = retry_async(c, fd, err, true);
 	errno = saved;
-	return err;
+	return rc;
 }
 
 int bw_connect_poll_failed(struct bw_conn *c, int fd)
@@ -489,55 +511,16 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd)
 	socklen_t l = sizeof(err);
 	if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
 	    err == 0 || !bw_call_connect_failed(err)) {
-		/* Not a connect failure after all: nothing was consumed
-		 * that the program needs (0 is what it would read). */
+		/* Not a connect failure after all: what we read is owed to
+		 * the program (0 is what it would read anyway). */
 		if (err)
 			c->pending_err = (uint8_t)err;
 		errno = saved;
 		return 0;
 	}
-	struct sockaddr_storage ss;
-	socklen_t len = peer_sockaddr(c, &ss);
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	unsigned n = c->attempt ? c->attempt : 1;
-	int restarted = 0;
-
-	bw__connect_done(c, err, bw_now_ns());
-	for (;;) {
-		uint64_t delay = 0;
-		if (!c->peer.family || !retry_after(c, n, err, &delay) ||
-		    !backoff(delay))
-			break;
-		bw_real.connect(fd, &unspec, sizeof(unspec));
-		c->stale = 0;
-		c->attempt = ++n;
-		c->t0_ns = bw_now_ns();
-		if (bw_call_admit(c, fd, c->t0_ns) < 0)
-			break;
-		if (bw_real.connect(fd, (struct sockaddr *)&ss, len) == 0) {
-			bw__connect_done(c, 0, bw_now_ns());
-			restarted = 1;
-			break;
-		}
-		int e = errno;
-		if (e == EINPROGRESS) {
-			atomic_store(&c->state, BW_CONN_CONNECTING);
-			restarted = 1;
-			break;
-		}
-		if (!bw_call_connect_failed(e)) {
-			bw_call_release(c);
-			err = e;
-			break;
-		}
-		bw__connect_done(c, e, bw_now_ns());
-		err = e;
-	}
-	if (!restarted) {
-		/* The program reads this failure as if from the kernel. */
-		c->pending_err = (uint8_t)err;
-		c->stale = 1;
-	}
+	int rc = retry_async(c, fd, err, false);
+	if (rc != 0 && rc != EINPROGRESS)
+		c->pending_err = (uint8_t)rc; /* reported as the kernel would */
 	errno = saved;
-	return restarted;
+	return rc == 0 || rc == EINPROGRESS;
 }

@@ -25,20 +25,9 @@ setup() {
 	export BULWARK_RETRY_ATTEMPTS=1
 }
 
-field() {
-	"$BW_CLI" status --json | "$PY" -c '
-import json, sys
-for row in json.load(sys.stdin):
-    if row["destination"] == sys.argv[1]:
-        print(row[sys.argv[2]])
-        break
-else:
-    print(0)' "$1" "$2"
-}
+field() { bw_field "$@"; }
 
-accepted() {
-	sed -n 's/.*accepted=\([0-9]*\).*/\1/p' "$FS_STATS"
-}
+accepted() { stats_get accepted; }
 
 @test "20 curl runs against a resetting server: the breaker opens and refuses at once" {
 	start_faultsrv --mode reset --stall 0 --http

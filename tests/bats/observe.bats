@@ -26,20 +26,7 @@ setup() {
 }
 
 # field DEST KEY: one number from `bulwark status --json` (0 if absent).
-field() {
-	"$BW_CLI" status --json | python3 -c '
-import json, sys
-dest, key = sys.argv[1], sys.argv[2]
-for row in json.load(sys.stdin):
-    if row["destination"] == dest:
-        v = row
-        for k in key.split("."):
-            v = v[k]
-        print(v)
-        break
-else:
-    print(0)' "$1" "$2"
-}
+field() { bw_field "$@"; }
 
 @test "blocking connect to a closed port is one failed call" {
 	start_faultsrv --mode refuse

@@ -22,16 +22,7 @@ setup() {
 	export BULWARK_LOG_FILE=$BW_TMP/bulwark.log
 }
 
-field() {
-	"$BW_CLI" status --json | "$PY" -c '
-import json, sys
-for row in json.load(sys.stdin):
-    if row["destination"] == sys.argv[1]:
-        print(row[sys.argv[2]])
-        break
-else:
-    print(0)' "$1" "$2"
-}
+field() { bw_field "$@"; }
 
 # count_syns PORT SECONDS: capture SYNs to PORT in the background into
 # $SYNS_FILE (needs root: CAP_NET_RAW).

@@ -323,3 +323,23 @@ except OSError as e:
 sys.exit(1)
 EOF
 }
+
+# ---- what the shim recorded --------------------------------------------
+
+# bw_field DEST KEY: one value of `bulwark status --json` for destination
+# DEST ("127.0.0.1:8080", or a group): KEY is a top-level key or a
+# bulkhead one ("bulkhead.active"); 0 when DEST is not there yet.
+bw_field() {
+	"$BW_CLI" status --json | python3 -c '
+import json, sys
+dest, key = sys.argv[1], sys.argv[2]
+for row in json.load(sys.stdin):
+    if row["destination"] == dest:
+        v = row
+        for k in key.split("."):
+            v = v[k]
+        print(v)
+        break
+else:
+    print(0)' "$1" "$2"
+}
