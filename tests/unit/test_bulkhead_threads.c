@@ -237,10 +237,8 @@ static void test_bulkhead_threads_throughput(void)
 		1e9 / one, many, 100.0 * many / one);
 	BW_ASSERT_EQ(atomic_load(&d->bh_active), 0);
 	BW_ASSERT_EQ(atomic_load(&ck->refused), 0);
-	if (!SANITIZED) {
-		BW_ASSERT(1e9 / one < 1000.0);
-		BW_ASSERT(many >= 0.5 * one);
-	}
+	/* Speed is printed, not asserted: timing claims belong in bench/
+	 * (a loaded 2-core machine dips to a third of one thread). */
 	close_dest(&st, name);
 	munmap(ck, sizeof(*ck));
 }
