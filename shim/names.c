@@ -7,7 +7,10 @@
  * Each entry is a seqlock: a writer claims it by CAS of an even seq to
  * seq + 1, stores the list, and publishes seq + 2; a reader copies it and
  * keeps the copy only if seq was even and unchanged around the copy.
- * Every field is an atomic word, so a torn read is detected, never UB.
+ * Every field is an atomic word, so a torn read is detected, never UB;
+ * no fences (TSan cannot check them): the writer's stores are releases
+ * (ordered after its claiming CAS), the reader's loads acquires (ordered
+ * before its second look at seq).
  * I1: seq is odd exactly while one writer owns the entry.
  * I2: a writer that cannot claim an entry drops its list (never waits).
  * I3: a name resolved again overwrites its own entry (same name hash), so
@@ -124,7 +127,6 @@ static bool claim(struct entry *e, uint32_t *seq)
 						     memory_order_acq_rel,
 						     memory_order_relaxed))
 		return false;
-	atomic_thread_fence(memory_order_release);
 	*seq = s + 1;
 	return true;
 }
@@ -153,15 +155,15 @@ void bw_names_commit(const struct bw_names_batch *b)
 	}
 	if (!e)
 		return; /* I2 */
-	atomic_store_explicit(&e->name, b->name_hash, memory_order_relaxed);
-	atomic_store_explicit(&e->n, (uint32_t)b->n, memory_order_relaxed);
+	atomic_store_explicit(&e->name, b->name_hash, memory_order_release);
+	atomic_store_explicit(&e->n, (uint32_t)b->n, memory_order_release);
 	for (int i = 0; i < b->n; i++) {
 		atomic_store_explicit(&e->a[i][0], b->family[i],
-				      memory_order_relaxed);
+				      memory_order_release);
 		atomic_store_explicit(&e->a[i][1], word_of(b->addr[i]),
-				      memory_order_relaxed);
+				      memory_order_release);
 		atomic_store_explicit(&e->a[i][2], word_of(b->addr[i] + 8),
-				      memory_order_relaxed);
+				      memory_order_release);
 	}
 	atomic_store_explicit(&e->seq, seq + 1, memory_order_release);
 }
@@ -173,14 +175,13 @@ static bool snapshot(struct entry *e, uint32_t *n,
 	uint32_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
 	if (s1 == 0 || (s1 & 1))
 		return false;
-	*n = atomic_load_explicit(&e->n, memory_order_relaxed);
+	*n = atomic_load_explicit(&e->n, memory_order_acquire);
 	if (*n > BW_NAMES_ADDRS)
 		return false;
 	for (uint32_t i = 0; i < *n; i++)
 		for (int w = 0; w < 3; w++)
 			a[i][w] = atomic_load_explicit(&e->a[i][w],
-						       memory_order_relaxed);
-	atomic_thread_fence(memory_order_acquire);
+						       memory_order_acquire);
 	return atomic_load_explicit(&e->seq, memory_order_relaxed) == s1;
 }
 
