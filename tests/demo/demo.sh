@@ -8,6 +8,13 @@
 #      500 ms every time; under bulwark the breaker opens after 3 failures,
 #      the next requests fail in well under a millisecond without touching
 #      the server, and after breaker.open one probe finds it healthy again.
+#   2. Bulkhead: a worker pool (8 threads, blocking sockets) serves jobs for
+#      a slow destination and a healthy one.  Plain, the slow one takes all
+#      the workers and healthy jobs queue behind it; with bulkhead.max=2 on
+#      the slow destination, the healthy jobs keep their speed.
+#   3. Retries: the server restarts (refuses for 600 ms).  Plain curl fails
+#      with "Connection refused"; under bulwark it retries with backoff and
+#      gets its answer.
 set -u
 cd "$(dirname "$0")/../.."
 B=${BW_BUILD:-build}
@@ -101,3 +108,96 @@ echo "   what bulwark learnt (bulwark status --state $STATE):"
 echo
 echo "Under bulwark the failing server saw 3 connections instead of 8, the"
 echo "client failed fast while it was down, and recovered by itself."
+
+# ---- 2. bulkhead -----------------------------------------------------------
+PY=$(command -v python3)
+POOL='
+import socket, sys, threading, time, queue
+slow, fast = int(sys.argv[1]), int(sys.argv[2])
+jobs = queue.Queue()
+lat = {slow: [], fast: []}
+fails = {slow: 0, fast: 0}
+def producer():   # a job every 20 ms, alternating destinations
+    for i in range(60):
+        jobs.put((slow if i % 2 == 0 else fast, time.monotonic()))
+        time.sleep(0.02)
+    for _ in range(8):
+        jobs.put(None)
+def worker():
+    while True:
+        job = jobs.get()
+        if job is None: return
+        port, arrived = job
+        try:
+            s = socket.socket(); s.connect(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            while s.recv(4096): pass
+            s.close()
+            lat[port].append(time.monotonic() - arrived)
+        except OSError:
+            fails[port] += 1
+t0 = time.monotonic()
+ts = [threading.Thread(target=worker) for _ in range(8)]
+ts.append(threading.Thread(target=producer))
+[t.start() for t in ts]; [t.join() for t in ts]
+f = sorted(lat[fast])
+print("   healthy jobs: %d done, median %5.0f ms, slowest %5.0f ms (from arrival)" %
+      (len(f), 1000 * f[len(f) // 2], 1000 * f[-1]))
+print("   slow jobs:    %d done, %d refused at once by the bulkhead" %
+      (len(lat[slow]), fails[slow]))
+print("   all 60 jobs finished in %.1f s" % (time.monotonic() - t0))
+'
+pool() {
+	local pre=()
+	[ "$1" = shim ] && pre=(env LD_PRELOAD="$LIB" BULWARK_STATE="$STATE"
+		BULWARK_LOG=off
+		BULWARK_POLICY="127.0.0.1:$SLOW bulkhead.max=2 bulkhead.wait=0")
+	"${pre[@]}" "$PY" -c "$POOL" "$SLOW" "$FAST"
+}
+PORT=0 SRV=
+server --mode stall --stall 1000 --http
+SLOW=$PORT SLOW_SRV=$SRV
+PORT=0 SRV=
+server --mode http --body "fast"
+FAST=$PORT
+echo
+echo "${bold}bulwark demo 2: bulkhead${off} (a pool of 8 workers gets a job every"
+echo "20 ms; half go to a destination that takes 1 s, half to a healthy one)"
+echo
+echo "${bold}A. plain${off}: the slow destination ties up every worker"
+pool plain
+echo
+echo "${bold}B. under bulwark${off}: BULWARK_POLICY='127.0.0.1:SLOW bulkhead.max=2 bulkhead.wait=0'"
+pool shim
+echo
+echo "The bulkhead keeps the slow dependency to 2 workers; the healthy"
+echo "destination keeps its speed (the refused slow jobs fail at once, as a"
+echo "Resilience4j bulkhead would)."
+kill "$SLOW_SRV" 2>/dev/null
+
+# ---- 3. retries ------------------------------------------------------------
+echo
+echo "${bold}bulwark demo 3: reconnect retries${off} (the server restarts: it refuses"
+echo "connections for 600 ms, then answers)"
+restart_and_get() {
+	local pre=() t0 t1 out rc
+	[ "$1" = shim ] && pre=(env LD_PRELOAD="$LIB" BULWARK_STATE="$STATE-r"
+		BULWARK_LOG=info BULWARK_POLICY="* retry.attempts=5 retry.backoff=100ms")
+	PORT=0 SRV=
+	server --mode http --refuse-for 600 --body "hello after the restart"
+	t0=$(date +%s%N)
+	out=$("${pre[@]}" curl -sS --max-time 5 "http://127.0.0.1:$PORT/" 2>&1)
+	rc=$?
+	t1=$(date +%s%N)
+	printf '   curl exit %d after %d ms: %s\n' "$rc" $(((t1 - t0) / 1000000)) \
+		"$(echo "$out" | tr '\n' ' ' | sed 's/bulwark\[[0-9]*\]: //g' | head -c 150)"
+	kill "$SRV" 2>/dev/null
+}
+echo
+echo "${bold}A. plain curl${off}"
+restart_and_get plain
+echo
+echo "${bold}B. curl under bulwark${off}: BULWARK_POLICY='* retry.attempts=5 retry.backoff=100ms'"
+restart_and_get shim
+rm -f "/dev/shm/bulwark-$(id -u)-$STATE-r"
+echo
