@@ -19,18 +19,10 @@ setup() {
 	export BULWARK_LOG_FILE=$BW_TMP/bulwark.log BULWARK_RETRY_ATTEMPTS=1
 }
 
-stat_of() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$FS_STATS"; }
+stat_of() { stats_get "$1"; }
 
-bh() {
-	"$BW_CLI" status --json | "$PY" -c '
-import json, sys
-for row in json.load(sys.stdin):
-    if row["destination"] == sys.argv[1]:
-        print(row["bulkhead"][sys.argv[2]] if sys.argv[2] in row["bulkhead"] else row[sys.argv[2]])
-        break
-else:
-    print(0)' "$1" "$2"
-}
+# bh DEST KEY: a bulkhead value (active, max, rejected) of the status.
+bh() { bw_field "$1" "bulkhead.$2"; }
 
 # A blocking HTTP client: connect, ask, read the (stalled) answer to the
 # end.  The server closes first, so its own count of open connections is
@@ -169,8 +161,10 @@ print(act(a), act(b))"
 	export BULWARK_POLICY="* bulkhead.max=5 bulkhead.wait=0"
 	local pids=() i
 	for i in 1 2 3 4 5; do
-		run_shim "$PY" -c "$CLIENT" "$FS_PORT" >/dev/null &
-		pids+=($!)
+		# start_bg: the pid killed below must be python's own, not
+		# that of a subshell running run_shim (python would live on).
+		start_bg --shim "$PY" -c "$CLIENT" "$FS_PORT"
+		pids+=("$BG_PID")
 	done
 	wait_until 5 current_is 5
 	run run_shim "$PY" -c "$CLIENT" "$FS_PORT"
