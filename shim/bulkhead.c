@@ -41,8 +41,15 @@
  *     HELD/SHARED/WAITING (release, or a sweeper that judged its owner
  *     dead and, for a connection, its socket closed in every process).
  * I5: an owner is dead when kill(pid, 0) says ESRCH, /proc/<pid>/stat
- *     shows a zombie, or its start time differs from the record's (pid
- *     reuse); the start time counts only when its generation matches.
+ *     shows a zombie that is its group's last thread (a leader that
+ *     exited before its other threads shows Z too), or its start time
+ *     differs from the record's (pid reuse); the start time counts only
+ *     when its generation matches.  A verdict is about one word (index,
+ *     generation): a sweeper acts on it only by a CAS from that word, or
+ *     from the stable word its own rollback or completion of that
+ *     intent left (same generation), never on a word read afterwards
+ *     with a newer generation (the record was freed and claimed again,
+ *     by an owner nobody judged).
  * I6: nothing in a record or bh_word is used as an index without a mask
  *     that keeps it in range (14-bit dest and record fields).
  *
@@ -242,7 +249,10 @@ static char *put_u(char *p, uint64_t v)
 
 /* Reads /proc/<pid>/stat (pid 0: self): start time in clock ticks (0 if
  * unreadable) and whether the process is a zombie.  Returns false when the
- * file cannot be read. */
+ * file cannot be read.  A thread-group leader that exited (pthread_exit
+ * from main) while other threads run shows state Z too, with their fds
+ * open: that is a zombie only once it is the group's last thread
+ * (num_threads 1), so *zombie is false for it. */
 static bool proc_stat(uint32_t pid, uint64_t *start, bool *zombie)
 {
 	char path[40] = "/proc/", buf[512], *p, *end;
@@ -275,10 +285,19 @@ static bool proc_stat(uint32_t pid, uint64_t *start, bool *zombie)
 	if (!p || p + 2 >= end)
 		return false;
 	p += 2;
-	*zombie = (*p == 'Z' || *p == 'X' || *p == 'x');
-	for (field = 3; field < 22 && p < end; p++)
-		if (*p == ' ')
-			field++;
+	bool dead = (*p == 'Z' || *p == 'X' || *p == 'x');
+	uint64_t threads = 0;
+	for (field = 3; field < 22 && p < end; p++) {
+		if (*p != ' ')
+			continue;
+		if (++field == 20) /* num_threads */
+			for (char *q = p + 1; q < end && *q >= '0' && *q <= '9';
+			     q++)
+				threads = threads * 10 + (uint64_t)(*q - '0');
+	}
+	/* A group whose other threads still run is not dead; num_threads
+	 * unreadable (0) counts as the last thread. */
+	*zombie = dead && threads <= 1;
 	if (field != 22)
 		return true;
 	while (p < end && *p >= '0' && *p <= '9')
@@ -730,9 +749,14 @@ unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 			if (!owner_dead(st, i, w, cache, &ncache))
 				continue;
 			if (is_intent(s)) {
+				uint64_t was = w;
+
 				w = recover(st, i, w);
 				s = hw_state(w);
-				if (s == ST_FREE || is_intent(s))
+				/* I5: a newer generation is a new owner,
+				 * alive or not: never judged here. */
+				if (s == ST_FREE || is_intent(s) ||
+				    hw_gen(w) != hw_gen(was))
 					continue;
 			}
 		}

@@ -682,6 +682,100 @@ static void test_bulkhead_inherited_by_survivor(void)
 	close_dest(&st, name);
 }
 
+static void *hold_forever(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* Whether /proc/<pid>/stat shows state Z. */
+static bool shows_zombie(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* A holder whose main thread exited while another thread still has the
+ * connection shows as a zombie in /proc/<pid>/stat: it is alive, and
+ * neither a sweep nor a waiter (whose wait runs sweeps) may take its
+ * slot.  Once the whole process is dead, the sweep frees it. */
+static void test_bulkhead_sweep_spares_live_group(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot x;
+	char name[64];
+	struct bw_settings s = cfg(1, 250 * MS, 0, BW_SCOPE_SHARED);
+	int up[2], rc;
+	pid_t p;
+	char c;
+	bool ok, zombie;
+	unsigned freed;
+	uint32_t held, after_sweep, after_wait;
+
+	BW_ASSERT_EQ(open_dest(&st, "group", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(pipe(up), 0);
+	p = fork_();
+	if (p == 0) {
+		struct bw_slot sl;
+		pthread_t t;
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		bw_bulkhead_forked(true);
+		if (fd < 0 ||
+		    bw_bulkhead_acquire(&st, d, &s, false,
+					bw_bulkhead_sock_ino(fd), mono_ns(),
+					&sl) != 0 ||
+		    pthread_create(&t, NULL, hold_forever, NULL) != 0)
+			_exit(1);
+		if (write(up[1], "x", 1) != 1)
+			_exit(1);
+		pthread_exit(NULL); /* the other thread keeps fd and slot */
+	}
+	ok = read(up[0], &c, 1) == 1;
+	for (int i = 0; ok && i < 400 && !shows_zombie(p); i++)
+		sleep_ms(5);
+	zombie = shows_zombie(p);
+	held = active(d);
+	freed = bw_bulkhead_sweep(&st, d, mono_ns(), true);
+	after_sweep = active(d);
+	/* A waiter sweeps every BW_BULKHEAD_SWEEP_NS while it waits, and
+	 * re-checks the limit after each: it must time out, not overtake. */
+	rc = bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &x);
+	after_wait = active(d);
+	kill(p, SIGKILL); /* before any assertion: it would hold our stdout */
+	waitpid(p, NULL, 0);
+	BW_ASSERT(ok);
+	BW_ASSERT(zombie);
+	BW_ASSERT_EQ(held, 1);
+	BW_ASSERT_EQ(freed, 0);
+	BW_ASSERT_EQ(after_sweep, 1);
+	BW_ASSERT_EQ(rc, -ECONNREFUSED);
+	BW_ASSERT_EQ(after_wait, 1);
+	BW_ASSERT_EQ(waiting(d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &x),
+		     0);
+	bw_bulkhead_release(&st, &x);
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close(up[0]);
+	close(up[1]);
+	close_dest(&st, name);
+}
+
 /* Processes that acquire, wait and release in a loop are SIGKILLed at
  * random instants; afterwards one sweep leaves every count exact. */
 static void test_bulkhead_killed_anywhere_consistent(void)
@@ -749,6 +843,7 @@ static const struct bw_test tests[] = {
 	BW_TEST(test_bulkhead_fork_shares_slot),
 	BW_TEST(test_bulkhead_inherited_by_survivor),
 	BW_TEST(test_bulkhead_killed_anywhere_consistent),
+	BW_TEST(test_bulkhead_sweep_spares_live_group),
 };
 
 BW_TEST_MAIN(tests)
