@@ -40,7 +40,9 @@ struct row {
 	uint64_t total, ok, failed, rejected, slow;
 	double success_rate, health;
 	uint32_t bh_active, bh_max, bh_waiting;
-	uint64_t bh_rejected, bh_saturated;
+	uint64_t bh_rejected, bh_saturated, bh_acquired;
+	double bh_rejection_rate;
+	uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS]; /* log2 µs */
 	uint64_t retries, retries_ok, retries_denied, opened;
 	int64_t open_remaining_ms;
 	double avg_latency_ms;
@@ -80,10 +82,12 @@ static const char usage[] =
     "                     rule, state, failure_count, total_calls,\n"
     "                     successful_calls, failed_calls, rejected_calls,\n"
     "                     slow_calls, success_rate, health_score, bulkhead\n"
-    "                     {active, max, rejected}, retries, "
-    "open_remaining_ms,\n"
-    "                     then waiting, saturated, retries_succeeded,\n"
-    "                     retries_denied, opened, avg_latency_ms\n"
+    "                     {active, max, rejected, then waiting, acquired,\n"
+    "                     saturated, rejection_rate, wait_us_log2: waits\n"
+    "                     in log2 microsecond buckets}, retries,\n"
+    "                     open_remaining_ms, then waiting, saturated,\n"
+    "                     retries_succeeded, retries_denied, opened,\n"
+    "                     avg_latency_ms\n"
     "  -P, --prometheus   the Prometheus text format (metrics bulwark_*), "
     "for\n"
     "                     node_exporter's textfile collector\n"
@@ -138,6 +142,11 @@ static void fill_row(struct bw_dest *d, uint64_t now, struct row *r)
 	r->bh_waiting = LD(d->bh_waiting);
 	r->bh_rejected = LD(d->bh_rejected);
 	r->bh_saturated = LD(d->bh_saturated);
+	struct bw_bulkhead_view bv;
+	bw_bulkhead_view(d, &bv);
+	r->bh_acquired = bv.acquired;
+	r->bh_rejection_rate = bv.rejection_rate;
+	memcpy(r->bh_wait_hist, bv.wait_hist, sizeof(r->bh_wait_hist));
 	r->retries = LD(d->retries);
 	r->retries_ok = LD(d->retries_ok);
 	r->retries_denied = LD(d->retries_denied);
@@ -382,13 +391,24 @@ static void print_json(const struct row *rows, size_t n)
 		       ", \"slow_calls\": %" PRIu64
 		       ", \"success_rate\": %.4f, \"health_score\": %.4f"
 		       ", \"bulkhead\": {\"active\": %" PRIu32
-		       ", \"max\": %" PRIu32 ", \"rejected\": %" PRIu64 "}"
-		       ", \"retries\": %" PRIu64
-		       ", \"open_remaining_ms\": %" PRId64,
+		       ", \"max\": %" PRIu32 ", \"rejected\": %" PRIu64,
 		       r->fails, r->total, r->ok, r->failed, r->rejected,
 		       r->slow, r->success_rate, r->health, r->bh_active,
-		       r->bh_max, r->bh_rejected, r->retries,
-		       r->open_remaining_ms);
+		       r->bh_max, r->bh_rejected);
+		/* after the SPEC keys: the rest of the bulkhead's metrics,
+		 * and the wait-time distribution (bucket i: waits of 2^i to
+		 * 2^(i+1) microseconds; bucket 0 also holds no wait) */
+		printf(", \"waiting\": %" PRIu32 ", \"acquired\": %" PRIu64
+		       ", \"saturated\": %" PRIu64
+		       ", \"rejection_rate\": %.4f, \"wait_us_log2\": [",
+		       r->bh_waiting, r->bh_acquired, r->bh_saturated,
+		       r->bh_rejection_rate);
+		for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++)
+			printf("%s%" PRIu64, b ? ", " : "", r->bh_wait_hist[b]);
+		printf("]}"
+		       ", \"retries\": %" PRIu64
+		       ", \"open_remaining_ms\": %" PRId64,
+		       r->retries, r->open_remaining_ms);
 		printf(", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
 		       ", \"retries_succeeded\": %" PRIu64
 		       ", \"retries_denied\": %" PRIu64 ", \"opened\": %" PRIu64
@@ -469,6 +489,10 @@ static const struct metric metrics[] = {
 	  "Connections holding a bulkhead slot.", bh_active),
     M_U32("bulwark_bulkhead_max", "gauge", "bulkhead.max (0: no limit).",
 	  bh_max),
+    M_U64("bulwark_bulkhead_acquired_total", "counter",
+	  "Connects that got a bulkhead slot.", bh_acquired),
+    M_DBL("bulwark_bulkhead_rejection_rate", "gauge",
+	  "Bulkhead refusals over slot requests.", bh_rejection_rate),
     M_U32("bulwark_bulkhead_waiting", "gauge",
 	  "Connects waiting for a bulkhead slot.", bh_waiting),
     M_U64("bulwark_bulkhead_rejected_total", "counter",
@@ -533,6 +557,25 @@ static void print_prometheus(const struct row *rows, size_t n,
 				printf("} %" PRIu64 "\n", v);
 			}
 		}
+	}
+	printf("# HELP bulwark_bulkhead_wait_seconds Time connects waited for "
+	       "a bulkhead slot.\n"
+	       "# TYPE bulwark_bulkhead_wait_seconds histogram\n");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t cum = 0;
+		for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++) {
+			cum += rows[i].bh_wait_hist[b];
+			fputs("bulwark_bulkhead_wait_seconds_bucket", stdout);
+			prom_labels(&rows[i]);
+			printf(",le=\"%g\"} %" PRIu64 "\n",
+			       (double)(2ull << b) / 1e6, cum);
+		}
+		fputs("bulwark_bulkhead_wait_seconds_bucket", stdout);
+		prom_labels(&rows[i]);
+		printf(",le=\"+Inf\"} %" PRIu64 "\n", cum);
+		fputs("bulwark_bulkhead_wait_seconds_count", stdout);
+		prom_labels(&rows[i]);
+		printf("} %" PRIu64 "\n", cum);
 	}
 	printf("# HELP bulwark_breaker_open_remaining_seconds Time until an "
 	       "open breaker turns half-open.\n"
