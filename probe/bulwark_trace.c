@@ -77,7 +77,12 @@ static const char usage[] =
 	"                          and the shim mapped by -p PID)\n"
 	"  -j, --json              one JSON object per line\n"
 	"  -v, --verbose           libbpf's messages\n"
-	"  -h, --help              this help\n";
+	"  -h, --help              this help\n"
+	"\n"
+	"Needs root (CAP_BPF and CAP_PERFMON), kernel BTF and tracefs.\n"
+	"\n"
+	"Exit status: 0 done, 1 cannot trace (privileges, BTF, tracefs or a\n"
+	"program that would not load), 2 bad usage.\n";
 
 static void die_usage(const char *fmt, ...)
 {
