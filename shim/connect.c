@@ -132,8 +132,18 @@ static int bind_dest(struct bw_conn *c, const struct sockaddr *sa,
 		label[sizeof(label) - 1] = 0;
 	}
 	struct bw_dest *d = bw_state_get(&bw_g.state, &k, label, rule);
-	if (!d)
+	if (!d) {
+		/* Every slot taken (or one stuck mid-claim): the connection
+		 * passes through untracked; said once per process. */
+		static _Atomic int said;
+		if (!atomic_exchange(&said, 1))
+			bw_log(BW_LOG_WARN, "state_error", label,
+			       "msg=%q slots=%u action=pass-through",
+			       "no room for this destination in the state: "
+			       "it is not protected",
+			       (unsigned)BW_STATE_SLOTS);
 		return 1;
+	}
 	c->rule = (int16_t)r;
 	c->dest = bw_state_index(&bw_g.state, d) + 1;
 	c->io_timeout = s->io_timeout_ns > 0;

@@ -208,3 +208,25 @@ field() { bw_field "$@"; }
 	done
 	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 10 ]
 }
+
+@test "a full state: new destinations still work, untracked, and a warning says so" {
+	start_faultsrv --mode echo
+	# 16384 slots: fill them with refused destinations (closed ports on
+	# 127.0.0.2..), then talk to a healthy server.
+	BULWARK_POLICY='* breaker=off' run run_shim "$PY" -c "
+import socket
+n = 0
+for a in range(2, 4):
+    for port in range(1, 9000):
+        s = socket.socket()
+        try: s.connect(('127.0.0.%d' % a, port))
+        except OSError: n += 1
+        s.close()
+print(n)"
+	[ "$output" -ge 17000 ]
+	run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
+	[ "$output" = ok ]
+	grep -q 'event=state_error.*no room for this destination' "$BULWARK_LOG_FILE"
+	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 0 ] # passed through
+	"$BW_CLI" status --prometheus | grep -q '^bulwark_state_full_total [1-9]'
+}
