@@ -184,33 +184,43 @@ print(act(a), act(b))"
 	(( t1 - t0 < 1000 ))
 }
 
-@test "no slot leaks: thousands of mixed connects leave active at 0" {
+@test "no slot leaks: 10,000 mixed connects leave active at 0" {
 	start_faultsrv --mode echo
 	local echo_port=$FS_PORT
 	start_faultsrv --mode refuse
 	local refused=$FS_PORT
-	BULWARK_POLICY="* bulkhead.max=50 breaker=off" run run_shim "$PY" -c "
-import os, socket, errno
+	start_faultsrv --mode queue-full
+	local full=$FS_PORT
+	# successful, refused, timed out (connect.timeout against a full
+	# accept queue), closed by close, closerange, dup2 over, forked,
+	# exec'd with the connection inherited, non-blocking
+	BULWARK_POLICY="127.0.0.1:$full bulkhead.max=50 breaker=off connect.timeout=20ms retry.attempts=1;
+		* bulkhead.max=50 breaker=off" run run_shim "$PY" -c "
+import os, socket, subprocess
 n = 0
-for i in range(2000):
-    k = i % 8
+for i in range(10000):
+    k = i % 10
     s = socket.socket()
     try:
         if k == 0:
             s.connect(('127.0.0.1', $refused))
+        elif k == 9 and i % 500 == 9:
+            s.connect(('127.0.0.1', $full))
         else:
             s.connect(('127.0.0.1', $echo_port))
             if k == 1: os.close(os.dup(s.fileno()))
             elif k == 2:
                 t = socket.socket(); os.dup2(t.fileno(), s.fileno()); t.close()
             elif k == 3: os.closerange(s.fileno(), s.fileno() + 1)
-            elif k == 4:
+            elif k == 4 and i % 40 == 4:
                 pid = os.fork()
                 if pid == 0: os._exit(0)
                 os.waitpid(pid, 0)
-            elif k == 5:
-                s.setblocking(False)
+            elif k == 5 and i % 200 == 5:
+                subprocess.run(['true'], pass_fds=[s.fileno()])
             elif k == 6:
+                s.setblocking(False)
+            elif k == 7:
                 s.sendall(b'x'); s.recv(1)
     except OSError:
         pass
@@ -218,8 +228,10 @@ for i in range(2000):
     except OSError: pass
     n += 1
 print(n)"
-	[ "$output" = 2000 ]
-	sleep 1.2 # a forked connection's slot is freed by the sweep
+	[ "$output" = 10000 ]
+	sleep 1.2 # a forked or exec'd connection's slot is freed by the sweep
 	[ "$(bh 127.0.0.1:$echo_port active)" -eq 0 ]
 	[ "$(bh 127.0.0.1:$refused active)" -eq 0 ]
+	[ "$(bh 127.0.0.1:$full active)" -eq 0 ]
+	[ "$(bh 127.0.0.1:$echo_port acquired)" -ge 7000 ]
 }
