@@ -534,3 +534,30 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd)
 	errno = saved;
 	return rc == 0 || rc == EINPROGRESS;
 }
+
+int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
+			socklen_t len)
+{
+	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
+	    !bw_g.active || !sa || len < sizeof(sa_family_t) ||
+	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+	    atomic_load(&c->state) != BW_CONN_FRESH)
+		return 0;
+	if (bind_dest(c, sa, len) != 0) {
+		atomic_store(&c->state, BW_CONN_IGNORED);
+		return 0;
+	}
+	struct bw_dest *d = bw_conn_dest(c);
+	remember_peer(c, sa);
+	c->attempt = 1;
+	c->t0_ns = bw_now_ns();
+	if (d)
+		bw_retry_note_connect(d, c->t0_ns);
+	int refused = bw_call_admit(c, fd, c->t0_ns);
+	if (refused < 0)
+		return refused; /* never reaches the network */
+	/* The send settles it, or the program learns it later, as for any
+	 * non-blocking connect (exchange.c). */
+	atomic_store(&c->state, BW_CONN_CONNECTING);
+	return 0;
+}

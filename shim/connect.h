@@ -37,6 +37,16 @@ int bw_connect_resume(struct bw_conn *c, int fd, int err);
  */
 int bw_connect_poll_failed(struct bw_conn *c, int fd);
 
+/*
+ * sendto/sendmsg with MSG_FASTOPEN and an address is an implicit connect
+ * (LESSONS 3): before the real call, binds c's destination and admits the
+ * attempt (breaker, bulkhead) as connect does.  Returns 0 to go on, or
+ * -errno when it is refused (nothing reaches the network).  Not retried:
+ * the call carries data.  AS-safe: yes.
+ */
+int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
+			socklen_t len);
+
 /* How long a retry made inside bw_connect_resume waits for its attempt
  * when connect.timeout is not set: long enough for any refusal or answer
  * from a live network, short enough that a dead one holds an event loop

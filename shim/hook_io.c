@@ -11,6 +11,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
@@ -69,6 +70,11 @@ BW_EXPORT ssize_t sendto(int fd, const void *b, size_t n, int fl,
 	struct bw_conn *c = bw_fd_conn(fd);
 	if (BW_LIKELY(!c))
 		return bw_real.sendto(fd, b, n, fl, sa, len);
+	if (BW_UNLIKELY(fl & MSG_FASTOPEN)) {
+		int refused = bw_connect_fastopen(c, fd, sa, len);
+		if (refused < 0)
+			return bw_hook_fail(refused);
+	}
 	SEND_TRACKED(c, fd, bw_real.sendto(fd, b, n, fl, sa, len));
 }
 
@@ -77,6 +83,12 @@ BW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
 	struct bw_conn *c = bw_fd_conn(fd);
 	if (BW_LIKELY(!c))
 		return bw_real.sendmsg(fd, m, fl);
+	if (BW_UNLIKELY(fl & MSG_FASTOPEN) && m) {
+		int refused = bw_connect_fastopen(c, fd, m->msg_name,
+						  m->msg_namelen);
+		if (refused < 0)
+			return bw_hook_fail(refused);
+	}
 	SEND_TRACKED(c, fd, bw_real.sendmsg(fd, m, fl));
 }
 

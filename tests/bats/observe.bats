@@ -230,3 +230,23 @@ print(n)"
 	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 0 ] # passed through
 	"$BW_CLI" status --prometheus | grep -q '^bulwark_state_full_total [1-9]'
 }
+
+@test "sendto with MSG_FASTOPEN is a connect: counted, and refused by an open breaker" {
+	start_faultsrv --mode echo
+	local tfo='
+import socket, sys, errno
+s = socket.socket()
+try:
+    s.sendto(b"ping", socket.MSG_FASTOPEN, ("127.0.0.1", int(sys.argv[1])))
+    print(s.recv(10).decode())
+except OSError as e:
+    print(errno.errorcode[e.errno])'
+	run run_shim "$PY" -c "$tfo" "$FS_PORT"
+	[ "$output" = ping ]
+	# the connect and the exchange it carried
+	[ "$(field 127.0.0.1:$FS_PORT successful_calls)" = 2 ]
+	"$BW_CLI" force "127.0.0.1:$FS_PORT" open
+	run run_shim "$PY" -c "$tfo" "$FS_PORT"
+	[ "$output" = ECONNREFUSED ]
+	[ "$(stats_get accepted)" = 1 ]
+}
