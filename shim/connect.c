@@ -40,12 +40,11 @@ static int is_stream(int fd)
 	return rc == 0 && type == SOCK_STREAM;
 }
 
-/* The destination key and label of sa; IPv4-mapped IPv6 counts as IPv4
- * (LESSONS 10).  Returns 0 or -EAFNOSUPPORT. */
-static int dest_of(const struct sockaddr *sa, socklen_t len,
-		   struct bw_dest_key *k, char *label, size_t cap)
+/* The destination key of sa; IPv4-mapped IPv6 counts as IPv4 (LESSONS
+ * 10).  Returns 0 or -EAFNOSUPPORT. */
+static int key_of(const struct sockaddr *sa, socklen_t len,
+		  struct bw_dest_key *k)
 {
-	char ip[INET6_ADDRSTRLEN];
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
 					    0, 0, 0, 0, 0xff, 0xff };
 	memset(k, 0, sizeof(*k));
@@ -69,31 +68,48 @@ static int dest_of(const struct sockaddr *sa, socklen_t len,
 	} else {
 		return -EAFNOSUPPORT;
 	}
-	inet_ntop(k->family, k->addr, ip, sizeof(ip));
-	if (k->family == AF_INET6) {
-		size_t n = strlen(ip);
-		if (n + 10 > cap)
-			return -EAFNOSUPPORT;
-		label[0] = '[';
-		memcpy(label + 1, ip, n);
-		label[n + 1] = ']';
-		label[n + 2] = 0;
-	} else {
-		if (strlen(ip) + 8 > cap)
-			return -EAFNOSUPPORT;
-		strcpy(label, ip);
-	}
-	char port[8];
-	int i = sizeof(port) - 1;
-	unsigned p = k->port;
-	port[i] = 0;
-	do {
-		port[--i] = (char)('0' + p % 10);
-		p /= 10;
-	} while (p);
-	port[--i] = ':';
-	strcat(label, port + i);
 	return 0;
+}
+
+/* Appends the decimal v to buf at *n. */
+static void put_dec(char *buf, size_t *n, unsigned v)
+{
+	char tmp[12];
+	int i = sizeof(tmp);
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (i < (int)sizeof(tmp))
+		buf[(*n)++] = tmp[i++];
+}
+
+/* The label of k as status shows it: "127.0.0.1:6379", "[::1]:80".
+ * Made only when a destination is new (inet_ntop formats with sprintf). */
+static void label_of(const struct bw_dest_key *k, char *label, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN];
+	size_t n = 0;
+	_Static_assert(BW_STATE_LABEL_MAX >= INET6_ADDRSTRLEN + 8,
+		       "a label holds [v6]:port");
+	if (cap < BW_STATE_LABEL_MAX)
+		return;
+	if (k->family == AF_INET) {
+		for (int i = 0; i < 4; i++) {
+			if (i)
+				label[n++] = '.';
+			put_dec(label, &n, k->addr[i]);
+		}
+	} else {
+		inet_ntop(AF_INET6, k->addr, ip, sizeof(ip));
+		label[n++] = '[';
+		for (const char *c = ip; *c; c++)
+			label[n++] = *c;
+		label[n++] = ']';
+	}
+	label[n++] = ':';
+	put_dec(label, &n, k->port);
+	label[n] = 0;
 }
 
 /* FNV-1a of a group name; never 0. */
@@ -115,7 +131,7 @@ static int bind_dest(struct bw_conn *c, const struct sockaddr *sa,
 	struct bw_hostmask hosts;
 	const struct bw_policy *p = &bw_g.policy;
 
-	if (dest_of(sa, len, &k, label, sizeof(label)) < 0)
+	if (key_of(sa, len, &k) < 0)
 		return 1;
 	bool named = p->has_host_rules &&
 		     bw_hostmap_lookup(k.family, k.addr, &hosts);
@@ -128,10 +144,18 @@ static int bind_dest(struct bw_conn *c, const struct sockaddr *sa,
 	if (s->group[0]) {
 		memset(&k, 0, sizeof(k));
 		k.group_hash = group_hash(s->group);
-		strncpy(label, s->group, sizeof(label) - 1);
-		label[sizeof(label) - 1] = 0;
 	}
-	struct bw_dest *d = bw_state_get(&bw_g.state, &k, label, rule);
+	/* Known destinations are found without making their label. */
+	struct bw_dest *d = bw_state_find(&bw_g.state, &k);
+	if (!d) {
+		if (s->group[0]) {
+			strncpy(label, s->group, sizeof(label) - 1);
+			label[sizeof(label) - 1] = 0;
+		} else {
+			label_of(&k, label, sizeof(label));
+		}
+		d = bw_state_get(&bw_g.state, &k, label, rule);
+	}
 	if (!d) {
 		/* Every slot taken (or one stuck mid-claim): the connection
 		 * passes through untracked; said once per process. */
