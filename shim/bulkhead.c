@@ -631,8 +631,8 @@ static bool reclaim(struct bw_state *st, uint32_t idx, uint64_t w)
 
 #define SCAN_MAX 64
 struct cand {
-	uint32_t idx;
 	uint64_t word, ino;
+	uint32_t idx;
 	bool found;
 };
 
@@ -689,7 +689,7 @@ static bool proc_scan(struct cand *c, int n)
 						continue;
 					ln = syscall(SYS_readlinkat, ffd, fn,
 						     lnk, sizeof(lnk) - 1);
-					if (ln < 9 || memcmp(lnk, "socket:[", 8))
+					if (ln < 9 || memcmp(lnk, "socket:[", 8) != 0)
 						continue;
 					for (long k = 8;
 					     k < ln && lnk[k] >= '0' &&
@@ -770,7 +770,8 @@ unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 			continue;
 		}
 		if (ncand < SCAN_MAX)
-			cands[ncand++] = (struct cand){i, w, ino, false};
+			cands[ncand++] = (struct cand){
+			    .word = w, .ino = ino, .idx = i, .found = false};
 		else
 			shared++; /* next sweep */
 	}

@@ -123,7 +123,7 @@ static uint32_t group_hash(const char *g)
 
 /* Binds a fresh connection to its rule and destination.  Returns 0, or 1
  * when nothing applies to it (a rule says off, or no room in the state). */
-static int bind_dest(struct bw_conn *c, const struct sockaddr *sa,
+int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 		     socklen_t len)
 {
 	struct bw_dest_key k;
@@ -458,7 +458,7 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return -1;
 	}
 	/* FRESH: a new connect, perhaps to another address than the last. */
-	if (bind_dest(c, sa, len) != 0) {
+	if (bw__connect_bind(c, sa, len) != 0) {
 		atomic_store(&c->state, BW_CONN_IGNORED);
 		return bw_real.connect(fd, sa, len);
 	}
@@ -567,7 +567,7 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
 	    atomic_load(&c->state) != BW_CONN_FRESH)
 		return 0;
-	if (bind_dest(c, sa, len) != 0) {
+	if (bw__connect_bind(c, sa, len) != 0) {
 		atomic_store(&c->state, BW_CONN_IGNORED);
 		return 0;
 	}

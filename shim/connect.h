@@ -53,6 +53,13 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
  * one second per attempt at most. */
 #define BW_CONNECT_RESUME_WAIT_NS 1000000000ull
 
+/* Binds c to the rule and destination of sa (first match, SPEC §3; the
+ * rule's group, if any).  Returns 0, or 1 when nothing applies there (a
+ * rule says off, or no room in the state).  Internal to connect.c and
+ * hedge.c.  AS-safe: yes. */
+int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
+		     socklen_t len);
+
 /* Whether a socket(2) call creates something bulwark tracks. */
 static inline int bw_connect_tracks(int domain, int type, int proto)
 {

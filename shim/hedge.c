@@ -69,8 +69,8 @@
 
 #include "shim/breaker.h"
 #include "shim/calls.h"
+#include "shim/connect.h"
 #include "shim/hedge.h"
-#include "shim/hostmap.h"
 #include "shim/internal.h"
 #include "shim/names.h"
 #include "shim/real.h"
@@ -88,87 +88,17 @@ struct race {
 	socklen_t tolen;
 };
 
-/* ---- the hedge's destination (as connect.c's bind_dest) -------------- */
+/* ---- the hedge's destination ------------------------------------------ */
 
-static uint32_t group_hash(const char *g)
-{
-	uint32_t h = 2166136261u;
-	for (; *g; g++)
-		h = (h ^ (unsigned char)*g) * 16777619u;
-	return h ? h : 1;
-}
-
-/* "1.2.3.4:80" or "[::1]:80" into label (BW_STATE_LABEL_MAX). */
-static void format_label(const struct bw_dest_key *k, char *label)
-{
-	char ip[INET6_ADDRSTRLEN], port[8];
-	size_t n = 0;
-	inet_ntop(k->family, k->addr, ip, sizeof(ip));
-	if (k->family == AF_INET6)
-		label[n++] = '[';
-	size_t l = strlen(ip);
-	memcpy(label + n, ip, l);
-	n += l;
-	if (k->family == AF_INET6)
-		label[n++] = ']';
-	int i = sizeof(port) - 1;
-	unsigned p = k->port;
-	port[i] = 0;
-	do {
-		port[--i] = (char)('0' + p % 10);
-		p /= 10;
-	} while (p);
-	port[--i] = ':';
-	strcpy(label + n, port + i);
-}
-
-/* Binds h to the rule and destination of sa (AF_INET or non-mapped
- * AF_INET6, as names.h returns).  0, or -1 when no policy applies there
- * (a rule says off, no room in the state): then no hedge. */
+/* Binds h to the rule and destination of sa, as connect binds the
+ * program's own attempt.  0, or -1 when no policy applies there (a rule
+ * says off, no room in the state): then no hedge. */
 static int hedge_bind(struct bw_conn *h, const struct sockaddr *sa,
 		      socklen_t len)
 {
-	const struct bw_policy *p = &bw_g.policy;
-	struct bw_dest_key k;
-	char label[BW_STATE_LABEL_MAX];
-	struct bw_hostmask hosts;
-
-	memset(&k, 0, sizeof(k));
-	k.family = (uint8_t)sa->sa_family;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		k.port = ntohs(in->sin_port);
-		memcpy(k.addr, &in->sin_addr, 4);
-	} else {
-		const struct sockaddr_in6 *in6 =
-			(const struct sockaddr_in6 *)sa;
-		k.port = ntohs(in6->sin6_port);
-		memcpy(k.addr, &in6->sin6_addr, 16);
-	}
-	format_label(&k, label);
-	bool named = p->has_host_rules &&
-		     bw_hostmap_lookup(k.family, k.addr, &hosts);
-	int r = bw_policy_match(p, sa, len, named ? bw_hostmap_hit : NULL,
-				&hosts);
-	if (r >= 0 && p->rules[r].off)
-		return -1;
-	const struct bw_settings *s = bw_settings_for(r);
-	if (s->group[0]) {
-		memset(&k, 0, sizeof(k));
-		k.group_hash = group_hash(s->group);
-		strncpy(label, s->group, sizeof(label) - 1);
-		label[sizeof(label) - 1] = 0;
-	}
-	struct bw_dest *d = bw_state_get(&bw_g.state, &k, label,
-					 r >= 0 ? p->rules[r].text
-						: "(default)");
-	if (!d)
-		return -1;
 	memset(h, 0, sizeof(*h));
-	h->rule = (int16_t)r;
-	h->dest = bw_state_index(&bw_g.state, d) + 1;
-	h->io_timeout = s->io_timeout_ns > 0;
-	return 0;
+	h->rule = -1;
+	return bw__connect_bind(h, sa, len) == 0 ? 0 : -1;
 }
 
 /* ---- the spare socket ------------------------------------------------ */
@@ -244,6 +174,7 @@ static bool bound(int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t l = sizeof(ss);
+	memset(&ss, 0, sizeof(ss));
 	if (getsockname(fd, (struct sockaddr *)&ss, &l) < 0)
 		return true; /* cannot tell: do not hedge */
 	if (ss.ss_family == AF_INET) {
