@@ -199,7 +199,6 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		ADD(exchange_calls, 1);
 		ADD(exchange_ns_sum, latency_ns);
 	}
-	atomic_store_explicit(&d->last_call_ns, now_ns, memory_order_relaxed);
 	BW_USDT_CALL(d, kind == BW_CALL_CONNECT, latency_ns, failed);
 
 	int why = 0;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shim/addr.h"
 #include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
@@ -27,6 +28,7 @@
 #include "shim/real.h"
 #include "shim/retry.h"
 #include "shim/usdt.h"
+#include "shim/wait.h"
 
 /* Whether fd is a TCP socket that was not created through our socket hook
  * (inherited across exec, made before we were loaded). */
@@ -45,29 +47,14 @@ static int is_stream(int fd)
 static int key_of(const struct sockaddr *sa, socklen_t len,
 		  struct bw_dest_key *k)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
-					    0, 0, 0, 0, 0xff, 0xff };
 	memset(k, 0, sizeof(*k));
-	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		k->family = AF_INET;
-		k->port = ntohs(in->sin_port);
-		memcpy(k->addr, &in->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6 &&
-		   len >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 =
-			(const struct sockaddr_in6 *)sa;
-		k->port = ntohs(in6->sin6_port);
-		if (memcmp(in6->sin6_addr.s6_addr, mapped, 12) == 0) {
-			k->family = AF_INET;
-			memcpy(k->addr, in6->sin6_addr.s6_addr + 12, 4);
-		} else {
-			k->family = AF_INET6;
-			memcpy(k->addr, in6->sin6_addr.s6_addr, 16);
-		}
-	} else {
+	if (len < (sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					     : sizeof(struct sockaddr_in)))
 		return -EAFNOSUPPORT;
-	}
+	int family = bw_sa_addr(sa, k->addr, &k->port);
+	if (!family)
+		return -EAFNOSUPPORT;
+	k->family = (uint8_t)family;
 	return 0;
 }
 
@@ -174,15 +161,40 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	return 0;
 }
 
+/* Waits until deadline_ns for fd's pending connect: 0 connected, its
+ * error (read from SO_ERROR: the program never sees this pending state, it
+ * asked for a blocking connect or is asking us for the answer), ETIMEDOUT
+ * after aborting it (connect AF_UNSPEC, LESSONS 7), or, with
+ * stop_on_signal, EINTR: the attempt goes on in the kernel, as after an
+ * interrupted kernel connect. */
+static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
+{
+	for (;;) {
+		int n = bw_wait_fd(fd, POLLOUT, deadline_ns);
+		if (n > 0) {
+			int e = 0;
+			socklen_t l = sizeof(e);
+			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e,
+					       &l) < 0)
+				e = errno;
+			return e;
+		}
+		if (n == 0)
+			break;
+		if (n != -EINTR || stop_on_signal)
+			return -n;
+	}
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	bw_real.connect(fd, &unspec, sizeof(unspec));
+	return ETIMEDOUT;
+}
+
 /*
  * A blocking connect bounded by timeout_ns (connect.timeout): the attempt
  * runs non-blocking under poll, and the socket's mode is put back before
- * returning, so the program never sees it change (LESSONS 6).  Past the
- * deadline the attempt is aborted (connect AF_UNSPEC, LESSONS 7) and the
- * result is ETIMEDOUT.  A signal ends the wait with EINTR, as it ends a
- * kernel connect; the attempt goes on in the kernel.  Reading SO_ERROR is
- * ours to do here: the program asked for a blocking connect and never sees
- * the pending state.  Returns libc-style: 0, or -1 with errno.
+ * returning, so the program never sees it change (LESSONS 6).  Returns
+ * libc-style: 0, or -1 with errno (ETIMEDOUT past the deadline, EINTR when
+ * a signal ends the wait, as it ends a kernel connect).
  */
 static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 			 uint64_t timeout_ns)
@@ -191,64 +203,15 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (fl < 0 || (fl & O_NONBLOCK) ||
 	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return bw_real.connect(fd, sa, len);
-	int rc = bw_real.connect(fd, sa, len);
-	int err = rc == 0 ? 0 : errno;
-	uint64_t deadline = bw_now_ns() + timeout_ns;
-	while (rc < 0 && err == EINPROGRESS) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		uint64_t now = bw_now_ns();
-		uint64_t left_ms = now >= deadline
-					   ? 0
-					   : (deadline - now + 999999) / 1000000;
-		int n = bw_real.poll(&p, 1, (int)(left_ms > 86400000 ? 86400000
-								     : left_ms));
-		if (n > 0) {
-			socklen_t l = sizeof(err);
-			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
-					       &l) < 0)
-				err = errno;
-			rc = err ? -1 : 0;
-		} else if (n == 0 && bw_now_ns() >= deadline) {
-			struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-			bw_real.connect(fd, &unspec, sizeof(unspec));
-			err = ETIMEDOUT;
-		} else if (n < 0) {
-			err = errno; /* EINTR: the connect goes on */
-		}
-	}
+	int err = bw_real.connect(fd, sa, len) == 0 ? 0 : errno;
+	if (err == EINPROGRESS)
+		err = wait_connected(fd, bw_now_ns() + timeout_ns, true);
 	bw_real.fcntl(fd, F_SETFL, fl);
 	errno = err;
-	return rc;
+	return err ? -1 : 0;
 }
 
 
-/* Waits up to timeout_ns for a non-blocking connect to finish: 0, its
- * error (read from SO_ERROR: we answer the program's own SO_ERROR query),
- * or ETIMEDOUT after aborting it. */
-static int wait_connected(int fd, uint64_t timeout_ns)
-{
-	uint64_t deadline = bw_now_ns() + timeout_ns;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		uint64_t now = bw_now_ns();
-		if (now >= deadline)
-			break;
-		uint64_t ms = (deadline - now + 999999) / 1000000;
-		int n = bw_real.poll(&p, 1, (int)(ms > 86400000 ? 86400000 : ms));
-		if (n > 0) {
-			int e = 0;
-			socklen_t l = sizeof(e);
-			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0)
-				e = errno;
-			return e;
-		}
-		if (n < 0 && errno != EINTR)
-			return errno;
-	}
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	bw_real.connect(fd, &unspec, sizeof(unspec));
-	return ETIMEDOUT;
-}
 
 /* Keeps the address of a connect, for the retries of bw_connect_resume. */
 static void remember_peer(struct bw_conn *c, const struct sockaddr *sa)
@@ -400,7 +363,6 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			break;
 		}
 		bw__connect_done(c, err, bw_now_ns());
-		c->stale = 0; /* a synchronous failure leaves nothing pending */
 		uint64_t delay = 0;
 		if (!retry_after(c, n, err, &delay) || !backoff(delay))
 			break;
@@ -485,7 +447,8 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 	socklen_t len = peer_sockaddr(c, &ss);
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
 
-	bw__connect_done(c, err, bw_now_ns()); /* counted; c->stale = 1 */
+	bw__connect_done(c, err, bw_now_ns());
+	c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
 	for (;;) {
 		uint64_t delay = 0;
 		if (!c->peer.family || !retry_after(c, n, err, &delay) ||
@@ -506,8 +469,12 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 			}
 			if (e == EINPROGRESS) {
 				uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
-				e = wait_connected(fd, tmo ? tmo
-							   : BW_CONNECT_RESUME_WAIT_NS);
+				e = wait_connected(
+					fd,
+					bw_now_ns() +
+						(tmo ? tmo
+						     : BW_CONNECT_RESUME_WAIT_NS),
+					false);
 				/* an error read from SO_ERROR leaves the
 				 * attempt pending in the kernel; a timed-out
 				 * one was aborted */
@@ -524,9 +491,7 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 			bw_call_release(c);
 			return e;
 		}
-		int stale = c->stale;
 		bw__connect_done(c, e, bw_now_ns());
-		c->stale = (uint8_t)stale;
 		err = e;
 	}
 }

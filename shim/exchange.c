@@ -18,6 +18,7 @@
 #include "shim/calls.h"
 #include "shim/exchange.h"
 #include "shim/real.h"
+#include "shim/wait.h"
 
 /* The kernel's view of a connecting socket without touching SO_ERROR:
  * 1 established (or past it), 0 still connecting, -1 failed/closed. */
@@ -49,11 +50,21 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 		atomic_store(&c->state, BW_CONN_ESTABLISHED);
 		bw_call_record(c, BW_CALL_CONNECT, false, lat, now_ns);
 	} else if (bw_call_connect_failed(err)) {
-		/* Reconnectable on the same fd (LESSONS 7). */
+		/* Reconnectable on the same fd (LESSONS 7); whether the
+		 * kernel still holds the failed attempt (c->stale) is for the
+		 * caller to say: it knows how the failure was learnt. */
 		atomic_store(&c->state, BW_CONN_FRESH);
-		c->stale = 1;
 		bw_call_record(c, BW_CALL_CONNECT, true, lat, now_ns);
 	}
+}
+
+/* A pending connect failed and the program learnt it from SO_ERROR, a send
+ * or a receive: the socket still holds the attempt, so its next connect
+ * reports ECONNABORTED first (LESSONS 7). */
+static void async_failed(struct bw_conn *c, int err)
+{
+	bw__connect_done(c, err, bw_now_ns());
+	c->stale = 1;
 }
 
 static void exchange_failed(struct bw_conn *c, uint64_t now_ns)
@@ -72,7 +83,7 @@ static void settle_connecting(struct bw_conn *c, int fd, ssize_t rc, int err)
 	if (rc >= 0) {
 		bw__connect_done(c, 0, bw_now_ns());
 	} else if (bw_call_connect_failed(err)) {
-		bw__connect_done(c, err, bw_now_ns());
+		async_failed(c, err);
 	} else if (err == EAGAIN || err == EWOULDBLOCK) {
 		if (tcp_progress(fd) > 0)
 			bw__connect_done(c, 0, bw_now_ns());
@@ -130,7 +141,7 @@ void bw_io_sockerr(struct bw_conn *c, int fd, int soerr)
 	if (atomic_load(&c->state) != BW_CONN_CONNECTING)
 		return;
 	if (soerr)
-		bw__connect_done(c, soerr, bw_now_ns());
+		async_failed(c, soerr);
 	else if (tcp_progress(fd) > 0)
 		bw__connect_done(c, 0, bw_now_ns());
 }
@@ -162,19 +173,9 @@ int bw_io_wait(struct bw_conn *c, int fd, int flags)
 	int fl = bw_real.fcntl(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK))
 		return 0;
-	uint64_t deadline = bw_now_ns() + s->io_timeout_ns;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		uint64_t now = bw_now_ns();
-		if (now >= deadline)
-			break;
-		uint64_t ms = (deadline - now + 999999) / 1000000;
-		int n = bw_real.poll(&p, 1, (int)(ms > 86400000 ? 86400000 : ms));
-		if (n > 0)
-			return 0; /* data, EOF or an error: recv reports it */
-		if (n < 0)
-			return 0; /* EINTR and the like: recv decides */
-	}
+	/* Data, EOF, an error or a signal: the receive itself reports it. */
+	if (bw_wait_fd(fd, POLLIN, bw_now_ns() + s->io_timeout_ns) != 0)
+		return 0;
 	exchange_failed(c, bw_now_ns());
 	return -ETIMEDOUT;
 }

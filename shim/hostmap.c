@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "shim/addr.h"
 #include "shim/hostmap.h"
 #include "shim/internal.h"
 
@@ -35,27 +36,6 @@ static uint32_t addr_hash(int family, const uint8_t *addr)
 	return h;
 }
 
-/* Address bytes of sa, IPv4-mapped IPv6 as IPv4 (LESSONS 10). */
-static int sa_addr(const struct sockaddr *sa, uint8_t out[16])
-{
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return AF_INET;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const uint8_t *a =
-			((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0,    0,
-						    0, 0, 0, 0, 0xff, 0xff };
-		if (memcmp(a, mapped, 12) == 0) {
-			memcpy(out, a + 12, 4);
-			return AF_INET;
-		}
-		memcpy(out, a, 16);
-		return AF_INET6;
-	}
-	return 0;
-}
 
 static bool same(const struct slot *s, int family, const uint8_t *addr)
 {
@@ -71,7 +51,7 @@ void bw_hostmap_record(const char *name, const struct sockaddr *sa)
 	uint8_t addr[16] = { 0 };
 	int family;
 
-	if (!p->has_host_rules || !name || !(family = sa_addr(sa, addr)))
+	if (!p->has_host_rules || !name || !(family = bw_sa_addr(sa, addr, NULL)))
 		return;
 	for (int i = 0; i < p->nrules; i++) {
 		const struct bw_rule *r = &p->rules[i];

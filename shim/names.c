@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "shim/internal.h"
+#include "shim/addr.h"
 #include "shim/names.h"
 
 struct entry {
@@ -69,34 +70,11 @@ void bw_names_begin(struct bw_names_batch *b, const char *name)
 	b->n = 0;
 }
 
-/* Address bytes of sa, IPv4-mapped IPv6 as IPv4 (LESSONS 10); 0 when sa
- * is of no other family. */
-static int addr_of(const struct sockaddr *sa, uint8_t out[16])
-{
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
-					    0, 0, 0, 0, 0xff, 0xff };
-	memset(out, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return AF_INET;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const uint8_t *a =
-			((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-		if (memcmp(a, mapped, 12) == 0) {
-			memcpy(out, a + 12, 4);
-			return AF_INET;
-		}
-		memcpy(out, a, 16);
-		return AF_INET6;
-	}
-	return 0;
-}
 
 void bw_names_add(struct bw_names_batch *b, const struct sockaddr *sa)
 {
 	uint8_t a[16];
-	int fam = sa ? addr_of(sa, a) : 0;
+	int fam = sa ? bw_sa_addr(sa, a, NULL) : 0;
 	if (!fam || b->n >= BW_NAMES_ADDRS)
 		return;
 	/* fe80::/10: the hedge could not know the scope id. */
@@ -199,7 +177,7 @@ bool bw_names_next(const struct sockaddr *sa, socklen_t len,
 		port = ((const struct sockaddr_in6 *)sa)->sin6_port;
 	else
 		return false;
-	if (!(fam = addr_of(sa, want)))
+	if (!(fam = bw_sa_addr(sa, want, NULL)))
 		return false;
 	uint64_t w1 = word_of(want), w2 = word_of(want + 8);
 	/* Newest first: the most recent answer holding the address wins. */

@@ -527,7 +527,6 @@ static void counters_zero(struct bw_dest *d)
 	atomic_store_explicit(&d->exchange_calls, 0, r);
 	atomic_store_explicit(&d->connect_ns_sum, 0, r);
 	atomic_store_explicit(&d->exchange_ns_sum, 0, r);
-	atomic_store_explicit(&d->last_call_ns, 0, r);
 	atomic_store_explicit(&d->opened_count, 0, r);
 	atomic_store_explicit(&d->bh_rejected, 0, r);
 	atomic_store_explicit(&d->bh_saturated, 0, r);

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
-#define BW_STATE_VERSION 2
+#define BW_STATE_VERSION 3
 /* Destination slots: a power of two.  The issue asks for at least 10,000
  * destinations; 16384 keeps open addressing below 62 % load there.  When
  * every slot is taken, new destinations pass through untracked. */
@@ -88,7 +88,6 @@ struct bw_dest {
 	_Atomic uint64_t rejected_calls, slow_calls;
 	_Atomic uint64_t connect_calls, exchange_calls;
 	_Atomic uint64_t connect_ns_sum, exchange_ns_sum;
-	_Atomic uint64_t last_call_ns; /* CLOCK_MONOTONIC of the last call */
 
 	/* Breaker (shim/breaker.h owns these; read them through it). */
 	_Atomic uint64_t state;         /* packed word: enum bw_breaker_state,

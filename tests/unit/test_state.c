@@ -371,7 +371,10 @@ static void test_state_refuses_bad_header(void)
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(poke(name, offsetof(struct bw_state_hdr, version), &v2, 4),
 		     0);
-	BW_ASSERT(refused(name, -EPROTO, "version 3, not 2", why, sizeof(why)));
+	char want[64];
+	snprintf(want, sizeof(want), "version %u, not %u",
+		 (unsigned)BW_STATE_VERSION + 1, (unsigned)BW_STATE_VERSION);
+	BW_ASSERT(refused(name, -EPROTO, want, why, sizeof(why)));
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(

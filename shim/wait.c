@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim/wait.c: poll one fd until a deadline (see wait.h).
+ * Owns: bw_wait_fd.  Never: touches errno, allocates.  Context: connect and
+ * receive hooks (AS-safe: poll through bw_real).
+ */
+#include <errno.h>
+#include <poll.h>
+
+#include "shim/internal.h"
+#include "shim/real.h"
+#include "shim/wait.h"
+
+/* poll takes an int of milliseconds: a day per call at most. */
+#define BW_WAIT_SLICE_MS 86400000ull
+
+int bw_wait_fd(int fd, short events, uint64_t deadline_ns)
+{
+	int saved = errno;
+	for (;;) {
+		uint64_t now = bw_now_ns();
+		if (now >= deadline_ns)
+			break;
+		uint64_t ms = (deadline_ns - now + 999999) / 1000000;
+		struct pollfd p = { .fd = fd, .events = events };
+		int n = bw_real.poll(&p, 1,
+				     (int)(ms > BW_WAIT_SLICE_MS ? BW_WAIT_SLICE_MS
+								 : ms));
+		if (n > 0) {
+			errno = saved;
+			return 1;
+		}
+		if (n < 0) {
+			int e = errno;
+			errno = saved;
+			return -e;
+		}
+	}
+	errno = saved;
+	return 0;
+}
