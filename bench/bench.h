@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench/bench.h: what every bench program shares: the clock, argument
- * parsing, a median, and the one-number output bench/run reads.
+ * parsing, a median, the lockstep token, and the one-number output
+ * bench/run reads.
  * Header-only so each bench_*.c builds on its own (bench/run compiles them
  * without the shim's objects, so no bulwark constructor runs inside them).
  */
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline uint64_t bench_now_ns(void)
 {
@@ -65,6 +67,63 @@ static inline double bench_median(uint64_t *v, size_t n)
 		return 0;
 	qsort(v, n, sizeof(*v), bench_cmp_u64);
 	return n % 2 ? (double)v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+/*
+ * Lockstep (bench/bench_lockstep.c): when BENCH_LOCKSTEP="R,W" is set, a
+ * latency bench takes the token from fd R before each timed iteration and
+ * hands it on through fd W after it, taking turns with the other variants.
+ * BENCH_LOCKSTEP_SETTLE_US (default 0) is a pause before handing it on:
+ * the work an iteration leaves behind in other processes (a server or a
+ * sidecar closing its side of a connection) then runs while we sleep, not
+ * inside the next variant's timed iteration.  Without BENCH_LOCKSTEP both
+ * calls do nothing.
+ */
+struct bench_lockstep {
+	int rfd, wfd;
+	struct timespec settle;
+};
+
+static inline struct bench_lockstep bench_lockstep_open(void)
+{
+	struct bench_lockstep l = { -1, -1, { 0, 0 } };
+	const char *e = getenv("BENCH_LOCKSTEP");
+	const char *us = getenv("BENCH_LOCKSTEP_SETTLE_US");
+	if (e && sscanf(e, "%d,%d", &l.rfd, &l.wfd) != 2)
+		l.rfd = l.wfd = -1;
+	if (us) {
+		long v = bench_arg_long(us, "BENCH_LOCKSTEP_SETTLE_US");
+		l.settle.tv_sec = v / 1000000;
+		l.settle.tv_nsec = (v % 1000000) * 1000;
+	}
+	return l;
+}
+
+/* Waits for the token: 0, or -1 when the ring is broken. */
+static inline int bench_lockstep_take(const struct bench_lockstep *l)
+{
+	char t;
+	if (l->rfd < 0)
+		return 0;
+	for (;;) {
+		ssize_t r = read(l->rfd, &t, 1);
+		if (r == 1)
+			return 0;
+		if (r == 0 || errno != EINTR)
+			return -1;
+	}
+}
+
+/* Hands the token on, after the settling pause if any. */
+static inline void bench_lockstep_pass(const struct bench_lockstep *l)
+{
+	char t = 't';
+	if (l->wfd < 0)
+		return;
+	if (l->settle.tv_sec || l->settle.tv_nsec)
+		nanosleep(&l->settle, NULL);
+	while (write(l->wfd, &t, 1) < 0 && errno == EINTR)
+		;
 }
 
 #endif

@@ -4,8 +4,9 @@
  *
  *   bench_connect ok HOST PORT ITERATIONS
  *       socket + connect + one 1-byte exchange + close, in a loop, to a
- *       live echo server (directly or through a sidecar); prints the mean
- *       ns per cycle.
+ *       live echo server (directly or through a sidecar); times every
+ *       cycle and prints "MEDIAN_NS MEAN_NS" (bench/run compares medians).
+ *       Honours BENCH_LOCKSTEP (bench/bench_lockstep.c).
  *   bench_connect fail HOST PORT MAX_ATTEMPTS BUDGET_MS TIMEOUT_MS [WARMUP_MS]
  *       the time a program needs to learn that a destination is dead:
  *       from connect() until a failure is known (connect fails, or, through
@@ -44,18 +45,34 @@ static int cycle(const struct sockaddr_in *a)
 
 static int run_ok(const struct sockaddr_in *a, long n)
 {
+	uint64_t *v = calloc((size_t)n + 1, sizeof(*v));
+	uint64_t sum = 0;
+	if (!v)
+		return 1;
 	for (long i = 0; i < 20; i++)
 		if (cycle(a) < 0)
 			goto fail;
-	uint64_t t0 = bench_now_ns();
-	for (long i = 0; i < n; i++)
+	struct bench_lockstep ls = bench_lockstep_open();
+	for (long i = 0; i < n; i++) {
+		if (bench_lockstep_take(&ls) < 0) {
+			fprintf(stderr, "bench_connect: lockstep ring broken\n");
+			free(v);
+			return 1;
+		}
+		uint64_t t0 = bench_now_ns();
 		if (cycle(a) < 0)
 			goto fail;
-	uint64_t dt = bench_now_ns() - t0;
-	printf("%.2f\n", n ? (double)dt / (double)n : 0.0);
+		v[i] = bench_now_ns() - t0;
+		bench_lockstep_pass(&ls);
+		sum += v[i];
+	}
+	double mean = n ? (double)sum / (double)n : 0.0;
+	printf("%.2f %.2f\n", bench_median(v, (size_t)n), mean);
+	free(v);
 	return 0;
 fail:
 	perror("bench_connect: cycle");
+	free(v);
 	return 1;
 }
 

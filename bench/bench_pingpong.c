@@ -3,7 +3,11 @@
  * bench/bench_pingpong.c: 1-byte request/response round trips on one
  * loopback TCP connection (send then recv, the exchange SPEC §4 counts as
  * one call).  The peer is bench_echo_server, directly or through a sidecar.
- * Prints the mean ns per round trip of one timed loop, after a warm-up.
+ * After a warm-up, times every round trip of the loop and prints
+ * "MEDIAN_NS MEAN_NS".  The median is the number bench/run compares: a
+ * hypervisor's or a timer's occasional stall lands on a few round trips
+ * and moves the mean, not the median.  Honours BENCH_LOCKSTEP
+ * (bench/bench_lockstep.c).
  *
  *   bench_pingpong HOST PORT ITERATIONS
  */
@@ -35,18 +39,36 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	uint64_t *v = calloc((size_t)n + 1, sizeof(*v));
+	uint64_t sum = 0;
+	if (!v) {
+		fprintf(stderr, "bench_pingpong: no memory\n");
+		return 1;
+	}
 	for (long i = 0; i < n / 10 + 200; i++)
 		if (exchange(fd) < 0)
 			goto fail;
-	uint64_t t0 = bench_now_ns();
-	for (long i = 0; i < n; i++)
+	struct bench_lockstep ls = bench_lockstep_open();
+	for (long i = 0; i < n; i++) {
+		if (bench_lockstep_take(&ls) < 0) {
+			fprintf(stderr, "bench_pingpong: lockstep ring broken\n");
+			free(v);
+			return 1;
+		}
+		uint64_t t0 = bench_now_ns();
 		if (exchange(fd) < 0)
 			goto fail;
-	uint64_t dt = bench_now_ns() - t0;
-	printf("%.2f\n", n ? (double)dt / (double)n : 0.0);
+		v[i] = bench_now_ns() - t0;
+		bench_lockstep_pass(&ls);
+		sum += v[i];
+	}
+	double mean = n ? (double)sum / (double)n : 0.0;
+	printf("%.2f %.2f\n", bench_median(v, (size_t)n), mean);
+	free(v);
 	close(fd);
 	return 0;
 fail:
 	perror("bench_pingpong: exchange");
+	free(v);
 	return 1;
 }
