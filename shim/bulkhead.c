@@ -57,9 +57,13 @@
  * by an exec'd program after their owner died) are freed by a sweep that
  * looks for the socket's inode in /proc/<pid>/fd of the user's processes:
  * a socket in flight over SCM_RIGHTS, or held only by a process whose fd
- * directory we cannot read, counts as closed.  A slot taken before a
- * vfork/posix_spawn whose parent did not call bw_bulkhead_forked() is
- * released at the parent's close even if the child still holds it.  The
+ * directory we cannot read, counts as closed.  The connect path leaves
+ * a hold's inode unknown (an fstat per connect saved); the fork handler
+ * records it for every held connection before a child can inherit one.
+ * A hold whose inode is unknown when its owner dies is freed at once.
+ * So a slot taken before a vfork/posix_spawn (no fork handler runs) is
+ * released at the parent's close, or at its death, even if the child
+ * still holds the socket.  The
  * wait order is by ticket; a waiter that has waited BW_BULKHEAD_AGE_NS may
  * overtake, so the order is FIFO only as far as wake-ups are prompt.
  * Generations wrap (16 bits in bh_word): a stale last matching a fresh
@@ -910,10 +914,23 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 	}
 }
 
+/* Whether a connect that found the bulkhead full may wait: may_wait is 0,
+ * 1, or BW_BULKHEAD_IF_BLOCKING(fd), asked of the kernel only now (a
+ * system call saved on every connect that finds a free slot). */
+static bool can_wait(int may_wait)
+{
+	if (may_wait < BW_BULKHEAD_IF_BLOCKING(0))
+		return may_wait != 0;
+	int saved = errno;
+	int fl = fcntl(may_wait - BW_BULKHEAD_IF_BLOCKING(0), F_GETFL);
+	errno = saved;
+	return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
 /* scope=process: the same counts in private memory, no records. */
 static int acquire_private(struct bw_dest *d, uint32_t didx,
 			   const struct bw_settings *s, uint32_t max,
-			   bool may_wait, uint64_t now_ns, struct bw_slot *out)
+			   int may_wait, uint64_t now_ns, struct bw_slot *out)
 {
 	struct bh b;
 	uint64_t waited = 0, rw = 0;
@@ -926,7 +943,7 @@ static int acquire_private(struct bw_dest *d, uint32_t didx,
 		return 0;
 	}
 	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
-	if (!may_wait || s->bulkhead_wait_ns == 0)
+	if (s->bulkhead_wait_ns == 0 || !can_wait(may_wait))
 		return refuse(d, s);
 	t = atomic_fetch_add(b.ticket, 1);
 	if (commit(&b, 0, hw_make(ST_I_ENQ, didx, 0, 0), max,
@@ -943,7 +960,7 @@ static int acquire_private(struct bw_dest *d, uint32_t didx,
 }
 
 int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
-			const struct bw_settings *s, bool may_wait,
+			const struct bw_settings *s, int may_wait,
 			uint64_t sock_ino, uint64_t now_ns,
 			struct bw_slot *out)
 {
@@ -993,7 +1010,7 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	if (bw_bulkhead_sweep(st, d, now_ns, false) &&
 	    commit(&b, idx, rw, max, 0) == 0)
 		goto got;
-	if (!may_wait || s->bulkhead_wait_ns == 0) {
+	if (s->bulkhead_wait_ns == 0 || !can_wait(may_wait)) {
 		retarget(st, idx, &rw, 0, pid, start);
 		rc = refuse(d, s);
 		goto out;
@@ -1079,6 +1096,21 @@ void bw_bulkhead_forked(bool child)
 	atomic_fetch_add(&fork_count, 1);
 	if (child)
 		atomic_store(&self_pid, 0);
+}
+
+void bw_bulkhead_note_inode(struct bw_state *st, const struct bw_slot *slot,
+			    int fd)
+{
+	if (!slot || slot->kind != BW_SLOT_SHARED || !st || !st->holds ||
+	    slot->hold == 0 || slot->hold >= BW_STATE_HOLDS)
+		return;
+	struct bw_bh_hold *h = rec(st, slot->hold);
+	/* Still the hold this connection took (not released and reused). */
+	if (atomic_load(&h->word) != slot->word || atomic_load(&h->ino))
+		return;
+	uint64_t ino = bw_bulkhead_sock_ino(fd);
+	if (ino)
+		atomic_store(&h->ino, ino);
 }
 
 uint64_t bw_bulkhead_sock_ino(int fd)

@@ -66,19 +66,27 @@ struct bw_bulkhead_view {
 				 * (bh_wait_hist itself counts waits only) */
 };
 
+#define BW_BULKHEAD_IF_BLOCKING(fd) ((fd) + 2)
+
 /*
  * Takes a slot of d under s before a connect; sock_ino is the socket's
- * inode (bw_bulkhead_sock_ino; 0 if unknown: an inherited connection is
- * then not recognised, see shim/bulkhead.c "Limits").  Returns 0 with *out
+ * inode (bw_bulkhead_sock_ino), or 0 when not known yet: the connect path
+ * passes 0 (an fstat saved on every connect) and the fork handler fills
+ * it in with bw_bulkhead_note_inode before a child can inherit the
+ * socket.  A hold whose inode is unknown when its owner dies is freed at
+ * once (see shim/bulkhead.c "Limits").  Returns 0 with *out
  * filled (kind NONE when s has no bulkhead or the hold table is full), or
- * -s->bulkhead_errno: the bulkhead is full and may_wait is false, the wait
+ * may_wait: 0 (never wait), 1, or BW_BULKHEAD_IF_BLOCKING(fd): wait if
+ * fd is a blocking socket, which is asked of the kernel only when the
+ * bulkhead is full.
+ * -s->bulkhead_errno: the bulkhead is full and may not wait, the wait
  * queue is full, or bulkhead.wait ran out.  May sleep up to
  * s->bulkhead_wait_ns when may_wait (a blocking connect); signals do not
  * cut the wait short.  now_ns: CLOCK_MONOTONIC.  Records the metrics.
  * AS-safe: yes (atomics, futex, kill, and /proc reads in a sweep).
  */
 int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
-			const struct bw_settings *s, bool may_wait,
+			const struct bw_settings *s, int may_wait,
 			uint64_t sock_ino, uint64_t now_ns,
 			struct bw_slot *out);
 
@@ -113,6 +121,12 @@ void bw_bulkhead_forked(bool child);
 unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 			   uint64_t now_ns, bool force);
 
+/* Records the inode of fd, the socket holding slot, in slot's hold record
+ * if it is still that connection's and has none yet: a child about to
+ * inherit the socket then keeps the slot counted after we die.  Called
+ * by the fork handler for every held connection.  AS-safe (fstat). */
+void bw_bulkhead_note_inode(struct bw_state *st, const struct bw_slot *slot,
+			    int fd);
 /* The socket inode of fd (fstat), 0 if fd is not a socket.  Keeps errno. */
 uint64_t bw_bulkhead_sock_ino(int fd);
 

@@ -90,13 +90,13 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 		     const struct bw_settings *s, int fd, uint64_t now_ns)
 {
 	int saved = errno;
-	int fl = bw_real.fcntl(fd, F_GETFL);
-	bool may_wait = fl >= 0 && !(fl & O_NONBLOCK);
-	int rc = bw_bulkhead_acquire(&bw_g.state, d, s, may_wait,
-				     bw_bulkhead_sock_ino(fd), now_ns,
+	int rc = bw_bulkhead_acquire(&bw_g.state, d, s,
+				     BW_BULKHEAD_IF_BLOCKING(fd), 0, now_ns,
 				     &c->slot);
 	errno = saved;
 	if (rc < 0) {
+		int fl = bw_real.fcntl(fd, F_GETFL);
+		bool may_wait = fl >= 0 && !(fl & O_NONBLOCK);
 		char label[BW_STATE_LABEL_MAX];
 		atomic_fetch_add_explicit(&d->rejected_calls, 1,
 					  memory_order_relaxed);
@@ -105,8 +105,10 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 		       "errno=%s max=%u waited=%s",
 		       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc)
 						 : "?",
-		       s->bulkhead_max, may_wait ? "yes" : "no");
+		       s->bulkhead_max,
+		       may_wait && s->bulkhead_wait_ns ? "yes" : "no");
 		BW_USDT_REJECT(d, "reject_bulkhead", -rc);
+		errno = saved;
 	}
 	return rc;
 }

@@ -324,12 +324,13 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	struct bw_dest *d = bw_conn_dest(c);
 	int rc, err;
 
+	uint64_t now = bw_now_ns();
 	if (d)
-		bw_retry_note_connect(d, bw_now_ns());
+		bw_retry_note_connect(d, now);
 	remember_peer(c, sa);
 	for (unsigned n = 1;; n++) {
 		c->attempt = n;
-		c->t0_ns = bw_now_ns();
+		c->t0_ns = n == 1 ? now : bw_now_ns();
 		int refused = bw_call_admit(c, fd, c->t0_ns);
 		if (refused < 0)
 			return bw_hook_fail(refused); /* never on the network */

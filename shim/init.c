@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "shim/bulkhead.h"
+#include "shim/fd_table.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -127,6 +128,20 @@ static void attach_state(void)
 	}
 }
 
+/* Before a fork: the child will share every connection we hold a bulkhead
+ * slot for, so each hold learns its socket's inode now (the connect path
+ * leaves it unknown to save an fstat per connect), and a sweep can tell
+ * whether the child still has the socket after we are gone. */
+static void fork_prepare(void)
+{
+	int high = bw_fd_high();
+	for (int fd = 0; fd < high; fd++) {
+		const struct bw_conn *c = bw_fd_conn(fd);
+		if (c && c->slot.kind == BW_SLOT_SHARED)
+			bw_bulkhead_note_inode(&bw_g.state, &c->slot, fd);
+	}
+}
+
 static void fork_parent(void)
 {
 	bw_bulkhead_forked(false);
@@ -176,7 +191,7 @@ static void init_once(void)
 	attach_state();
 	/* Bulkhead slots belong to open file descriptions, which a fork
 	 * shares (LESSONS 8). */
-	pthread_atfork(NULL, fork_parent, fork_child);
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	goto out;
 bad:
 	say_policy_error(&err);

@@ -465,17 +465,36 @@ static void key_canon(struct bw_dest_key *c, const struct bw_dest_key *k)
 	memcpy(c->addr, k->addr, k->family == AF_INET ? 4 : sizeof(c->addr));
 }
 
+/* 64-bit finaliser of a multiply-xorshift mix (the constants of
+ * splitmix64): every input bit moves about half the output bits. */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+/* Hash of a canonical key: its three 64-bit words, mixed in turn. */
+static uint64_t canon_hash(const struct bw_dest_key *c)
+{
+	uint64_t w[3], h = 0x9e3779b97f4a7c15ull;
+
+	_Static_assert(sizeof(*c) == sizeof(w), "a key is three words");
+	memcpy(w, c, sizeof(w));
+	for (int i = 0; i < 3; i++)
+		h = mix64(h ^ w[i]);
+	return h ? h : 1;
+}
+
 uint64_t bw_state_key_hash(const struct bw_dest_key *k)
 {
 	struct bw_dest_key c;
-	uint64_t h = 1469598103934665603ull;
-	const uint8_t *b;
 
 	key_canon(&c, k);
-	b = (const uint8_t *)&c;
-	for (size_t i = 0; i < sizeof(c); i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h ? h : 1;
+	return canon_hash(&c);
 }
 
 /* ---- slots ----------------------------------------------------------------
@@ -743,7 +762,7 @@ static struct bw_dest *get_or_find(struct bw_state *st,
 	if (!st || !st->hdr || !st->dests || !k)
 		return NULL;
 	key_canon(&c, k);
-	hash = bw_state_key_hash(&c);
+	hash = canon_hash(&c);
 	for (int r = 0; r < BW_STATE_RESTARTS_MAX; r++) {
 		switch (lookup(st, &c, hash, create, label, rule, &d)) {
 		case LOOKUP_FOUND:

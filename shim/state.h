@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
-#define BW_STATE_VERSION 3
+#define BW_STATE_VERSION 4
 /* Destination slots: a power of two.  The issue asks for at least 10,000
  * destinations; 16384 keeps open addressing below 62 % load there.  When
  * every slot is taken, new destinations pass through untracked. */
