@@ -43,6 +43,10 @@
 #define FD_MANY 1000
 #define POLICY "* breaker.failures=5 bulkhead.max=64 retry.attempts=3"
 
+/* The shim's configuration: shim/init.c defines it in the library, from
+ * the environment; here main sets up the part the exchange path reads. */
+struct bw_global bw_g;
+
 struct worker {
 	pthread_t tid;
 	struct bw_state *st;
