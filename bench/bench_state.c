@@ -223,24 +223,25 @@ int main(int argc, char **argv)
 	int *fds = calloc((size_t)(nthreads * conns), sizeof(*fds));
 	char label[BW_STATE_LABEL_MAX];
 	long misses = 0;
+	int rc = 1;
 	if (!all || !hotkeys || !fds || bw_state_attach_private(&one) < 0 ||
 	    bw_state_attach_private(&many) < 0) {
 		fprintf(stderr, "bench_state: no memory for the state\n");
-		return 1;
+		goto out;
 	}
 	if (setup_policy() < 0) {
 		fprintf(stderr, "bench_state: policy '%s' rejected\n", POLICY);
-		return 1;
+		goto out;
 	}
 	struct bw_dest *d1 = NULL;
 	for (long i = 0; i < dests; i++) {
 		make_key(i, &all[i], label, sizeof(label));
 		if (!bw_state_get(&many, &all[i], label, "*")) {
 			fprintf(stderr, "bench_state: table full at %ld\n", i);
-			return 1;
+			goto out;
 		}
 		if (i == 0 && !(d1 = bw_state_get(&one, &all[0], label, "*")))
-			return 1;
+			goto out;
 	}
 	/* The hot set is spread over the whole key range; each thread's
 	 * connections go to destinations drawn from it at random. */
@@ -251,10 +252,10 @@ int main(int argc, char **argv)
 		const struct bw_dest_key *k = &hotkeys[xorshift(&seed) % hot];
 		fds[i] = FD_MANY + (int)i;
 		if (connect_fake(fds[i], &many, bw_state_find(&many, k)) < 0)
-			return 1;
+			goto out;
 	}
 	if (connect_fake(FD_ONE, &one, d1) < 0)
-		return 1;
+		goto out;
 	static const int fd_one = FD_ONE;
 	fprintf(stderr, "bench_state: %ld destinations in the table, %ld hot, "
 			"%ld threads x %ld connections, %ld calls a round\n",
@@ -284,7 +285,7 @@ int main(int argc, char **argv)
 		double d = run(wn, (int)nthreads, work_lookup, &misses);
 		if (a < 0 || b < 0 || c < 0 || d < 0) {
 			fprintf(stderr, "bench_state: cannot start threads\n");
-			return 1;
+			goto out;
 		}
 		printf("call_one %.2f\ncall_many %.2f\nlookup_one %.2f\n"
 		       "lookup_many %.2f\n",
@@ -295,13 +296,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_state: %ld calls missed their "
 				"connection or destination\n",
 			misses);
-		return 1;
+		goto out;
 	}
 	/* The accounting really ran: every exchange was counted. */
 	uint64_t counted = atomic_load(&d1->exchange_calls);
 	if (counted == 0) {
 		fprintf(stderr, "bench_state: no exchange was recorded\n");
-		return 1;
+		goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	free(all);
+	free(hotkeys);
+	free(fds);
+	return rc;
 }
