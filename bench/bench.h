@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench/bench.h: what every bench program shares: the clock, argument
- * parsing, a median, the lockstep token, and the one-number output
+ * parsing, a median, the lockstep token, and the timed loop whose output
  * bench/run reads.
  * Header-only so each bench_*.c builds on its own (bench/run compiles them
  * without the shim's objects, so no bulwark constructor runs inside them).
@@ -124,6 +124,47 @@ static inline void bench_lockstep_pass(const struct bench_lockstep *l)
 		nanosleep(&l->settle, NULL);
 	while (write(l->wfd, &t, 1) < 0 && errno == EINTR)
 		;
+}
+
+/*
+ * The timed loop every latency bench runs: n iterations of fn(arg), each
+ * timed alone (and taking its turn when BENCH_LOCKSTEP is set), then
+ * "MEDIAN_NS MEAN_NS" on standard output, divided by per (an iteration of
+ * bench_write is a block of per writes).  Returns 0, or -1 with a message
+ * on standard error when an iteration failed (fn returned < 0, errno set)
+ * or the lockstep ring broke: the caller exits 1.
+ */
+static inline int bench_timed_loop(const char *name, long n, long per,
+				   int (*fn)(void *), void *arg)
+{
+	uint64_t *v = calloc((size_t)n + 1, sizeof(*v));
+	uint64_t sum = 0;
+	struct bench_lockstep ls = bench_lockstep_open();
+	if (!v) {
+		fprintf(stderr, "%s: no memory\n", name);
+		return -1;
+	}
+	for (long i = 0; i < n; i++) {
+		if (bench_lockstep_take(&ls) < 0) {
+			fprintf(stderr, "%s: lockstep ring broken\n", name);
+			free(v);
+			return -1;
+		}
+		uint64_t t0 = bench_now_ns();
+		if (fn(arg) < 0) {
+			fprintf(stderr, "%s: %s\n", name, strerror(errno));
+			free(v);
+			return -1;
+		}
+		v[i] = bench_now_ns() - t0;
+		bench_lockstep_pass(&ls);
+		sum += v[i];
+	}
+	double d = (double)(per > 0 ? per : 1);
+	double mean = n ? (double)sum / (double)n : 0.0;
+	printf("%.2f %.2f\n", bench_median(v, (size_t)n) / d, mean / d);
+	free(v);
+	return 0;
 }
 
 #endif

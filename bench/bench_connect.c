@@ -29,51 +29,35 @@ enum outcome { OUT_REFUSED, OUT_CLOSED, OUT_TIMEOUT, OUT_OTHER, OUT_ALIVE };
 static const char *const outcome_names[] = { "refused", "closed", "timeout",
 					     "other-error", "alive" };
 
-static int cycle(const struct sockaddr_in *a)
+static int cycle(void *arg)
 {
+	const struct sockaddr_in *a = arg;
 	char c = 'c';
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	int rc = -1;
 	if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0 &&
-	    send(fd, &c, 1, 0) == 1 && recv(fd, &c, 1, 0) == 1)
-		rc = 0;
+	    send(fd, &c, 1, 0) == 1) {
+		ssize_t r = recv(fd, &c, 1, 0);
+		if (r == 0)
+			errno = ECONNRESET; /* the peer closed */
+		rc = r == 1 ? 0 : -1;
+	}
+	int saved = errno;
 	close(fd);
+	errno = saved;
 	return rc;
 }
 
-static int run_ok(const struct sockaddr_in *a, long n)
+static int run_ok(struct sockaddr_in *a, long n)
 {
-	uint64_t *v = calloc((size_t)n + 1, sizeof(*v));
-	uint64_t sum = 0;
-	if (!v)
-		return 1;
 	for (long i = 0; i < 20; i++)
-		if (cycle(a) < 0)
-			goto fail;
-	struct bench_lockstep ls = bench_lockstep_open();
-	for (long i = 0; i < n; i++) {
-		if (bench_lockstep_take(&ls) < 0) {
-			fprintf(stderr, "bench_connect: lockstep ring broken\n");
-			free(v);
+		if (cycle(a) < 0) {
+			perror("bench_connect: cycle");
 			return 1;
 		}
-		uint64_t t0 = bench_now_ns();
-		if (cycle(a) < 0)
-			goto fail;
-		v[i] = bench_now_ns() - t0;
-		bench_lockstep_pass(&ls);
-		sum += v[i];
-	}
-	double mean = n ? (double)sum / (double)n : 0.0;
-	printf("%.2f %.2f\n", bench_median(v, (size_t)n), mean);
-	free(v);
-	return 0;
-fail:
-	perror("bench_connect: cycle");
-	free(v);
-	return 1;
+	return bench_timed_loop("bench_connect", n, 1, cycle, a) < 0;
 }
 
 static enum outcome classify(int e)

@@ -16,12 +16,16 @@
 
 #include "bench/bench.h"
 
-static int exchange(int fd)
+static int exchange(void *arg)
 {
+	int fd = *(int *)arg;
 	char c = 'p';
 	if (send(fd, &c, 1, 0) != 1)
 		return -1;
-	return recv(fd, &c, 1, 0) == 1 ? 0 : -1;
+	ssize_t r = recv(fd, &c, 1, 0);
+	if (r == 0)
+		errno = ECONNRESET; /* the peer closed */
+	return r == 1 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -39,36 +43,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	uint64_t *v = calloc((size_t)n + 1, sizeof(*v));
-	uint64_t sum = 0;
-	if (!v) {
-		fprintf(stderr, "bench_pingpong: no memory\n");
-		return 1;
-	}
 	for (long i = 0; i < n / 10 + 200; i++)
-		if (exchange(fd) < 0)
-			goto fail;
-	struct bench_lockstep ls = bench_lockstep_open();
-	for (long i = 0; i < n; i++) {
-		if (bench_lockstep_take(&ls) < 0) {
-			fprintf(stderr, "bench_pingpong: lockstep ring broken\n");
-			free(v);
+		if (exchange(&fd) < 0) {
+			perror("bench_pingpong: exchange");
 			return 1;
 		}
-		uint64_t t0 = bench_now_ns();
-		if (exchange(fd) < 0)
-			goto fail;
-		v[i] = bench_now_ns() - t0;
-		bench_lockstep_pass(&ls);
-		sum += v[i];
-	}
-	double mean = n ? (double)sum / (double)n : 0.0;
-	printf("%.2f %.2f\n", bench_median(v, (size_t)n), mean);
-	free(v);
+	int rc = bench_timed_loop("bench_pingpong", n, 1, exchange, &fd);
 	close(fd);
-	return 0;
-fail:
-	perror("bench_pingpong: exchange");
-	free(v);
-	return 1;
+	return rc < 0;
 }

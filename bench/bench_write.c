@@ -15,6 +15,21 @@
 
 #include "bench/bench.h"
 
+struct block {
+	int fd;
+	long writes;
+};
+
+static int write_block(void *arg)
+{
+	const struct block *b = arg;
+	char c = 'x';
+	for (long i = 0; i < b->writes; i++)
+		if (write(b->fd, &c, 1) != 1)
+			return -1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2 && argc != 3) {
@@ -22,40 +37,24 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	long n = bench_arg_long(argv[1], "iterations");
-	long block = argc == 3 ? bench_arg_long(argv[2], "block") : 1000;
-	if (block < 1)
-		block = 1;
-	long nb = n / block > 0 ? n / block : 1;
-	uint64_t *v = calloc((size_t)nb, sizeof(*v));
-	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	if (!v || fd < 0) {
+	struct block b = { -1, argc == 3 ? bench_arg_long(argv[2], "block")
+					 : 1000 };
+	if (b.writes < 1)
+		b.writes = 1;
+	b.fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (b.fd < 0) {
 		perror("bench_write: /dev/null");
 		return 1;
 	}
-	char c = 'x';
-	for (long i = 0; i < n / 10 + 1000; i++) /* warm caches and PLT */
-		if (write(fd, &c, 1) != 1)
-			return 1;
-	struct bench_lockstep ls = bench_lockstep_open();
-	uint64_t sum = 0;
-	for (long b = 0; b < nb; b++) {
-		if (bench_lockstep_take(&ls) < 0) {
-			fprintf(stderr, "bench_write: lockstep ring broken\n");
-			return 1;
-		}
-		uint64_t t0 = bench_now_ns();
-		for (long i = 0; i < block; i++)
-			if (write(fd, &c, 1) != 1) {
-				perror("bench_write: write");
-				return 1;
-			}
-		v[b] = bench_now_ns() - t0;
-		bench_lockstep_pass(&ls);
-		sum += v[b];
-	}
-	printf("%.2f %.2f\n", bench_median(v, (size_t)nb) / (double)block,
-	       (double)sum / (double)nb / (double)block);
-	free(v);
-	close(fd);
-	return 0;
+	struct block warm = { b.fd, n / 10 + 1000 }; /* caches and PLT */
+	int rc = write_block(&warm);
+	if (rc == 0)
+		rc = bench_timed_loop("bench_write", n / b.writes > 0
+							 ? n / b.writes
+							 : 1,
+				      b.writes, write_block, &b);
+	else
+		perror("bench_write: write");
+	close(b.fd);
+	return rc < 0;
 }

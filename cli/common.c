@@ -32,17 +32,25 @@ static void key_from_sockaddr(const struct sockaddr *sa, uint16_t port,
 
 /* ---- messages ------------------------------------------------------------ */
 
+/* "bulwark CMD: " (or "bulwark: ", "bulwark: warning: ") and the message,
+ * without the newline, after what stdout holds so far. */
+static void vsay(const char *cmd, const char *what, const char *fmt,
+		 va_list ap)
+{
+	fflush(stdout);
+	if (cmd)
+		fprintf(stderr, "bulwark %s: %s", cmd, what);
+	else
+		fprintf(stderr, "bulwark: %s", what);
+	vfprintf(stderr, fmt, ap);
+}
+
 void bw_cli_err(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	if (cmd)
-		fprintf(stderr, "bulwark %s: ", cmd);
-	else
-		fputs("bulwark: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(cmd, "", fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 }
@@ -51,10 +59,8 @@ void bw_cli_warn(const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fputs("bulwark: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(NULL, "warning: ", fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 }
@@ -63,13 +69,8 @@ int bw_cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	if (cmd)
-		fprintf(stderr, "bulwark %s: ", cmd);
-	else
-		fputs("bulwark: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(cmd, "", fmt, ap);
 	va_end(ap);
 	if (cmd)
 		fprintf(stderr, "\nTry 'bulwark %s --help'.\n", cmd);

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * policy/text.c: the bounded text builder behind error messages, values and
- * bulwark check output (struct bw__buf).
+ * policy/text.c: the bounded text builder (policy/text.h) behind error
+ * messages, values, bulwark check output and the shim's log lines and
+ * destination labels.
  * Never: allocates, calls printf (which may allocate and follows the
  * locale), writes past cap.  Context: any, signal handlers included.
  */
-#include "policy/internal.h"
+#include <stdbool.h>
+
+#include "policy/text.h"
 
 void bw__buf_init(struct bw__buf *b, char *p, size_t cap)
 {

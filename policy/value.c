@@ -171,9 +171,10 @@ range:
 	return -EINVAL;
 }
 
-/* number% (or a bare 0) in [lo, hi] percent, as a fraction. */
-static int parse_percent(const char *v, size_t n, uint64_t lo, uint64_t hi,
-			 double *out, struct bw__buf *why)
+/* A decimal in [lo, hi] (whole-number bounds); with percent, number% (or
+ * a bare 0) in [lo, hi] percent, as a fraction. */
+static int parse_fixed_in(const char *v, size_t n, uint64_t lo, uint64_t hi,
+			  bool percent, double *out, struct bw__buf *why)
 {
 	uint64_t fix = 0;
 	long used;
@@ -183,43 +184,26 @@ static int parse_percent(const char *v, size_t n, uint64_t lo, uint64_t hi,
 	used = read_fixed(v, n, &fix);
 	if (used == -ERANGE)
 		goto range;
-	if (used <= 0 ||
-	    (!((size_t)used == n - 1 && v[n - 1] == '%') &&
-	     !((size_t)used == n && fix == 0)))
+	bool whole = used > 0 && (size_t)used == n;
+	bool with_sign = used > 0 && (size_t)used == n - 1 && v[n - 1] == '%';
+	if (percent && !with_sign && !(whole && fix == 0))
 		return bad(why, "expected a percent such as 50% or 12.5%");
+	if (!percent && !whole)
+		return bad(why, "expected a number such as 2 or 1.5");
 	if (fix > hi * FIX_ONE || fix < lo * FIX_ONE)
 		goto range;
-	*out = (double)fix / (double)FIX_ONE / 100.0;
+	*out = (double)fix / (double)FIX_ONE / (percent ? 100.0 : 1.0);
 	return 0;
 range:
+	if (!percent) {
+		say_range(why, "the number", lo, hi);
+		return -EINVAL;
+	}
 	bw__buf_puts(why, "must be between ");
 	bw__buf_putu(why, lo);
 	bw__buf_puts(why, "% and ");
 	bw__buf_putu(why, hi);
 	bw__buf_puts(why, "%");
-	return -EINVAL;
-}
-
-/* A decimal in [lo, hi] (whole-number bounds). */
-static int parse_decimal(const char *v, size_t n, uint64_t lo, uint64_t hi,
-			 double *out, struct bw__buf *why)
-{
-	uint64_t fix = 0;
-	long used;
-
-	if (n && v[0] == '-')
-		return bad(why, "must not be negative");
-	used = read_fixed(v, n, &fix);
-	if (used == -ERANGE)
-		goto range;
-	if (used <= 0 || (size_t)used != n)
-		return bad(why, "expected a number such as 2 or 1.5");
-	if (fix > hi * FIX_ONE || fix < lo * FIX_ONE)
-		goto range;
-	*out = (double)fix / (double)FIX_ONE;
-	return 0;
-range:
-	say_range(why, "the number", lo, hi);
 	return -EINVAL;
 }
 
@@ -329,7 +313,7 @@ int bw__value_parse(const struct bw__key *k, const char *v, size_t n,
 			*FIELD(s, k, uint32_t) = (uint32_t)u;
 		return rc;
 	case BW__V_PERCENT:
-		rc = parse_percent(v, n, k->min, k->max, &d, why);
+		rc = parse_fixed_in(v, n, k->min, k->max, true, &d, why);
 		if (rc)
 			return rc;
 		/* A zero threshold for an optional rate means off. */
@@ -366,7 +350,7 @@ int bw__value_parse(const struct bw__key *k, const char *v, size_t n,
 		return 0;
 	}
 	case BW__V_FACTOR:
-		rc = parse_decimal(v, n, k->min, k->max, &d, why);
+		rc = parse_fixed_in(v, n, k->min, k->max, false, &d, why);
 		if (!rc)
 			*FIELD(s, k, double) = d;
 		return rc;
@@ -376,7 +360,7 @@ int bw__value_parse(const struct bw__key *k, const char *v, size_t n,
 			s->retry_jitter_full = true;
 			return 0;
 		}
-		rc = parse_decimal(v, n, 0, 1, &d, why);
+		rc = parse_fixed_in(v, n, 0, 1, false, &d, why);
 		if (rc) {
 			bw__buf_puts(why, ", or full");
 			return rc;

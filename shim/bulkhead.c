@@ -63,9 +63,9 @@
  * A hold whose inode is unknown when its owner dies is freed at once.
  * So a slot taken before a vfork/posix_spawn (no fork handler runs) is
  * released at the parent's close, or at its death, even if the child
- * still holds the socket.  The
- * wait order is by ticket; a waiter that has waited BW_BULKHEAD_AGE_NS may
- * overtake, so the order is FIFO only as far as wake-ups are prompt.
+ * still holds the socket.  The wait order is by ticket; a waiter that
+ * has waited BW_BULKHEAD_AGE_NS may overtake, so the order is FIFO only
+ * as far as wake-ups are prompt.
  * Generations wrap (16 bits in bh_word): a stale last matching a fresh
  * intent of a killed owner needs 65536 intents on one record in between.
  */
@@ -82,6 +82,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "policy/text.h"
 
 /* ---- encodings ------------------------------------------------------------ */
 
@@ -237,20 +239,6 @@ static void sys_close(int fd)
 	syscall(SYS_close, fd);
 }
 
-/* Writes the decimal of v at p; returns the end. */
-static char *put_u(char *p, uint64_t v)
-{
-	char tmp[24];
-	int n = 0;
-
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
 /* Reads /proc/<pid>/stat (pid 0: self): start time in clock ticks (0 if
  * unreadable) and whether the process is a zombie.  Returns false when the
  * file cannot be read.  A thread-group leader that exited (pthread_exit
@@ -259,18 +247,20 @@ static char *put_u(char *p, uint64_t v)
  * (num_threads 1), so *zombie is false for it. */
 static bool proc_stat(uint32_t pid, uint64_t *start, bool *zombie)
 {
-	char path[40] = "/proc/", buf[512], *p, *end;
+	char path[40], buf[512], *p, *end;
+	struct bw__buf pb;
 	ssize_t n;
 	int fd, field;
 
 	*start = 0;
 	*zombie = false;
-	p = path + 6;
-	if (pid) {
-		p = put_u(p, pid);
-		memcpy(p, "/stat", 6);
-	} else
-		memcpy(p, "self/stat", 10);
+	bw__buf_init(&pb, path, sizeof(path));
+	bw__buf_puts(&pb, "/proc/");
+	if (pid)
+		bw__buf_putu(&pb, pid);
+	else
+		bw__buf_puts(&pb, "self");
+	bw__buf_puts(&pb, "/stat");
 	fd = sys_open_at(AT_FDCWD, path, O_RDONLY);
 	if (fd < 0)
 		return false;
@@ -952,8 +942,10 @@ static int acquire_private(struct bw_dest *d, uint32_t didx,
 		return refuse(d, s);
 	}
 	if (wait_slot(&b, 0, &rw, t, max, now_ns,
-		      now_ns + s->bulkhead_wait_ns, &waited) < 0)
+		      now_ns + s->bulkhead_wait_ns, &waited) < 0) {
+		out->wait_ns = waited;
 		return refuse(d, s);
+	}
 	out->kind = BW_SLOT_PROCESS;
 	note_acquired(d, out, waited);
 	return 0;
@@ -1027,6 +1019,7 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	rw = completed(rw);
 	if (wait_slot(&b, idx, &rw, t, max, now_ns,
 		      now_ns + s->bulkhead_wait_ns, &waited) < 0) {
+		out->wait_ns = waited;
 		rc = refuse(d, s);
 		goto out;
 	}

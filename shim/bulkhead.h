@@ -52,7 +52,8 @@ struct bw_slot {
 	uint32_t dest;	   /* state slot index of the destination */
 	uint32_t forks;	   /* bw_bulkhead_forked() count when acquired */
 	uint64_t word;	   /* the hold record's word when acquired */
-	uint64_t wait_ns;  /* how long the acquire waited */
+	uint64_t wait_ns;  /* how long the acquire waited (also when it was
+			    * refused in the end) */
 };
 
 /* Metrics of one destination (SPEC §5 status, and the list). */

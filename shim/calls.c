@@ -8,7 +8,6 @@
  * (AS-safe: relaxed atomics on the shared segment, AS-safe logging).
  */
 #include <errno.h>
-#include <fcntl.h>
 
 #include "shim/breaker.h"
 #include "shim/bulkhead.h"
@@ -95,20 +94,16 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 				     &c->slot);
 	errno = saved;
 	if (rc < 0) {
-		int fl = bw_real.fcntl(fd, F_GETFL);
-		bool may_wait = fl >= 0 && !(fl & O_NONBLOCK);
 		char label[BW_STATE_LABEL_MAX];
 		atomic_fetch_add_explicit(&d->rejected_calls, 1,
 					  memory_order_relaxed);
 		bw_state_label(d, label, sizeof(label));
 		bw_log(BW_LOG_WARN, "reject_bulkhead", label,
-		       "errno=%s max=%u waited=%s",
+		       "errno=%s max=%u waited=%D",
 		       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc)
 						 : "?",
-		       s->bulkhead_max,
-		       may_wait && s->bulkhead_wait_ns ? "yes" : "no");
+		       s->bulkhead_max, c->slot.wait_ns);
 		BW_USDT_REJECT(d, "reject_bulkhead", -rc);
-		errno = saved;
 	}
 	return rc;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "policy/text.h"
 #include "shim/addr.h"
 #include "shim/breaker.h"
 #include "shim/calls.h"
@@ -58,45 +59,29 @@ static int key_of(const struct sockaddr *sa, socklen_t len,
 	return 0;
 }
 
-/* Appends the decimal v to buf at *n. */
-static void put_dec(char *buf, size_t *n, unsigned v)
-{
-	char tmp[12];
-	int i = sizeof(tmp);
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (i < (int)sizeof(tmp))
-		buf[(*n)++] = tmp[i++];
-}
-
 /* The label of k as status shows it: "127.0.0.1:6379", "[::1]:80".
  * Made only when a destination is new (inet_ntop formats with sprintf). */
 static void label_of(const struct bw_dest_key *k, char *label, size_t cap)
 {
 	char ip[INET6_ADDRSTRLEN];
-	size_t n = 0;
+	struct bw__buf b;
 	_Static_assert(BW_STATE_LABEL_MAX >= INET6_ADDRSTRLEN + 8,
 		       "a label holds [v6]:port");
-	if (cap < BW_STATE_LABEL_MAX)
-		return;
+	bw__buf_init(&b, label, cap);
 	if (k->family == AF_INET) {
 		for (int i = 0; i < 4; i++) {
 			if (i)
-				label[n++] = '.';
-			put_dec(label, &n, k->addr[i]);
+				bw__buf_putc(&b, '.');
+			bw__buf_putu(&b, k->addr[i]);
 		}
 	} else {
 		inet_ntop(AF_INET6, k->addr, ip, sizeof(ip));
-		label[n++] = '[';
-		for (const char *c = ip; *c; c++)
-			label[n++] = *c;
-		label[n++] = ']';
+		bw__buf_putc(&b, '[');
+		bw__buf_puts(&b, ip);
+		bw__buf_putc(&b, ']');
 	}
-	label[n++] = ':';
-	put_dec(label, &n, k->port);
-	label[n] = 0;
+	bw__buf_putc(&b, ':');
+	bw__buf_putu(&b, k->port);
 }
 
 /* FNV-1a of a group name; never 0. */

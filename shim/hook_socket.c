@@ -128,16 +128,11 @@ BW_EXPORT int pipe2(int fds[2], int fl)
 }
 
 /* open(2) and friends take a mode only with O_CREAT or O_TMPFILE. */
-static mode_t mode_arg(int fl, va_list ap)
-{
-	return (fl & (O_CREAT | __O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
-}
-
 BW_EXPORT int open(const char *path, int fl, ...)
 {
 	va_list ap;
 	va_start(ap, fl);
-	mode_t mode = mode_arg(fl, ap);
+	mode_t mode = bw_open_mode(fl, ap);
 	va_end(ap);
 	int fd = bw_real.open(path, fl, mode);
 	if (fd >= 0)
@@ -149,7 +144,7 @@ BW_EXPORT int open64(const char *path, int fl, ...)
 {
 	va_list ap;
 	va_start(ap, fl);
-	mode_t mode = mode_arg(fl, ap);
+	mode_t mode = bw_open_mode(fl, ap);
 	va_end(ap);
 	int fd = bw_real.open64(path, fl, mode);
 	if (fd >= 0)
@@ -161,7 +156,7 @@ BW_EXPORT int openat(int dfd, const char *path, int fl, ...)
 {
 	va_list ap;
 	va_start(ap, fl);
-	mode_t mode = mode_arg(fl, ap);
+	mode_t mode = bw_open_mode(fl, ap);
 	va_end(ap);
 	int fd = bw_real.openat(dfd, path, fl, mode);
 	if (fd >= 0)
@@ -173,7 +168,7 @@ BW_EXPORT int openat64(int dfd, const char *path, int fl, ...)
 {
 	va_list ap;
 	va_start(ap, fl);
-	mode_t mode = mode_arg(fl, ap);
+	mode_t mode = bw_open_mode(fl, ap);
 	va_end(ap);
 	int fd = bw_real.openat64(dfd, path, fl, mode);
 	if (fd >= 0)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "policy/text.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -41,100 +42,61 @@ int bw_log_level_from_name(const char *s)
 	return -1;
 }
 
-struct out {
-	char *p;
-	size_t n, cap;
-};
-
-static void put(struct out *o, const char *s, size_t len)
-{
-	while (len-- && o->n + 1 < o->cap)
-		o->p[o->n++] = *s++;
-}
-
-static void puts_(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
-static void putu(struct out *o, unsigned long long v)
-{
-	char tmp[24];
-	int i = sizeof(tmp);
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put(o, tmp + i, sizeof(tmp) - (size_t)i);
-}
-
-static void puti(struct out *o, long long v)
-{
-	if (v < 0) {
-		put(o, "-", 1);
-		putu(o, 0ull - (unsigned long long)v);
-	} else {
-		putu(o, (unsigned long long)v);
-	}
-}
-
 /* A logfmt value: bare if it has no space, quote or '=', else quoted. */
-static void putq(struct out *o, const char *s)
+static void putq(struct bw__buf *o, const char *s)
 {
 	if (s[0] && !strpbrk(s, " \"=\t\n")) {
-		puts_(o, s);
+		bw__buf_puts(o, s);
 		return;
 	}
-	put(o, "\"", 1);
+	bw__buf_putc(o, '"');
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			put(o, "\\", 1);
+			bw__buf_putc(o, '\\');
 		if (*s == '\n')
-			put(o, "\\n", 2);
+			bw__buf_putn(o, "\\n", 2);
 		else
-			put(o, s, 1);
+			bw__buf_putc(o, *s);
 	}
-	put(o, "\"", 1);
+	bw__buf_putc(o, '"');
 }
 
 size_t bw_log_duration(uint64_t ns, char *buf, size_t cap)
 {
-	struct out o = { buf, 0, cap };
 	static const struct {
 		uint64_t ns;
 		const char *unit;
 	} units[] = { { 1000000000ull, "s" }, { 1000000ull, "ms" },
 		      { 1000ull, "us" } };
-	if (cap == 0)
-		return 0;
+	struct bw__buf o;
+	bw__buf_init(&o, buf, cap);
 	if (ns == 0) {
-		puts_(&o, "0");
+		bw__buf_puts(&o, "0");
 	} else {
 		/* The largest unit not above ns, with one decimal at most
 		 * (truncated): "60s", "1.5s", "250ms", as SPEC §6 shows. */
 		size_t i = 0;
 		while (i < 2 && ns < units[i].ns)
 			i++;
-		putu(&o, ns / units[i].ns);
+		bw__buf_putu(&o, ns / units[i].ns);
 		uint64_t tenth = ns % units[i].ns * 10 / units[i].ns;
 		if (tenth) {
-			put(&o, ".", 1);
-			putu(&o, tenth);
+			bw__buf_putc(&o, '.');
+			bw__buf_putu(&o, tenth);
 		}
-		puts_(&o, units[i].unit);
+		bw__buf_puts(&o, units[i].unit);
 	}
-	buf[o.n] = 0;
-	return o.n;
+	return bw__buf_used(&o);
 }
 
 /* vformat reads %ld as a long long: the same type on LP64 Linux. */
 _Static_assert(sizeof(long) == sizeof(long long), "LP64 expected");
 
-static void vformat(struct out *o, const char *fmt, va_list ap)
+static void vformat(struct bw__buf *o, const char *fmt, va_list ap)
 {
 	for (const char *f = fmt; *f; f++) {
 		if (*f != '%') {
-			put(o, f, 1);
+			bw__buf_putn(o, f, 1);
 			continue;
 		}
 		f++;
@@ -144,13 +106,13 @@ static void vformat(struct out *o, const char *fmt, va_list ap)
 			f++;
 		}
 		if (*f == 'z') {
-			putu(o, va_arg(ap, size_t));
+			bw__buf_putu(o, va_arg(ap, size_t));
 			continue;
 		}
 		switch (*f) {
 		case 's': {
 			const char *s = va_arg(ap, const char *);
-			puts_(o, s ? s : "-");
+			bw__buf_puts(o, s ? s : "-");
 			break;
 		}
 		case 'q': {
@@ -159,21 +121,21 @@ static void vformat(struct out *o, const char *fmt, va_list ap)
 			break;
 		}
 		case 'd': /* %ld and %lld alike: see the assertion below */
-			puti(o, longs ? va_arg(ap, long long)
+			bw__buf_puti(o, longs ? va_arg(ap, long long)
 				      : (long long)va_arg(ap, int));
 			break;
 		case 'u':
-			putu(o, longs ? va_arg(ap, unsigned long long)
+			bw__buf_putu(o, longs ? va_arg(ap, unsigned long long)
 				      : (unsigned long long)va_arg(ap, unsigned));
 			break;
 		case 'D': {
 			char d[32];
 			bw_log_duration(va_arg(ap, uint64_t), d, sizeof(d));
-			puts_(o, d);
+			bw__buf_puts(o, d);
 			break;
 		}
 		case '%':
-			put(o, "%", 1);
+			bw__buf_putc(o, '%');
 			break;
 		default:
 			return; /* unknown directive: stop, never guess */
@@ -248,30 +210,32 @@ void bw_log(int level, const char *event, const char *dest, const char *fmt,
 	if (!limit_pass(event, dest, &dropped))
 		goto out;
 	char line[BW_LOG_LINE_MAX];
-	struct out o = { line, 0, sizeof(line) - 1 };
-	puts_(&o, "bulwark[");
-	putu(&o, (unsigned long long)getpid());
-	puts_(&o, "]: level=");
-	puts_(&o, level_names[level]);
-	puts_(&o, " event=");
-	puts_(&o, event);
+	struct bw__buf o; /* room kept for the newline */
+	bw__buf_init(&o, line, sizeof(line) - 1);
+	bw__buf_puts(&o, "bulwark[");
+	bw__buf_putu(&o, (uint64_t)getpid());
+	bw__buf_puts(&o, "]: level=");
+	bw__buf_puts(&o, level_names[level]);
+	bw__buf_puts(&o, " event=");
+	bw__buf_puts(&o, event);
 	if (dest) {
-		puts_(&o, " dest=");
+		bw__buf_puts(&o, " dest=");
 		putq(&o, dest);
 	}
 	if (fmt && fmt[0]) {
 		va_list ap;
 		va_start(ap, fmt);
-		put(&o, " ", 1);
+		bw__buf_putc(&o, ' ');
 		vformat(&o, fmt, ap);
 		va_end(ap);
 	}
 	if (dropped) {
-		puts_(&o, " dropped=");
-		putu(&o, dropped);
+		bw__buf_puts(&o, " dropped=");
+		bw__buf_putu(&o, dropped);
 	}
-	line[o.n++] = '\n';
-	emit(line, o.n);
+	size_t n = bw__buf_used(&o);
+	line[n++] = '\n';
+	emit(line, n);
 out:
 	errno = saved;
 }

@@ -55,25 +55,19 @@ static int fb_pipe2(int fds[2], int fl)
 }
 static int fb_openat(int dfd, const char *p, int fl, ...)
 {
-	mode_t mode = 0;
-	if (fl & (O_CREAT | __O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, fl);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
+	va_list ap;
+	va_start(ap, fl);
+	mode_t mode = bw_open_mode(fl, ap);
+	va_end(ap);
 	return (int)syscall(SYS_openat, dfd, p, fl, mode);
 }
 static int fb_open(const char *p, int fl, ...)
 {
-	mode_t mode = 0;
-	if (fl & (O_CREAT | __O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, fl);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	return (int)syscall(SYS_openat, AT_FDCWD, p, fl, mode);
+	va_list ap;
+	va_start(ap, fl);
+	mode_t mode = bw_open_mode(fl, ap);
+	va_end(ap);
+	return fb_openat(AT_FDCWD, p, fl, mode);
 }
 static ssize_t fb_send(int fd, const void *b, size_t n, int fl)
 {

@@ -10,8 +10,10 @@
 #ifndef BW_SHIM_REAL_H
 #define BW_SHIM_REAL_H
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -82,5 +84,12 @@ extern struct bw_real bw_real;
 /* Binds every pointer (called once, from bw__init). Cannot fail: a symbol
  * that cannot be found keeps its kernel fallback. */
 void bw_real_bind(void);
+
+/* The mode argument of an open-like call: read from ap only when flags
+ * say there is one (O_CREAT, O_TMPFILE), as libc does. */
+static inline mode_t bw_open_mode(int fl, va_list ap)
+{
+	return (fl & (O_CREAT | __O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+}
 
 #endif
