@@ -19,8 +19,14 @@ VERSION := 0.1.0
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASE := -std=c11 -D_GNU_SOURCE -I. $(WARN) -g -DBW_VERSION='"$(VERSION)"'
 # LESSONS 2: hidden by default, no _FILE_OFFSET_BITS=64 in the shim.
+# The shim's cost is mostly its code coming back into the CPU's caches
+# after the kernel ran (bench/results): link-time optimisation inlines
+# across modules and -fno-plt calls libc through the GOT, so a connection's
+# life runs in fewer cache lines and pages.  GCC only: clang's LTO needs a
+# linker plugin Debian does not install with it.
+SHIM_LTO := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto=auto)
 SHIM_CFLAGS := $(BASE) -O2 -fPIC -fvisibility=hidden -fno-strict-aliasing \
-	-U_FILE_OFFSET_BITS
+	-U_FILE_OFFSET_BITS -fno-plt $(SHIM_LTO)
 CLI_CFLAGS := $(BASE) -O2
 SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -69,7 +75,7 @@ $(B)/obj/tsan/%.o: %.c
 	$(CC) $(TSAN_CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(call obj,shim,$(POLICY_SRC) $(SHIM_LIB_SRC) shim/init.c $(SHIM_HOOK_SRC)) shim/libbulwark.map
-	$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=shim/libbulwark.map \
+	$(CC) -shared -O2 $(SHIM_LTO) -o $@ $(filter %.o,$^) -Wl,--version-script=shim/libbulwark.map \
 		-Wl,-z,now -Wl,-z,relro -ldl -lpthread
 
 CORE := $(B)/obj/cli/libcore.a

@@ -333,26 +333,29 @@ static void wake_all(struct bh *b)
 
 /* Keeps bh_active / bh_waiting equal to bh_word for readers: the last
  * writer to see the word unchanged after its stores wins. */
-static void mirror(struct bh *b)
+static void mirror_dest(struct bw_dest *d)
 {
-	if (!b->st)
-		return;
 	for (int i = 0; i < 3; i++) {
-		uint64_t w = atomic_load(b->word);
+		uint64_t w = atomic_load(&d->bh_word);
 
 		/* Stores only on change: under contention they cost. */
-		if (atomic_load_explicit(&b->d->bh_active,
+		if (atomic_load_explicit(&d->bh_active,
 					 memory_order_relaxed) != bh_active(w))
-			atomic_store_explicit(&b->d->bh_active, bh_active(w),
+			atomic_store_explicit(&d->bh_active, bh_active(w),
 					      memory_order_relaxed);
-		if (atomic_load_explicit(&b->d->bh_waiting,
+		if (atomic_load_explicit(&d->bh_waiting,
 					 memory_order_relaxed) != bh_waiting(w))
-			atomic_store_explicit(&b->d->bh_waiting,
-					      bh_waiting(w),
+			atomic_store_explicit(&d->bh_waiting, bh_waiting(w),
 					      memory_order_relaxed);
-		if (atomic_load(b->word) == w)
+		if (atomic_load(&d->bh_word) == w)
 			break;
 	}
+}
+
+static void mirror(struct bh *b)
+{
+	if (b->st)
+		mirror_dest(b->d);
 }
 
 static void bh_of_dest(struct bh *b, struct bw_state *st, uint32_t didx)
@@ -390,10 +393,13 @@ static struct bw_bh_hold *rec(struct bw_state *st, uint32_t idx)
 	return &st->holds[idx & BH_LAST_MASK]; /* I6 */
 }
 
+/* A plain store: a sweeper trusts the start time only when its
+ * generation matches the record word it judges (I5). */
 static void set_owner(struct bw_state *st, uint32_t idx, uint64_t w,
 		      uint64_t start)
 {
-	atomic_store(&rec(st, idx)->owner, start << 24 | hw_gen(w));
+	atomic_store_explicit(&rec(st, idx)->owner, start << 24 | hw_gen(w),
+			      memory_order_release);
 }
 
 /* Completes intent w of record idx (the owner, or a helper: I3). */
@@ -439,7 +445,9 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 		uint32_t act = bh_active(w), wait = bh_waiting(w);
 		int64_t na, nw;
 
-		if (b->st)
+		/* Our own record cannot be the one to help: it shows
+		 * our newer intent. */
+		if (b->st && bh_last(w) != idx)
 			help(b->st, w);
 		if (s == ST_I_ACQ && (uint64_t)act + wait >= max)
 			return -EBUSY;
@@ -462,6 +470,34 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 	if (b->st)
 		complete(b->st, idx, rw);
 	mirror(b);
+	return 0;
+}
+
+/*
+ * commit() of our own ACQ or REL intent rw on record idx of d, in the
+ * case nearly every connect and close meets: bh_word's last names our
+ * record or none, so there is no intent to help (I3), and an ACQ finds
+ * room.  Commits, completes and mirrors in one pass over d's bulkhead
+ * line and the record.  Returns 0 when done, 1 when not that case or the
+ * CAS lost a race: nothing changed, the caller runs commit().
+ */
+static int commit_own(struct bw_state *st, struct bw_dest *d, uint32_t idx,
+		      uint64_t rw, uint32_t max)
+{
+	uint64_t w = atomic_load(&d->bh_word), n, to;
+	uint32_t act = bh_active(w), last = bh_last(w);
+	bool acq = hw_state(rw) == ST_I_ACQ;
+
+	if ((last && last != idx) ||
+	    (acq ? (uint64_t)act + bh_waiting(w) >= max : act == 0))
+		return 1;
+	n = bh_make(acq ? act + 1 : act - 1, bh_waiting(w), idx, hw_gen(rw));
+	if (!atomic_compare_exchange_strong(&d->bh_word, &w, n))
+		return 1;
+	to = acq ? hw_make(ST_HELD, hw_dest(rw), hw_pid(rw), hw_gen(rw))
+		 : hw_make(ST_FREE, 0, 0, hw_gen(rw));
+	atomic_compare_exchange_strong(&rec(st, idx)->word, &rw, to);
+	mirror_dest(d);
 	return 0;
 }
 
@@ -961,7 +997,7 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	struct bh b;
 	int saved = errno, rc = 0;
 
-	memset(out, 0, sizeof(*out));
+	*out = (struct bw_slot){ .kind = BW_SLOT_NONE };
 	if (!s || !s->bulkhead_max || !st || !st->dests || !d)
 		return 0;
 	didx = bw_state_index(st, d);
@@ -995,8 +1031,12 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 					  memory_order_relaxed);
 		goto out; /* passes uncounted, like a full state table */
 	}
-	atomic_store(&st->holds[idx].ino, sock_ino);
-	if (commit(&b, idx, rw, max, 0) == 0)
+	if (sock_ino || atomic_load_explicit(&st->holds[idx].ino,
+					     memory_order_relaxed))
+		atomic_store_explicit(&st->holds[idx].ino, sock_ino,
+				      memory_order_release);
+	if (commit_own(st, d, idx, rw, max) == 0 ||
+	    commit(&b, idx, rw, max, 0) == 0)
 		goto got;
 	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
 	if (bw_bulkhead_sweep(st, d, now_ns, false) &&
@@ -1075,12 +1115,13 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 		goto out; /* not ours any more (I4): nothing to give back */
 	set_owner(st, slot->hold, rw, start);
 	claim_hint = slot->hold;
-	commit(&b, slot->hold, rw, 0, 0);
+	if (commit_own(st, b.d, slot->hold, rw, 0) != 0)
+		commit(&b, slot->hold, rw, 0, 0);
 	if (bh_waiting(atomic_load(b.word)))
 		wake_all(&b);
 out:
 	if (slot)
-		memset(slot, 0, sizeof(*slot));
+		*slot = (struct bw_slot){ .kind = BW_SLOT_NONE };
 	errno = saved;
 }
 
