@@ -205,16 +205,21 @@ static void unclaim(struct bw_dest *d, uint32_t gen)
 
 /* ---- the window ---------------------------------------------------------- */
 
-/* Calls per bucket of a count window and buckets in use: N calls in
- * ceil(N / 10)-call buckets. */
-static void count_geometry(const struct bw_settings *s, uint64_t *size,
-			   uint32_t *nb)
+/* Calls per bucket of a count window: N calls in ceil(N / 10)-call
+ * buckets. */
+static uint64_t count_bucket_size(const struct bw_settings *s)
 {
 	uint64_t n = s->window_calls;
 	uint64_t sz =
 	    (n + BW_STATE_WINDOW_BUCKETS - 1) / BW_STATE_WINDOW_BUCKETS;
-	if (sz == 0)
-		sz = 1;
+	return sz ? sz : 1;
+}
+
+/* The bucket size, and the buckets in use. */
+static void count_geometry(const struct bw_settings *s, uint64_t *size,
+			   uint32_t *nb)
+{
+	uint64_t n = s->window_calls, sz = count_bucket_size(s);
 	*size = sz;
 	*nb = (uint32_t)((n + sz - 1) / sz);
 	if (*nb == 0)
@@ -232,12 +237,9 @@ static void window_add(struct bw_dest *d, const struct bw_settings *s,
 {
 	uint64_t ep;
 	if (s->window_calls) {
-		uint64_t size;
-		uint32_t nb;
-		count_geometry(s, &size, &nb);
 		ep = atomic_fetch_add_explicit(&d->window_seq, 1,
 					       memory_order_relaxed) /
-		     size;
+		     count_bucket_size(s);
 	} else if (s->window_ns) {
 		ep = now_ns / time_slice_ns(s);
 	} else {
@@ -598,6 +600,26 @@ static int record(struct bw_dest *d, const struct bw_settings *s,
 	default: /* OPEN: nothing to judge until half-open */
 		return BW_BREAKER_EV_NONE;
 	}
+}
+
+bool bw_breaker_record_ok(struct bw_dest *d, const struct bw_settings *s,
+			  bool clears, uint64_t latency_ns, uint64_t now_ns)
+{
+	if (!s->breaker_on)
+		return true; /* nothing to judge */
+	if (s->rate >= 0 || s->slow_rate >= 0 ||
+	    bw_breaker_is_slow(s, latency_ns) ||
+	    atomic_load_explicit(&d->forced, memory_order_relaxed) !=
+		BW_FORCE_AUTO ||
+	    w_state(atomic_load(&d->state)) != BW_BREAKER_CLOSED)
+		return false;
+	/* record_closed() for a success that cannot trip. */
+	if (clears && atomic_load_explicit(&d->consecutive_failures,
+					   memory_order_relaxed) != 0)
+		atomic_store(&d->consecutive_failures, 0);
+	slow_count_lower(d);
+	window_add(d, s, now_ns, false, false);
+	return true;
 }
 
 int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,

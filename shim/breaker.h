@@ -88,6 +88,18 @@ int bw_breaker_record_connect_ok(struct bw_dest *d,
 				 uint64_t latency_ns, bool probe,
 				 uint64_t now_ns);
 
+/*
+ * The outcome of nearly every call, recorded in one pass: a success that
+ * is not slow, the breaker closed and not forced, under settings that
+ * judge no rate (so it cannot open).  clears: the consecutive-failure
+ * count starts again (a good exchange; a good connect leaves it).  Does
+ * what bw_breaker_record / bw_breaker_record_connect_ok would and returns
+ * true; returns false, having changed nothing, in any other case (the
+ * caller records through those).  AS-safe: yes.
+ */
+bool bw_breaker_record_ok(struct bw_dest *d, const struct bw_settings *s,
+			  bool clears, uint64_t latency_ns, uint64_t now_ns);
+
 /* A connection ended without a failed exchange: the consecutive-failure
  * count starts again.  AS-safe: yes. */
 void bw_breaker_note_healthy(struct bw_dest *d, const struct bw_settings *s);

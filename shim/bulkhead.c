@@ -998,11 +998,10 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	int saved = errno, rc = 0;
 
 	*out = (struct bw_slot){ .kind = BW_SLOT_NONE };
-	if (!s || !s->bulkhead_max || !st || !st->dests || !d)
+	if (!s || !s->bulkhead_max || !st || !st->dests || !d ||
+	    d < st->dests || d >= st->dests + BW_STATE_SLOTS)
 		return 0;
-	didx = bw_state_index(st, d);
-	if (didx >= BW_STATE_SLOTS)
-		return 0;
+	didx = (uint32_t)(d - st->dests);
 	max = s->bulkhead_max;
 	if (max > BW_POLICY_COUNT_MAX)
 		max = BW_POLICY_COUNT_MAX;
@@ -1016,7 +1015,6 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	}
 	if (!st->holds)
 		goto out;
-	bh_of_dest(&b, st, didx);
 	pid = self(&start);
 	/* Closed shared connections: looked for every BW_BULKHEAD_SHARED_NS
 	 * (each look may scan /proc), or sooner when the bulkhead is full. */
@@ -1035,8 +1033,10 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 					     memory_order_relaxed))
 		atomic_store_explicit(&st->holds[idx].ino, sock_ino,
 				      memory_order_release);
-	if (commit_own(st, d, idx, rw, max) == 0 ||
-	    commit(&b, idx, rw, max, 0) == 0)
+	if (commit_own(st, d, idx, rw, max) == 0)
+		goto got;
+	bh_of_dest(&b, st, didx);
+	if (commit(&b, idx, rw, max, 0) == 0)
 		goto got;
 	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
 	if (bw_bulkhead_sweep(st, d, now_ns, false) &&

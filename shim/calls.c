@@ -88,11 +88,10 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 static int take_slot(struct bw_conn *c, struct bw_dest *d,
 		     const struct bw_settings *s, int fd, uint64_t now_ns)
 {
-	int saved = errno;
+	/* errno: the bulkhead never changes it. */
 	int rc = bw_bulkhead_acquire(&bw_g.state, d, s,
 				     BW_BULKHEAD_IF_BLOCKING(fd), 0, now_ns,
 				     &c->slot);
-	errno = saved;
 	if (rc < 0) {
 		char label[BW_STATE_LABEL_MAX];
 		atomic_fetch_add_explicit(&d->rejected_calls, 1,
@@ -166,40 +165,21 @@ void bw_call_healthy(struct bw_conn *c)
 		bw_breaker_note_healthy(d, bw_settings_for(c->rule));
 }
 
-#define ADD(field, v)                                                         \
-	atomic_fetch_add_explicit(&d->field, (v), memory_order_relaxed)
-
-void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
-		    uint64_t latency_ns, uint64_t now_ns)
+/* Everything but the counters, for an outcome the breaker's fast path
+ * did not take (a failure, a slow call, a breaker not closed): kept out
+ * of the lines a successful call runs. */
+static BW_NOINLINE void record_rest(struct bw_conn *c, struct bw_dest *d,
+				    const struct bw_settings *s, bool connect,
+				    bool failed, bool slow, bool probe,
+				    uint64_t latency_ns, uint64_t now_ns)
 {
-	struct bw_dest *d = bw_conn_dest(c);
-	if (!d)
-		return;
-	const struct bw_settings *s = bw_settings_for(c->rule);
-	bool slow = !failed && bw_breaker_is_slow(s, latency_ns);
-	bool probe = kind == BW_CALL_CONNECT && c->probe > 0;
-
-	ADD(total_calls, 1);
-	if (failed)
-		ADD(failed_calls, 1);
-	else
-		ADD(successful_calls, 1);
-	if (slow)
-		ADD(slow_calls, 1);
-	if (kind == BW_CALL_CONNECT) {
-		ADD(connect_calls, 1);
-		ADD(connect_ns_sum, latency_ns);
-		c->probe = 0;
-		if (failed)
-			bw_call_end(c); /* a failed attempt holds no slot */
-	} else {
-		ADD(exchange_calls, 1);
-		ADD(exchange_ns_sum, latency_ns);
-	}
-	BW_USDT_CALL(d, kind == BW_CALL_CONNECT, latency_ns, failed);
-
 	int why = 0;
-	int ev = kind == BW_CALL_CONNECT && !failed
+	if (slow)
+		atomic_fetch_add_explicit(&d->slow_calls, 1,
+					  memory_order_relaxed);
+	if (connect && failed)
+		bw_call_end(c); /* a failed attempt holds no slot */
+	int ev = connect && !failed
 			 ? bw_breaker_record_connect_ok(d, s, latency_ns,
 							probe, now_ns)
 			 : bw_breaker_record(d, s, failed, latency_ns, probe,
@@ -212,4 +192,34 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		bw_log(BW_LOG_INFO, "slow_call", label, "latency=%D slow=%D",
 		       latency_ns, s->slow_ns);
 	}
+}
+
+void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
+		    uint64_t latency_ns, uint64_t now_ns)
+{
+	struct bw_dest *d = bw_conn_dest(c);
+	if (!d)
+		return;
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	bool connect = kind == BW_CALL_CONNECT;
+	bool slow = !failed && bw_breaker_is_slow(s, latency_ns);
+	bool probe = connect && c->probe > 0;
+	const memory_order r = memory_order_relaxed;
+
+	atomic_fetch_add_explicit(&d->total_calls, 1, r);
+	atomic_fetch_add_explicit(failed ? &d->failed_calls
+					 : &d->successful_calls, 1, r);
+	atomic_fetch_add_explicit(connect ? &d->connect_calls
+					  : &d->exchange_calls, 1, r);
+	atomic_fetch_add_explicit(connect ? &d->connect_ns_sum
+					  : &d->exchange_ns_sum, latency_ns, r);
+	if (connect)
+		c->probe = 0;
+	BW_USDT_CALL(d, connect, latency_ns, failed);
+	/* A good exchange starts the consecutive-failure count again; a
+	 * good connect does not (bw_breaker_record_connect_ok). */
+	if (failed || slow ||
+	    !bw_breaker_record_ok(d, s, !connect, latency_ns, now_ns))
+		record_rest(c, d, s, connect, failed, slow, probe, latency_ns,
+			    now_ns);
 }

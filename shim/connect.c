@@ -93,6 +93,22 @@ static uint32_t group_hash(const char *g)
 	return h ? h : 1;
 }
 
+/* The destination this process bound last and its rule, one word that
+ * threads and signal handlers read whole: (rule + 2) << 16 | (slot + 1),
+ * 0 for none.  A loop of connects to one destination skips the policy
+ * match and the hash lookup.  Trusted only when the slot still holds the
+ * same key (a slot keeps its key once it has one; the rule is a function
+ * of the address when no rule names a host) and for an address, not a
+ * group (whose slot's key is the group's). */
+static _Atomic uint32_t last_bind;
+
+static void bind_to(struct bw_conn *c, int r, uint32_t slot)
+{
+	c->rule = (int16_t)r;
+	c->dest = slot + 1;
+	c->io_timeout = bw_settings_for(r)->io_timeout_ns > 0;
+}
+
 /* Binds a fresh connection to its rule and destination.  Returns 0, or 1
  * when nothing applies to it (a rule says off, or no room in the state). */
 int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
@@ -105,6 +121,13 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 
 	if (key_of(sa, len, &k) < 0)
 		return 1;
+	uint32_t last = atomic_load_explicit(&last_bind, memory_order_relaxed);
+	if (BW_LIKELY(last && !p->has_host_rules &&
+		      bw_state_find_at(&bw_g.state, (last & 0xffff) - 1,
+				       &k))) {
+		bind_to(c, (int)(last >> 16) - 2, (last & 0xffff) - 1);
+		return 0;
+	}
 	bool named = p->has_host_rules &&
 		     bw_hostmap_lookup(k.family, k.addr, &hosts);
 	int r = bw_policy_match(p, sa, len, named ? bw_hostmap_hit : NULL,
@@ -140,9 +163,12 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 			       (unsigned)BW_STATE_SLOTS);
 		return 1;
 	}
-	c->rule = (int16_t)r;
-	c->dest = bw_state_index(&bw_g.state, d) + 1;
-	c->io_timeout = s->io_timeout_ns > 0;
+	uint32_t slot = bw_state_index(&bw_g.state, d);
+	bind_to(c, r, slot);
+	if (!s->group[0])
+		atomic_store_explicit(&last_bind,
+				      (uint32_t)(r + 2) << 16 | (slot + 1),
+				      memory_order_relaxed);
 	return 0;
 }
 

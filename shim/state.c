@@ -456,13 +456,13 @@ void bw_state_detach(struct bw_state *st)
 /* The canonical form of k: the bytes that name the destination. */
 static void key_canon(struct bw_dest_key *c, const struct bw_dest_key *k)
 {
-	memset(c, 0, sizeof(*c));
-	c->family = k->family;
-	c->port = k->port;
-	c->group_hash = k->group_hash;
-	if (k->family == 0)
-		return;
-	memcpy(c->addr, k->addr, k->family == AF_INET ? 4 : sizeof(c->addr));
+	*c = (struct bw_dest_key){ .family = k->family,
+				   .port = k->port,
+				   .group_hash = k->group_hash };
+	if (k->family == AF_INET)
+		memcpy(c->addr, k->addr, 4);
+	else if (k->family != 0)
+		memcpy(c->addr, k->addr, sizeof(c->addr));
 }
 
 /* 64-bit finaliser of a multiply-xorshift mix (the constants of
@@ -763,6 +763,12 @@ static struct bw_dest *get_or_find(struct bw_state *st,
 		return NULL;
 	key_canon(&c, k);
 	hash = canon_hash(&c);
+	/* Nearly every lookup ends at the key's home slot, ready. */
+	d = &st->dests[hash & (BW_STATE_SLOTS - 1)];
+	if (atomic_load_explicit(&d->tag, memory_order_acquire) ==
+		    (BW_TAG_READY | hash >> 2) &&
+	    key_eq(d, &c))
+		return d;
 	for (int r = 0; r < BW_STATE_RESTARTS_MAX; r++) {
 		switch (lookup(st, &c, hash, create, label, rule, &d)) {
 		case LOOKUP_FOUND:
@@ -806,18 +812,30 @@ struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i)
 	return d;
 }
 
+struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
+				 const struct bw_dest_key *k)
+{
+	struct bw_dest_key c;
+	struct bw_dest *d = bw_state_slot(st, i);
+
+	if (!d || !k)
+		return NULL;
+	key_canon(&c, k);
+	return key_eq(d, &c) ? d : NULL;
+}
+
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d)
 {
-	uintptr_t base, p;
+	uintptr_t base, p, i;
 
 	if (!st || !st->dests || !d)
 		return BW_STATE_SLOTS;
 	base = (uintptr_t)st->dests;
 	p = (uintptr_t)d;
-	if (p < base || (p - base) % sizeof(*d) != 0 ||
-	    (p - base) / sizeof(*d) >= BW_STATE_SLOTS)
+	i = (p - base) / sizeof(*d);
+	if (p < base || i >= BW_STATE_SLOTS || i * sizeof(*d) != p - base)
 		return BW_STATE_SLOTS;
-	return (uint32_t)((p - base) / sizeof(*d));
+	return (uint32_t)i;
 }
 
 void bw_state_label(const struct bw_dest *d, char *buf, size_t cap)

@@ -193,6 +193,10 @@ struct bw_dest *bw_state_get(struct bw_state *st, const struct bw_dest_key *k,
 struct bw_dest *bw_state_find(struct bw_state *st, const struct bw_dest_key *k);
 /* Slot i (0 <= i < BW_STATE_SLOTS) if it holds a destination, else NULL. */
 struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i);
+/* Slot i if it holds the destination for key k, else NULL: a slot keeps
+ * its key once it holds one, so a remembered index is checked this way. */
+struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
+				 const struct bw_dest_key *k);
 /* Index of d in st; BW_STATE_SLOTS when d is not one of st's slots. */
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
 
