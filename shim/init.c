@@ -187,6 +187,7 @@ static void init_once(void)
 	}
 	if (load_policy(&err) < 0)
 		goto bad;
+	bw_clock_init();
 	bw_g.active = true;
 	attach_state();
 	/* Bulkhead slots belong to open file descriptions, which a fork
