@@ -170,6 +170,7 @@ static int connect_fake(int fd, struct bw_state *st, struct bw_dest *d)
 		return -1;
 	c->rule = 0;
 	c->dest = i + 1;
+	c->d = d;
 	c->phase = BW_PHASE_IDLE;
 	atomic_store(&c->state, BW_CONN_ESTABLISHED);
 	return 0;

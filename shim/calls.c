@@ -19,9 +19,7 @@
 
 struct bw_dest *bw_conn_dest(const struct bw_conn *c)
 {
-	if (!c->dest || c->dest > BW_STATE_SLOTS || !bw_g.state.dests)
-		return NULL;
-	return &bw_g.state.dests[c->dest - 1];
+	return c->d;
 }
 
 bool bw_call_connect_failed(int err)

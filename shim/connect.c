@@ -106,6 +106,7 @@ static void bind_to(struct bw_conn *c, int r, uint32_t slot)
 {
 	c->rule = (int16_t)r;
 	c->dest = slot + 1;
+	c->d = &bw_g.state.dests[slot];
 	c->io_timeout = bw_settings_for(r)->io_timeout_ns > 0;
 }
 
@@ -338,7 +339,6 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	uint64_t now = bw_now_ns();
 	if (d)
 		bw_retry_note_connect(d, now);
-	remember_peer(c, sa);
 	for (unsigned n = 1;; n++) {
 		c->attempt = n;
 		c->t0_ns = n == 1 ? now : bw_now_ns();
@@ -361,6 +361,9 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			return 0;
 		}
 		if (err == EINPROGRESS || err == EINTR) {
+			/* Its outcome comes later; so may its retries
+			 * (bw_connect_resume), which need the address. */
+			remember_peer(c, sa);
 			atomic_store(&c->state, BW_CONN_CONNECTING);
 			break;
 		}

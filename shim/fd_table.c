@@ -56,6 +56,8 @@ static struct bw_conn *conn_claim(int fd)
 		c->stale = 0;
 		c->rule = -1;
 		c->dest = 0;
+		c->d = NULL;
+		c->peer.family = 0; /* set by the connect that may need it */
 		c->t0_ns = 0;
 		atomic_store(&c->state, BW_CONN_FRESH);
 		return c;
