@@ -473,6 +473,18 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 	return 0;
 }
 
+/* The stable word our completed intent rw left: the same owner and
+ * generation in the intent's to-state, or FREE with only the generation. */
+static uint64_t completed(uint64_t rw)
+{
+	unsigned to = intent_to[hw_state(rw)];
+
+	return to == ST_FREE
+		   ? hw_make(ST_FREE, 0, 0, hw_gen(rw))
+		   : (rw & ~(HW_STATE_MASK << HW_STATE_SHIFT)) |
+			     (uint64_t)to << HW_STATE_SHIFT;
+}
+
 /*
  * commit() of our own ACQ or REL intent rw on record idx of d, in the
  * case nearly every connect and close meets: bh_word's last names our
@@ -494,8 +506,7 @@ static int commit_own(struct bw_state *st, struct bw_dest *d, uint32_t idx,
 	n = bh_make(acq ? act + 1 : act - 1, bh_waiting(w), idx, hw_gen(rw));
 	if (!atomic_compare_exchange_strong(&d->bh_word, &w, n))
 		return 1;
-	to = acq ? hw_make(ST_HELD, hw_dest(rw), hw_pid(rw), hw_gen(rw))
-		 : hw_make(ST_FREE, 0, 0, hw_gen(rw));
+	to = completed(rw);
 	atomic_compare_exchange_strong(&rec(st, idx)->word, &rw, to);
 	mirror_dest(d);
 	return 0;
@@ -522,15 +533,6 @@ static bool retarget(struct bw_state *st, uint32_t idx, uint64_t *rw,
 	if (s)
 		set_owner(st, idx, n, start);
 	return true;
-}
-
-/* The stable word our completed intent rw left. */
-static uint64_t completed(uint64_t rw)
-{
-	unsigned to = intent_to[hw_state(rw)];
-
-	return to == ST_FREE ? hw_make(ST_FREE, 0, 0, hw_gen(rw))
-			     : hw_make(to, hw_dest(rw), hw_pid(rw), hw_gen(rw));
 }
 
 /* Claims a FREE record with intent s.  Returns its index, 0 if none. */
@@ -1100,7 +1102,8 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 	if (hw_state(w) != ST_HELD)
 		goto out;
 	bh_of_dest(&b, st, hw_dest(w));
-	if (slot->forks != atomic_load(&fork_count)) {
+	if (slot->forks !=
+	    atomic_load_explicit(&fork_count, memory_order_relaxed)) {
 		/* A fork since: a child may hold the socket.  The sweep
 		 * frees the slot when no process has it open any more. */
 		uint64_t n = hw_make(ST_SHARED, hw_dest(w), 0, hw_gen(w) + 1);
