@@ -824,6 +824,19 @@ struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 	return key_eq(d, &c) ? d : NULL;
 }
 
+struct bw_dest *bw_state_find_at_in4(struct bw_state *st, uint32_t i,
+				     const void *addr, uint16_t port)
+{
+	struct bw_dest *d = bw_state_slot(st, i);
+
+	/* The canonical key of an IPv4 address: these fields, zeros after
+	 * the address, no group. */
+	if (!d || d->key.family != AF_INET || d->key.port != port ||
+	    d->key.group_hash != 0 || memcmp(d->key.addr, addr, 4) != 0)
+		return NULL;
+	return d;
+}
+
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d)
 {
 	uintptr_t base, p, i;

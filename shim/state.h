@@ -197,6 +197,10 @@ struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i);
  * its key once it holds one, so a remembered index is checked this way. */
 struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 				 const struct bw_dest_key *k);
+/* The same for IPv4 address addr (4 bytes, network order) and port (host
+ * order), without building a key. */
+struct bw_dest *bw_state_find_at_in4(struct bw_state *st, uint32_t i,
+				     const void *addr, uint16_t port);
 /* Index of d in st; BW_STATE_SLOTS when d is not one of st's slots. */
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
 
