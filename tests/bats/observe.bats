@@ -141,6 +141,29 @@ field() { bw_field "$@"; }
 	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 0 ]
 }
 
+@test "one process alternating between destinations: each keeps its own rule" {
+	# The shim remembers the destination it bound last (shim/connect.c);
+	# a connect elsewhere must still be matched and counted on its own.
+	start_faultsrv --mode echo
+	local a=$FS_PORT
+	start_faultsrv --mode echo
+	local b=$FS_PORT
+	start_faultsrv --mode echo
+	local c=$FS_PORT
+	BULWARK_POLICY="127.0.0.1:$a breaker.failures=3; 127.0.0.1:$b off; * bulkhead.max=4" \
+		run run_shim "$PY" "$PYCLIENT" alternate "$a" "$b" 10
+	[ "$output" = ok ]
+	BULWARK_POLICY="127.0.0.1:$a breaker.failures=3; 127.0.0.1:$b off; * bulkhead.max=4" \
+		run run_shim "$PY" "$PYCLIENT" alternate "$c" "$a" 5
+	[ "$output" = ok ]
+	[ "$(field 127.0.0.1:$a rule)" = "127.0.0.1:$a" ]
+	[ "$(field 127.0.0.1:$a successful_calls)" -eq 30 ] # 15 connects, 15 exchanges
+	[ "$(field 127.0.0.1:$b total_calls)" = 0 ]
+	[ "$(field 127.0.0.1:$c rule)" = "*" ]
+	[ "$(field 127.0.0.1:$c successful_calls)" -eq 10 ]
+	[ "$(field 127.0.0.1:$c bulkhead.max)" -eq 4 ]
+}
+
 @test "an invalid policy: one error line, the program runs untouched" {
 	start_faultsrv --mode echo
 	BULWARK_POLICY='* breaker.failure=3' run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"

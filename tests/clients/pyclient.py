@@ -16,6 +16,8 @@
 #   pyclient.py forkchild PORT                   the child of a fork does the
 #                                                exchange on the parent's socket
 #   pyclient.py name HOST PORT                   connect by name (getaddrinfo)
+#   pyclient.py alternate PORT PORT2 N           N rounds: one exchange on a
+#                                                new connection to each port
 import errno
 import os
 import select
@@ -68,6 +70,12 @@ def main():
             s = connect(port)
             exchange(s, int(sys.argv[3]) if len(sys.argv) > 3 else 1)
             s.close()
+        elif mode == "alternate":
+            for _ in range(int(sys.argv[4])):
+                for p in (port, int(sys.argv[3])):
+                    s = connect(p)
+                    exchange(s)
+                    s.close()
         elif mode == "connect":
             s = socket.socket()
             s.connect(("127.0.0.1", port))
