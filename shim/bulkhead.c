@@ -1083,6 +1083,7 @@ out:
 void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 {
 	struct bh b;
+	struct bw_dest *d;
 	uint64_t w, rw, start;
 	uint32_t pid;
 	int saved = errno;
@@ -1101,7 +1102,7 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 	w = slot->word;
 	if (hw_state(w) != ST_HELD)
 		goto out;
-	bh_of_dest(&b, st, hw_dest(w));
+	d = &st->dests[hw_dest(w) & HW_DEST_MASK]; /* I6 */
 	if (slot->forks !=
 	    atomic_load_explicit(&fork_count, memory_order_relaxed)) {
 		/* A fork since: a child may hold the socket.  The sweep
@@ -1109,7 +1110,7 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 		uint64_t n = hw_make(ST_SHARED, hw_dest(w), 0, hw_gen(w) + 1);
 		if (atomic_compare_exchange_strong(&rec(st, slot->hold)->word,
 						   &w, n))
-			atomic_fetch_add(&b.d->bh_shared, 1);
+			atomic_fetch_add(&d->bh_shared, 1);
 		goto out;
 	}
 	pid = self(&start);
@@ -1118,10 +1119,14 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 		goto out; /* not ours any more (I4): nothing to give back */
 	set_owner(st, slot->hold, rw, start);
 	claim_hint = slot->hold;
-	if (commit_own(st, b.d, slot->hold, rw, 0) != 0)
+	if (commit_own(st, d, slot->hold, rw, 0) != 0) {
+		bh_of_dest(&b, st, hw_dest(w));
 		commit(&b, slot->hold, rw, 0, 0);
-	if (bh_waiting(atomic_load(b.word)))
+	}
+	if (bh_waiting(atomic_load(&d->bh_word))) {
+		bh_of_dest(&b, st, hw_dest(w));
 		wake_all(&b);
+	}
 out:
 	if (slot)
 		*slot = (struct bw_slot){ .kind = BW_SLOT_NONE };
