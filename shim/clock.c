@@ -144,3 +144,9 @@ uint64_t bw_clock_ns(void)
 #endif
 	return mono_ns();
 }
+
+int bw_clock_uses_tsc(void)
+{
+	return atomic_load_explicit(&clk.usable, memory_order_relaxed) &&
+	       atomic_load_explicit(&clk.mult, memory_order_relaxed) != 0;
+}

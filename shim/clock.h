@@ -28,4 +28,8 @@ void bw_clock_init(void);
  * anchor (callers clamp differences at 0).  AS-safe: yes. */
 uint64_t bw_clock_ns(void);
 
+/* 1 when readings come from the counter (decided usable and its rate
+ * measured), else 0.  For tests and diagnostics.  AS-safe: yes. */
+int bw_clock_uses_tsc(void);
+
 #endif
