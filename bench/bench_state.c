@@ -124,7 +124,7 @@ static void *work_lookup(void *arg)
 	for (long i = 0; i < w->calls; i++) {
 		struct bw_dest *d = bw_state_get(w->st, &w->keys[j], "", "");
 		if (d)
-			atomic_fetch_add_explicit(&d->total_calls, 1,
+			atomic_fetch_add_explicit(&d->successful_calls, 1,
 						  memory_order_relaxed);
 		else
 			w->misses++;
@@ -169,7 +169,6 @@ static int connect_fake(int fd, struct bw_state *st, struct bw_dest *d)
 	if (!c || i >= BW_STATE_SLOTS)
 		return -1;
 	c->rule = 0;
-	c->dest = i + 1;
 	c->d = d;
 	c->phase = BW_PHASE_IDLE;
 	atomic_store(&c->state, BW_CONN_ESTABLISHED);

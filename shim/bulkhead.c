@@ -84,6 +84,7 @@
 #include <unistd.h>
 
 #include "policy/text.h"
+#include "shim/clock.h"
 
 /* ---- encodings ------------------------------------------------------------ */
 
@@ -221,13 +222,6 @@ struct bh {
 
 /* ---- small helpers (errno kept by the callers' save/restore) -------------- */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int sys_open_at(int dirfd, const char *path, int flags)
 {
@@ -329,33 +323,6 @@ static void wake_all(struct bh *b)
 {
 	atomic_fetch_add_explicit(b->wake, 1, memory_order_seq_cst);
 	futex(b->wake, FUTEX_WAKE | b->futex_flags, INT_MAX, NULL);
-}
-
-/* Keeps bh_active / bh_waiting equal to bh_word for readers: the last
- * writer to see the word unchanged after its stores wins. */
-static void mirror_dest(struct bw_dest *d)
-{
-	for (int i = 0; i < 3; i++) {
-		uint64_t w = atomic_load(&d->bh_word);
-
-		/* Stores only on change: under contention they cost. */
-		if (atomic_load_explicit(&d->bh_active,
-					 memory_order_relaxed) != bh_active(w))
-			atomic_store_explicit(&d->bh_active, bh_active(w),
-					      memory_order_relaxed);
-		if (atomic_load_explicit(&d->bh_waiting,
-					 memory_order_relaxed) != bh_waiting(w))
-			atomic_store_explicit(&d->bh_waiting, bh_waiting(w),
-					      memory_order_relaxed);
-		if (atomic_load(&d->bh_word) == w)
-			break;
-	}
-}
-
-static void mirror(struct bh *b)
-{
-	if (b->st)
-		mirror_dest(b->d);
 }
 
 static void bh_of_dest(struct bh *b, struct bw_state *st, uint32_t didx)
@@ -469,7 +436,6 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 	}
 	if (b->st)
 		complete(b->st, idx, rw);
-	mirror(b);
 	return 0;
 }
 
@@ -489,7 +455,7 @@ static uint64_t completed(uint64_t rw)
  * commit() of our own ACQ or REL intent rw on record idx of d, in the
  * case nearly every connect and close meets: bh_word's last names our
  * record or none, so there is no intent to help (I3), and an ACQ finds
- * room.  Commits, completes and mirrors in one pass over d's bulkhead
+ * room.  Commits and completes in one pass over d's bulkhead
  * line and the record.  Returns 0 when done, 1 when not that case or the
  * CAS lost a race: nothing changed, the caller runs commit().
  */
@@ -508,7 +474,6 @@ static int commit_own(struct bw_state *st, struct bw_dest *d, uint32_t idx,
 		return 1;
 	to = completed(rw);
 	atomic_compare_exchange_strong(&rec(st, idx)->word, &rw, to);
-	mirror_dest(d);
 	return 0;
 }
 
@@ -892,7 +857,7 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 	for (;;) {
 		uint32_t v = atomic_load(b->wake);
 		uint64_t w = atomic_load(b->word);
-		uint64_t now = mono_ns();
+		uint64_t now = bw_clock_ns();
 		uint32_t act = bh_active(w);
 		int32_t ahead = (int32_t)(t - atomic_load(b->serving));
 

@@ -204,7 +204,6 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 	bool probe = connect && c->probe > 0;
 	const memory_order r = memory_order_relaxed;
 
-	atomic_fetch_add_explicit(&d->total_calls, 1, r);
 	atomic_fetch_add_explicit(failed ? &d->failed_calls
 					 : &d->successful_calls, 1, r);
 	atomic_fetch_add_explicit(connect ? &d->connect_calls

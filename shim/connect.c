@@ -105,7 +105,6 @@ static _Atomic uint32_t last_bind;
 static void bind_to(struct bw_conn *c, int r, uint32_t slot)
 {
 	c->rule = (int16_t)r;
-	c->dest = slot + 1;
 	c->d = &bw_g.state.dests[slot];
 	c->io_timeout = bw_settings_for(r)->io_timeout_ns > 0;
 }
@@ -120,23 +119,12 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	struct bw_hostmask hosts;
 	const struct bw_policy *p = &bw_g.policy;
 
-	uint32_t last = atomic_load_explicit(&last_bind, memory_order_relaxed);
-	if (last && !p->has_host_rules && sa->sa_family == AF_INET &&
-	    len >= sizeof(struct sockaddr_in)) {
-		struct sockaddr_in in; /* a copy: sa may be unaligned */
-		memcpy(&in, sa, sizeof(in));
-		if (BW_LIKELY(bw_state_find_at_in4(&bw_g.state,
-						   (last & 0xffff) - 1,
-						   &in.sin_addr,
-						   ntohs(in.sin_port)))) {
-			bind_to(c, (int)(last >> 16) - 2, (last & 0xffff) - 1);
-			return 0;
-		}
-	}
 	if (key_of(sa, len, &k) < 0)
 		return 1;
-	if (last && !p->has_host_rules &&
-	    bw_state_find_at(&bw_g.state, (last & 0xffff) - 1, &k)) {
+	uint32_t last = atomic_load_explicit(&last_bind, memory_order_relaxed);
+	if (BW_LIKELY(last && !p->has_host_rules &&
+		      bw_state_find_at(&bw_g.state, (last & 0xffff) - 1,
+				       &k))) {
 		bind_to(c, (int)(last >> 16) - 2, (last & 0xffff) - 1);
 		return 0;
 	}

@@ -55,7 +55,6 @@ static struct bw_conn *conn_claim(int fd)
 		memset(&c->slot, 0, sizeof(c->slot));
 		c->stale = 0;
 		c->rule = -1;
-		c->dest = 0;
 		c->d = NULL;
 		c->peer.family = 0; /* set by the connect that may need it */
 		c->t0_ns = 0;

@@ -64,8 +64,7 @@ struct bw_conn {
 		uint32_t scope;
 		uint8_t addr[16];
 	} peer;
-	uint32_t dest;           /* state slot index + 1, 0: none */
-	struct bw_dest *d;       /* that slot, NULL: none (bw_conn_dest) */
+	struct bw_dest *d;       /* its destination's slot, NULL: none */
 	uint64_t t0_ns;          /* connect start, or exchange start */
 };
 

@@ -257,7 +257,6 @@ static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 	r->spare = -1;
 	bw_call_release(c); /* the program's attempt lost: neither */
 	c->rule = r->h.rule;
-	c->dest = r->h.dest;
 	c->d = r->h.d;
 	c->io_timeout = r->h.io_timeout;
 	c->probe = r->h.probe;

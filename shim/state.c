@@ -6,7 +6,7 @@
  * value read from the segment.  Context: attach/detach from the constructor
  * or the command (not AS-safe: snprintf); get/find/slot/label/reset from any
  * hook or signal handler (AS-safe: atomics, getpid, kill, sched_yield and
- * clock_gettime only; a lookup waits at most ~100 µs for another writer).
+ * the shim clock only; a lookup waits at most ~100 µs for another writer).
  *
  * Slot tag (bw_dest.tag), the only word that says what a slot holds:
  *
@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "shim/breaker.h"
+#include "shim/clock.h"
 
 /* Bytes before the first slot: the header, rounded up to a cache line. */
 #define BW_STATE_HDR_AREA 128
@@ -537,7 +538,6 @@ static void counters_zero(struct bw_dest *d)
 {
 	const memory_order r = memory_order_relaxed;
 
-	atomic_store_explicit(&d->total_calls, 0, r);
 	atomic_store_explicit(&d->successful_calls, 0, r);
 	atomic_store_explicit(&d->failed_calls, 0, r);
 	atomic_store_explicit(&d->rejected_calls, 0, r);
@@ -580,9 +580,8 @@ static void dest_clear_unpublished(struct bw_dest *d)
 		atomic_store_explicit(&d->win[i].failures, 0, r);
 		atomic_store_explicit(&d->win[i].slow, 0, r);
 	}
-	atomic_store_explicit(&d->bh_active, 0, r);
+	atomic_store_explicit(&d->bh_word, 0, r);
 	atomic_store_explicit(&d->bh_max, 0, r);
-	atomic_store_explicit(&d->bh_waiting, 0, r);
 	atomic_store_explicit(&d->bh_ticket, 0, r);
 	atomic_store_explicit(&d->forced, BW_FORCE_AUTO, r);
 	atomic_store_explicit(&d->state, 0, r);
@@ -601,10 +600,7 @@ void bw_state_reset_dest(struct bw_dest *d)
 
 static uint64_t now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec;
+	return bw_clock_ns() / 1000000000ull;
 }
 
 /* True when the claimer of PENDING tag t is gone: no such process, or a
@@ -815,26 +811,15 @@ struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i)
 struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 				 const struct bw_dest_key *k)
 {
-	struct bw_dest_key c;
 	struct bw_dest *d = bw_state_slot(st, i);
 
-	if (!d || !k)
+	/* key_eq against k's canonical form, without making it: the slot's
+	 * key is canonical, so only the bytes that name k are compared. */
+	if (!d || !k || d->key.family != k->family || d->key.port != k->port ||
+	    d->key.group_hash != k->group_hash)
 		return NULL;
-	key_canon(&c, k);
-	return key_eq(d, &c) ? d : NULL;
-}
-
-struct bw_dest *bw_state_find_at_in4(struct bw_state *st, uint32_t i,
-				     const void *addr, uint16_t port)
-{
-	struct bw_dest *d = bw_state_slot(st, i);
-
-	/* The canonical key of an IPv4 address: these fields, zeros after
-	 * the address, no group. */
-	if (!d || d->key.family != AF_INET || d->key.port != port ||
-	    d->key.group_hash != 0 || memcmp(d->key.addr, addr, 4) != 0)
-		return NULL;
-	return d;
+	size_t n = k->family == AF_INET ? 4 : k->family ? sizeof(k->addr) : 0;
+	return memcmp(d->key.addr, k->addr, n) == 0 ? d : NULL;
 }
 
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d)

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
-#define BW_STATE_VERSION 4
+#define BW_STATE_VERSION 5
 /* Destination slots: a power of two.  The issue asks for at least 10,000
  * destinations; 16384 keeps open addressing below 62 % load there.  When
  * every slot is taken, new destinations pass through untracked. */
@@ -84,7 +84,7 @@ struct bw_dest {
 	char rule[BW_STATE_RULE_MAX];   /* the rule's match as written */
 
 	/* Calls (SPEC §4): connect attempts and exchanges. */
-	_Atomic uint64_t total_calls, successful_calls, failed_calls;
+	_Atomic uint64_t successful_calls, failed_calls; /* total: their sum */
 	_Atomic uint64_t rejected_calls, slow_calls;
 	_Atomic uint64_t connect_calls, exchange_calls;
 	_Atomic uint64_t connect_ns_sum, exchange_ns_sum;
@@ -109,14 +109,13 @@ struct bw_dest {
 
 	/* Bulkhead (shim/bulkhead.h owns these).  bh_word is the truth:
 	 * active, waiting and the last hold record to change them, in one
-	 * word (shim/bulkhead.c); bh_active and bh_waiting mirror it for
-	 * readers.  bh_ticket / bh_serving order the waiters, bh_wake is
+	 * word (shim/bulkhead.c); readers decode it (bw_bulkhead_view).
+	 * bh_ticket / bh_serving order the waiters, bh_wake is
 	 * their futex word.  The fields every acquire and release touch
 	 * share one cache line: one transfer per operation under contention.
 	 */
 	_Alignas(64) _Atomic uint64_t bh_word;
-	_Atomic uint32_t bh_active, bh_max, bh_waiting, bh_ticket;
-	_Atomic uint32_t bh_serving, bh_wake;
+	_Atomic uint32_t bh_max, bh_ticket, bh_serving, bh_wake;
 	_Atomic uint64_t bh_acquired, bh_rejected, bh_saturated;
 	_Atomic uint64_t bh_sweep_ns;  /* CLOCK_MONOTONIC of the last sweep */
 	_Atomic uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS];
@@ -197,16 +196,11 @@ struct bw_dest *bw_state_slot(struct bw_state *st, uint32_t i);
  * its key once it holds one, so a remembered index is checked this way. */
 struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 				 const struct bw_dest_key *k);
-/* The same for IPv4 address addr (4 bytes, network order) and port (host
- * order), without building a key. */
-struct bw_dest *bw_state_find_at_in4(struct bw_state *st, uint32_t i,
-				     const void *addr, uint16_t port);
 /* Index of d in st; BW_STATE_SLOTS when d is not one of st's slots. */
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
 
 /* Zeroes every counter and closes the breaker of d (bulkhead slots held by
- * live connections stay counted: bh_active, bh_waiting, bh_ticket, bh_max
- * are kept).  The breaker part is bw_breaker_reset (shim/breaker.c), which
+ * live connections stay counted: bh_word, bh_ticket, bh_max are kept).  The breaker part is bw_breaker_reset (shim/breaker.c), which
  * also keeps the operator override (forced): only "bulwark force DEST auto"
  * lifts it.  AS-safe: yes. */
 void bw_state_reset_dest(struct bw_dest *d);

@@ -164,7 +164,6 @@ static void test_bulkhead_limits(void)
 		BW_ASSERT_EQ(sl[i].kind, BW_SLOT_SHARED);
 	}
 	BW_ASSERT_EQ(active(d), 3);
-	BW_ASSERT_EQ(atomic_load(&d->bh_active), 3); /* the mirror */
 	BW_ASSERT_EQ(atomic_load(&d->bh_max), 3);
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &x),
 		     -ECONNREFUSED);
@@ -177,7 +176,6 @@ static void test_bulkhead_limits(void)
 	for (int i = 0; i < 3; i++)
 		bw_bulkhead_release(&st, &sl[i]);
 	BW_ASSERT_EQ(active(d), 0);
-	BW_ASSERT_EQ(atomic_load(&d->bh_active), 0);
 	BW_ASSERT_EQ(holds_in_use(&st), 0);
 	close_dest(&st, name);
 }
@@ -331,7 +329,6 @@ static void test_bulkhead_queue_bounds_waiters(void)
 	for (int i = 0; i < 2000 && waiting(d) < 2; i++)
 		sleep_ms(1);
 	BW_ASSERT_EQ(waiting(d), 2);
-	BW_ASSERT_EQ(atomic_load(&d->bh_waiting), 2);
 	t0 = mono_ns();
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &b),
 		     -ECONNREFUSED);

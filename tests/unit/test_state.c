@@ -208,8 +208,8 @@ static void test_state_attach_shares_memory(void)
 	BW_ASSERT_STR(buf, "10.0.0.7:80");
 	bw_state_rule(db, buf, sizeof(buf));
 	BW_ASSERT_STR(buf, "10.0.0.0/8");
-	atomic_fetch_add(&da->total_calls, 5);
-	BW_ASSERT_EQ(atomic_load(&db->total_calls), 5);
+	atomic_fetch_add(&da->successful_calls, 5);
+	BW_ASSERT_EQ(atomic_load(&db->successful_calls), 5);
 	BW_ASSERT_EQ(atomic_load(&b.hdr->used), 1);
 
 	pid = fork();
@@ -221,14 +221,14 @@ static void test_state_attach_shares_memory(void)
 		if (!dc)
 			_exit(3);
 		for (int i = 0; i < 1000; i++)
-			atomic_fetch_add(&dc->total_calls, 1);
+			atomic_fetch_add(&dc->successful_calls, 1);
 		bw_state_detach(&c);
 		_exit(0);
 	}
 	BW_ASSERT(pid > 0);
 	BW_ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	BW_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	BW_ASSERT_EQ(atomic_load(&da->total_calls), 1005);
+	BW_ASSERT_EQ(atomic_load(&da->successful_calls), 1005);
 	BW_ASSERT_EQ(atomic_load(&a.hdr->used), 1);
 
 	bw_state_detach(&a);
@@ -256,12 +256,12 @@ static void test_state_private_not_shared(void)
 	BW_ASSERT(bw_state_find(&a, &k) == d);
 	pid = fork();
 	if (pid == 0) {
-		atomic_fetch_add(&d->total_calls, 100);
-		_exit(atomic_load(&d->total_calls) == 100 ? 0 : 1);
+		atomic_fetch_add(&d->successful_calls, 100);
+		_exit(atomic_load(&d->successful_calls) == 100 ? 0 : 1);
 	}
 	BW_ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	BW_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	BW_ASSERT_EQ(atomic_load(&d->total_calls), 0);
+	BW_ASSERT_EQ(atomic_load(&d->successful_calls), 0);
 	bw_state_detach(&a);
 	bw_state_detach(&b);
 	BW_ASSERT_EQ(bw_state_attach_private(&a), 0);
@@ -535,13 +535,13 @@ static void test_state_pending_dead_claimer_taken_over(void)
 	h = home(&st, &k);
 	atomic_store(&h->tag, pending_tag(&k, (uint64_t)dead_pid()));
 	memcpy(h->label, "half-written-garbage", 20); /* no NUL needed */
-	atomic_store(&h->total_calls, 77);
+	atomic_store(&h->successful_calls, 77);
 	BW_ASSERT(bw_state_find(&st, &k) == NULL);
 	d = bw_state_get(&st, &k, "good", "rule");
 	BW_ASSERT(d == h);
 	BW_ASSERT(atomic_load(&h->tag) ==
 		  (BW_TAG_READY | (bw_state_key_hash(&k) >> 2)));
-	BW_ASSERT_EQ(atomic_load(&h->total_calls), 0);
+	BW_ASSERT_EQ(atomic_load(&h->successful_calls), 0);
 	bw_state_label(d, buf, sizeof(buf));
 	BW_ASSERT_STR(buf, "good");
 	BW_ASSERT(bw_state_find(&st, &k) == h);
@@ -617,19 +617,19 @@ static void test_state_reset_dest(void)
 	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
 	d = bw_state_get(&st, &k, "lab", "rul");
 	BW_ASSERT(d != NULL);
-	atomic_store(&d->total_calls, 9);
+	atomic_store(&d->successful_calls, 9);
 	atomic_store(&d->failed_calls, 9);
 	atomic_store(&d->state, BW_BREAKER_OPEN); /* generation 0 */
 	atomic_store(&d->consecutive_failures, 3);
 	atomic_store(&d->forced, BW_FORCE_DISABLED);
 	atomic_store(&d->open_until_ns, 12345);
 	atomic_store(&d->win[3].failures, 4);
-	atomic_store(&d->bh_active, 2);
+	atomic_store(&d->bh_word, 2); /* two slots held */
 	atomic_store(&d->bh_max, 5);
 	atomic_store(&d->bh_wait_hist[7], 3);
 	atomic_store(&d->retries, 6);
 	bw_state_reset_dest(d);
-	BW_ASSERT_EQ(atomic_load(&d->total_calls), 0);
+	BW_ASSERT_EQ(atomic_load(&d->successful_calls), 0);
 	BW_ASSERT_EQ(atomic_load(&d->failed_calls), 0);
 	/* Closed by the breaker's own reset: a new generation, so the word
 	 * is not simply 0 (stale probe tickets stay stale). */
@@ -639,7 +639,7 @@ static void test_state_reset_dest(void)
 	BW_ASSERT_EQ(atomic_load(&d->forced), BW_FORCE_DISABLED);
 	BW_ASSERT_EQ(atomic_load(&d->open_until_ns), 0);
 	BW_ASSERT_EQ(atomic_load(&d->win[3].failures), 0);
-	BW_ASSERT_EQ(atomic_load(&d->bh_active), 2);
+	BW_ASSERT_EQ(atomic_load(&d->bh_word), 2);
 	BW_ASSERT_EQ(atomic_load(&d->bh_max), 5);
 	BW_ASSERT_EQ(atomic_load(&d->bh_wait_hist[7]), 0);
 	BW_ASSERT_EQ(atomic_load(&d->retries), 0);
@@ -748,7 +748,7 @@ static void churner(const char *name, uint64_t seed)
 			k = key_v4(crash_key_id(0, (uint32_t)(r % CRASH_HOT)));
 		d = bw_state_get(&st, &k, "churn", "r");
 		if (d)
-			atomic_fetch_add(&d->total_calls, 1);
+			atomic_fetch_add(&d->rejected_calls, 1);
 	}
 }
 

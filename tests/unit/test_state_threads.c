@@ -75,7 +75,7 @@ static void *worker(void *arg)
 			r->nulls++;
 			continue;
 		}
-		atomic_fetch_add(&d->total_calls, 1);
+		atomic_fetch_add(&d->successful_calls, 1);
 	}
 	return NULL;
 }
@@ -121,7 +121,7 @@ static int one_slot_per_key(struct bw_state *st)
 			bad++;
 			continue;
 		}
-		if (atomic_load(&d->total_calls) != THREADS)
+		if (atomic_load(&d->successful_calls) != THREADS)
 			bad++;
 		bw_state_label(d, label, sizeof(label));
 		snprintf(want, sizeof(want), "k%u", i);
