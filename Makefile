@@ -29,6 +29,21 @@ SHIM_LTO := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto
 SHIM_CFLAGS := $(BASE) -O2 -fPIC -fvisibility=hidden -fno-strict-aliasing \
 	-U_FILE_OFFSET_BITS -fno-plt -falign-functions=64 $(SHIM_LTO)
 CLI_CFLAGS := $(BASE) -O2
+# Profile-guided build (GCC, like LTO; PGO=0 skips it): the shim is first
+# built instrumented (build/pgo), run by shim/pgo/train.c against an echo
+# server on loopback, then built with the profile that run wrote, so the
+# code a connection runs lies on one straight path, its cold branches
+# aside (half the shim's cost in the connect loop: bench/results).  If the
+# training cannot run here, the shim is built without a profile and the
+# build says so.
+PGO ?= 1
+SHIM_PGO := $(if $(SHIM_LTO),$(filter 1,$(PGO)))
+PGO_USE := $(if $(SHIM_PGO),-fprofile-use -fprofile-partial-training \
+	-Wno-missing-profile)
+PGO_PROFILE := $(if $(SHIM_PGO),$(B)/pgo/profile)
+# Both builds of an object name its profile alike (build/pgo/data), as
+# the compiler keys a file's static functions by that name.
+PGO_AUX = -dumpdir $(abspath $(B)/pgo/data)/ -dumpbase $(subst /,-,$<)
 SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
 TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread
@@ -62,9 +77,12 @@ obj = $(patsubst %.c,$(B)/obj/$(1)/%.o,$(2))
 all: $(LIB) $(CLI) $(FIXTURES) probe
 
 # ---- objects ---------------------------------------------------------------
-$(B)/obj/shim/%.o: %.c
+$(B)/obj/shim/%.o: %.c $(PGO_PROFILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(SHIM_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(SHIM_CFLAGS) $(if $(SHIM_PGO),$(PGO_USE) $(PGO_AUX)) -MMD -MP -c $< -o $@
+$(B)/pgo/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) -fprofile-generate $(PGO_AUX) -MMD -MP -c $< -o $@
 $(B)/obj/cli/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
@@ -75,9 +93,30 @@ $(B)/obj/tsan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(TSAN_CFLAGS) -MMD -MP -c $< -o $@
 
-$(LIB): $(call obj,shim,$(POLICY_SRC) $(SHIM_LIB_SRC) shim/init.c $(SHIM_HOOK_SRC)) shim/libbulwark.map
-	$(CC) -shared -O2 $(SHIM_LTO) -o $@ $(filter %.o,$^) -Wl,--version-script=shim/libbulwark.map \
-		-Wl,-z,now -Wl,-z,relro -ldl -lpthread
+SHIM_SRC := $(POLICY_SRC) $(SHIM_LIB_SRC) shim/init.c $(SHIM_HOOK_SRC)
+SHIM_LINK = $(CC) -shared -O2 $(SHIM_LTO) $(1) -o $@ $(filter %.o,$^) \
+	-Wl,--version-script=shim/libbulwark.map -Wl,-z,now -Wl,-z,relro \
+	-ldl -lpthread
+$(LIB): $(call obj,shim,$(SHIM_SRC)) shim/libbulwark.map
+	$(call SHIM_LINK)
+
+# The training run writes the profile (build/pgo/data, one file per
+# object); a stale one is never left behind.
+$(B)/pgo/libbulwark.so: $(patsubst %.c,$(B)/pgo/obj/%.o,$(SHIM_SRC)) shim/libbulwark.map
+	$(call SHIM_LINK,-fprofile-generate)
+$(B)/pgo/train: shim/pgo/train.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $<
+$(B)/pgo/profile: $(B)/pgo/libbulwark.so $(B)/pgo/train
+	@rm -rf $(B)/pgo/data && mkdir -p $(B)/pgo/data; \
+	if $(B)/pgo/train $(abspath $(B)/pgo/libbulwark.so); then \
+		echo "pgo: trained on loopback; the shim is built with its profile"; \
+		echo trained >$@; \
+	else \
+		rm -rf $(B)/pgo/data; \
+		echo "pgo: the training run failed (above); the shim is built without a profile" >&2; \
+		echo untrained >$@; \
+	fi
 
 CORE := $(B)/obj/cli/libcore.a
 CORE_SAN := $(B)/obj/san/libcore.a
@@ -188,7 +227,7 @@ uninstall:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr -I. --suppress=missingIncludeSystem policy shim cli
-	clang-tidy --quiet $(POLICY_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) \
+	clang-tidy --quiet $(POLICY_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) shim/pgo/train.c \
 		-- $(BASE)
 
 clean:

@@ -21,7 +21,7 @@ void bw__buf_init(struct bw__buf *b, char *p, size_t cap)
 
 void bw__buf_putc(struct bw__buf *b, char c)
 {
-	if (b->len + 1 < b->cap) {
+	if (b->len < b->cap && b->cap - b->len > 1) {
 		b->p[b->len] = c;
 		b->p[b->len + 1] = '\0';
 	}
