@@ -44,6 +44,9 @@ PGO_PROFILE := $(if $(SHIM_PGO),$(B)/pgo/profile)
 # Both builds of an object name its profile alike (build/pgo/data), as
 # the compiler keys a file's static functions by that name.
 PGO_AUX = -dumpdir $(abspath $(B)/pgo/data)/ -dumpbase $(subst /,-,$<)
+# Read when an object is compiled, after the training ran.
+PGO_NOW = $(if $(SHIM_PGO),$(if $(filter trained,$(shell cat $(B)/pgo/profile \
+	2>/dev/null)),$(PGO_USE) $(PGO_AUX)))
 SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
 TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread
@@ -79,7 +82,7 @@ all: $(LIB) $(CLI) $(FIXTURES) probe
 # ---- objects ---------------------------------------------------------------
 $(B)/obj/shim/%.o: %.c $(PGO_PROFILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(SHIM_CFLAGS) $(if $(SHIM_PGO),$(PGO_USE) $(PGO_AUX)) -MMD -MP -c $< -o $@
+	$(CC) $(SHIM_CFLAGS) $(PGO_NOW) -MMD -MP -c $< -o $@
 $(B)/pgo/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(SHIM_CFLAGS) -fprofile-generate $(PGO_AUX) -MMD -MP -c $< -o $@
