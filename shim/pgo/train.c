@@ -11,7 +11,8 @@
  * Starts an echo server (a child, without the shim) and a refused port
  * on loopback, then runs itself again with LIB (built with
  * -fprofile-generate) preloaded and does what programs under bulwark do
- * most: connect + exchange + close loops, a long ping-pong (with each
+ * most: connect + exchange + close loops (IPv4, and IPv6 where the
+ * machine has ::1), a long ping-pong (with each
  * of the calls that send and receive), name lookups, non-blocking
  * connects finished by poll, reads and writes on an fd bulwark does not
  * track, and connects to a dead destination until its breaker opens and
@@ -40,6 +41,7 @@
 extern char **environ;
 
 #define LOOPS 1500    /* connect + exchange + close */
+#define LOOPS6 300    /* the same to ::1, when there is one */
 #define PINGS 1500    /* send/recv on one connection */
 #define NONBLOCK 300  /* non-blocking connects */
 #define WRITES 3000   /* writes to /dev/null */
@@ -59,32 +61,60 @@ static struct sockaddr_in loopback(unsigned port)
 	return a;
 }
 
-/* A socket bound to a free loopback port; listening when asked. */
-static int bound(int listening, unsigned *port)
+static struct sockaddr_in6 loopback6(unsigned port)
 {
-	struct sockaddr_in a = loopback(0);
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_port = htons((uint16_t)port),
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	return a;
+}
 
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+/* A socket bound to a free loopback port (IPv4, or ::1 with v6);
+ * listening when asked.  -1 when there is none (a machine without IPv6
+ * has no ::1). */
+static int bound(int v6, int listening, unsigned *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = v6 ? sizeof(struct sockaddr_in6)
+			   : sizeof(struct sockaddr_in);
+	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+
+	if (v6)
+		*(struct sockaddr_in6 *)&ss = loopback6(0);
+	else
+		*(struct sockaddr_in *)&ss = loopback(0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) < 0 ||
 	    (listening && listen(fd, 64) < 0) ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
-	*port = ntohs(a.sin_port);
+	}
+	*port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+			 : ((struct sockaddr_in *)&ss)->sin_port);
 	return fd;
 }
 
-/* The echo server: one connection at a time, until killed. */
-static void serve(int lfd)
+/* The echo server: one connection at a time, from either listener
+ * (l6 -1: IPv4 only), until killed. */
+static void serve(int l4, int l6)
 {
 	char buf[512];
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	alarm(30);
 	for (;;) {
-		int fd = accept(lfd, NULL, NULL);
+		struct pollfd p[2] = { { .fd = l4, .events = POLLIN },
+				       { .fd = l6, .events = POLLIN } };
 		ssize_t n;
+		int fd;
 
+		if (poll(p, l6 >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		fd = accept(p[0].revents ? l4 : l6, NULL, NULL);
 		if (fd < 0) {
 			if (errno == EINTR)
 				continue;
@@ -106,9 +136,10 @@ static int exchange(int fd)
 
 /* The preloaded half: every step must go as it does without the shim,
  * except the dead destination, which the breaker refuses once open. */
-static int run(unsigned port, unsigned dead)
+static int run(unsigned port, unsigned port6, unsigned dead)
 {
 	struct sockaddr_in live = loopback(port), gone = loopback(dead);
+	struct sockaddr_in6 live6 = loopback6(port6);
 	const struct sockaddr *lsa = (const struct sockaddr *)&live;
 	int fd, i;
 
@@ -117,6 +148,14 @@ static int run(unsigned port, unsigned dead)
 		if (fd < 0 || connect(fd, lsa, sizeof(live)) < 0 ||
 		    exchange(fd) < 0)
 			return fail("connect loop");
+		close(fd);
+	}
+	for (i = 0; port6 && i < LOOPS6; i++) {
+		fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 ||
+		    connect(fd, (struct sockaddr *)&live6, sizeof(live6)) < 0 ||
+		    exchange(fd) < 0)
+			return fail("connect loop, IPv6");
 		close(fd);
 	}
 
@@ -198,11 +237,12 @@ static int run(unsigned port, unsigned dead)
 
 int main(int argc, char **argv)
 {
-	if (argc == 5 && strcmp(argv[1], "--run") == 0) {
+	if (argc == 6 && strcmp(argv[1], "--run") == 0) {
 		unsigned port = (unsigned)atoi(argv[2]);
-		unsigned dead = (unsigned)atoi(argv[3]);
-		pid_t server = (pid_t)atoi(argv[4]);
-		int rc = run(port, dead);
+		unsigned port6 = (unsigned)atoi(argv[3]);
+		unsigned dead = (unsigned)atoi(argv[4]);
+		pid_t server = (pid_t)atoi(argv[5]);
+		int rc = run(port, port6, dead);
 		char seg[96];
 
 		kill(server, SIGKILL);
@@ -217,20 +257,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	unsigned port, dead;
-	int lfd = bound(1, &port), dfd = bound(0, &dead);
+	unsigned port, port6 = 0, dead;
+	int lfd = bound(0, 1, &port), dfd = bound(0, 0, &dead);
+	int l6 = bound(1, 1, &port6);
 	if (lfd < 0 || dfd < 0)
 		return fail("loopback");
 	pid_t server = fork();
 	if (server < 0)
 		return fail("fork");
 	if (server == 0)
-		serve(lfd);
+		serve(lfd, l6);
 	close(lfd);
+	if (l6 >= 0)
+		close(l6);
 	alarm(30); /* kept across exec */
 
 	/* dfd stays open across exec: the dead port stays ours. */
-	char policy[160], state[48], a1[16], a2[16], a3[16];
+	char policy[160], state[48], a1[16], a2[16], a3[16], a4[16];
 	snprintf(policy, sizeof(policy),
 		 "127.0.0.1:%u breaker.failures=2 breaker.open=60s "
 		 "retry.attempts=1; * breaker.failures=5 bulkhead.max=64 "
@@ -238,8 +281,9 @@ int main(int argc, char **argv)
 		 dead);
 	snprintf(state, sizeof(state), "pgo-train-%d", (int)getpid());
 	snprintf(a1, sizeof(a1), "%u", port);
-	snprintf(a2, sizeof(a2), "%u", dead);
-	snprintf(a3, sizeof(a3), "%d", (int)server);
+	snprintf(a2, sizeof(a2), "%u", port6);
+	snprintf(a3, sizeof(a3), "%u", dead);
+	snprintf(a4, sizeof(a4), "%d", (int)server);
 	/* The user's BULWARK_* settings are not the training's. */
 	for (int again = 1; again;) {
 		again = 0;
@@ -262,7 +306,7 @@ int main(int argc, char **argv)
 	    setenv("BULWARK_STATE", state, 1) < 0 ||
 	    setenv("BULWARK_LOG", "off", 1) < 0)
 		return fail("setenv");
-	execl("/proc/self/exe", argv[0], "--run", a1, a2, a3, (char *)NULL);
+	execl("/proc/self/exe", argv[0], "--run", a1, a2, a3, a4, (char *)NULL);
 	fail("exec");
 	kill(server, SIGKILL);
 	return 1;
