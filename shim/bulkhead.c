@@ -473,7 +473,16 @@ static int commit_own(struct bw_state *st, struct bw_dest *d, uint32_t idx,
 	if (!atomic_compare_exchange_strong(&d->bh_word, &w, n))
 		return 1;
 	to = completed(rw);
-	atomic_compare_exchange_strong(&rec(st, idx)->word, &rw, to);
+	if (acq)
+		/* HELD: from here only we, or a sweeper that found us dead,
+		 * change it (I2, I4); a helper that completed it first wrote
+		 * this same word (I3).  A store, not a locked CAS. */
+		atomic_store_explicit(&rec(st, idx)->word, to,
+				      memory_order_release);
+	else
+		/* FREE: a helper may have completed it and another
+		 * claimant taken it since. */
+		atomic_compare_exchange_strong(&rec(st, idx)->word, &rw, to);
 	return 0;
 }
 

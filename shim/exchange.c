@@ -47,7 +47,8 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 	uint64_t lat = now_ns > c->t0_ns ? now_ns - c->t0_ns : 0;
 	if (err == 0) {
 		c->phase = BW_PHASE_IDLE;
-		atomic_store(&c->state, BW_CONN_ESTABLISHED);
+		atomic_store_explicit(&c->state, BW_CONN_ESTABLISHED,
+				      memory_order_release);
 		bw_call_record(c, BW_CALL_CONNECT, false, lat, now_ns);
 	} else if (bw_call_connect_failed(err)) {
 		/* Reconnectable on the same fd (LESSONS 7); whether the

@@ -58,7 +58,9 @@ static struct bw_conn *conn_claim(int fd)
 		c->d = NULL;
 		c->peer.family = 0; /* set by the connect that may need it */
 		c->t0_ns = 0;
-		atomic_store(&c->state, BW_CONN_FRESH);
+		/* Published by the map's release store (bw_fd_track). */
+		atomic_store_explicit(&c->state, BW_CONN_FRESH,
+				      memory_order_release);
 		return c;
 	}
 	return NULL;
@@ -68,9 +70,13 @@ struct bw_conn *bw_fd_track(int fd)
 {
 	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
 		return NULL;
-	struct bw_conn *old = bw_fd_drop(fd);
-	if (old)
-		bw_conn_free(old);
+	/* A fresh fd's entry is nearly always empty: one plain load, not
+	 * the exchange (a locked instruction) that takes a stale one. */
+	if (atomic_load_explicit(&bw_fd_map[fd], memory_order_relaxed)) {
+		struct bw_conn *old = bw_fd_drop(fd);
+		if (old)
+			bw_conn_free(old);
+	}
 	struct bw_conn *c = conn_claim(fd);
 	if (!c)
 		return NULL;
