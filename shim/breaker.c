@@ -322,11 +322,17 @@ out:
 		*slow = sl;
 }
 
+/* Whether the window's rates are judged (breaker.rate, slow_rate). */
+static bool window_judged(const struct bw_settings *s)
+{
+	return s->rate >= 0 || s->slow_rate >= 0;
+}
+
 /* Whether the window's rates trip s; sets *why. */
 static bool window_trips(const struct bw_dest *d, const struct bw_settings *s,
 			 uint64_t now_ns, int *why)
 {
-	if (s->rate < 0 && s->slow_rate < 0)
+	if (!window_judged(s))
 		return false;
 	uint32_t c, f, sl;
 	bw_breaker_window(d, s, now_ns, &c, &f, &sl);
@@ -511,6 +517,15 @@ void bw_breaker_release_probe(struct bw_dest *d, int ticket)
 
 /* ---- record -------------------------------------------------------------- */
 
+/* The consecutive-failure count starts again (stored only when it was
+ * not 0: a write per good call would bounce the line between CPUs). */
+static void failures_clear(struct bw_dest *d)
+{
+	if (atomic_load_explicit(&d->consecutive_failures,
+				 memory_order_relaxed) != 0)
+		atomic_store(&d->consecutive_failures, 0);
+}
+
 /* Lowers the slow count by one, not below 0 (the seed's fast call). */
 static void slow_count_lower(struct bw_dest *d)
 {
@@ -528,9 +543,8 @@ static int record_closed(struct bw_dest *d, const struct bw_settings *s,
 	uint32_t nfail = 0, nslow = 0;
 	if (failed)
 		nfail = atomic_fetch_add(&d->consecutive_failures, 1) + 1;
-	else if (clears && atomic_load_explicit(&d->consecutive_failures,
-					       memory_order_relaxed) != 0)
-		atomic_store(&d->consecutive_failures, 0);
+	else if (clears)
+		failures_clear(d);
 	if (slow)
 		nslow = atomic_fetch_add(&d->slow_count, 1) + 1;
 	else if (!failed)
@@ -607,16 +621,14 @@ bool bw_breaker_record_ok(struct bw_dest *d, const struct bw_settings *s,
 {
 	if (!s->breaker_on)
 		return true; /* nothing to judge */
-	if (s->rate >= 0 || s->slow_rate >= 0 ||
-	    bw_breaker_is_slow(s, latency_ns) ||
+	if (window_judged(s) || bw_breaker_is_slow(s, latency_ns) ||
 	    atomic_load_explicit(&d->forced, memory_order_relaxed) !=
 		BW_FORCE_AUTO ||
 	    w_state(atomic_load(&d->state)) != BW_BREAKER_CLOSED)
 		return false;
 	/* record_closed() for a success that cannot trip. */
-	if (clears && atomic_load_explicit(&d->consecutive_failures,
-					   memory_order_relaxed) != 0)
-		atomic_store(&d->consecutive_failures, 0);
+	if (clears)
+		failures_clear(d);
 	slow_count_lower(d);
 	window_add(d, s, now_ns, false, false);
 	return true;
@@ -639,10 +651,8 @@ int bw_breaker_record_connect_ok(struct bw_dest *d,
 
 void bw_breaker_note_healthy(struct bw_dest *d, const struct bw_settings *s)
 {
-	if (s->breaker_on &&
-	    atomic_load_explicit(&d->consecutive_failures,
-				 memory_order_relaxed) != 0)
-		atomic_store(&d->consecutive_failures, 0);
+	if (s->breaker_on)
+		failures_clear(d);
 }
 
 /* ---- status and reset ---------------------------------------------------- */

@@ -974,10 +974,11 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	int saved = errno, rc = 0;
 
 	*out = (struct bw_slot){ .kind = BW_SLOT_NONE };
-	if (!s || !s->bulkhead_max || !st || !st->dests || !d ||
-	    d < st->dests || d >= st->dests + BW_STATE_SLOTS)
+	if (!s || !s->bulkhead_max)
 		return 0;
-	didx = (uint32_t)(d - st->dests);
+	didx = bw_state_index(st, d);
+	if (didx >= BW_STATE_SLOTS)
+		return 0;
 	max = s->bulkhead_max;
 	if (max > BW_POLICY_COUNT_MAX)
 		max = BW_POLICY_COUNT_MAX;

@@ -17,11 +17,6 @@
 #include "shim/real.h"
 #include "shim/usdt.h"
 
-struct bw_dest *bw_conn_dest(const struct bw_conn *c)
-{
-	return c->d;
-}
-
 bool bw_call_connect_failed(int err)
 {
 	switch (err) {
@@ -107,7 +102,7 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 
 int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 {
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	if (!d)
 		return 0;
 	const struct bw_settings *s = bw_settings_for(c->rule);
@@ -143,7 +138,7 @@ int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 
 void bw_call_release(struct bw_conn *c)
 {
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	if (d && c->probe > 0)
 		bw_breaker_release_probe(d, c->probe);
 	c->probe = 0;
@@ -158,7 +153,7 @@ void bw_call_end(struct bw_conn *c)
 
 void bw_call_healthy(struct bw_conn *c)
 {
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	if (d)
 		bw_breaker_note_healthy(d, bw_settings_for(c->rule));
 }
@@ -195,7 +190,7 @@ static BW_NOINLINE void record_rest(struct bw_conn *c, struct bw_dest *d,
 void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		    uint64_t latency_ns, uint64_t now_ns)
 {
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	if (!d)
 		return;
 	const struct bw_settings *s = bw_settings_for(c->rule);

@@ -13,9 +13,6 @@
 
 enum bw_call_kind { BW_CALL_CONNECT = 0, BW_CALL_EXCHANGE = 1 };
 
-/* The destination record of c, or NULL.  AS-safe. */
-struct bw_dest *bw_conn_dest(const struct bw_conn *c);
-
 /* Before a connect attempt of c on fd: 0 admitted (c->probe holds a
  * half-open probe ticket, if any; c->slot a bulkhead slot, if the rule has
  * a bulkhead), or -errno (breaker.errno, bulkhead.errno) when the breaker

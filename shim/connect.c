@@ -216,7 +216,7 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		return bw_real.connect(fd, sa, len);
 	int err = bw_real.connect(fd, sa, len) == 0 ? 0 : errno;
 	if (err == EINPROGRESS)
-		err = wait_connected(fd, bw_now_ns() + timeout_ns, true);
+		err = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
 	bw_real.fcntl(fd, F_SETFL, fl);
 	errno = err;
 	return err ? -1 : 0;
@@ -285,9 +285,9 @@ static bool backoff(uint64_t ns)
 static bool retry_after(struct bw_conn *c, unsigned n, int err,
 			uint64_t *delay_ns)
 {
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	const struct bw_settings *s = bw_settings_for(c->rule);
-	uint64_t now = bw_now_ns();
+	uint64_t now = bw_clock_ns();
 	char label[BW_STATE_LABEL_MAX];
 
 	if (!d || s->retry_attempts <= 1 || !bw_retry_retryable(s, err))
@@ -305,7 +305,7 @@ static bool retry_after(struct bw_conn *c, unsigned n, int err,
 		return false;
 	}
 	if (!atomic_load_explicit(&jitter_seed, memory_order_relaxed))
-		atomic_store(&jitter_seed, bw_now_ns());
+		atomic_store(&jitter_seed, bw_clock_ns());
 	/* The pid, spread over all bits, keeps forked children apart. */
 	uint64_t rnd = bw_retry_rand(&jitter_seed) ^
 		       ((uint64_t)getpid() * 0x9e3779b97f4a7c15ull);
@@ -332,15 +332,15 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		    socklen_t len)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	int rc, err;
 
-	uint64_t now = bw_now_ns();
+	uint64_t now = bw_clock_ns();
 	if (d)
 		bw_retry_note_connect(d, now);
 	for (unsigned n = 1;; n++) {
 		c->attempt = n;
-		c->t0_ns = n == 1 ? now : bw_now_ns();
+		c->t0_ns = n == 1 ? now : bw_clock_ns();
 		int refused = bw_call_admit(c, fd, c->t0_ns);
 		if (refused < 0)
 			return bw_hook_fail(refused); /* never on the network */
@@ -354,7 +354,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 				 : bw_real.connect(fd, sa, len);
 		err = rc == 0 ? 0 : errno;
 		if (rc == 0) {
-			bw__connect_done(c, 0, bw_now_ns());
+			bw__connect_done(c, 0, bw_clock_ns());
 			if (n > 1 && d)
 				bw_retry_note_success(d);
 			return 0;
@@ -376,7 +376,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			bw_call_release(c); /* EACCES, EADDRNOTAVAIL: no call */
 			break;
 		}
-		bw__connect_done(c, err, bw_now_ns());
+		bw__connect_done(c, err, bw_clock_ns());
 		uint64_t delay = 0;
 		if (!retry_after(c, n, err, &delay) || !backoff(delay))
 			break;
@@ -416,7 +416,7 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		int err = rc == 0 ? 0 : errno;
 		if (err != EALREADY && err != EINPROGRESS && err != EINTR)
 			BW_KEEP_ERRNO(bw__connect_done(
-				c, err == EISCONN ? 0 : err, bw_now_ns()));
+				c, err == EISCONN ? 0 : err, bw_clock_ns()));
 		return rc;
 	}
 
@@ -455,13 +455,13 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	unsigned n = c->attempt ? c->attempt : 1;
 	struct sockaddr_storage ss;
 	socklen_t len = peer_sockaddr(c, &ss);
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
 
-	bw__connect_done(c, err, bw_now_ns());
+	bw__connect_done(c, err, bw_clock_ns());
 	c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
 	for (;;) {
 		uint64_t delay = 0;
@@ -471,7 +471,7 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 		bw_real.connect(fd, &unspec, sizeof(unspec));
 		c->stale = 0;
 		c->attempt = ++n;
-		c->t0_ns = bw_now_ns();
+		c->t0_ns = bw_clock_ns();
 		if (bw_call_admit(c, fd, c->t0_ns) < 0)
 			return err;
 		int e = 0;
@@ -485,7 +485,7 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 				uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
 				e = wait_connected(
 					fd,
-					bw_now_ns() +
+					bw_clock_ns() +
 						(tmo ? tmo
 						     : BW_CONNECT_RESUME_WAIT_NS),
 					false);
@@ -496,7 +496,7 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 			}
 		}
 		if (e == 0) {
-			bw__connect_done(c, 0, bw_now_ns());
+			bw__connect_done(c, 0, bw_clock_ns());
 			if (d)
 				bw_retry_note_success(d);
 			return 0;
@@ -505,7 +505,7 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 			bw_call_release(c);
 			return e;
 		}
-		bw__connect_done(c, e, bw_now_ns());
+		bw__connect_done(c, e, bw_clock_ns());
 		err = e;
 	}
 }
@@ -550,10 +550,10 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		atomic_store(&c->state, BW_CONN_IGNORED);
 		return 0;
 	}
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	remember_peer(c, sa);
 	c->attempt = 1;
-	c->t0_ns = bw_now_ns();
+	c->t0_ns = bw_clock_ns();
 	if (d)
 		bw_retry_note_connect(d, c->t0_ns);
 	int refused = bw_call_admit(c, fd, c->t0_ns);

@@ -64,7 +64,7 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
  * reports ECONNABORTED first (LESSONS 7). */
 static void async_failed(struct bw_conn *c, int err)
 {
-	bw__connect_done(c, err, bw_now_ns());
+	bw__connect_done(c, err, bw_clock_ns());
 	c->stale = 1;
 }
 
@@ -82,12 +82,12 @@ static void exchange_failed(struct bw_conn *c, uint64_t now_ns)
 static void settle_connecting(struct bw_conn *c, int fd, ssize_t rc, int err)
 {
 	if (rc >= 0) {
-		bw__connect_done(c, 0, bw_now_ns());
+		bw__connect_done(c, 0, bw_clock_ns());
 	} else if (bw_call_connect_failed(err)) {
 		async_failed(c, err);
 	} else if (err == EAGAIN || err == EWOULDBLOCK) {
 		if (tcp_progress(fd) > 0)
-			bw__connect_done(c, 0, bw_now_ns());
+			bw__connect_done(c, 0, bw_clock_ns());
 	}
 }
 
@@ -98,7 +98,7 @@ void bw_io_sent(struct bw_conn *c, int fd, ssize_t rc, int err, uint64_t t0)
 		settle_connecting(c, fd, rc, err);
 		if (rc <= 0 || atomic_load(&c->state) != BW_CONN_ESTABLISHED)
 			return;
-		t0 = bw_now_ns(); /* this send starts the first exchange */
+		t0 = bw_clock_ns(); /* this send starts the first exchange */
 	} else if (st != BW_CONN_ESTABLISHED) {
 		return;
 	}
@@ -109,9 +109,9 @@ void bw_io_sent(struct bw_conn *c, int fd, ssize_t rc, int err, uint64_t t0)
 		}
 	} else if (rc < 0 && bw_call_exchange_failed(err)) {
 		if (c->phase == BW_PHASE_IDLE)
-			c->t0_ns = t0 ? t0 : bw_now_ns();
+			c->t0_ns = t0 ? t0 : bw_clock_ns();
 		c->phase = BW_PHASE_SENT;
-		exchange_failed(c, bw_now_ns());
+		exchange_failed(c, bw_clock_ns());
 	}
 }
 
@@ -127,13 +127,13 @@ void bw_io_received(struct bw_conn *c, int fd, ssize_t rc, int err,
 	    want == 0 || (flags & MSG_PEEK))
 		return;
 	if (rc > 0) {
-		uint64_t now = bw_now_ns();
+		uint64_t now = bw_clock_ns();
 		c->phase = BW_PHASE_IDLE;
 		bw_call_record(c, BW_CALL_EXCHANGE, false,
 			       now > c->t0_ns ? now - c->t0_ns : 0, now);
 	} else if (rc == 0 || bw_call_exchange_failed(err)) {
 		/* The peer closed or reset before answering. */
-		exchange_failed(c, bw_now_ns());
+		exchange_failed(c, bw_clock_ns());
 	}
 }
 
@@ -144,7 +144,7 @@ void bw_io_sockerr(struct bw_conn *c, int fd, int soerr)
 	if (soerr)
 		async_failed(c, soerr);
 	else if (tcp_progress(fd) > 0)
-		bw__connect_done(c, 0, bw_now_ns());
+		bw__connect_done(c, 0, bw_clock_ns());
 }
 
 void bw_io_settle(struct bw_conn *c, int fd)
@@ -157,7 +157,7 @@ void bw_io_settle(struct bw_conn *c, int fd)
 		bw_call_healthy(c);
 	if (st == BW_CONN_CONNECTING) {
 		if (tcp_progress(fd) > 0)
-			bw__connect_done(c, 0, bw_now_ns());
+			bw__connect_done(c, 0, bw_clock_ns());
 		else
 			bw_call_release(c);
 	}
@@ -175,8 +175,8 @@ int bw_io_wait(struct bw_conn *c, int fd, int flags)
 	if (fl < 0 || (fl & O_NONBLOCK))
 		return 0;
 	/* Data, EOF, an error or a signal: the receive itself reports it. */
-	if (bw_wait_fd(fd, POLLIN, bw_now_ns() + s->io_timeout_ns) != 0)
+	if (bw_wait_fd(fd, POLLIN, bw_clock_ns() + s->io_timeout_ns) != 0)
 		return 0;
-	exchange_failed(c, bw_now_ns());
+	exchange_failed(c, bw_clock_ns());
 	return -ETIMEDOUT;
 }

@@ -19,7 +19,7 @@ static inline uint64_t bw_io_before_send(const struct bw_conn *c)
 	return (atomic_load_explicit(&c->state, memory_order_relaxed) ==
 			BW_CONN_ESTABLISHED &&
 		c->phase == BW_PHASE_IDLE)
-		       ? bw_now_ns()
+		       ? bw_clock_ns()
 		       : 0;
 }
 

@@ -206,13 +206,13 @@ static void drop_spare(struct race *r)
 static void launch(struct bw_conn *c, int fd, int family, struct race *r,
 		   uint64_t now_ns)
 {
-	struct bw_dest *d = bw_conn_dest(c);
+	struct bw_dest *d = c->d;
 	const struct bw_settings *s = bw_settings_for(c->rule);
 
 	r->spare = -1;
 	if (hedge_bind(&r->h, (struct sockaddr *)&r->to, r->tolen) < 0)
 		return;
-	struct bw_dest *hd = bw_conn_dest(&r->h);
+	struct bw_dest *hd = r->h.d;
 	if (hd && (atomic_load_explicit(&hd->forced, memory_order_relaxed) ==
 			   BW_FORCE_OPEN ||
 		   bw_breaker_view(hd, now_ns, NULL) != BW_BREAKER_CLOSED))
@@ -232,7 +232,7 @@ static void launch(struct bw_conn *c, int fd, int family, struct race *r,
 		goto fail;
 	if (bw_call_admit(&r->h, sp, now_ns) < 0)
 		goto fail;
-	r->t0_ns = bw_now_ns();
+	r->t0_ns = bw_clock_ns();
 	if (bw_real.connect(sp, (struct sockaddr *)&r->to, r->tolen) < 0 &&
 	    errno != EINPROGRESS) {
 		bw_call_release(&r->h);
@@ -321,7 +321,7 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		goto pass;
 
-	uint64_t start = bw_now_ns();
+	uint64_t start = bw_clock_ns();
 	uint64_t deadline = timeout_ns ? start + timeout_ns : UINT64_MAX;
 	uint64_t hedge_at = start + delay_ns;
 	bool launched = false, orig_live = true;
@@ -329,7 +329,7 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	int err = rc == 0 ? 0 : errno, orig_err = 0;
 
 	while (rc < 0 && err == EINPROGRESS) {
-		uint64_t now = bw_now_ns();
+		uint64_t now = bw_clock_ns();
 		if (now >= deadline) {
 			if (orig_live)
 				dissolve(fd);

@@ -41,7 +41,7 @@ static int left_ms(int timeout, uint64_t t0)
 {
 	if (timeout < 0)
 		return -1;
-	uint64_t spent = (bw_now_ns() - t0) / 1000000;
+	uint64_t spent = (bw_clock_ns() - t0) / 1000000;
 	return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
 }
 
@@ -57,7 +57,7 @@ BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 		if (hidden == 0 || rc > hidden)
 			return rc - hidden;
 		if (!t0)
-			t0 = bw_now_ns();
+			t0 = bw_clock_ns();
 		timeout = left_ms(timeout, t0);
 		if (timeout == 0)
 			return 0;

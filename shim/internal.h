@@ -11,7 +11,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "policy/policy.h"
 #include "shim/clock.h"
@@ -19,8 +18,8 @@
 
 #define BW_LIKELY(x) __builtin_expect(!!(x), 1)
 #define BW_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define BW_EXPORT __attribute__((visibility("default")))
 #define BW_NOINLINE __attribute__((noinline))
+#define BW_EXPORT __attribute__((visibility("default")))
 
 /* Runs stmt with errno saved and restored around it (STYLE 2.5). */
 #define BW_KEEP_ERRNO(stmt)                                                   \
@@ -49,13 +48,6 @@ struct bw_global {
 	char state_name[BW_POLICY_NAME_MAX];
 };
 extern struct bw_global bw_g;
-
-/* CLOCK_MONOTONIC in nanoseconds, within 0.5 ms (shim/clock.h).
- * AS-safe. */
-static inline uint64_t bw_now_ns(void)
-{
-	return bw_clock_ns();
-}
 
 /* Settings for a rule index (-1: the defaults). */
 static inline const struct bw_settings *bw_settings_for(int rule)

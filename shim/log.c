@@ -160,7 +160,7 @@ static int limit_pass(const char *event, const char *dest, uint32_t *dropped)
 {
 	uint64_t key = limit_key(event, dest);
 	struct limit *l = &limits[key % BW_LOG_LIMIT_SLOTS];
-	uint64_t sec = bw_now_ns() / 1000000000ull + 1; /* never 0 */
+	uint64_t sec = bw_clock_ns() / 1000000000ull + 1; /* never 0 */
 	uint64_t old = atomic_load(&l->sec);
 	if (atomic_load(&l->key) != key) {
 		atomic_store(&l->key, key);

@@ -454,16 +454,21 @@ void bw_state_detach(struct bw_state *st)
 /* ---- keys -----------------------------------------------------------------
  */
 
+/* How many bytes of addr name a key of this family (0: a group). */
+static size_t key_addr_len(uint8_t family)
+{
+	static const struct bw_dest_key k;
+
+	return family == AF_INET ? 4 : family ? sizeof(k.addr) : 0;
+}
+
 /* The canonical form of k: the bytes that name the destination. */
 static void key_canon(struct bw_dest_key *c, const struct bw_dest_key *k)
 {
 	*c = (struct bw_dest_key){ .family = k->family,
 				   .port = k->port,
 				   .group_hash = k->group_hash };
-	if (k->family == AF_INET)
-		memcpy(c->addr, k->addr, 4);
-	else if (k->family != 0)
-		memcpy(c->addr, k->addr, sizeof(c->addr));
+	memcpy(c->addr, k->addr, key_addr_len(k->family));
 }
 
 /* 64-bit finaliser of a multiply-xorshift mix (the constants of
@@ -759,12 +764,6 @@ static struct bw_dest *get_or_find(struct bw_state *st,
 		return NULL;
 	key_canon(&c, k);
 	hash = canon_hash(&c);
-	/* Nearly every lookup ends at the key's home slot, ready. */
-	d = &st->dests[hash & (BW_STATE_SLOTS - 1)];
-	if (atomic_load_explicit(&d->tag, memory_order_acquire) ==
-		    (BW_TAG_READY | hash >> 2) &&
-	    key_eq(d, &c))
-		return d;
 	for (int r = 0; r < BW_STATE_RESTARTS_MAX; r++) {
 		switch (lookup(st, &c, hash, create, label, rule, &d)) {
 		case LOOKUP_FOUND:
@@ -818,8 +817,9 @@ struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 	if (!d || !k || d->key.family != k->family || d->key.port != k->port ||
 	    d->key.group_hash != k->group_hash)
 		return NULL;
-	size_t n = k->family == AF_INET ? 4 : k->family ? sizeof(k->addr) : 0;
-	return memcmp(d->key.addr, k->addr, n) == 0 ? d : NULL;
+	return memcmp(d->key.addr, k->addr, key_addr_len(k->family)) == 0
+		       ? d
+		       : NULL;
 }
 
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d)

@@ -200,9 +200,10 @@ struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
 
 /* Zeroes every counter and closes the breaker of d (bulkhead slots held by
- * live connections stay counted: bh_word, bh_ticket, bh_max are kept).  The breaker part is bw_breaker_reset (shim/breaker.c), which
- * also keeps the operator override (forced): only "bulwark force DEST auto"
- * lifts it.  AS-safe: yes. */
+ * live connections stay counted: bh_word, bh_ticket, bh_max are kept).
+ * The breaker part is bw_breaker_reset (shim/breaker.c), which also keeps
+ * the operator override (forced): only "bulwark force DEST auto" lifts
+ * it.  AS-safe: yes. */
 void bw_state_reset_dest(struct bw_dest *d);
 
 /* Copies d's label into buf, NUL-terminated whatever the segment holds. */

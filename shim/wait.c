@@ -18,7 +18,7 @@ int bw_wait_fd(int fd, short events, uint64_t deadline_ns)
 {
 	int saved = errno;
 	for (;;) {
-		uint64_t now = bw_now_ns();
+		uint64_t now = bw_clock_ns();
 		if (now >= deadline_ns)
 			break;
 		uint64_t ms = (deadline_ns - now + 999999) / 1000000;

@@ -273,41 +273,47 @@ int main(int argc, char **argv)
 	alarm(30); /* kept across exec */
 
 	/* dfd stays open across exec: the dead port stays ours. */
-	char policy[160], state[48], a1[16], a2[16], a3[16], a4[16];
+	char policy[192], state[64], preload[4096], a1[16], a2[16], a3[16],
+	    a4[16];
 	snprintf(policy, sizeof(policy),
-		 "127.0.0.1:%u breaker.failures=2 breaker.open=60s "
-		 "retry.attempts=1; * breaker.failures=5 bulkhead.max=64 "
-		 "retry.attempts=3",
+		 "BULWARK_POLICY=127.0.0.1:%u breaker.failures=2 "
+		 "breaker.open=60s retry.attempts=1; * breaker.failures=5 "
+		 "bulkhead.max=64 retry.attempts=3",
 		 dead);
-	snprintf(state, sizeof(state), "pgo-train-%d", (int)getpid());
+	snprintf(state, sizeof(state), "BULWARK_STATE=pgo-train-%d",
+		 (int)getpid());
+	if (snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", argv[1]) >=
+	    (int)sizeof(preload)) {
+		errno = ENAMETOOLONG;
+		fail("LIB");
+		kill(server, SIGKILL);
+		return 1;
+	}
 	snprintf(a1, sizeof(a1), "%u", port);
 	snprintf(a2, sizeof(a2), "%u", port6);
 	snprintf(a3, sizeof(a3), "%u", dead);
 	snprintf(a4, sizeof(a4), "%d", (int)server);
-	/* The user's BULWARK_* settings are not the training's. */
-	for (int again = 1; again;) {
-		again = 0;
-		for (char **e = environ; *e; e++) {
-			if (strncmp(*e, "BULWARK_", 8) != 0)
-				continue;
-			char name[128];
-			size_t n = strcspn(*e, "=");
-			if (n >= sizeof(name))
-				continue;
-			memcpy(name, *e, n);
-			name[n] = '\0';
-			unsetenv(name); /* environ changed: look again */
-			again = 1;
-			break;
-		}
-	}
-	if (setenv("LD_PRELOAD", argv[1], 1) < 0 ||
-	    setenv("BULWARK_POLICY", policy, 1) < 0 ||
-	    setenv("BULWARK_STATE", state, 1) < 0 ||
-	    setenv("BULWARK_LOG", "off", 1) < 0)
-		return fail("setenv");
-	execl("/proc/self/exe", argv[0], "--run", a1, a2, a3, a4, (char *)NULL);
+
+	/* The user's environment without LD_PRELOAD and BULWARK_* (their
+	 * settings are not the training's), and the training's own. */
+	size_t n = 0, k = 0;
+	while (environ[n])
+		n++;
+	char **env = calloc(n + 5, sizeof(*env));
+	if (!env)
+		return fail("calloc");
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, "BULWARK_", 8) != 0 &&
+		    strncmp(*e, "LD_PRELOAD=", 11) != 0)
+			env[k++] = *e;
+	env[k++] = preload;
+	env[k++] = policy;
+	env[k++] = state;
+	env[k++] = "BULWARK_LOG=off";
+	char *args[] = { argv[0], "--run", a1, a2, a3, a4, NULL };
+	execve("/proc/self/exe", args, env);
 	fail("exec");
+	free(env);
 	kill(server, SIGKILL);
 	return 1;
 }
