@@ -29,18 +29,25 @@
  *     CAS from a word of an older half (modular, 24 bits) to now's half; a
  *     caller whose now_ns lies behind the word's half (it read the clock,
  *     then was preempted past a rollover) takes the word's half as current.
- * I2: a rollover first exchanges the current counters to 0, then CASes the
- *     word with them as the previous half (or with 0 when more than one
- *     half has passed).  A caller that loses that CAS adds what it took
- *     back to the current counters.  So a count is never in two halves:
- *     each exchange takes a disjoint set of increments.
+ * I2: a rollover is claimed first: one CAS moves the word to now's half
+ *     with nothing counted, so exactly one caller rolls each half.  The
+ *     claimer then exchanges the current counters to 0 and, when one half
+ *     passed, CASes its claim word to one holding them as the previous
+ *     half (a newer rollover that replaced the claim meanwhile owns the
+ *     word; those counts are then older than the window anyway).  So a
+ *     half's connects and retries stay together, and a count is never in
+ *     two halves.  (Exchanging first let two racing rollers split one
+ *     half's counts, connects to one and retries to the other, and the
+ *     next half grant twice its share.)
  * I3: budget_retries grows only by a CAS made after checking the limit
  *     against the same value: within one half the limit is never passed,
  *     whatever the concurrency.  Callers racing a rollover (between its
- *     exchange and its CAS) may see the current retries at 0 and so grant
- *     one retry each beyond the limit: bounded, and only at a rollover.
- * I4: a process killed inside a rollover (after the exchange) loses that
- *     half's counts: the budget is off for at most one window (10 s).
+ *     claim and its last CAS) judge by the current counters alone and may
+ *     grant up to BW_RETRY_BUDGET_MIN beyond the limit: bounded, and only
+ *     at a rollover.
+ * I4: a process killed inside a rollover (after its claim) leaves that
+ *     half's counts in the current counters, or loses them after the
+ *     exchange: the budget is off for at most one window (10 s).
  * I5: bw_retry_delay_ns never returns more than retry.max_backoff, and
  *     with jitter 0 and adaptive off it is exactly
  *     min(backoff x multiplier^(n-1), max_backoff) (rounded to the ns).
@@ -112,17 +119,19 @@ static uint64_t budget_sync(struct bw_dest *d, uint64_t now_ns)
 		uint64_t gap = (now_half - w_half(w)) & BUDGET_HALF_MASK;
 		if (gap == 0 || gap > BUDGET_HALF_MASK / 2)
 			return w; /* current, or we are behind it (I1) */
+		uint64_t claim = budget_word(now_half, 0, 0);
+		if (!atomic_compare_exchange_strong(&d->budget_epoch, &w, claim))
+			continue; /* another caller rolled it (w reloaded) */
+		/* Ours (I2): the half's counts move together. */
 		uint32_t c = atomic_exchange(&d->budget_connects, 0);
 		uint32_t r = atomic_exchange(&d->budget_retries, 0);
-		uint64_t nw = gap == 1 ? budget_word(now_half, c, r)
-				       : budget_word(now_half, 0, 0);
-		if (atomic_compare_exchange_strong(&d->budget_epoch, &w, nw))
-			return nw;
-		/* Lost to another roller (w reloaded): give back (I2). */
-		if (c)
-			atomic_fetch_add(&d->budget_connects, c);
-		if (r)
-			atomic_fetch_add(&d->budget_retries, r);
+		if (gap > 1)
+			return claim;
+		uint64_t nw = budget_word(now_half, c, r);
+		w = claim;
+		return atomic_compare_exchange_strong(&d->budget_epoch, &w, nw)
+			       ? nw
+			       : w;
 	}
 	return w;
 }
