@@ -18,13 +18,16 @@ static const char usage[] =
     "Usage: bulwark check [--policy-file F] [POLICY]\n"
     "\n"
     "Checks a policy as the shim would compile it and prints the rules in\n"
-    "order (first match wins) with every effective setting, and the "
-    "settings\n"
-    "a destination no rule matches gets, one key=value a line.  A value "
-    "set by\n"
-    "the rule is marked '# rule', one from a BULWARK_<KEY> variable "
-    "'# env';\n"
-    "the others are the built-in defaults.\n"
+    "order (first match wins) with every effective setting, one key=value "
+    "a\n"
+    "line, then the defaults every rule starts from.  A value set by the "
+    "rule\n"
+    "is marked '# rule', one from a BULWARK_<KEY> variable '# env'; the "
+    "others\n"
+    "are the built-in defaults.  A destination no rule matches is observed\n"
+    "only: counted and shown by status, nothing applied.  With no rules "
+    "but\n"
+    "some BULWARK_<KEY> variables, those act as the one rule '*'.\n"
     "\n"
     "An invalid policy prints its first error and exits with status 2:\n"
     "\n"
@@ -116,21 +119,32 @@ static int check_main(int argc, char **argv)
 	if (rc != BW_CLI_OK)
 		return rc;
 
-	int from_text = 0, from_file = 0;
+	int from_text = 0, from_file = 0, from_vars = 0;
 	for (int i = 0; i < p->nrules; i++) {
 		if (strcmp(p->rules[i].origin, "file") == 0)
 			from_file++;
+		else if (strcmp(p->rules[i].origin, "env") == 0)
+			from_vars++;
 		else
 			from_text++;
 	}
+	if (!p->nrules) {
+		printf("policy ok: no rules; every destination is observed "
+		       "only\n\n");
+		goto describe;
+	}
 	printf("policy ok: %d rule%s", p->nrules, p->nrules == 1 ? "" : "s");
-	if (from_text && from_file)
+	if (from_vars)
+		printf(" ('*', made by the BULWARK_<KEY> variables: there "
+		       "are no rules)");
+	else if (from_text && from_file)
 		printf(" (%d from %s, %d from %s)", from_text,
 		       from_env ? "BULWARK_POLICY" : "the argument", from_file,
 		       file);
 	else if (from_file)
 		printf(" (from %s)", file);
 	printf("; the first rule that matches a connection applies\n\n");
+describe:;
 
 	/* The policy module's printer: one text for check and the fuzzer. */
 	size_t len = bw_policy_describe(p, NULL, 0);

@@ -231,6 +231,13 @@ int bw_cli_load_policy(const char *cmd, const char *text, const char *path,
 			goto out;
 		}
 	}
+	/* No rules but BULWARK_<KEY> variables: the rule '*', as the shim
+	 * does. */
+	rc = bw_policy_finish(p);
+	if (rc < 0) {
+		print_policy_error(&err, rc);
+		goto out;
+	}
 	*out = p;
 	p = NULL;
 	status = BW_CLI_OK;

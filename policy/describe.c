@@ -3,7 +3,9 @@
  * policy/describe.c: the text `bulwark check` prints for a valid policy:
  * each compiled rule with its origin, its match as written and as
  * understood, then every key with its effective value, marked "# rule" or
- * "# env" when it is not the built-in default; then the defaults.
+ * "# env" when it is not the built-in default; then the defaults a rule
+ * starts from, and what happens to destinations no rule matches (observed
+ * only).
  * Never: allocates.  Context: the CLI and the fuzzer; not a hot path.
  */
 #include <arpa/inet.h>
@@ -108,9 +110,15 @@ size_t bw_policy_describe(const struct bw_policy *p, char *buf, size_t cap)
 		bw__buf_putc(&b, '\n');
 	}
 	if (!n)
-		bw__buf_puts(&b, "no rules: the defaults apply to every TCP "
-				 "destination\n");
-	bw__buf_puts(&b, "defaults (destinations no rule matches):\n");
+		bw__buf_puts(&b, "no rules: every destination is observed "
+				 "only (its calls counted and shown by "
+				 "status; nothing refused, retried, delayed "
+				 "or logged)\n\n");
+	bw__buf_puts(&b, "defaults (where every rule starts; a bare rule "
+			 "applies them all):\n");
 	describe_settings(&b, &p->defaults, 0, p->env_mask);
+	if (n)
+		bw__buf_puts(&b, "\ndestinations no rule matches: observed "
+				 "only (counted, nothing applied)\n");
 	return b.len;
 }

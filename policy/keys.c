@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * policy/keys.c: the table of every key of SPEC §3 (name, type, built-in
- * default, field, range), the BULWARK_<KEY> overrides (bw_policy_init), the
- * key metadata and value printer, and the closest-key suggestion.
+ * default, field, range), the BULWARK_<KEY> overrides (bw_policy_init) and
+ * the rule "*" they make when no rule is given (bw_policy_finish), the key
+ * metadata and value printer, and the closest-key suggestion.
  * The defaults are text parsed by the same code as the policy, so the
  * documented default and the compiled one cannot drift apart.
  * Never: allocates, sets errno.  Context: the shim's constructor, the CLI.
@@ -276,4 +277,17 @@ int bw_policy_init(struct bw_policy *p, bw_getenv_fn getenv_fn,
 		p->env_mask |= 1ull << i;
 	}
 	return 0;
+}
+
+int bw_policy_finish(struct bw_policy *p)
+{
+	struct bw_policy_error e;
+
+	if (!p)
+		return -EINVAL;
+	if (p->nrules > 0 || !p->env_mask)
+		return 0;
+	/* The rule "*" with every setting from p->defaults, which hold the
+	 * BULWARK_<KEY> values: check shows them as "# env". */
+	return bw_policy_parse(p, "*", 1, "env", &e);
 }

@@ -161,8 +161,9 @@ struct bw_rule {
 struct bw_policy {
 	int nrules;
 	struct bw_rule rules[BW_POLICY_RULES_MAX];
-	/* Settings for a destination no rule matches: built-in defaults
-	 * overridden by BULWARK_<KEY>. */
+	/* Where every rule's settings start: built-in defaults overridden by
+	 * BULWARK_<KEY>.  A destination no rule matches does not get them:
+	 * it is observed only (bw_policy_match returns -1). */
 	struct bw_settings defaults;
 	bool has_host_rules;       /* any BW_MATCH_HOST / SUFFIX rule */
 	uint64_t env_mask;         /* keys set by BULWARK_<KEY>, bit = key */
@@ -200,6 +201,16 @@ int bw_policy_parse(struct bw_policy *p, const char *text, size_t len,
 		    const char *origin, struct bw_policy_error *err);
 
 /*
+ * Completes p once every source is parsed: with no rules at all but some
+ * BULWARK_<KEY> variables, those act as the one rule "*" (origin "env"),
+ * so that BULWARK_RETRY_ATTEMPTS=5 alone applies to every destination.
+ * With no rules and no variables p stays empty: every destination is then
+ * observed only (counted, nothing applied).  Returns 0 or what
+ * bw_policy_parse returns.
+ */
+int bw_policy_finish(struct bw_policy *p);
+
+/*
  * Formats err as one line without newline: "bulwark: policy:3:14: unknown
  * key 'breaker.failure'; did you mean 'breaker.failures'?".  Returns the
  * length written (truncated to cap, always NUL-terminated).
@@ -212,7 +223,8 @@ size_t bw_policy_error_format(const struct bw_policy_error *err, char *buf,
  * (IPv4-mapped IPv6 is matched as IPv4).  host_rule_hit(ctx, i) tells
  * whether rule i (a HOST or SUFFIX rule) has a name that the program
  * resolved to this address; it may be NULL (no names known).  Returns the
- * rule index, or -1 when no rule matches (p->defaults apply).
+ * rule index, or -1 when no rule matches: the destination is observed
+ * only (its calls counted, nothing applied).
  * AS-safe: yes; allocates nothing.
  */
 int bw_policy_match(const struct bw_policy *p, const struct sockaddr *sa,
@@ -241,8 +253,9 @@ size_t bw_policy_format_value(const struct bw_settings *s, int key, char *buf,
 /*
  * Writes what bulwark check prints: every compiled rule (origin:line, the
  * match as written and as compiled, "off", then one key=value per line with
- * "# rule" / "# env" for values not built in), then the defaults for
- * destinations no rule matches.  Returns the full length (like snprintf:
+ * "# rule" / "# env" for values not built in), then the defaults a rule
+ * starts from, and a line saying that destinations no rule matches are
+ * observed only.  Returns the full length (like snprintf:
  * may exceed cap; the text is truncated to cap - 1 and NUL-terminated).
  */
 size_t bw_policy_describe(const struct bw_policy *p, char *buf, size_t cap);

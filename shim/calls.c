@@ -3,7 +3,9 @@
  * shim/calls.c: the life of a call (SPEC §4) as the policies see it: its
  * admission by the breaker before a connect, and its outcome, which goes
  * into the destination's counters and the breaker; breaker transitions and
- * rejections are logged here (SPEC §6).
+ * rejections are logged here (SPEC §6).  A connection no rule matches
+ * (observed only) is counted and nothing more: admitted at once, its
+ * outcomes kept from the breaker, nothing logged.
  * Owns: bw_call_*.  Never: allocates, locks, blocks.  Context: any hook
  * (AS-safe: relaxed atomics on the shared segment, AS-safe logging).
  */
@@ -103,7 +105,9 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 {
 	struct bw_dest *d = c->d;
-	if (!d)
+	/* Observed only: never refused, whatever the shared breaker says
+	 * (another process's rule may have opened it), and no slot. */
+	if (!d || c->rule < 0)
 		return 0;
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	int ev = BW_BREAKER_EV_NONE;
@@ -154,7 +158,7 @@ void bw_call_end(struct bw_conn *c)
 void bw_call_healthy(struct bw_conn *c)
 {
 	struct bw_dest *d = c->d;
-	if (d)
+	if (d && c->rule >= 0)
 		bw_breaker_note_healthy(d, bw_settings_for(c->rule));
 }
 
@@ -208,6 +212,11 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 	if (connect)
 		c->probe = 0;
 	BW_USDT_CALL(d, connect, latency_ns, failed);
+	/* Observed only: counted (status, trace), never judged: the breaker
+	 * it shares with processes that have a rule for it is theirs, and a
+	 * transition would log. */
+	if (BW_UNLIKELY(c->rule < 0))
+		return;
 	/* A good exchange starts the consecutive-failure count again; a
 	 * good connect does not (bw_breaker_record_connect_ok). */
 	if (failed || slow ||

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/connect.c: connect(2) on TCP sockets: finds the destination (address
- * and port, or the rule's group) and its rule (first match, SPEC §3),
- * makes the attempt and accounts for it (SPEC §4).
+ * and port, or the rule's group) and its rule (first match, SPEC §3; none:
+ * observed only, man/bulwark-policy.7), makes the attempt and accounts for
+ * it (SPEC §4).
  * Owns: bw_connect.  Never: changes the socket's blocking mode, retries
  * after EINTR (the connect goes on in the kernel, LESSONS 7), allocates.
  * Context: the connect hook (AS-safe: inet_ntop formats, nothing locks).
@@ -109,8 +110,10 @@ static void bind_to(struct bw_conn *c, int r, uint32_t slot)
 	c->io_timeout = bw_settings_for(r)->io_timeout_ns > 0;
 }
 
-/* Binds a fresh connection to its rule and destination.  Returns 0, or 1
- * when nothing applies to it (a rule says off, or no room in the state). */
+/* Binds a fresh connection to its rule and destination.  A destination
+ * no rule matches is bound as observed (rule BW_RULE_OBSERVED): its calls
+ * are counted, nothing is applied or logged.  Returns 0, or 1 when
+ * nothing applies to it (a rule says off, or no room in the state). */
 int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 		     socklen_t len)
 {
@@ -134,8 +137,10 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 				&hosts);
 	if (r >= 0 && p->rules[r].off)
 		return 1;
+	if (r < 0)
+		r = BW_RULE_OBSERVED;
 	const struct bw_settings *s = bw_settings_for(r);
-	const char *rule = r >= 0 ? p->rules[r].text : "(default)";
+	const char *rule = r >= 0 ? p->rules[r].text : BW_RULE_OBSERVED_TEXT;
 	if (s->group[0]) {
 		memset(&k, 0, sizeof(k));
 		k.group_hash = group_hash(s->group);
@@ -153,9 +158,10 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	}
 	if (!d) {
 		/* Every slot taken (or one stuck mid-claim): the connection
-		 * passes through untracked; said once per process. */
+		 * passes through untracked; said once per process, unless it
+		 * was only observed (nothing is logged about those). */
 		static _Atomic int said;
-		if (!atomic_exchange(&said, 1))
+		if (r >= 0 && !atomic_exchange(&said, 1))
 			bw_log(BW_LOG_WARN, "state_error", label,
 			       "msg=%q slots=%u action=pass-through",
 			       "no room for this destination in the state: "

@@ -25,6 +25,20 @@
 
 struct bw_global bw_g;
 
+/* Every key off: the settings of a destination no rule matches.  Each
+ * acting key is at its "nothing" value (breaker off, no bulkhead, one
+ * attempt, no timeouts, no hedge); the others hold harmless values. */
+const struct bw_settings bw_observed_settings = {
+	.breaker_on = false,
+	.rate = -1,
+	.slow_rate = -1,
+	.probes = 1,
+	.breaker_errno = ECONNREFUSED,
+	.bulkhead_errno = ECONNREFUSED,
+	.retry_attempts = 1,
+	.retry_multiplier = 1,
+};
+
 /* The policy file is read into static memory: nothing is allocated. */
 static char file_buf[BW_POLICY_FILE_MAX];
 
@@ -77,7 +91,7 @@ static void say_policy_error(const struct bw_policy_error *err)
 }
 
 /* Compiles BULWARK_<KEY>, BULWARK_POLICY, then BULWARK_POLICY_FILE (the
- * string's rules come first, SPEC §2).  Returns 0 or -errno with *err. */
+ * string's rules come first; man/bulwark-policy.7).  Returns 0 or -errno with *err. */
 static int load_policy(struct bw_policy_error *err)
 {
 	int rc = bw_policy_init(&bw_g.policy, env, err);
@@ -103,8 +117,12 @@ static int load_policy(struct bw_policy_error *err)
 		}
 		rc = bw_policy_parse(&bw_g.policy, file_buf, (size_t)n, "file",
 				     err);
+		if (rc < 0)
+			return rc;
 	}
-	return rc;
+	/* No rules but BULWARK_<KEY> variables: those act as the rule "*";
+	 * no rules at all: every destination is observed only. */
+	return bw_policy_finish(&bw_g.policy);
 }
 
 static void attach_state(void)

@@ -49,10 +49,20 @@ struct bw_global {
 };
 extern struct bw_global bw_g;
 
-/* Settings for a rule index (-1: the defaults). */
+/* The rule index of a connection no rule matches: observed only. */
+#define BW_RULE_OBSERVED (-1)
+/* The rule column of status for such a destination. */
+#define BW_RULE_OBSERVED_TEXT "(observed)"
+
+/* What an observed destination gets: nothing (no breaker, bulkhead,
+ * retries, timeouts or hedge); its calls are only counted.  calls.c also
+ * keeps its outcomes away from the breaker. */
+extern const struct bw_settings bw_observed_settings;
+
+/* Settings for a rule index (BW_RULE_OBSERVED: nothing applies). */
 static inline const struct bw_settings *bw_settings_for(int rule)
 {
-	return rule < 0 ? &bw_g.policy.defaults : &bw_g.policy.rules[rule].s;
+	return rule < 0 ? &bw_observed_settings : &bw_g.policy.rules[rule].s;
 }
 
 /* Initialises the shim once; safe to call from any hook (pthread_once). */

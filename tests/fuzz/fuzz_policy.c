@@ -109,6 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(n == strlen(line));
 		return 0;
 	}
+	check(bw_policy_finish(&p) == 0);
+	check(p.nrules > 0 || !p.env_mask);
 	size_t n = bw_policy_describe(&p, out, sizeof(out));
 	check(n < sizeof(out) && n == strlen(out));
 	check(bw_policy_describe(&p, small, sizeof(small)) == n);

@@ -4,7 +4,9 @@
  * with good and bad values, error positions and suggestions, comments,
  * files, precedence (rule > BULWARK_<KEY> > built-in), the printer.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 
 #include "policy/policy.h"
@@ -888,8 +890,11 @@ static void test_policy_describe(void)
 			      "    # IPv4 10.0.0.0/8, port 5432\n"
 			      "    # off: nothing applied") != NULL);
 	BW_ASSERT(strstr(out, "# IPv6 ::1/128, ports 80-90\n") != NULL);
-	BW_ASSERT(strstr(out, "defaults (destinations no rule matches):\n"
+	BW_ASSERT(strstr(out, "defaults (where every rule starts; a bare "
+			      "rule applies them all):\n"
 			      "    breaker=on\n    breaker.failures=5\n") !=
+		  NULL);
+	BW_ASSERT(strstr(out, "destinations no rule matches: observed only") !=
 		  NULL);
 	for (int k = 0; k < BW_KEY_COUNT; k++) {
 		char want[64];
@@ -907,8 +912,79 @@ static void test_policy_describe(void)
 	fake_env = NULL;
 	BW_ASSERT_EQ(compile(""), 0);
 	BW_ASSERT(bw_policy_describe(&P, out, sizeof(out)) > 0);
-	BW_ASSERT(strstr(out, "no rules") != NULL);
+	BW_ASSERT(strstr(out, "no rules: every destination is observed "
+			      "only") != NULL);
 	BW_ASSERT(strstr(out, "# env") == NULL);
+}
+
+/* No rules: nothing applies anywhere (every destination observed only);
+ * no rules but BULWARK_<KEY> variables: they act as the one rule "*";
+ * rules and variables: the variables are only defaults. */
+static void test_policy_finish_env_rule(void)
+{
+	static const char *const env[] = { "BULWARK_BREAKER_FAILURES", "2",
+					   NULL };
+	struct sockaddr_in in = { .sin_family = AF_INET,
+				  .sin_port = htons(80) };
+	in.sin_addr.s_addr = htonl(0x7f000001);
+
+	fake_env = NULL;
+	BW_ASSERT_EQ(compile(""), 0);
+	BW_ASSERT_EQ(bw_policy_finish(&P), 0);
+	BW_ASSERT_EQ(P.nrules, 0);
+	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&in, sizeof(in),
+				     NULL, NULL),
+		     -1);
+
+	fake_env = env;
+	BW_ASSERT_EQ(compile(""), 0);
+	BW_ASSERT_EQ(bw_policy_finish(&P), 0);
+	BW_ASSERT_EQ(P.nrules, 1);
+	BW_ASSERT_STR(P.rules[0].origin, "env");
+	BW_ASSERT_STR(P.rules[0].text, "*");
+	BW_ASSERT_EQ(P.rules[0].match.kind, BW_MATCH_ANY);
+	BW_ASSERT(!P.rules[0].off);
+	BW_ASSERT_EQ(P.rules[0].set_mask, 0);
+	BW_ASSERT_EQ(P.rules[0].s.failures, 2);        /* env */
+	BW_ASSERT_EQ(P.rules[0].s.retry_attempts, 3);  /* built-in */
+	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&in, sizeof(in),
+				     NULL, NULL),
+		     0);
+	BW_ASSERT_EQ(bw_policy_finish(&P), 0); /* twice: still one rule */
+	BW_ASSERT_EQ(P.nrules, 1);
+
+	/* Rules given: the variables are defaults, nothing is added, and a
+	 * destination the rules do not match stays unmatched. */
+	BW_ASSERT_EQ(compile("10.0.0.0/8 breaker.failures=1"), 0);
+	BW_ASSERT_EQ(bw_policy_finish(&P), 0);
+	BW_ASSERT_EQ(P.nrules, 1);
+	BW_ASSERT_STR(P.rules[0].origin, "policy");
+	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&in, sizeof(in),
+				     NULL, NULL),
+		     -1);
+	fake_env = NULL;
+	BW_ASSERT_EQ(bw_policy_finish(NULL), -EINVAL);
+}
+
+/* A bare match is a rule with every default (built-in, or BULWARK_<KEY>). */
+static void test_policy_bare_rule(void)
+{
+	static const char *const env[] = { "BULWARK_RETRY_BACKOFF", "7ms",
+					   NULL };
+	fake_env = env;
+	BW_ASSERT_EQ(compile("*"), 0);
+	BW_ASSERT_EQ(P.nrules, 1);
+	BW_ASSERT_EQ(P.rules[0].set_mask, 0);
+	BW_ASSERT(P.rules[0].s.breaker_on);
+	BW_ASSERT_EQ(P.rules[0].s.failures, 5);
+	BW_ASSERT_EQ(P.rules[0].s.retry_attempts, 3);
+	BW_ASSERT_EQ(P.rules[0].s.retry_backoff_ns, 7000000ull);
+	BW_ASSERT_EQ(P.rules[0].s.open_ns, P.defaults.open_ns);
+	BW_ASSERT_EQ(P.rules[0].s.retry_budget, P.defaults.retry_budget);
+	BW_ASSERT_EQ(compile("127.0.0.1:80;*"), 0);
+	BW_ASSERT_EQ(P.nrules, 2);
+	BW_ASSERT_EQ(P.rules[0].set_mask, 0);
+	fake_env = NULL;
 }
 
 static void test_policy_check_state_name(void)
@@ -959,6 +1035,8 @@ static const struct bw_test tests[] = {
 	BW_TEST(test_policy_string_then_file),
 	BW_TEST(test_policy_error_format),
 	BW_TEST(test_policy_describe),
+	BW_TEST(test_policy_finish_env_rule),
+	BW_TEST(test_policy_bare_rule),
 	BW_TEST(test_policy_check_state_name),
 };
 
