@@ -95,7 +95,8 @@ teardown() {
 	[[ $output =~ retry\.attempts=1\ +#\ rule ]]
 	[[ $output == *"breaker.errno=ECONNREFUSED"* ]]
 	[[ $output == *"bulkhead.scope=shared"* ]]
-	[[ $output == *"defaults (destinations no rule matches)"* ]]
+	[[ $output == *"defaults (where every rule starts; a bare rule applies them all)"* ]]
+	[[ $output == *"destinations no rule matches: observed only"* ]]
 	# Every key, in every rule and in the defaults: 3 times each.
 	[ "$(grep -c '^    breaker\.open=' <<<"$output")" -eq 3 ]
 }

@@ -20,9 +20,11 @@ setup() {
 	require_faultsrv
 	unset BULWARK_POLICY BULWARK_POLICY_FILE BULWARK_DISABLE BULWARK_STRICT
 	export BULWARK_LOG_FILE=$BW_TMP/bulwark.log
-	# One attempt per connect, so each call counted here is the program's
-	# own (retries have their own tests: retry.bats).
-	export BULWARK_RETRY_ATTEMPTS=1
+	# Every destination under the rule '*' (with no rule at all it would
+	# be observed only: observe_only.bats), one attempt per connect, so
+	# each call counted here is the program's own (retries have their own
+	# tests: retry.bats).
+	export BULWARK_POLICY='*' BULWARK_RETRY_ATTEMPTS=1
 }
 
 # field DEST KEY: one number from `bulwark status --json` (0 if absent).
@@ -125,12 +127,13 @@ field() { bw_field "$@"; }
 	"$BW_CLI" status --json | grep -q "\"rule\": \"localhost:$FS_PORT\""
 }
 
-@test "an unmatched destination gets the defaults rule" {
+@test "an unmatched destination is observed only" {
 	start_faultsrv --mode echo
 	BULWARK_POLICY="10.0.0.0/8 breaker.failures=7" \
 		run run_shim "$PY" "$PYCLIENT" exchange "$FS_PORT"
 	[ "$output" = ok ]
-	"$BW_CLI" status --json | grep -q '"rule": "(default)"'
+	"$BW_CLI" status --json | grep -q '"rule": "(observed)"'
+	[ "$(field "127.0.0.1:$FS_PORT" total_calls)" = 2 ]
 }
 
 @test "a rule with 'off' records nothing" {

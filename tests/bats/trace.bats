@@ -45,7 +45,8 @@ setup() {
 	require_faultsrv
 	unset BULWARK_POLICY BULWARK_POLICY_FILE BULWARK_DISABLE BULWARK_STRICT
 	export BULWARK_LOG_FILE=$BW_TMP/bulwark.log
-	export BULWARK_RETRY_ATTEMPTS=1
+	# Every destination under the rule '*', one attempt per connect.
+	export BULWARK_POLICY='*' BULWARK_RETRY_ATTEMPTS=1
 }
 
 # Programs of ours loaded in the kernel (names start with bwt_).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
 # tests/bats/transparency.bats: the transparency matrix.  With the shim
-# preloaded and the default policy, unmodified programs talking to healthy
+# preloaded and the bare rule '*' (every default), unmodified programs talking to healthy
 # local servers (and to a refused port) print the same thing and exit with
 # the same status as without it; UDP, Unix sockets, fork/exec chains, a
 # second preload (jemalloc) and a daemon that closes every fd change nothing.
@@ -18,9 +18,12 @@ setup() {
 	bw_setup
 	require_shim
 	require_faultsrv
-	# Default policy, default log level: exactly what a user gets.
-	unset BULWARK_POLICY BULWARK_POLICY_FILE BULWARK_DISABLE BULWARK_LOG \
+	# The bare rule '*' (every default applies: breaker, retries, all
+	# armed), default log level.  With no policy at all every destination
+	# is only observed (observe_only.bats); this is the stricter test.
+	unset BULWARK_POLICY_FILE BULWARK_DISABLE BULWARK_LOG \
 		BULWARK_LOG_FILE BULWARK_STRICT
+	export BULWARK_POLICY='*'
 }
 
 # same_with_shim CMD ARGS...: run CMD plain, then with the shim preloaded

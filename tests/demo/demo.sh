@@ -15,6 +15,10 @@
 #   3. Retries: the server restarts (refuses for 600 ms).  Plain curl fails
 #      with "Connection refused"; under bulwark it retries with backoff and
 #      gets its answer.
+#   4. No policy: observe only.  The same restarting server, curl under the
+#      shim with no policy at all: it fails exactly as plain curl does (one
+#      attempt, no delay, nothing printed), and `bulwark status` shows the
+#      destination, its rule '(observed)', and the call it counted.
 set -u
 cd "$(dirname "$0")/../.."
 B=${BW_BUILD:-build}
@@ -201,3 +205,31 @@ echo "${bold}B. curl under bulwark${off}: BULWARK_POLICY='* retry.attempts=5 ret
 restart_and_get shim
 rm -f "/dev/shm/bulwark-$(id -u)-$STATE-r"
 echo
+
+# ---- 4. no policy: observe only ------------------------------------------------
+echo
+echo "${bold}bulwark demo 4: no policy, observe only${off} (the same restart, curl under"
+echo "bulwark with no BULWARK_POLICY: nothing is refused, retried, delayed or logged)"
+observe_get() {
+	local pre=() t0 t1 out rc
+	[ "$1" = shim ] && pre=(env LD_PRELOAD="$LIB" BULWARK_STATE="$STATE-o")
+	PORT=0 SRV=
+	server --mode http --refuse-for 600 --body "hello after the restart"
+	t0=$(date +%s%N)
+	out=$("${pre[@]}" curl -sS --max-time 5 "http://127.0.0.1:$PORT/" 2>&1)
+	rc=$?
+	t1=$(date +%s%N)
+	printf '   curl exit %d after %d ms: %s\n' "$rc" $(((t1 - t0) / 1000000)) \
+		"$(echo "$out" | tr '\n' ' ' | head -c 150)"
+	kill "$SRV" 2>/dev/null
+}
+echo
+echo "${bold}A. plain curl${off}"
+observe_get plain
+echo
+echo "${bold}B. curl under bulwark, no policy${off}: the same failure, and it was counted:"
+observe_get shim
+"$CLI" status --state "$STATE-o" | cut -c1-80 | sed 's/^/   /'
+rm -f "/dev/shm/bulwark-$(id -u)-$STATE-o"
+echo
+echo "(Add BULWARK_POLICY='*' for every default, as in demo 3.)"
