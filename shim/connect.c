@@ -528,6 +528,11 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd)
 {
 	int err = 0, saved = errno;
 	socklen_t l = sizeof(err);
+	/* Observed only: never retried, so the error is left for the
+	 * program to read itself (its SO_ERROR read, send or receive counts
+	 * the failure, exchange.c). */
+	if (c->rule < 0)
+		return 0;
 	if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
 	    err == 0 || !bw_call_connect_failed(err)) {
 		/* Not a connect failure after all: what we read is owed to

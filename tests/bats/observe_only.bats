@@ -106,6 +106,28 @@ syns_are() {
 	[ "$(field "127.0.0.1:$FS_PORT" retries)" = 0 ]
 }
 
+@test "no policy: asyncio (epoll, SO_ERROR) to a closed port: one attempt, at once" {
+	start_faultsrv --mode refuse
+	count_syns "$FS_PORT" 10
+	LD_PRELOAD=$BW_LIB run "$PY" -c '
+import asyncio, errno, sys, time
+async def main():
+    t = time.monotonic()
+    try:
+        await asyncio.open_connection("127.0.0.1", int(sys.argv[1]))
+        r = "ok"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e))
+    print(r, int((time.monotonic() - t) * 1000))
+asyncio.run(main())' "$FS_PORT"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]%% *}" = ECONNREFUSED ]
+	(( ${lines[0]##* } < 150 ))
+	[ "${#lines[@]}" -eq 1 ] # nothing on stderr either (run merges it)
+	syns_are 1
+	[ "$(field "127.0.0.1:$FS_PORT" failed_calls)" = 1 ]
+}
+
 @test "no policy: a wait-until-up loop connects on its first try once the server is up" {
 	local port i slowest=0 said=
 	port=$(free_port)
