@@ -235,3 +235,23 @@ print(n)"
 	[ "$(bh 127.0.0.1:$full active)" -eq 0 ]
 	[ "$(bh 127.0.0.1:$echo_port acquired)" -ge 7000 ]
 }
+
+@test "1,000 threads, bulkhead.max=100 bulkhead.wait=5s: all admitted, at most 100 at once, CPU sane" {
+	# The issue's load: ten times more callers than slots, each holding
+	# its connection 50 ms.  Waiters must neither poll nor all wake at
+	# every release (that burnt 9 CPU-seconds and timed half of them
+	# out); the time ratio against no shim is measured in bench/.
+	start_faultsrv --mode stall --stall 50 --http
+	export BULWARK_POLICY='* bulkhead.max=100 bulkhead.wait=5s'
+	run run_shim "$BW_BUILD/fixtures/connstorm" "$FS_PORT" 1000 1
+	echo "# $output; server: $(cat "$FS_STATS")" >&3
+	[ "$status" -eq 0 ]
+	[[ $output == "ok=1000 fail=0 "* ]]
+	[ "$(stat_of accepted)" -eq 1000 ]
+	[ "$(stat_of peak)" -le 100 ]
+	local cpu=${output#*cpu_ms=}
+	cpu=${cpu%% *}
+	[ "$cpu" -lt 3000 ]
+	[ "$(bh 127.0.0.1:$FS_PORT active)" -eq 0 ]
+	[ "$(bh 127.0.0.1:$FS_PORT rejected)" -eq 0 ]
+}
