@@ -382,8 +382,9 @@ static uint32_t admit_mask(uint32_t s, uint32_t free)
 	return m;
 }
 
-/* Counts every wake-up system call (the unit tests read it). */
-_Atomic uint64_t bw__bulkhead_wakes;
+/* Counts every wake-up system call, and every re-check a waiter made
+ * because no wake-up came for RECHECK_NS (the unit tests read them). */
+_Atomic uint64_t bw__bulkhead_wakes, bw__bulkhead_rechecks;
 
 static void wake_bits(struct bh *b, uint32_t mask)
 {
@@ -1155,6 +1156,8 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 			return -EINTR;
 		}
 		if (rc == -ETIMEDOUT && bw_clock_ns() < deadline) {
+			atomic_fetch_add_explicit(&bw__bulkhead_rechecks, 1,
+						  memory_order_relaxed);
 			/* No wake for RECHECK_NS: progress since the last
 			 * re-check, or free slots nobody takes? */
 			uint32_t s2 = atomic_load(b->serving);

@@ -133,8 +133,9 @@ void bw_bulkhead_note_inode(struct bw_state *st, const struct bw_slot *slot,
 /* The socket inode of fd (fstat), 0 if fd is not a socket.  Keeps errno. */
 uint64_t bw_bulkhead_sock_ino(int fd);
 
-/* futex wake-up calls made by every bulkhead of this process (tests). */
-extern _Atomic uint64_t bw__bulkhead_wakes;
+/* futex wake-up calls made by every bulkhead of this process, and
+ * re-checks of waiters no wake-up reached in 100 ms (tests). */
+extern _Atomic uint64_t bw__bulkhead_wakes, bw__bulkhead_rechecks;
 
 /* Fills *v from d (exact, lock-free snapshot of each field).  AS-safe. */
 void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v);
