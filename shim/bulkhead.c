@@ -40,7 +40,11 @@
  * I4: a record is freed, and its slot given back, by exactly one CAS from
  *     HELD/SHARED/WAITING (release, or a sweeper that judged its owner
  *     dead and, for a connection, its socket closed in every process).
- * I5: an owner is dead when kill(pid, 0) says ESRCH, /proc/<pid>/stat
+ * I5: an owner recorded in another pid namespace than ours (the inode
+ *     of /proc/self/ns/pid, kept with the start time) is never judged by
+ *     its pid here: it stays held until a sweeper of its own namespace
+ *     judges it.  Otherwise an owner is dead when kill(pid, 0) says ESRCH,
+ *     /proc/<pid>/stat
  *     shows a zombie that is its group's last thread (a leader that
  *     exited before its other threads shows Z too), or its start time
  *     differs from the record's (pid reuse); the start time counts only
@@ -52,6 +56,25 @@
  *     by an owner nobody judged).
  * I6: nothing in a record or bh_word is used as an index without a mask
  *     that keeps it in range (14-bit dest and record fields).
+ * I7: a count that cannot be (below 0 after a change, or more slots than
+ *     hold records) is corruption: counted in bw_dest.bh_corrupt and
+ *     rebuilt from the records by I1 (rebuild()), never clamped.  Every
+ *     sweep of a destination also checks its counts against its records,
+ *     so a wrong but possible count (a segment written by someone else)
+ *     lasts at most one sweep; bulwark reset forces one.
+ *
+ * Waiting.  A connect that finds the bulkhead full takes a ticket
+ * (bh_ticket) and may take a slot when fewer tickets before it are still
+ * queued than slots are free: t - serving < max - active, serving
+ * counting the tickets done (taken, left, void).  Each waiter sleeps on
+ * the futex word bh_wake with a bitset naming its ticket (see wait_bit);
+ * whoever frees a slot or moves serving wakes only the bits of the
+ * tickets that are now admitted, and a waiter that takes a slot passes
+ * any room left on the same way.  No polling: a waiter also wakes every
+ * 100 ms (RECHECK_NS) in case its waker died between its change and its
+ * wake, and then runs the sweep; a waiter that sees free slots and no
+ * progress over two such re-checks takes one out of order (the waiters
+ * ahead are stopped or dead).
  *
  * Limits (honest): SHARED connections (forked while held, or inherited
  * by an exec'd program after their owner died) are freed by a sweep that
@@ -63,9 +86,12 @@
  * A hold whose inode is unknown when its owner dies is freed at once.
  * So a slot taken before a vfork/posix_spawn (no fork handler runs) is
  * released at the parent's close, or at its death, even if the child
- * still holds the socket.  The wait order is by ticket; a waiter that
- * has waited BW_BULKHEAD_AGE_NS may overtake, so the order is FIFO only
- * as far as wake-ups are prompt.
+ * still holds the socket.  The wait order is by ticket (FIFO); it can
+ * be broken only by a waiter that left out of order (its deadline or a
+ * signal), which lets the ones queued before it go first, or by the
+ * no-progress rule above.  A holder of another pid namespace that died
+ * with no live process of its namespace left keeps its slot until a
+ * process of that namespace sweeps (bulwark reset does not free it).
  * Generations wrap (16 bits in bh_word): a stale last matching a fresh
  * intent of a killed owner needs 65536 intents on one record in between.
  */
