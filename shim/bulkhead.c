@@ -1298,9 +1298,13 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	if (commit(&b, idx, rw, max, 0) == 0)
 		goto got;
 	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
-	if (bw_bulkhead_sweep(st, d, now_ns, false) &&
-	    commit(&b, idx, rw, max, 0) == 0)
-		goto got;
+	uint64_t bh_seen = atomic_load(&d->bh_word);
+	/* Again after a sweep, which may have freed slots or rebuilt a
+	 * corrupt count (I7). */
+	if (bw_bulkhead_sweep(st, d, now_ns, false) ||
+	    atomic_load(&d->bh_word) != bh_seen)
+		if (commit(&b, idx, rw, max, 0) == 0)
+			goto got;
 	if (s->bulkhead_wait_ns == 0 || !can_wait(may_wait)) {
 		retarget(st, idx, &rw, 0, pid, start);
 		rc = refuse(d, s);
