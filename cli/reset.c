@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "shim/bulkhead.h"
+#include "shim/clock.h"
 
 static const char usage[] =
     "Usage: bulwark reset [--state NAME] DEST\n"
@@ -22,7 +24,8 @@ static const char usage[] =
     "destination:\n"
     "its call counters are zeroed and its breaker closes.  Connections open "
     "now\n"
-    "keep their bulkhead slots.  A forced state (bulwark force) is left as "
+    "keep their bulkhead slots; the slots' count is checked against them and\n"
+    "rebuilt if it is wrong.  A forced state (bulwark force) is left as "
     "it is.\n"
     "\n"
     "DEST is one of\n"
@@ -45,6 +48,18 @@ static const char usage[] =
     "  bulwark reset 127.0.0.1:6379\n"
     "  bulwark reset --state api db.internal:5432\n"
     "  bulwark reset --all\n";
+
+/* The bulkhead's count of d rebuilt from its hold records if it is
+ * wrong (a corrupt segment), after the slots of dead holders are freed:
+ * a forced sweep.  Only for a destination that has had a bulkhead. */
+static void repair_bulkhead(struct bw_state *st, struct bw_dest *d)
+{
+	struct bw_bulkhead_view v;
+
+	bw_bulkhead_view(d, &v);
+	if (v.max || v.active || v.waiting)
+		bw_bulkhead_sweep(st, d, bw_clock_ns(), true);
+}
 
 static int reset_main(int argc, char **argv)
 {
@@ -137,6 +152,7 @@ static int reset_main(int argc, char **argv)
 			if (!d)
 				continue;
 			bw_state_reset_dest(d);
+			repair_bulkhead(&st, d);
 			n++;
 		}
 		printf("reset %d destination%s in state '%s'\n", n,
@@ -156,6 +172,7 @@ static int reset_main(int argc, char **argv)
 	}
 	for (int i = 0; i < n; i++) {
 		bw_state_reset_dest(found[i]);
+		repair_bulkhead(&st, found[i]);
 		bw_state_label(found[i], label, sizeof(label));
 		printf("reset %s\n", label);
 	}

@@ -39,7 +39,7 @@ struct row {
 	uint32_t breaker, forced, fails;
 	uint64_t total, ok, failed, rejected, slow;
 	double success_rate, health;
-	uint32_t bh_active, bh_max, bh_waiting;
+	uint32_t bh_active, bh_max, bh_waiting, bh_corrupt;
 	uint64_t bh_rejected, bh_saturated, bh_acquired;
 	double bh_rejection_rate;
 	uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS]; /* log2 µs */
@@ -143,6 +143,7 @@ static void fill_row(struct bw_dest *d, uint64_t now, struct row *r)
 	r->bh_active = bv.active;
 	r->bh_max = bv.max;
 	r->bh_waiting = bv.waiting;
+	r->bh_corrupt = bv.corrupt;
 	r->bh_rejected = LD(d->bh_rejected);
 	r->bh_saturated = LD(d->bh_saturated);
 	r->bh_acquired = bv.acquired;
@@ -401,9 +402,10 @@ static void print_json(const struct row *rows, size_t n)
 		 * 2^(i+1) microseconds; bucket 0 also holds no wait) */
 		printf(", \"waiting\": %" PRIu32 ", \"acquired\": %" PRIu64
 		       ", \"saturated\": %" PRIu64
+		       ", \"corrupt\": %" PRIu32
 		       ", \"rejection_rate\": %.4f, \"wait_us_log2\": [",
 		       r->bh_waiting, r->bh_acquired, r->bh_saturated,
-		       r->bh_rejection_rate);
+		       r->bh_corrupt, r->bh_rejection_rate);
 		for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++)
 			printf("%s%" PRIu64, b ? ", " : "", r->bh_wait_hist[b]);
 		printf("]}"
@@ -500,6 +502,9 @@ static const struct metric metrics[] = {
 	  "Connects the full bulkhead refused.", bh_rejected),
     M_U64("bulwark_bulkhead_saturated_total", "counter",
 	  "Connects that found the bulkhead full.", bh_saturated),
+    M_U32("bulwark_bulkhead_corrupt_total", "counter",
+	  "Impossible bulkhead counts found in the segment and rebuilt "
+	  "from the hold records.", bh_corrupt),
     M_U64("bulwark_retries_total", "counter", "Connect retries made.", retries),
     M_U64("bulwark_retries_succeeded_total", "counter",
 	  "Connect retries that succeeded.", retries_ok),

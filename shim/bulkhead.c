@@ -40,7 +40,11 @@
  * I4: a record is freed, and its slot given back, by exactly one CAS from
  *     HELD/SHARED/WAITING (release, or a sweeper that judged its owner
  *     dead and, for a connection, its socket closed in every process).
- * I5: an owner is dead when kill(pid, 0) says ESRCH, /proc/<pid>/stat
+ * I5: an owner recorded in another pid namespace than ours (the inode
+ *     of /proc/self/ns/pid, kept with the start time) is never judged by
+ *     its pid here: it stays held until a sweeper of its own namespace
+ *     judges it.  Otherwise an owner is dead when kill(pid, 0) says ESRCH,
+ *     /proc/<pid>/stat
  *     shows a zombie that is its group's last thread (a leader that
  *     exited before its other threads shows Z too), or its start time
  *     differs from the record's (pid reuse); the start time counts only
@@ -52,6 +56,25 @@
  *     by an owner nobody judged).
  * I6: nothing in a record or bh_word is used as an index without a mask
  *     that keeps it in range (14-bit dest and record fields).
+ * I7: a count that cannot be (below 0 after a change, or more slots than
+ *     hold records) is corruption: counted in bw_dest.bh_corrupt and
+ *     rebuilt from the records by I1 (rebuild()), never clamped.  Every
+ *     sweep of a destination also checks its counts against its records,
+ *     so a wrong but possible count (a segment written by someone else)
+ *     lasts at most one sweep; bulwark reset forces one.
+ *
+ * Waiting.  A connect that finds the bulkhead full takes a ticket
+ * (bh_ticket) and may take a slot when fewer tickets before it are still
+ * queued than slots are free: t - serving < max - active, serving
+ * counting the tickets done (taken, left, void).  Each waiter sleeps on
+ * the futex word bh_wake with a bitset naming its ticket (see wait_bit);
+ * whoever frees a slot or moves serving wakes only the bits of the
+ * tickets that are now admitted, and a waiter that takes a slot passes
+ * any room left on the same way.  No polling: a waiter also wakes every
+ * 100 ms (RECHECK_NS) in case its waker died between its change and its
+ * wake, and then runs the sweep; a waiter that sees free slots and no
+ * progress over two such re-checks takes one out of order (the waiters
+ * ahead are stopped or dead).
  *
  * Limits (honest): SHARED connections (forked while held, or inherited
  * by an exec'd program after their owner died) are freed by a sweep that
@@ -63,9 +86,12 @@
  * A hold whose inode is unknown when its owner dies is freed at once.
  * So a slot taken before a vfork/posix_spawn (no fork handler runs) is
  * released at the parent's close, or at its death, even if the child
- * still holds the socket.  The wait order is by ticket; a waiter that
- * has waited BW_BULKHEAD_AGE_NS may overtake, so the order is FIFO only
- * as far as wake-ups are prompt.
+ * still holds the socket.  The wait order is by ticket (FIFO); it can
+ * be broken only by a waiter that left out of order (its deadline or a
+ * signal), which lets the ones queued before it go first, or by the
+ * no-progress rule above.  A holder of another pid namespace that died
+ * with no live process of its namespace left keeps its slot until a
+ * process of that namespace sweeps (bulwark reset does not free it).
  * Generations wrap (16 bits in bh_word): a stale last matching a fresh
  * intent of a killed owner needs 65536 intents on one record in between.
  */
@@ -85,6 +111,7 @@
 
 #include "policy/text.h"
 #include "shim/clock.h"
+#include "shim/wait.h"
 
 /* ---- encodings ------------------------------------------------------------ */
 
@@ -198,11 +225,12 @@ static inline uint64_t bh_make(uint32_t act, uint32_t wait, uint32_t last,
  * layout, no records: a dying process takes its counts with it). */
 struct priv_bh {
 	_Atomic uint64_t word;
-	_Atomic uint32_t wake, ticket, serving, pad;
+	_Atomic uint32_t wake, ticket, serving, max;
 };
 static struct priv_bh priv[BW_STATE_SLOTS];
 
 static _Atomic uint32_t self_pid;     /* 0: not known yet (or forked) */
+static _Atomic uint32_t self_ns;      /* our pid namespace's inode, 0: unknown */
 static _Atomic uint64_t self_start;   /* our start time, 0: unknown */
 static _Atomic uint32_t fork_count;   /* bw_bulkhead_forked() calls */
 /* Where this thread looks first for a free record: the one it freed last,
@@ -216,7 +244,7 @@ struct bh {
 	struct bw_dest *d;
 	uint32_t didx;
 	_Atomic uint64_t *word;
-	_Atomic uint32_t *wake, *ticket, *serving;
+	_Atomic uint32_t *wake, *ticket, *serving, *max;
 	int futex_flags; /* 0 or FUTEX_PRIVATE_FLAG */
 };
 
@@ -294,6 +322,23 @@ static bool proc_stat(uint32_t pid, uint64_t *start, bool *zombie)
 	return true;
 }
 
+/* The inode of our pid namespace (/proc/self/ns/pid -> "pid:[N]"), 0 if
+ * unreadable.  Holders record it: a pid means something only in its own
+ * namespace.  Proc inode numbers are 32-bit. */
+static uint32_t pid_ns_of_self(void)
+{
+	char lnk[64];
+	long n = syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/ns/pid", lnk,
+			 sizeof(lnk) - 1);
+	uint64_t ino = 0;
+
+	if (n < 6 || memcmp(lnk, "pid:[", 5) != 0)
+		return 0;
+	for (long k = 5; k < n && lnk[k] >= '0' && lnk[k] <= '9'; k++)
+		ino = ino * 10 + (uint64_t)(lnk[k] - '0');
+	return ino > UINT32_MAX ? 0 : (uint32_t)ino;
+}
+
 /* Our pid (cached until bw_bulkhead_forked) and start time. */
 static uint32_t self(uint64_t *start)
 {
@@ -305,6 +350,8 @@ static uint32_t self(uint64_t *start)
 
 		proc_stat(0, &s, &z);
 		atomic_store_explicit(&self_start, s, memory_order_relaxed);
+		atomic_store_explicit(&self_ns, pid_ns_of_self(),
+				      memory_order_relaxed);
 		pid = (uint32_t)getpid() & HW_PID_MASK;
 		atomic_store_explicit(&self_pid, pid, memory_order_release);
 	}
@@ -313,16 +360,111 @@ static uint32_t self(uint64_t *start)
 	return pid;
 }
 
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val,
-		  const struct timespec *ts)
+/*
+ * Who sleeps where.  Every waiter sleeps on the one futex word wake (a
+ * counter every waker bumps before it wakes: a waiter that read it before
+ * looking at the counts cannot miss a wake) with a bitset that names its
+ * ticket t, relative to serving s:
+ *   bits 0-15  near: t in the 8-ticket block of s or the next one, by
+ *              t & 15 (one ticket per bit: the wake is exact);
+ *   bits 16-30 far: t further on, by its 8-ticket block modulo 15, woken
+ *              when s enters the block before it (then near);
+ *   bit 31     behind: t < s (tickets after it left first): such a
+ *              waiter may take any free slot, woken by every wake.
+ * A waker wakes the bits of the tickets a free slot admits now (t - s <
+ * free slots), and never the others.
+ */
+#define WB_NEAR_MASK 15u
+#define WB_BLOCK_SHIFT 3
+#define WB_FAR_BASE 16
+#define WB_FAR_BITS 15u
+#define WB_BEHIND (1u << 31)
+
+static uint32_t far_bit(uint32_t block)
 {
-	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+	return 1u << (WB_FAR_BASE + block % WB_FAR_BITS);
 }
 
-static void wake_all(struct bh *b)
+static uint32_t wait_bit(uint32_t t, uint32_t s)
 {
+	uint32_t ahead = t - s;
+
+	if ((int32_t)ahead < 0)
+		return WB_BEHIND;
+	if (((t - (s & ~((1u << WB_BLOCK_SHIFT) - 1))) >> WB_BLOCK_SHIFT) <= 1)
+		return 1u << (t & WB_NEAR_MASK);
+	return far_bit(t >> WB_BLOCK_SHIFT);
+}
+
+/* Bits of the waiters that free slots admit at serving s. */
+static uint32_t admit_mask(uint32_t s, uint32_t free)
+{
+	uint32_t m = WB_BEHIND;
+
+	if (free > WB_NEAR_MASK)
+		return ~0u;
+	for (uint32_t i = 0; i < free; i++)
+		m |= wait_bit(s + i, s);
+	return m;
+}
+
+/* Counts every wake-up system call, and every re-check a waiter made
+ * because no wake-up came for RECHECK_NS (the unit tests read them). */
+_Atomic uint64_t bw__bulkhead_wakes, bw__bulkhead_rechecks;
+
+static void wake_bits(struct bh *b, uint32_t mask)
+{
+	if (!mask)
+		return;
 	atomic_fetch_add_explicit(b->wake, 1, memory_order_seq_cst);
-	futex(b->wake, FUTEX_WAKE | b->futex_flags, INT_MAX, NULL);
+	atomic_fetch_add_explicit(&bw__bulkhead_wakes, 1,
+				  memory_order_relaxed);
+	syscall(SYS_futex, (uint32_t *)b->wake,
+		FUTEX_WAKE_BITSET | b->futex_flags, INT_MAX, NULL, NULL, mask);
+}
+
+/* The bits of the waiters b's free slots admit now, 0 if none. */
+static uint32_t room_mask(struct bh *b)
+{
+	uint64_t w = atomic_load(b->word);
+	uint32_t act = bh_active(w), max = atomic_load(b->max);
+
+	if (!bh_waiting(w) || act >= max)
+		return 0;
+	return admit_mask(atomic_load(b->serving), max - act);
+}
+
+/* With nobody waiting, serving catches up with ticket: a ticket lost by
+ * a process killed between taking it and queueing would otherwise put
+ * every later waiter one place back (order only: I1 does not depend on
+ * tickets). */
+static void resync(struct bh *b)
+{
+	if (bh_waiting(atomic_load(b->word)))
+		return;
+	uint32_t s = atomic_load(b->serving), t = atomic_load(b->ticket);
+	if (s != t)
+		atomic_compare_exchange_strong(b->serving, &s, t);
+}
+
+/*
+ * A ticket is done (taken a slot, left the queue, or void): serving moves
+ * on, and the waiters that this, or room left over, admits are woken:
+ * the far block that became near, the waiter of the ticket serving
+ * passed if that was not ours (it is behind now), and the tickets free
+ * slots admit.  t: our ticket, or > UINT32_MAX when not known (a dead
+ * waiter's).
+ */
+static void advance(struct bh *b, uint64_t t)
+{
+	uint32_t o = atomic_fetch_add(b->serving, 1), n = o + 1, mask = 0;
+
+	if ((n & ((1u << WB_BLOCK_SHIFT) - 1)) == 0)
+		mask |= far_bit((n >> WB_BLOCK_SHIFT) + 1);
+	if (t != o)
+		mask |= 1u << (o & WB_NEAR_MASK);
+	resync(b);
+	wake_bits(b, mask | room_mask(b));
 }
 
 static void bh_of_dest(struct bh *b, struct bw_state *st, uint32_t didx)
@@ -336,6 +478,7 @@ static void bh_of_dest(struct bh *b, struct bw_state *st, uint32_t didx)
 	b->wake = &d->bh_wake;
 	b->ticket = &d->bh_ticket;
 	b->serving = &d->bh_serving;
+	b->max = &d->bh_max;
 	b->futex_flags = 0;
 }
 
@@ -350,6 +493,7 @@ static void bh_of_priv(struct bh *b, struct bw_dest *d, uint32_t didx)
 	b->wake = &p->wake;
 	b->ticket = &p->ticket;
 	b->serving = &p->serving;
+	b->max = &p->max;
 	b->futex_flags = FUTEX_PRIVATE_FLAG;
 }
 
@@ -360,12 +504,16 @@ static struct bw_bh_hold *rec(struct bw_state *st, uint32_t idx)
 	return &st->holds[idx & BH_LAST_MASK]; /* I6 */
 }
 
-/* A plain store: a sweeper trusts the start time only when its
- * generation matches the record word it judges (I5). */
+/* Plain stores: a sweeper trusts the start time and the pid namespace
+ * only when their generation matches the record word it judges (I5). */
 static void set_owner(struct bw_state *st, uint32_t idx, uint64_t w,
 		      uint64_t start)
 {
+	uint64_t ns = atomic_load_explicit(&self_ns, memory_order_relaxed);
+
 	atomic_store_explicit(&rec(st, idx)->owner, start << 24 | hw_gen(w),
+			      memory_order_release);
+	atomic_store_explicit(&rec(st, idx)->ticket, ns << 32 | hw_gen(w),
 			      memory_order_release);
 }
 
@@ -397,6 +545,58 @@ static void help(struct bw_state *st, uint64_t w)
 }
 
 /*
+ * I1 applied: the counts of dest didx recomputed from the hold records,
+ * stored in bh_word when they differ.  An intent counts in its to-state
+ * when bh_word.last names it (committed, I3), else in its from-state.
+ * The records are read between two reads of an unchanged bh_word: every
+ * change of the counts is a CAS that also changes last (index and
+ * generation), so the pass saw one consistent set.  Returns true when
+ * bh_word was wrong and is now rebuilt.  One pass over the hold table
+ * (about 0.1 ms); run on a count that cannot be, and by the sweep.
+ */
+static bool rebuild(struct bw_state *st, uint32_t didx)
+{
+	_Atomic uint64_t *word = &st->dests[didx & HW_DEST_MASK].bh_word;
+
+	for (int tries = 0; tries < 8; tries++) {
+		uint64_t w = atomic_load(word), n;
+		uint32_t act = 0, wait = 0;
+
+		for (uint32_t i = 1; i < BW_STATE_HOLDS; i++) {
+			uint64_t r = atomic_load_explicit(&st->holds[i].word,
+							  memory_order_acquire);
+			unsigned s = hw_state(r);
+
+			if (s == ST_FREE || hw_dest(r) != (didx & HW_DEST_MASK))
+				continue;
+			if (is_intent(s))
+				s = bh_last(w) == i &&
+					    bh_lgen(w) ==
+						(hw_gen(r) & BH_LGEN_MASK)
+					? intent_to[s]
+					: intent_from[s];
+			act += s == ST_HELD || s == ST_SHARED;
+			wait += s == ST_WAITING;
+		}
+		if (atomic_load(word) != w)
+			continue;
+		n = bh_make(act, wait, bh_last(w), bh_lgen(w));
+		if (n == w)
+			return false;
+		if (atomic_compare_exchange_strong(word, &w, n))
+			return true;
+	}
+	return false;
+}
+
+static void note_corrupt(struct bw_dest *d)
+{
+	if (d)
+		atomic_fetch_add_explicit(&d->bh_corrupt, 1,
+					  memory_order_relaxed);
+}
+
+/*
  * Commits intent rw (record idx, or 0 for a private bulkhead) to b's
  * counts.  ACQ needs active + waiting < max (no overtaking of waiters),
  * TAKE active < max, ENQ waiting < queue (0: no limit).  Returns 0, or
@@ -407,6 +607,7 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 {
 	unsigned s = hw_state(rw);
 	uint64_t w = atomic_load(b->word);
+	int rebuilt = 0;
 
 	for (;;) {
 		uint32_t act = bh_active(w), wait = bh_waiting(w);
@@ -416,6 +617,25 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 		 * our newer intent. */
 		if (b->st && bh_last(w) != idx)
 			help(b->st, w);
+		na = (int64_t)act + intent_dact[s];
+		nw = (int64_t)wait + intent_dwait[s];
+		/* A count below 0, or more slots than hold records, cannot
+		 * be: a corrupt segment (or a bug).  Counted, and the
+		 * counts rebuilt from the records (our own intent counts
+		 * in its from-state: it is not committed yet). */
+		if (na < 0 || nw < 0 || (b->st && act >= BW_STATE_HOLDS)) {
+			if (!rebuilt++)
+				note_corrupt(b->d);
+			if (b->st && rebuilt <= 2) {
+				rebuild(b->st, b->didx);
+				w = atomic_load(b->word);
+				continue;
+			}
+			/* Private counts (or a rebuild that lost every
+			 * race): never below 0. */
+			na = na < 0 ? 0 : na;
+			nw = nw < 0 ? 0 : nw;
+		}
 		if (s == ST_I_ACQ && (uint64_t)act + wait >= max)
 			return -EBUSY;
 		if (s == ST_I_TAKE && act >= max)
@@ -423,11 +643,6 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 		if (s == ST_I_ENQ && ((queue && wait >= queue) ||
 				      wait >= BH_WAIT_MASK))
 			return -EBUSY;
-		na = (int64_t)act + intent_dact[s];
-		nw = (int64_t)wait + intent_dwait[s];
-		/* Never below 0: only a corrupt segment gets here. */
-		na = na < 0 ? 0 : na;
-		nw = nw < 0 ? 0 : nw;
 		uint64_t n = b->st ? bh_make((uint32_t)na, (uint32_t)nw, idx,
 					     hw_gen(rw))
 				   : bh_make((uint32_t)na, (uint32_t)nw, 0, 0);
@@ -466,7 +681,7 @@ static int commit_own(struct bw_state *st, struct bw_dest *d, uint32_t idx,
 	uint32_t act = bh_active(w), last = bh_last(w);
 	bool acq = hw_state(rw) == ST_I_ACQ;
 
-	if ((last && last != idx) ||
+	if ((last && last != idx) || act >= BW_STATE_HOLDS ||
 	    (acq ? (uint64_t)act + bh_waiting(w) >= max : act == 0))
 		return 1;
 	n = bh_make(acq ? act + 1 : act - 1, bh_waiting(w), idx, hw_gen(rw));
@@ -563,6 +778,16 @@ static bool owner_dead(struct bw_state *st, uint32_t idx, uint64_t w,
 	if (pid == 0)
 		return true;
 	me = self(&mystart);
+	/* A pid of another pid namespace names some other process here:
+	 * never judged by it (the hold waits for a sweeper of its own
+	 * namespace).  An unknown namespace (0, or an older generation)
+	 * is judged as before. */
+	uint64_t nsw = atomic_load(&rec(st, idx)->ticket);
+	uint32_t rns = (nsw & HW_GEN_MASK) == hw_gen(w) ? (uint32_t)(nsw >> 32)
+							: 0;
+	uint32_t myns = atomic_load_explicit(&self_ns, memory_order_relaxed);
+	if (rns && myns && rns != myns)
+		return false;
 	if (pid == me)
 		return rstart && mystart && rstart != mystart;
 	for (int i = 0; i < *ncache; i++)
@@ -630,8 +855,9 @@ static bool reclaim(struct bw_state *st, uint32_t idx, uint64_t w)
 	bh_of_dest(&b, st, hw_dest(w));
 	commit(&b, idx, rw, 0, 0);
 	if (s == ST_WAITING)
-		atomic_fetch_add(b.serving, 1);
-	wake_all(&b);
+		advance(&b, UINT64_MAX);
+	else
+		wake_bits(&b, room_mask(&b));
 	return true;
 }
 
@@ -801,8 +1027,20 @@ unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 			    &rec(st, cands[i].idx)->word, &w, n);
 		}
 	}
-	if (d)
+	if (d) {
 		atomic_store(&d->bh_shared, shared);
+		/* The counts checked against the records they stand for
+		 * (one more pass, as often as the sweep runs): a corrupt
+		 * count is repaired here, not only when an operation finds
+		 * it impossible. */
+		if (rebuild(st, didx)) {
+			struct bh b;
+
+			note_corrupt(d);
+			bh_of_dest(&b, st, didx);
+			wake_bits(&b, room_mask(&b));
+		}
+	}
 	errno = saved;
 	return freed;
 }
@@ -836,43 +1074,81 @@ static int refuse(struct bw_dest *d, const struct bw_settings *s)
 	return -(s->bulkhead_errno > 0 ? s->bulkhead_errno : ECONNREFUSED);
 }
 
-/* With nobody waiting, serving catches up with ticket: a ticket lost by
- * a process killed between taking it and queueing would otherwise put
- * every later waiter one place back (order only: I1 does not depend on
- * tickets). */
-static void resync(struct bh *b)
+/* A waiter that no wake-up reached sleeps at most this long before it
+ * looks again (a waker that died between its change and its wake, a
+ * sweep to run for a dead holder or waiter).  Not a poll: a live waker
+ * always wakes the waiters it admits. */
+#define RECHECK_NS (100ull * 1000000)
+
+/* Sleeps on b's wake word while it still reads v, on bits, until
+ * CLOCK_MONOTONIC reaches until_ns (absolute).  Returns 0 or -errno
+ * (-EINTR: a signal handler ran; -ETIMEDOUT; -EAGAIN: v changed). */
+static int sleep_on(struct bh *b, uint32_t v, uint32_t bits,
+		    uint64_t until_ns)
 {
-	if (bh_waiting(atomic_load(b->word)))
-		return;
-	uint32_t s = atomic_load(b->serving), t = atomic_load(b->ticket);
-	if (s != t)
-		atomic_compare_exchange_strong(b->serving, &s, t);
+	struct timespec now, ts;
+	uint64_t left, n;
+
+	n = bw_clock_ns();
+	left = until_ns > n ? until_ns - n : 0;
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	n = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec +
+	    left;
+	ts.tv_sec = (time_t)(n / 1000000000ull);
+	ts.tv_nsec = (long)(n % 1000000000ull);
+	if (syscall(SYS_futex, (uint32_t *)b->wake,
+		    FUTEX_WAIT_BITSET | b->futex_flags, v, &ts, NULL,
+		    bits) == 0)
+		return 0;
+	return -errno;
+}
+
+/* Leaves the queue: our record (idx, state WAITING in *rw) goes FREE
+ * and the waiting count down by one.  False if the record is not ours
+ * any more (a sweeper judged us dead: it did the same). */
+static bool leave(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
+		  uint32_t pid, uint64_t start)
+{
+	uint64_t iw = hw_make(ST_I_LEAVE, b->didx, 0, 0);
+
+	if (b->st && !retarget(b->st, idx, rw, ST_I_LEAVE, pid, start))
+		return false;
+	commit(b, idx, b->st ? *rw : iw, 0, 0);
+	advance(b, t);
+	return true;
 }
 
 /*
  * Waits on b for a slot with record idx (0: private) in state WAITING
- * (*rw) holding ticket t.  Returns 0 with the slot taken (*rw HELD) or
- * -EBUSY when the deadline passed (the record left the queue: FREE).
+ * (*rw) holding ticket t.  Returns 0 with the slot taken (*rw HELD),
+ * -EBUSY when the deadline passed or -EINTR when a signal handler
+ * without SA_RESTART ran (the record left the queue: FREE).  Ticket t
+ * may take a slot when fewer than the free slots' number of tickets
+ * before it are still queued (FIFO); one that found no progress at all
+ * in two re-checks (RECHECK_NS apart) while slots are free takes one
+ * out of order: the waiters ahead are stopped or dead.
  */
 static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 		     uint32_t max, uint64_t t0, uint64_t deadline,
 		     uint64_t *waited)
 {
-	uint32_t pid = 0;
+	uint32_t pid = 0, stuck_at = 0;
 	uint64_t start = 0;
+	bool rechecked = false, overtake = false;
 
 	if (b->st)
 		pid = self(&start);
 	for (;;) {
 		uint32_t v = atomic_load(b->wake);
 		uint64_t w = atomic_load(b->word);
+		uint32_t s = atomic_load(b->serving);
 		uint64_t now = bw_clock_ns();
 		uint32_t act = bh_active(w);
-		int32_t ahead = (int32_t)(t - atomic_load(b->serving));
+		int rc;
 
 		if (act < max &&
-		    (ahead < (int32_t)(max - act) ||
-		     now - t0 >= BW_BULKHEAD_AGE_NS)) {
+		    ((int32_t)(t - s) < (int32_t)(max - act) || overtake)) {
 			uint64_t iw = hw_make(ST_I_TAKE, b->didx, 0, 0);
 
 			if (b->st && !retarget(b->st, idx, rw, ST_I_TAKE, pid,
@@ -881,38 +1157,41 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 			if (commit(b, idx, b->st ? *rw : iw, max, 0) == 0) {
 				if (b->st)
 					*rw = completed(*rw);
-				atomic_fetch_add(b->serving, 1);
-				resync(b);
 				*waited = now - t0;
-				/* Others may fit too (several slots freed). */
-				if (bh_waiting(atomic_load(b->word)) &&
-				    bh_active(atomic_load(b->word)) < max)
-					wake_all(b);
+				/* Wakes whom room left over admits. */
+				advance(b, t);
 				return 0;
 			}
 			if (b->st)
 				retarget(b->st, idx, rw, 0, pid, start);
 		}
+		overtake = false;
 		if (now >= deadline) {
-			uint64_t iw = hw_make(ST_I_LEAVE, b->didx, 0, 0);
-
-			if (b->st && !retarget(b->st, idx, rw, ST_I_LEAVE, pid,
-					       start))
-				return -EBUSY;
-			commit(b, idx, b->st ? *rw : iw, 0, 0);
-			atomic_fetch_add(b->serving, 1);
-			resync(b);
 			*waited = now - t0;
+			leave(b, idx, rw, t, pid, start);
 			return -EBUSY;
 		}
 		if (b->st)
 			bw_bulkhead_sweep(b->st, b->d, now, false);
-		uint64_t left = deadline - now;
-		if (left > BW_BULKHEAD_POLL_NS)
-			left = BW_BULKHEAD_POLL_NS;
-		struct timespec ts = {(time_t)(left / 1000000000ull),
-				      (long)(left % 1000000000ull)};
-		futex(b->wake, FUTEX_WAIT | b->futex_flags, v, &ts);
+		rc = sleep_on(b, v, wait_bit(t, s),
+			      deadline - now > RECHECK_NS ? now + RECHECK_NS
+							  : deadline);
+		if (rc == -EINTR && !bw_wait_signal_restarts()) {
+			*waited = bw_clock_ns() - t0;
+			leave(b, idx, rw, t, pid, start);
+			return -EINTR;
+		}
+		if (rc == -ETIMEDOUT && bw_clock_ns() < deadline) {
+			atomic_fetch_add_explicit(&bw__bulkhead_rechecks, 1,
+						  memory_order_relaxed);
+			/* No wake for RECHECK_NS: progress since the last
+			 * re-check, or free slots nobody takes? */
+			uint32_t s2 = atomic_load(b->serving);
+
+			overtake = rechecked && s2 == stuck_at;
+			rechecked = true;
+			stuck_at = s2;
+		}
 	}
 }
 
@@ -939,6 +1218,8 @@ static int acquire_private(struct bw_dest *d, uint32_t didx,
 	uint32_t t;
 
 	bh_of_priv(&b, d, didx);
+	if (atomic_load_explicit(b.max, memory_order_relaxed) != max)
+		atomic_store_explicit(b.max, max, memory_order_relaxed);
 	if (commit(&b, 0, hw_make(ST_I_ACQ, didx, 0, 0), max, 0) == 0) {
 		out->kind = BW_SLOT_PROCESS;
 		note_acquired(d, out, 0);
@@ -950,13 +1231,14 @@ static int acquire_private(struct bw_dest *d, uint32_t didx,
 	t = atomic_fetch_add(b.ticket, 1);
 	if (commit(&b, 0, hw_make(ST_I_ENQ, didx, 0, 0), max,
 		   s->bulkhead_queue) < 0) {
-		atomic_fetch_add(b.serving, 1); /* our ticket is void */
+		advance(&b, t); /* our ticket is void */
 		return refuse(d, s);
 	}
-	if (wait_slot(&b, 0, &rw, t, max, now_ns,
-		      now_ns + s->bulkhead_wait_ns, &waited) < 0) {
+	int rc = wait_slot(&b, 0, &rw, t, max, now_ns,
+			   now_ns + s->bulkhead_wait_ns, &waited);
+	if (rc < 0) {
 		out->wait_ns = waited;
-		return refuse(d, s);
+		return rc == -EINTR ? rc : refuse(d, s);
 	}
 	out->kind = BW_SLOT_PROCESS;
 	note_acquired(d, out, waited);
@@ -1016,28 +1298,35 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	if (commit(&b, idx, rw, max, 0) == 0)
 		goto got;
 	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
-	if (bw_bulkhead_sweep(st, d, now_ns, false) &&
-	    commit(&b, idx, rw, max, 0) == 0)
-		goto got;
+	uint64_t bh_seen = atomic_load(&d->bh_word);
+	/* Again after a sweep, which may have freed slots or rebuilt a
+	 * corrupt count (I7). */
+	if (bw_bulkhead_sweep(st, d, now_ns, false) ||
+	    atomic_load(&d->bh_word) != bh_seen)
+		if (commit(&b, idx, rw, max, 0) == 0)
+			goto got;
 	if (s->bulkhead_wait_ns == 0 || !can_wait(may_wait)) {
 		retarget(st, idx, &rw, 0, pid, start);
 		rc = refuse(d, s);
 		goto out;
 	}
 	t = atomic_fetch_add(b.ticket, 1);
-	atomic_store(&st->holds[idx].ticket, t);
 	if (!retarget(st, idx, &rw, ST_I_ENQ, pid, start) ||
 	    commit(&b, idx, rw, max, s->bulkhead_queue) < 0) {
 		retarget(st, idx, &rw, 0, pid, start);
-		atomic_fetch_add(b.serving, 1); /* our ticket is void */
+		advance(&b, t); /* our ticket is void */
 		rc = refuse(d, s);
 		goto out;
 	}
 	rw = completed(rw);
-	if (wait_slot(&b, idx, &rw, t, max, now_ns,
-		      now_ns + s->bulkhead_wait_ns, &waited) < 0) {
+	rc = wait_slot(&b, idx, &rw, t, max, now_ns,
+		       now_ns + s->bulkhead_wait_ns, &waited);
+	if (rc < 0) {
 		out->wait_ns = waited;
-		rc = refuse(d, s);
+		/* A signal cut the wait short: not a refusal (the connect
+		 * fails with EINTR, as the kernel's would). */
+		if (rc != -EINTR)
+			rc = refuse(d, s);
 		goto out;
 	}
 	out->kind = BW_SLOT_SHARED;
@@ -1066,10 +1355,10 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 	if (!slot || slot->kind == BW_SLOT_NONE || !st || !st->dests)
 		goto out;
 	if (slot->kind == BW_SLOT_PROCESS) {
-		bh_of_priv(&b, NULL, slot->dest);
+		bh_of_priv(&b, &st->dests[slot->dest & HW_DEST_MASK],
+			   slot->dest);
 		commit(&b, 0, hw_make(ST_I_REL, slot->dest, 0, 0), 0, 0);
-		if (bh_waiting(atomic_load(b.word)))
-			wake_all(&b);
+		wake_bits(&b, room_mask(&b));
 		goto out;
 	}
 	if (!st->holds)
@@ -1099,8 +1388,9 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 		commit(&b, slot->hold, rw, 0, 0);
 	}
 	if (bh_waiting(atomic_load(&d->bh_word))) {
+		/* Wakes only whom the freed slot admits. */
 		bh_of_dest(&b, st, hw_dest(w));
-		wake_all(&b);
+		wake_bits(&b, room_mask(&b));
 	}
 out:
 	if (slot)
@@ -1155,6 +1445,7 @@ void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v)
 	v->rejected = atomic_load_explicit(&d->bh_rejected, memory_order_relaxed);
 	v->saturated =
 	    atomic_load_explicit(&d->bh_saturated, memory_order_relaxed);
+	v->corrupt = atomic_load_explicit(&d->bh_corrupt, memory_order_relaxed);
 	tot = v->acquired + v->rejected;
 	v->rejection_rate = tot ? (double)v->rejected / (double)tot : 0.0;
 	uint64_t waited = 0;

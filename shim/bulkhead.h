@@ -27,13 +27,6 @@
  * by acquires that do not find the bulkhead full: each look may scan
  * /proc/<pid>/fd of the user's processes (ms), so not every 100 ms. */
 #define BW_BULKHEAD_SHARED_NS (1000ull * 1000000)
-/* A waiter sleeps at most this long between looks (a missed wake-up, a
- * dead waker, a sweep to run): 2 ms keeps 100 idle waiters under 5 % of a
- * CPU and a freed slot is taken within 2 ms even without a wake-up. */
-#define BW_BULKHEAD_POLL_NS (2ull * 1000000)
-/* A waiter that has waited this long may take a free slot out of ticket
- * order: the waiters ahead of it are slow to wake, timed out or dead. */
-#define BW_BULKHEAD_AGE_NS (20ull * 1000000)
 
 /* What a slot is (bw_slot.kind). */
 enum bw_slot_kind {
@@ -60,6 +53,7 @@ struct bw_slot {
 struct bw_bulkhead_view {
 	uint32_t active, max, waiting;
 	uint64_t acquired, rejected, saturated;
+	uint32_t corrupt;	/* impossible counts found (and rebuilt) */
 	double rejection_rate;	/* rejected / (acquired + rejected), 0 if none */
 	uint64_t wait_hist[BW_STATE_HIST_BUCKETS]; /* bucket i: waits of
 				 * [2^i, 2^(i+1)) µs, bucket 0 also < 1 µs
@@ -81,9 +75,13 @@ struct bw_bulkhead_view {
  * fd is a blocking socket, which is asked of the kernel only when the
  * bulkhead is full.
  * -s->bulkhead_errno: the bulkhead is full and may not wait, the wait
- * queue is full, or bulkhead.wait ran out.  May sleep up to
- * s->bulkhead_wait_ns when may_wait (a blocking connect); signals do not
- * cut the wait short.  now_ns: CLOCK_MONOTONIC.  Records the metrics.
+ * queue is full, or bulkhead.wait ran out; -EINTR when a signal handler
+ * without SA_RESTART ran during the wait (with SA_RESTART on every
+ * installed handler the wait goes on to the same deadline, as the
+ * kernel restarts a connect).  May sleep up to s->bulkhead_wait_ns when
+ * may_wait (a blocking connect), in ticket order (FIFO); a release wakes
+ * only the waiters the freed slot admits.  now_ns: CLOCK_MONOTONIC.
+ * Records the metrics (an -EINTR is not a refusal).
  * AS-safe: yes (atomics, futex, kill, and /proc reads in a sweep).
  */
 int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
@@ -117,7 +115,11 @@ void bw_bulkhead_forked(bool child);
  * Cost: one pass over BW_STATE_HOLDS records, a /proc/<pid>/stat read per
  * distinct other holder, and a scan of /proc/<pid>/fd of the user's
  * processes only when a holder died or a shared connection was closed.
- * AS-safe: yes.
+ * With d, also checks d's counts against its hold records (one more pass)
+ * and rebuilds them when they differ, counted in bh_corrupt: a corrupt
+ * count never refuses connects for longer than one sweep, and bulwark
+ * reset repairs it at once (force).  Holders of another pid namespace are
+ * not judged by their pid.  AS-safe: yes.
  */
 unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 			   uint64_t now_ns, bool force);
@@ -130,6 +132,10 @@ void bw_bulkhead_note_inode(struct bw_state *st, const struct bw_slot *slot,
 			    int fd);
 /* The socket inode of fd (fstat), 0 if fd is not a socket.  Keeps errno. */
 uint64_t bw_bulkhead_sock_ino(int fd);
+
+/* futex wake-up calls made by every bulkhead of this process, and
+ * re-checks of waiters no wake-up reached in 100 ms (tests). */
+extern _Atomic uint64_t bw__bulkhead_wakes, bw__bulkhead_rechecks;
 
 /* Fills *v from d (exact, lock-free snapshot of each field).  AS-safe. */
 void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v);

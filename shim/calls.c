@@ -77,6 +77,20 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 	}
 }
 
+/* The bulkhead found an impossible count in the segment during this
+ * acquire (and rebuilt it from the hold records): logged (rate limited
+ * by bw_log like every event). */
+static void note_corrupt(struct bw_dest *d)
+{
+	char label[BW_STATE_LABEL_MAX];
+
+	bw_state_label(d, label, sizeof(label));
+	bw_log(BW_LOG_WARN, "state_error", label,
+	       "bulkhead_corrupt=%u rebuilt=holds",
+	       (unsigned)atomic_load_explicit(&d->bh_corrupt,
+					      memory_order_relaxed));
+}
+
 /* Takes a bulkhead slot for the attempt when the rule has a bulkhead: a
  * blocking connect may wait bulkhead.wait for it, a non-blocking one never
  * waits (SPEC §3).  Returns 0 or -bulkhead.errno (counted, logged). */
@@ -84,10 +98,17 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 		     const struct bw_settings *s, int fd, uint64_t now_ns)
 {
 	/* errno: the bulkhead never changes it. */
+	uint32_t bad = atomic_load_explicit(&d->bh_corrupt,
+					    memory_order_relaxed);
 	int rc = bw_bulkhead_acquire(&bw_g.state, d, s,
 				     BW_BULKHEAD_IF_BLOCKING(fd), 0, now_ns,
 				     &c->slot);
-	if (rc < 0) {
+	if (BW_UNLIKELY(atomic_load_explicit(&d->bh_corrupt,
+					     memory_order_relaxed) != bad))
+		note_corrupt(d);
+	/* A signal handler without SA_RESTART cut the wait short: the
+	 * connect fails with EINTR, as the kernel's would; not a refusal. */
+	if (rc < 0 && rc != -EINTR) {
 		char label[BW_STATE_LABEL_MAX];
 		atomic_fetch_add_explicit(&d->rejected_calls, 1,
 					  memory_order_relaxed);

@@ -120,7 +120,8 @@ struct bw_dest {
 	_Atomic uint64_t bh_sweep_ns;  /* CLOCK_MONOTONIC of the last sweep */
 	_Atomic uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS];
 	_Atomic uint32_t bh_shared;    /* hint: SHARED holds to look at */
-	uint32_t pad_bh;
+	_Atomic uint32_t bh_corrupt;   /* impossible counts found in bh_word
+					* (and rebuilt from the holds) */
 
 	/* Retries. */
 	_Atomic uint64_t retries, retries_ok, retries_denied;
@@ -148,7 +149,9 @@ struct bw_bh_hold {
 	_Atomic uint64_t word;   /* state, dest, owner pid, generation */
 	_Atomic uint64_t owner;  /* owner's start time << 24 | generation */
 	_Atomic uint64_t ino;    /* socket inode, 0: unknown */
-	_Atomic uint64_t ticket; /* a waiter's ticket */
+	_Atomic uint64_t ticket; /* owner's pid namespace (inode of
+				  * /proc/<pid>/ns/pid, 0: unknown) << 32 |
+				  * generation; the name is historical */
 };
 
 struct bw_state {

@@ -39,3 +39,36 @@ int bw_wait_fd(int fd, short events, uint64_t deadline_ns)
 	errno = saved;
 	return 0;
 }
+
+/* BEGIN-TEMP-BULKHEAD */
+/* A temporary copy for the bulkhead's wait until the signals branch (which
+ * owns this function) is merged: true when an interrupted call would have
+ * been restarted, i.e. every signal with a handler installed has
+ * SA_RESTART.  SIG_DFL and SIG_IGN do not count (such a signal either
+ * does not interrupt or ends the process).  sigaction is AS-safe and not
+ * hooked by the shim. */
+#include <signal.h>
+#include <stdbool.h>
+
+bool bw_wait_signal_restarts(void)
+{
+	int saved = errno;
+	bool all = true;
+
+	for (int sig = 1; sig < NSIG && all; sig++) {
+		struct sigaction old;
+
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		if (sigaction(sig, NULL, &old) != 0)
+			continue; /* reserved by libc, or not a signal */
+		if (!(old.sa_flags & SA_SIGINFO) &&
+		    (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN))
+			continue;
+		if (!(old.sa_flags & SA_RESTART))
+			all = false;
+	}
+	errno = saved;
+	return all;
+}
+/* END-TEMP-BULKHEAD */

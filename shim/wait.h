@@ -15,4 +15,14 @@
  * on).  Never sets errno.  AS-safe: yes. */
 int bw_wait_fd(int fd, short events, uint64_t deadline_ns);
 
+/* BEGIN-TEMP-BULKHEAD */
+#include <stdbool.h>
+/* True when a call interrupted by a signal would have been restarted by
+ * the kernel: every installed handler has SA_RESTART (SIG_DFL and SIG_IGN
+ * do not count).  The rule for the shim's own waits: EINTR without
+ * SA_RESTART, otherwise resume with the same deadline.  Keeps errno.
+ * AS-safe: yes (sigaction). */
+bool bw_wait_signal_restarts(void);
+/* END-TEMP-BULKHEAD */
+
 #endif

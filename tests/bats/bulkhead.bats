@@ -234,4 +234,61 @@ print(n)"
 	[ "$(bh 127.0.0.1:$refused active)" -eq 0 ]
 	[ "$(bh 127.0.0.1:$full active)" -eq 0 ]
 	[ "$(bh 127.0.0.1:$echo_port acquired)" -ge 7000 ]
+	# no count ever went below 0 or past the hold table (it would have
+	# been counted, not clamped away)
+	[ "$(bh 127.0.0.1:$echo_port corrupt)" -eq 0 ]
+	[ "$(bh 127.0.0.1:$refused corrupt)" -eq 0 ]
+	[ "$(bh 127.0.0.1:$full corrupt)" -eq 0 ]
+}
+
+@test "1,000 threads, bulkhead.max=100 bulkhead.wait=5s: all admitted, at most 100 at once, CPU sane" {
+	# The issue's load: ten times more callers than slots, each holding
+	# its connection 50 ms.  Waiters must neither poll nor all wake at
+	# every release (that burnt 9 CPU-seconds and timed half of them
+	# out); the time ratio against no shim is measured in bench/.
+	start_faultsrv --mode stall --stall 50 --http
+	export BULWARK_POLICY='* bulkhead.max=100 bulkhead.wait=5s'
+	run run_shim "$BW_BUILD/fixtures/connstorm" "$FS_PORT" 1000 1
+	echo "# $output; server: $(cat "$FS_STATS")" >&3
+	[ "$status" -eq 0 ]
+	[[ $output == "ok=1000 fail=0 "* ]]
+	[ "$(stat_of accepted)" -eq 1000 ]
+	[ "$(stat_of peak)" -le 100 ]
+	local cpu=${output#*cpu_ms=}
+	cpu=${cpu%% *}
+	[ "$cpu" -lt 3000 ]
+	[ "$(bh 127.0.0.1:$FS_PORT active)" -eq 0 ]
+	[ "$(bh 127.0.0.1:$FS_PORT rejected)" -eq 0 ]
+}
+
+@test "a corrupt bulkhead count: bulwark reset rebuilds it from the holds; a connect does too" {
+	start_faultsrv --mode stall --stall 100 --http
+	local dest=127.0.0.1:$FS_PORT
+	export BULWARK_POLICY="* bulkhead.max=3 bulkhead.wait=0"
+	# one connection held open while the count is corrupted
+	start_bg --shim "$PY" -c "
+import socket, sys, time
+s = socket.socket(); s.connect(('127.0.0.1', $FS_PORT))
+print('up', flush=True); time.sleep(60)"
+	wait_until 5 current_is 1
+	[ "$(bh "$dest" active)" -eq 1 ]
+	# a stray writer: 1000 slots taken (below the hold table's size, so
+	# only a check against the records can tell)
+	run "$BW_BUILD/fixtures/bhpoke" "$(bw_state_file)" "$dest" 1000
+	[ "$status" -eq 0 ]
+	[ "$output" = 1 ]
+	[ "$(bh "$dest" active)" -eq 1000 ]
+	run "$BW_CLI" reset "$dest"
+	[ "$status" -eq 0 ]
+	[ "$(bh "$dest" active)" -eq 1 ] # the live connection, from its hold
+	[ "$(bh "$dest" corrupt)" -eq 1 ]
+	# corrupted again: the next connect that finds the bulkhead "full"
+	# runs the sweep, which rebuilds the count, and gets its slot
+	"$BW_BUILD/fixtures/bhpoke" "$(bw_state_file)" "$dest" 1000
+	run run_shim "$PY" -c "$CLIENT" "$FS_PORT"
+	echo "# $output; $(cat "$BULWARK_LOG_FILE")" >&3
+	[ "$output" = ok ]
+	[ "$(bh "$dest" corrupt)" -eq 2 ]
+	[ "$(bh "$dest" active)" -eq 1 ]
+	grep -q "state_error.*bulkhead_corrupt=" "$BULWARK_LOG_FILE"
 }
