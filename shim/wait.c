@@ -1,41 +1,231 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/wait.c: poll one fd until a deadline (see wait.h).
- * Owns: bw_wait_fd.  Never: touches errno, allocates.  Context: connect and
- * receive hooks (AS-safe: poll through bw_real).
+ * shim/wait.c: the one place the shim waits on the program's behalf
+ * (see wait.h), and the one place the signal rule lives:
+ *
+ *   a signal that arrives while the shim waits interrupts the wait with
+ *   EINTR exactly when its handler was installed without SA_RESTART;
+ *   otherwise (SA_RESTART, ignored, a default that ignores, stops or
+ *   continues) the wait resumes with the SAME deadline.
+ *
+ * That is what the kernel does for the calls the shim waits for (connect,
+ * recv: restarted after an SA_RESTART handler, EINTR otherwise; signal(7)),
+ * and the deadline is kept so a stream of signals cannot stretch a
+ * connect.timeout or an io.timeout.
+ *
+ * How the signal is known: the wait blocks every signal, and polls its fds
+ * together with a signalfd(2) of the signals the program's mask leaves
+ * open.  A pending signal wakes the poll without being consumed;
+ * sigpending(2) names it, its sigaction says whether it would interrupt,
+ * then the program's mask is put back and the handler runs right there,
+ * in this thread, before the hook returns.  A wait that finds its fds
+ * ready at once (a connect that completed, data already queued) takes the
+ * signals' machinery not at all: one poll with a zero timeout first.
+ *
+ * When no signalfd can be made (fd limit, a seccomp filter), the wait
+ * polls with the program's mask and, on EINTR, asks
+ * bw_wait_signal_restarts(): exact when the handlers this thread can run
+ * all agree, EINTR when some have SA_RESTART and some not.
+ *
+ * Limits: while the shim waits, a signal sent to the whole process (kill, alarm, a
+ * terminal's ^C) goes to another of its threads if one leaves it
+ * unblocked, as for any thread that blocks it; a thread-directed signal
+ * (pthread_kill, tgkill, a SIGEV_THREAD_ID timer) and single-threaded
+ * programs see no difference.  Sockets with SO_RCVTIMEO/SO_SNDTIMEO (whose
+ * calls the kernel does not restart) are treated as the others.
+ *
+ * Owns: bw_wait*, bw_wait_signal_restarts.  Never: touches errno,
+ * allocates, keeps an fd past its return (the signalfd is O_CLOEXEC and
+ * closed before returning), consumes a signal.  Context: connect and
+ * receive hooks, the bulkhead's wait (AS-safe: system calls only).
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
 
 #include "shim/internal.h"
 #include "shim/real.h"
 #include "shim/wait.h"
 
-/* poll takes an int of milliseconds: a day per call at most. */
-#define BW_WAIT_SLICE_MS 86400000ull
+/* Whether the disposition of sig would end the program's call with
+ * EINTR: a handler installed without SA_RESTART. */
+static bool interrupts(int sig)
+{
+	struct sigaction sa;
+	if (sigaction(sig, NULL, &sa) != 0)
+		return false; /* glibc's own signals: restarted */
+	if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+		return false;
+	return !(sa.sa_flags & SA_RESTART);
+}
 
-int bw_wait_fd(int fd, short events, uint64_t deadline_ns)
+bool bw_wait_signal_restarts(void)
 {
 	int saved = errno;
+	sigset_t cur;
+	bool restarts = true;
+	if (pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0)
+		sigemptyset(&cur);
+	for (int s = 1; s < _NSIG && restarts; s++)
+		if (sigismember(&cur, s) != 1 && interrupts(s))
+			restarts = false;
+	errno = saved;
+	return restarts;
+}
+
+static struct timespec ts_of(uint64_t ns)
+{
+	return (struct timespec){ (time_t)(ns / 1000000000ull),
+				  (long)(ns % 1000000000ull) };
+}
+
+/* The fallback: polls with the program's mask, the heuristic on EINTR. */
+static int wait_plain(struct pollfd *p, unsigned n, uint64_t deadline_ns)
+{
 	for (;;) {
 		uint64_t now = bw_clock_ns();
 		if (now >= deadline_ns)
+			return 0;
+		struct timespec ts = ts_of(deadline_ns - now);
+		int k = bw_real.ppoll(p, n, &ts, NULL);
+		if (k > 0)
+			return k;
+		if (k < 0 && (errno != EINTR || !bw_wait_signal_restarts()))
+			return -errno;
+	}
+}
+
+/* A signal is pending: whether any of them (among watch) would interrupt
+ * the program's call; *any says whether one is pending at all (another
+ * thread may have taken a process-wide one since the wake-up). */
+static bool pending_interrupts(const sigset_t *watch, bool *any)
+{
+	sigset_t pend;
+	bool intr = false;
+	*any = false;
+	if (sigpending(&pend) != 0)
+		return false;
+	for (int s = 1; s < _NSIG; s++) {
+		if (sigismember(&pend, s) != 1 || sigismember(watch, s) != 1)
+			continue;
+		*any = true;
+		if (interrupts(s))
+			intr = true;
+	}
+	return intr;
+}
+
+/* The precise wait (top comment).  Returns as bw_wait, or 1 << 30 when
+ * no signalfd could be made (nothing changed: the caller falls back). */
+#define NO_SIGNALFD (1 << 30)
+static int wait_signals(struct pollfd *fds, unsigned n, uint64_t deadline_ns)
+{
+	sigset_t all, old, watch;
+	sigfillset(&all);
+	if (pthread_sigmask(SIG_BLOCK, &all, &old) != 0)
+		return NO_SIGNALFD;
+	/* The signals that could interrupt the program's own call. */
+	sigfillset(&watch);
+	for (int s = 1; s < _NSIG; s++)
+		if (sigismember(&old, s) == 1)
+			sigdelset(&watch, s);
+	int sfd = signalfd(-1, &watch, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		return NO_SIGNALFD;
+	}
+	struct pollfd p[BW_WAIT_MAX_FDS + 1];
+	if (n)
+		memcpy(p, fds, n * sizeof(*p));
+	p[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	bool blocked = true;
+	int r;
+	for (;;) {
+		uint64_t now = bw_clock_ns();
+		if (now >= deadline_ns) {
+			r = 0;
 			break;
-		uint64_t ms = (deadline_ns - now + 999999) / 1000000;
-		struct pollfd p = { .fd = fd, .events = events };
-		int n = bw_real.poll(&p, 1,
-				     (int)(ms > BW_WAIT_SLICE_MS ? BW_WAIT_SLICE_MS
-								 : ms));
-		if (n > 0) {
-			errno = saved;
-			return 1;
 		}
-		if (n < 0) {
-			int e = errno;
-			errno = saved;
-			return -e;
+		struct timespec ts = ts_of(deadline_ns - now);
+		int k = bw_real.ppoll(p, n + 1, &ts, NULL);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue; /* glibc's own signals, never
+					     blocked: installed SA_RESTART */
+			r = -errno;
+			break;
 		}
+		if (k == 0)
+			continue; /* the clock decides */
+		int ready = k - (p[n].revents != 0);
+		if (ready > 0) {
+			for (unsigned i = 0; i < n; i++)
+				fds[i].revents = p[i].revents;
+			r = ready;
+			break;
+		}
+		if (p[n].revents & POLLNVAL) {
+			/* Another thread closed our signalfd (closefrom):
+			 * the number is no longer ours to close. */
+			sfd = -1;
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			blocked = false;
+			r = wait_plain(fds, n, deadline_ns);
+			break;
+		}
+		bool any;
+		bool intr = pending_interrupts(&watch, &any);
+		if (!any)
+			continue;
+		/* The handlers run here, as they would have in the call. */
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (intr) {
+			blocked = false;
+			r = -EINTR;
+			break;
+		}
+		pthread_sigmask(SIG_BLOCK, &all, NULL);
+	}
+	if (blocked)
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (sfd >= 0)
+		bw_real.close(sfd);
+	return r;
+}
+
+int bw_wait(struct pollfd *fds, unsigned n, uint64_t deadline_ns)
+{
+	int saved = errno;
+	int r = 0;
+	if (n > BW_WAIT_MAX_FDS)
+		return -EINVAL;
+	if (n) {
+		/* Ready already: no signal machinery at all. */
+		r = bw_real.poll(fds, n, 0);
+		if (r < 0)
+			r = errno == EINTR ? 0 : -errno;
+	}
+	if (r == 0 && bw_clock_ns() < deadline_ns) {
+		r = wait_signals(fds, n, deadline_ns);
+		if (r == NO_SIGNALFD)
+			r = wait_plain(fds, n, deadline_ns);
 	}
 	errno = saved;
-	return 0;
+	return r;
+}
+
+int bw_wait_fd(int fd, short events, uint64_t deadline_ns)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r = bw_wait(&p, 1, deadline_ns);
+	return r > 0 ? 1 : r;
+}
+
+int bw_wait_sleep(uint64_t deadline_ns)
+{
+	return bw_wait(NULL, 0, deadline_ns);
 }
