@@ -172,12 +172,26 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	return 0;
 }
 
+/* Aborts fd's connect attempt, or forgets its failure: the socket can
+ * connect again, and no stale error (ECONNABORTED) answers the next
+ * connect.  connect(2) with AF_UNSPEC. */
+static void dissolve(int fd)
+{
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	int saved = errno;
+	bw_real.connect(fd, &unspec, sizeof(unspec));
+	errno = saved;
+}
+
 /* Waits until deadline_ns for fd's pending connect: 0 connected, its
  * error (read from SO_ERROR: the program never sees this pending state, it
- * asked for a blocking connect or is asking us for the answer), ETIMEDOUT
- * after aborting it (connect AF_UNSPEC, LESSONS 7), or, with
- * stop_on_signal, EINTR: the attempt goes on in the kernel, as after an
- * interrupted kernel connect. */
+ * asked for a blocking connect or is asking us for the answer; the kernel
+ * still holds the failed attempt), ETIMEDOUT after aborting it (dissolve),
+ * or, with stop_on_signal, EINTR when a signal that would interrupt the
+ * program's connect arrived (wait.c): the attempt goes on in the kernel,
+ * as after an interrupted kernel connect.  Without stop_on_signal (the
+ * program's own call cannot fail with EINTR) the wait goes on to the same
+ * deadline. */
 static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 {
 	for (;;) {
@@ -185,9 +199,11 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n > 0) {
 			int e = 0;
 			socklen_t l = sizeof(e);
+			int saved = errno;
 			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e,
 					       &l) < 0)
 				e = errno;
+			errno = saved;
 			return e;
 		}
 		if (n == 0)
@@ -195,8 +211,7 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n != -EINTR || stop_on_signal)
 			return -n;
 	}
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	bw_real.connect(fd, &unspec, sizeof(unspec));
+	dissolve(fd);
 	return ETIMEDOUT;
 }
 
@@ -204,21 +219,30 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
  * A blocking connect bounded by timeout_ns (connect.timeout): the attempt
  * runs non-blocking under poll, and the socket's mode is put back before
  * returning, so the program never sees it change (LESSONS 6).  Returns
- * libc-style: 0, or -1 with errno (ETIMEDOUT past the deadline, EINTR when
- * a signal ends the wait, as it ends a kernel connect).
+ * libc-style: 0 with errno untouched, or -1 with errno (ETIMEDOUT past the
+ * deadline; EINTR when a signal without SA_RESTART arrives, as it ends a
+ * kernel connect; a signal with SA_RESTART does not end it).  A failed
+ * attempt is dissolved, so the socket is left as a failed blocking connect
+ * leaves it: reconnectable, with no stale error for the next attempt.
  */
 static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 			 uint64_t timeout_ns)
 {
+	int saved = errno;
 	int fl = bw_real.fcntl(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK) ||
-	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		errno = saved;
 		return bw_real.connect(fd, sa, len);
+	}
 	int err = bw_real.connect(fd, sa, len) == 0 ? 0 : errno;
-	if (err == EINPROGRESS)
+	if (err == EINPROGRESS) {
 		err = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
+		if (err && err != ETIMEDOUT && err != EINTR)
+			dissolve(fd); /* read from SO_ERROR: still held */
+	}
 	bw_real.fcntl(fd, F_SETFL, fl);
-	errno = err;
+	errno = err ? err : saved;
 	return err ? -1 : 0;
 }
 
@@ -264,26 +288,42 @@ static socklen_t peer_sockaddr(const struct bw_conn *c,
 /* Seed of the retry jitter, taken from the clock at the first retry. */
 static _Atomic uint64_t jitter_seed;
 
-/* Sleeps ns; false if a signal cut it short (then no more retries: a
- * program that set an alarm around its connect gets its failure now). */
-static bool backoff(uint64_t ns)
+/*
+ * Sleeps the backoff before the next attempt of c on fd.  Returns 0 to go
+ * on, -EINTR when a signal that would interrupt the program's connect
+ * arrived (one with SA_RESTART, or ignored, does not end the sleep: wait.c),
+ * or -EBADF when fd was closed meanwhile by another thread: the attempt
+ * is then never made, as a connect on a closed fd fails.  c stays ours
+ * while it sleeps (an extra reference: fd_table.c I3), so neither a close
+ * nor a new socket that reuses the number takes it over, and the thread
+ * that drops the last reference settles it: here, if the close came
+ * first.
+ */
+static int backoff(struct bw_conn *c, int fd, uint64_t ns)
 {
-	struct timespec ts = { (time_t)(ns / 1000000000ull),
-			       (long)(ns % 1000000000ull) };
-	int saved = errno;
-	int rc = nanosleep(&ts, NULL);
-	errno = saved;
-	return rc == 0;
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_acq_rel);
+	int r = bw_wait_sleep(bw_clock_ns() + ns);
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) ==
+	    1) {
+		/* Every fd of it closed while we slept. */
+		bw_call_release(c);
+		bw_conn_free(c);
+		return -EBADF;
+	}
+	if (bw_fd_conn(fd) != c)
+		return -EBADF; /* closed, the number reused or not */
+	return r;
 }
 
 /*
  * After failed attempt n (errno err) of a connect: whether to try
  * again, and the delay, by retry.* (SPEC §3): never once the breaker is
  * open, never for an errno outside retry.on, within retry.attempts, the
- * budget and retry.min_success.  Logs retry / retry_exhausted.
+ * budget and retry.min_success, and never when the delay would outlast
+ * max_delay_ns (a poll's timeout).  Logs retry / retry_exhausted.
  */
 static bool retry_after(struct bw_conn *c, unsigned n, int err,
-			uint64_t *delay_ns)
+			uint64_t max_delay_ns, uint64_t *delay_ns)
 {
 	struct bw_dest *d = c->d;
 	const struct bw_settings *s = bw_settings_for(c->rule);
@@ -311,6 +351,13 @@ static bool retry_after(struct bw_conn *c, unsigned n, int err,
 		       ((uint64_t)getpid() * 0x9e3779b97f4a7c15ull);
 	*delay_ns = bw_retry_delay_ns(s, n, err,
 				      bw_retry_success_rate(d, s, now), rnd);
+	if (*delay_ns > max_delay_ns) {
+		/* The program's poll ends before the backoff would. */
+		bw_log(BW_LOG_WARN, "retry_exhausted", label,
+		       "attempts=%u errno=%s reason=deadline", n,
+		       bw_policy_errno_name(err));
+		return false;
+	}
 	bw_log(BW_LOG_INFO, "retry", label, "attempt=%u delay=%D errno=%s",
 	       n + 1, *delay_ns, bw_policy_errno_name(err));
 	BW_USDT_RETRY(d, n + 1, err, *delay_ns);
@@ -333,7 +380,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	struct bw_dest *d = c->d;
-	int rc, err;
+	int rc, err, saved = errno;
 
 	uint64_t now = bw_clock_ns();
 	if (d)
@@ -357,6 +404,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			bw__connect_done(c, 0, bw_clock_ns());
 			if (n > 1 && d)
 				bw_retry_note_success(d);
+			errno = saved; /* libc leaves it on success */
 			return 0;
 		}
 		if (err == EINPROGRESS || err == EINTR) {
@@ -378,8 +426,13 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		}
 		bw__connect_done(c, err, bw_clock_ns());
 		uint64_t delay = 0;
-		if (!retry_after(c, n, err, &delay) || !backoff(delay))
+		if (!retry_after(c, n, err, UINT64_MAX, &delay))
 			break;
+		int b = backoff(c, fd, delay);
+		if (b < 0) {
+			err = -b; /* EINTR: as an interrupted connect; EBADF */
+			break;
+		}
 	}
 	errno = err;
 	return rc;
@@ -452,7 +505,8 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
  * Keeps c->stale true exactly when the kernel still holds a failed
  * connect that the next connect(2) would report.
  */
-static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
+static int retry_async(struct bw_conn *c, int fd, int err, bool wait,
+		       uint64_t deadline_ns)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	struct bw_dest *d = c->d;
@@ -464,10 +518,17 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 	bw__connect_done(c, err, bw_clock_ns());
 	c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
 	for (;;) {
-		uint64_t delay = 0;
-		if (!c->peer.family || !retry_after(c, n, err, &delay) ||
-		    !backoff(delay))
+		uint64_t delay = 0, now = bw_clock_ns();
+		if (!c->peer.family ||
+		    !retry_after(c, n, err,
+				 deadline_ns > now ? deadline_ns - now : 0,
+				 &delay))
 			return err;
+		int b = backoff(c, fd, delay);
+		if (b == -EBADF)
+			return EBADF; /* c is no longer this fd's */
+		if (b < 0)
+			return err; /* a signal ends the retries */
 		bw_real.connect(fd, &unspec, sizeof(unspec));
 		c->stale = 0;
 		c->attempt = ++n;
@@ -513,12 +574,12 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 int bw_connect_resume(struct bw_conn *c, int fd, int err)
 {
 	int saved = errno;
-	int rc = retry_async(c, fd, err, true);
+	int rc = retry_async(c, fd, err, true, UINT64_MAX);
 	errno = saved;
 	return rc;
 }
 
-int bw_connect_poll_failed(struct bw_conn *c, int fd)
+int bw_connect_poll_failed(struct bw_conn *c, int fd, uint64_t deadline_ns)
 {
 	int err = 0, saved = errno;
 	socklen_t l = sizeof(err);
@@ -531,7 +592,11 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd)
 		errno = saved;
 		return 0;
 	}
-	int rc = retry_async(c, fd, err, false);
+	int rc = retry_async(c, fd, err, false, deadline_ns);
+	if (rc == EBADF) {
+		errno = saved; /* closed by another thread meanwhile */
+		return 0;
+	}
 	if (rc != 0 && rc != EINPROGRESS)
 		c->pending_err = (uint8_t)rc; /* reported as the kernel would */
 	errno = saved;
