@@ -63,6 +63,15 @@ static bool interrupts(int sig)
 	return !(sa.sa_flags & SA_RESTART);
 }
 
+/* The signals a faulting instruction raises in its own thread: their
+ * handlers (crash reporters, runtimes, sanitizers: rarely SA_RESTART)
+ * cannot have interrupted a wait. */
+static bool synchronous(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
+	       sig == SIGILL || sig == SIGTRAP || sig == SIGSYS;
+}
+
 bool bw_wait_signal_restarts(void)
 {
 	int saved = errno;
@@ -71,7 +80,8 @@ bool bw_wait_signal_restarts(void)
 	if (pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0)
 		sigemptyset(&cur);
 	for (int s = 1; s < _NSIG && restarts; s++)
-		if (sigismember(&cur, s) != 1 && interrupts(s))
+		if (!synchronous(s) && sigismember(&cur, s) != 1 &&
+		    interrupts(s))
 			restarts = false;
 	errno = saved;
 	return restarts;
