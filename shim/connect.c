@@ -289,7 +289,8 @@ static socklen_t peer_sockaddr(const struct bw_conn *c,
 static _Atomic uint64_t jitter_seed;
 
 /*
- * Sleeps the backoff before the next attempt of c on fd.  Returns 0 to go
+ * Sleeps (until until_ns) the backoff before the next attempt of c on fd,
+ * or the part of it a poll's timeout leaves (retry_async).  Returns 0 to go
  * on, -EINTR when a signal that would interrupt the program's connect
  * arrived (one with SA_RESTART, or ignored, does not end the sleep: wait.c),
  * or -EBADF when fd was closed meanwhile by another thread: the attempt
@@ -299,10 +300,10 @@ static _Atomic uint64_t jitter_seed;
  * that drops the last reference settles it: here, if the close came
  * first.
  */
-static int backoff(struct bw_conn *c, int fd, uint64_t ns)
+static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 {
 	atomic_fetch_add_explicit(&c->refs, 1, memory_order_acq_rel);
-	int r = bw_wait_sleep(bw_clock_ns() + ns);
+	int r = bw_wait_sleep(until_ns);
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) ==
 	    1) {
 		/* Every fd of it closed while we slept. */
@@ -319,11 +320,10 @@ static int backoff(struct bw_conn *c, int fd, uint64_t ns)
  * After failed attempt n (errno err) of a connect: whether to try
  * again, and the delay, by retry.* (SPEC §3): never once the breaker is
  * open, never for an errno outside retry.on, within retry.attempts, the
- * budget and retry.min_success, and never when the delay would outlast
- * max_delay_ns (a poll's timeout).  Logs retry / retry_exhausted.
+ * budget and retry.min_success.  Logs retry / retry_exhausted.
  */
 static bool retry_after(struct bw_conn *c, unsigned n, int err,
-			uint64_t max_delay_ns, uint64_t *delay_ns)
+			uint64_t *delay_ns)
 {
 	struct bw_dest *d = c->d;
 	const struct bw_settings *s = bw_settings_for(c->rule);
@@ -351,13 +351,6 @@ static bool retry_after(struct bw_conn *c, unsigned n, int err,
 		       ((uint64_t)getpid() * 0x9e3779b97f4a7c15ull);
 	*delay_ns = bw_retry_delay_ns(s, n, err,
 				      bw_retry_success_rate(d, s, now), rnd);
-	if (*delay_ns > max_delay_ns) {
-		/* The program's poll ends before the backoff would. */
-		bw_log(BW_LOG_WARN, "retry_exhausted", label,
-		       "attempts=%u errno=%s reason=deadline", n,
-		       bw_policy_errno_name(err));
-		return false;
-	}
 	bw_log(BW_LOG_INFO, "retry", label, "attempt=%u delay=%D errno=%s",
 	       n + 1, *delay_ns, bw_policy_errno_name(err));
 	BW_USDT_RETRY(d, n + 1, err, *delay_ns);
@@ -426,9 +419,9 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		}
 		bw__connect_done(c, err, bw_clock_ns());
 		uint64_t delay = 0;
-		if (!retry_after(c, n, err, UINT64_MAX, &delay))
+		if (!retry_after(c, n, err, &delay))
 			break;
-		int b = backoff(c, fd, delay);
+		int b = backoff(c, fd, bw_clock_ns() + delay);
 		if (b < 0) {
 			err = -b; /* EINTR: as an interrupted connect; EBADF */
 			break;
@@ -501,9 +494,17 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
  * fd.  With wait, each new attempt is waited for here (at most
  * connect.timeout, else BW_CONNECT_RESUME_WAIT_NS); without, the first one
  * under way is left to the program's poll.  Returns 0 connected,
- * EINPROGRESS (only without wait) an attempt under way, or the last error.
- * Keeps c->stale true exactly when the kernel still holds a failed
- * connect that the next connect(2) would report.
+ * EINPROGRESS (only without wait) an attempt under way or a retry due
+ * later, EBADF when another thread closed fd during a backoff (c is then
+ * no longer the caller's), or the last error.
+ *
+ * A backoff never runs past deadline_ns (the end of the program's poll;
+ * UINT64_MAX otherwise): a retry due later is kept in c->retry_due_ns
+ * (with the failure it replaces in c->retry_err) and the poll returns;
+ * the program's next poll (the failed socket is reported at once) or its
+ * SO_ERROR read goes on from there.  Keeps c->stale true exactly when the
+ * kernel still holds a failed connect that the next connect(2) would
+ * report.
  */
 static int retry_async(struct bw_conn *c, int fd, int err, bool wait,
 		       uint64_t deadline_ns)
@@ -513,23 +514,37 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait,
 	unsigned n = c->attempt ? c->attempt : 1;
 	struct sockaddr_storage ss;
 	socklen_t len = peer_sockaddr(c, &ss);
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	uint64_t due = c->retry_due_ns;
 
-	bw__connect_done(c, err, bw_clock_ns());
-	c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
+	c->retry_due_ns = 0;
+	if (due) {
+		err = c->retry_err; /* decided by an earlier poll */
+	} else {
+		bw__connect_done(c, err, bw_clock_ns());
+		c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
+	}
 	for (;;) {
-		uint64_t delay = 0, now = bw_clock_ns();
-		if (!c->peer.family ||
-		    !retry_after(c, n, err,
-				 deadline_ns > now ? deadline_ns - now : 0,
-				 &delay))
-			return err;
-		int b = backoff(c, fd, delay);
+		if (!due) {
+			uint64_t delay = 0;
+			if (!c->peer.family || !retry_after(c, n, err, &delay))
+				return err;
+			due = bw_clock_ns() + delay;
+		}
+		int b = backoff(c, fd, due < deadline_ns ? due : deadline_ns);
 		if (b == -EBADF)
 			return EBADF; /* c is no longer this fd's */
 		if (b < 0)
 			return err; /* a signal ends the retries */
-		bw_real.connect(fd, &unspec, sizeof(unspec));
+		if (due > deadline_ns && bw_clock_ns() < due) {
+			/* The program's poll ends first: to the program, the
+			 * connect is still in progress. */
+			c->retry_due_ns = due;
+			c->retry_err = (uint8_t)err;
+			atomic_store(&c->state, BW_CONN_CONNECTING);
+			return EINPROGRESS;
+		}
+		due = 0;
+		dissolve(fd);
 		c->stale = 0;
 		c->attempt = ++n;
 		c->t0_ns = bw_clock_ns();
@@ -583,7 +598,9 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd, uint64_t deadline_ns)
 {
 	int err = 0, saved = errno;
 	socklen_t l = sizeof(err);
-	if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
+	if (c->retry_due_ns) {
+		/* A retry an earlier poll decided: its error was read then. */
+	} else if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
 	    err == 0 || !bw_call_connect_failed(err)) {
 		/* Not a connect failure after all: what we read is owed to
 		 * the program (0 is what it would read anyway). */

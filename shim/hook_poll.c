@@ -4,9 +4,9 @@
  * non-blocking connect that failed (POLLERR/POLLHUP on a connecting
  * socket).  When retry.* allows, the failure is hidden from the program,
  * the connect is retried on the same fd after its backoff, and the poll
- * goes on (SPEC §3 retry.*, issue "non-blocking connects get retries"):
- * only when the retry's backoff ends within the program's timeout, which
- * the call never outlasts.
+ * goes on (SPEC §3 retry.*, issue "non-blocking connects get retries").
+ * The call never outlasts the program's timeout: a backoff longer than
+ * what is left of it carries over to the next poll.
  * Owns: those exported symbols.  Never: touches a pollfd it does not
  * retry, or costs more than one pass over the results when none has an
  * error bit.  AS-safe: yes (poll is).
@@ -20,16 +20,34 @@
 #include "shim/internal.h"
 #include "shim/real.h"
 
-/* Retries the failed connects among fds' results, each only if its
- * backoff ends by deadline_ns; returns how many results it hid. */
-static int hide_retried(struct pollfd *fds, nfds_t n, uint64_t deadline_ns)
+/* Whether fds[i] reports a failed connect that may be retried. */
+static struct bw_conn *failed_connect(const struct pollfd *p)
 {
-	int hidden = 0;
+	if (!(p->revents & (POLLERR | POLLHUP)))
+		return NULL;
+	struct bw_conn *c = bw_fd_conn(p->fd);
+	if (!c || atomic_load(&c->state) != BW_CONN_CONNECTING)
+		return NULL;
+	return c;
+}
+
+/* Retries the failed connects among fds' rc results; returns how many
+ * results it hid.  A backoff sleeps until deadline_ns at most (the end of
+ * the program's poll), and not at all when other results are ready: a
+ * retry due later is made by a later poll (connect.c, retry_async). */
+static int hide_retried(struct pollfd *fds, nfds_t n, int rc,
+			uint64_t deadline_ns)
+{
+	int hidden = 0, failed = 0;
+	for (nfds_t i = 0; i < n; i++)
+		failed += failed_connect(&fds[i]) != NULL;
+	if (failed == 0)
+		return 0;
+	if (rc > failed)
+		deadline_ns = 0;
 	for (nfds_t i = 0; i < n; i++) {
-		if (!(fds[i].revents & (POLLERR | POLLHUP)))
-			continue;
-		struct bw_conn *c = bw_fd_conn(fds[i].fd);
-		if (!c || atomic_load(&c->state) != BW_CONN_CONNECTING)
+		struct bw_conn *c = failed_connect(&fds[i]);
+		if (!c)
 			continue;
 		if (bw_connect_poll_failed(c, fds[i].fd, deadline_ns)) {
 			fds[i].revents = 0;
@@ -61,7 +79,7 @@ BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
 						     memory_order_relaxed))
 			return rc;
-		int hidden = hide_retried(fds, n, deadline);
+		int hidden = hide_retried(fds, n, rc, deadline);
 		if (hidden == 0 || rc > hidden)
 			return rc - hidden;
 		timeout = left_ms(timeout, t0);
@@ -89,7 +107,7 @@ BW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
 						     memory_order_relaxed))
 			return rc;
-		int hidden = hide_retried(fds, n, deadline);
+		int hidden = hide_retried(fds, n, rc, deadline);
 		if (hidden == 0 || rc > hidden)
 			return rc - hidden;
 		if (deadline != UINT64_MAX) {

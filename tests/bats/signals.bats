@@ -143,6 +143,9 @@ val() {
 	BULWARK_POLICY="127.0.0.1 retry.attempts=3 retry.backoff=400ms breaker.failures=100" \
 		sc poll 127.0.0.1 "$FS_PORT" 500
 	(( $(val ms) < 1000 ))
+	# The retries left over go on in the program's next polls.
+	[ "$(val final)" = ECONNREFUSED ]
+	[ "$(bw_field "127.0.0.1:$FS_PORT" failed_calls)" = 3 ]
 }
 
 @test "a close during another thread's backoff: EBADF, no slot leaked, no other destination charged" {
