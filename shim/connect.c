@@ -518,7 +518,9 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait,
 
 	c->retry_due_ns = 0;
 	if (due) {
-		err = c->retry_err; /* decided by an earlier poll */
+		/* Decided by an earlier poll: the attempt failed then. */
+		err = c->retry_err;
+		atomic_store(&c->state, BW_CONN_FRESH);
 	} else {
 		bw__connect_done(c, err, bw_clock_ns());
 		c->stale = 1; /* read from SO_ERROR: the kernel still holds it */

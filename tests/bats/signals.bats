@@ -148,6 +148,15 @@ val() {
 	[ "$(bw_field "127.0.0.1:$FS_PORT" failed_calls)" = 3 ]
 }
 
+@test "ppoll(500 ms) with a connect retried inside returns within its timeout too" {
+	start_faultsrv --mode refuse
+	BULWARK_POLICY="127.0.0.1 retry.attempts=3 retry.backoff=400ms breaker.failures=100" \
+		sc ppoll 127.0.0.1 "$FS_PORT" 500
+	(( $(val ms) < 1000 ))
+	[ "$(val final)" = ECONNREFUSED ]
+	[ "$(bw_field "127.0.0.1:$FS_PORT" failed_calls)" = 3 ]
+}
+
 @test "a close during another thread's backoff: EBADF, no slot leaked, no other destination charged" {
 	start_faultsrv --mode refuse
 	local refused=$FS_PORT
