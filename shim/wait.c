@@ -13,31 +13,54 @@
  * and the deadline is kept so a stream of signals cannot stretch a
  * connect.timeout or an io.timeout.
  *
- * How the signal is known: the wait blocks every signal, and polls its fds
- * together with a signalfd(2) of the signals the program's mask leaves
- * open.  A pending signal wakes the poll without being consumed;
+ * How the signal is known.  poll(2) fails with EINTR only when a handler
+ * ran in this thread (a signal that is ignored, or whose default ignores,
+ * stops or continues, makes the kernel restart the poll by itself).  So
+ * when every handler the program installed has SA_RESTART, an EINTR means
+ * "resume"; when none has, it means EINTR: the plain wait (one ppoll with
+ * the program's own mask, nothing more) is exact, and costs nothing extra.
+ * Only a program whose handlers disagree (some SA_RESTART, some not) needs
+ * to know which signal came: for it the wait blocks every signal and polls
+ * its fds together with a signalfd(2) of the signals the program's mask
+ * leaves open.  A pending signal wakes the poll without being consumed;
  * sigpending(2) names it, its sigaction says whether it would interrupt,
- * then the program's mask is put back and the handler runs right there,
- * in this thread, before the hook returns.  A wait that finds its fds
- * ready at once (a connect that completed, data already queued) takes the
- * signals' machinery not at all: one poll with a zero timeout first.
+ * then the program's mask is put back and the handler runs right there, in
+ * this thread, before the hook returns.
  *
- * When no signalfd can be made (fd limit, a seccomp filter), the wait
- * polls with the program's mask and, on EINTR, asks
- * bw_wait_signal_restarts(): exact when the handlers this thread can run
- * all agree, EINTR when some have SA_RESTART and some not.
+ * Why not that precise wait always (it was the first design): it costs
+ * four more system calls and a signalfd per blocking wait (a blocking
+ * receive under io.timeout took twice as long per round trip on loopback,
+ * 15 -> 30-45 us), and while a thread blocks its signals, a signal sent to
+ * the whole process goes to another thread that leaves it open (Python's
+ * ^C would wait for the deadline instead of interrupting the main
+ * thread's receive).  Whether the handlers disagree is read from the 64
+ * dispositions (about 9 us) at most once a second per process, and again
+ * after any EINTR; a process whose handlers were made to disagree less
+ * than a second before a signal arrives gets EINTR for that one signal
+ * (it installed a handler without SA_RESTART: it must expect EINTR).
  *
- * Limits: while the shim waits, a signal sent to the whole process (kill, alarm, a
- * terminal's ^C) goes to another of its threads if one leaves it
- * unblocked, as for any thread that blocks it; a thread-directed signal
- * (pthread_kill, tgkill, a SIGEV_THREAD_ID timer) and single-threaded
- * programs see no difference.  Sockets with SO_RCVTIMEO/SO_SNDTIMEO (whose
- * calls the kernel does not restart) are treated as the others.
+ * A wait that finds its fds ready at once (a connect that completed, data
+ * already queued) polls once with a zero timeout and nothing else.  When
+ * no signalfd can be made (fd limit, a seccomp filter), the plain wait
+ * decides with bw_wait_signal_restarts().
+ *
+ * Limits: during a precise wait (handlers that disagree only), a signal
+ * sent to the whole process (kill, alarm, a terminal's ^C) goes to another
+ * of its threads if one leaves it unblocked, as for any thread that blocks
+ * it; a thread-directed signal (pthread_kill, tgkill, a SIGEV_THREAD_ID
+ * timer) and single-threaded programs see no difference.  Sockets with
+ * SO_RCVTIMEO/SO_SNDTIMEO (whose calls the kernel does not restart) are
+ * treated as the others.  The signalfd is an ordinary low-numbered fd while
+ * a precise wait lasts: a thread that closes it (closefrom) ends the
+ * precise wait (POLLNVAL: the plain one goes on); one that also reuses the
+ * number at once loses that fd to our close, as with hedge.c's spare
+ * socket.  glibc's own signals (thread cancellation, setxid), which no
+ * program installs, count as SA_RESTART.
  *
  * Owns: bw_wait*, bw_wait_signal_restarts.  Never: touches errno,
  * allocates, keeps an fd past its return (the signalfd is O_CLOEXEC and
  * closed before returning), consumes a signal.  Context: connect and
- * receive hooks, the bulkhead's wait (AS-safe: system calls only).
+ * receive hooks, the bulkhead's wait (AS-safe: system calls and atomics).
  */
 #include <errno.h>
 #include <poll.h>
@@ -72,19 +95,57 @@ static bool synchronous(int sig)
 	       sig == SIGILL || sig == SIGTRAP || sig == SIGSYS;
 }
 
+/* What the handlers installed for signals open in this thread (all
+ * signals with all_signals) would do to an interrupted call. */
+enum verdict { V_RESTART = 0, V_INTR = 1, V_MIXED = 3 };
+
+static enum verdict handlers(bool all_signals)
+{
+	sigset_t cur;
+	int v = V_RESTART;
+	sigemptyset(&cur);
+	if (!all_signals && pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0)
+		sigemptyset(&cur);
+	for (int s = 1; s < _NSIG && v != V_MIXED; s++) {
+		struct sigaction sa;
+		if (synchronous(s) || sigismember(&cur, s) == 1 ||
+		    sigaction(s, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
+		    sa.sa_handler == SIG_IGN)
+			continue;
+		v |= (sa.sa_flags & SA_RESTART) ? 2 : V_INTR;
+	}
+	return v == 2 ? V_RESTART : (enum verdict)v;
+}
+
 bool bw_wait_signal_restarts(void)
 {
 	int saved = errno;
-	sigset_t cur;
-	bool restarts = true;
-	if (pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0)
-		sigemptyset(&cur);
-	for (int s = 1; s < _NSIG && restarts; s++)
-		if (!synchronous(s) && sigismember(&cur, s) != 1 &&
-		    interrupts(s))
-			restarts = false;
+	bool restarts = handlers(false) == V_RESTART;
 	errno = saved;
 	return restarts;
+}
+
+/* Whether the process's handlers disagree, read at most once per
+ * BW_WAIT_RECHECK_NS (a race between threads only reads twice). */
+#define BW_WAIT_RECHECK_NS 1000000000ull
+static _Atomic uint64_t mixed_read_ns; /* 0: never read */
+static _Atomic bool mixed;
+
+static void set_mixed(bool m, uint64_t now)
+{
+	atomic_store_explicit(&mixed, m, memory_order_relaxed);
+	atomic_store_explicit(&mixed_read_ns, now ? now : 1,
+			      memory_order_release);
+}
+
+static bool handlers_mixed(uint64_t now)
+{
+	uint64_t t = atomic_load_explicit(&mixed_read_ns, memory_order_acquire);
+	if (t && now >= t && now - t < BW_WAIT_RECHECK_NS)
+		return atomic_load_explicit(&mixed, memory_order_relaxed);
+	bool m = handlers(true) == V_MIXED;
+	set_mixed(m, now);
+	return m;
 }
 
 static struct timespec ts_of(uint64_t ns)
@@ -93,7 +154,8 @@ static struct timespec ts_of(uint64_t ns)
 				  (long)(ns % 1000000000ull) };
 }
 
-/* The fallback: polls with the program's mask, the heuristic on EINTR. */
+/* The plain wait: polls with the program's mask; on EINTR (a handler
+ * ran in this thread) the handlers' verdict. */
 static int wait_plain(struct pollfd *p, unsigned n, uint64_t deadline_ns)
 {
 	for (;;) {
@@ -104,8 +166,15 @@ static int wait_plain(struct pollfd *p, unsigned n, uint64_t deadline_ns)
 		int k = bw_real.ppoll(p, n, &ts, NULL);
 		if (k > 0)
 			return k;
-		if (k < 0 && (errno != EINTR || !bw_wait_signal_restarts()))
+		if (k == 0)
+			continue;
+		if (errno != EINTR)
 			return -errno;
+		enum verdict v = handlers(false);
+		if (v == V_MIXED)
+			set_mixed(true, bw_clock_ns()); /* precise next time */
+		if (v != V_RESTART)
+			return -EINTR;
 	}
 }
 
@@ -219,8 +288,10 @@ int bw_wait(struct pollfd *fds, unsigned n, uint64_t deadline_ns)
 		if (r < 0)
 			r = errno == EINTR ? 0 : -errno;
 	}
-	if (r == 0 && bw_clock_ns() < deadline_ns) {
-		r = wait_signals(fds, n, deadline_ns);
+	uint64_t now = r == 0 ? bw_clock_ns() : 0;
+	if (r == 0 && now < deadline_ns) {
+		r = handlers_mixed(now) ? wait_signals(fds, n, deadline_ns)
+					: NO_SIGNALFD;
 		if (r == NO_SIGNALFD)
 			r = wait_plain(fds, n, deadline_ns);
 	}

@@ -70,6 +70,22 @@ val() {
 	(( $(val ms) >= 900 && $(val ms) < 3000 ))
 }
 
+@test "handlers that disagree: SA_RESTART signals still neither end nor stretch io.timeout and connect.timeout" {
+	# SIGUSR1 has a handler without SA_RESTART (never sent): the shim
+	# must tell which signal came, not guess from the handlers.
+	start_faultsrv --mode stall
+	BULWARK_POLICY="127.0.0.1 io.timeout=300ms retry.attempts=1" \
+		sc -m -s restart -i 50 recv 127.0.0.1 "$FS_PORT"
+	[ "$(val errno)" = ETIMEDOUT ]
+	(( $(val sigs) >= 2 ))
+	start_faultsrv --mode queue-full
+	BULWARK_POLICY="127.0.0.1 connect.timeout=500ms retry.attempts=1" \
+		sc -m -s restart -i 50 connect 127.0.0.1 "$FS_PORT"
+	[ "$(val errno)" = ETIMEDOUT ]
+	(( $(val sigs) >= 5 ))
+	(( $(val ms) >= 400 && $(val ms) < 2000 ))
+}
+
 @test "connect.timeout: a signal without SA_RESTART ends the connect with EINTR" {
 	start_faultsrv --mode queue-full
 	BULWARK_POLICY="127.0.0.1 connect.timeout=1s retry.attempts=1" \

@@ -205,6 +205,51 @@ static void test_wait_signal_restarts_heuristic(void)
 	BW_ASSERT(bw_wait_signal_restarts());
 }
 
+/* Handlers that disagree: the wait learns which signal came (signalfd),
+ * after at most one EINTR for a handler set less than a second ago. */
+static void test_wait_mixed_handlers_precise(void)
+{
+	int p[2];
+	struct pinger pg;
+	BW_ASSERT(pipe(p) == 0);
+	handle(SIGUSR1, on_sig, SA_RESTART);
+	handle(SIGUSR2, on_sig, 0);
+	int low = lowest_free_fd();
+	int r = 0;
+	uint64_t took = 0;
+	for (int round = 0; round < 2; round++) {
+		hits = 0;
+		uint64_t t0 = bw_clock_ns();
+		ping_start(&pg, SIGUSR1, 8, 20);
+		errno = 77;
+		r = bw_wait_fd(p[0], POLLIN, t0 + 200 * MS);
+		took = bw_clock_ns() - t0;
+		pthread_join(pg.self, NULL);
+		BW_ASSERT_EQ(errno, 77);
+		if (r == 0)
+			break;
+		BW_ASSERT_EQ(r, -EINTR); /* the one ambiguous signal */
+	}
+	BW_ASSERT_EQ(r, 0);
+	BW_ASSERT(hits >= 5);
+	BW_ASSERT(took >= 199 * MS && took < 1000 * MS);
+	/* The one without SA_RESTART interrupts, its handler has run. */
+	hits = 0;
+	ping_start(&pg, SIGUSR2, 1, 30);
+	r = bw_wait_fd(p[0], POLLIN, bw_clock_ns() + 2000 * MS);
+	pthread_join(pg.self, NULL);
+	BW_ASSERT_EQ(r, -EINTR);
+	BW_ASSERT_EQ(hits, 1);
+	/* Ready fds win over nothing; data and a signal: the data. */
+	BW_ASSERT(write(p[1], "x", 1) == 1);
+	BW_ASSERT_EQ(bw_wait_fd(p[0], POLLIN, bw_clock_ns() + 100 * MS), 1);
+	BW_ASSERT_EQ(lowest_free_fd(), low);
+	handle(SIGUSR1, SIG_DFL, 0);
+	handle(SIGUSR2, SIG_DFL, 0);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* No fd left for a signalfd: the plain wait and the heuristic. */
 static void test_wait_without_signalfd(void)
 {
@@ -248,6 +293,7 @@ static const struct bw_test tests[] = {
 	BW_TEST(test_wait_ignored_and_default_ignored_resume),
 	BW_TEST(test_wait_blocked_signal_stays_pending),
 	BW_TEST(test_wait_signal_restarts_heuristic),
+	BW_TEST(test_wait_mixed_handlers_precise),
 	BW_TEST(test_wait_without_signalfd),
 };
 
