@@ -451,9 +451,17 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (sa->sa_family == AF_UNSPEC) {
 		/* Dissolves the association; the socket may connect again. */
 		int rc = bw_real.connect(fd, sa, len);
-		if (rc == 0)
+		if (rc == 0) {
+			c->retry_due_ns = 0;
 			atomic_store(&c->state, BW_CONN_FRESH);
+		}
 		return rc;
+	}
+	if (st == BW_CONN_CONNECTING && c->retry_due_ns) {
+		/* A retry a poll left due: still in progress to the program,
+		 * which learns the outcome from its next poll or SO_ERROR. */
+		errno = EALREADY;
+		return -1;
 	}
 	if (st == BW_CONN_CONNECTING) {
 		/* The program polls a pending connect with connect itself:

@@ -28,9 +28,10 @@
  * this thread, before the hook returns.
  *
  * Why not that precise wait always (it was the first design): it costs
- * four more system calls and a signalfd per blocking wait (a blocking
- * receive under io.timeout took twice as long per round trip on loopback,
- * 15 -> 30-45 us), and while a thread blocks its signals, a signal sent to
+ * four more system calls and a signalfd per blocking wait (a Python
+ * client's blocking receive under io.timeout took about twice as long per
+ * round trip on a loaded 2-CPU machine, loopback echo: 15 -> 29-34 us),
+ * and while a thread blocks its signals, a signal sent to
  * the whole process goes to another thread that leaves it open (Python's
  * ^C would wait for the deadline instead of interrupting the main
  * thread's receive).  Whether the handlers disagree is read from the 64
