@@ -178,12 +178,26 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	return 0;
 }
 
+/* Aborts fd's connect attempt, or forgets its failure: the socket can
+ * connect again, and no stale error (ECONNABORTED) answers the next
+ * connect.  connect(2) with AF_UNSPEC. */
+static void dissolve(int fd)
+{
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	int saved = errno;
+	bw_real.connect(fd, &unspec, sizeof(unspec));
+	errno = saved;
+}
+
 /* Waits until deadline_ns for fd's pending connect: 0 connected, its
  * error (read from SO_ERROR: the program never sees this pending state, it
- * asked for a blocking connect or is asking us for the answer), ETIMEDOUT
- * after aborting it (connect AF_UNSPEC, LESSONS 7), or, with
- * stop_on_signal, EINTR: the attempt goes on in the kernel, as after an
- * interrupted kernel connect. */
+ * asked for a blocking connect or is asking us for the answer; the kernel
+ * still holds the failed attempt), ETIMEDOUT after aborting it (dissolve),
+ * or, with stop_on_signal, EINTR when a signal that would interrupt the
+ * program's connect arrived (wait.c): the attempt goes on in the kernel,
+ * as after an interrupted kernel connect.  Without stop_on_signal (the
+ * program's own call cannot fail with EINTR) the wait goes on to the same
+ * deadline. */
 static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 {
 	for (;;) {
@@ -191,9 +205,11 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n > 0) {
 			int e = 0;
 			socklen_t l = sizeof(e);
+			int saved = errno;
 			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e,
 					       &l) < 0)
 				e = errno;
+			errno = saved;
 			return e;
 		}
 		if (n == 0)
@@ -201,8 +217,7 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n != -EINTR || stop_on_signal)
 			return -n;
 	}
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	bw_real.connect(fd, &unspec, sizeof(unspec));
+	dissolve(fd);
 	return ETIMEDOUT;
 }
 
@@ -210,21 +225,30 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
  * A blocking connect bounded by timeout_ns (connect.timeout): the attempt
  * runs non-blocking under poll, and the socket's mode is put back before
  * returning, so the program never sees it change (LESSONS 6).  Returns
- * libc-style: 0, or -1 with errno (ETIMEDOUT past the deadline, EINTR when
- * a signal ends the wait, as it ends a kernel connect).
+ * libc-style: 0 with errno untouched, or -1 with errno (ETIMEDOUT past the
+ * deadline; EINTR when a signal without SA_RESTART arrives, as it ends a
+ * kernel connect; a signal with SA_RESTART does not end it).  A failed
+ * attempt is dissolved, so the socket is left as a failed blocking connect
+ * leaves it: reconnectable, with no stale error for the next attempt.
  */
 static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 			 uint64_t timeout_ns)
 {
+	int saved = errno;
 	int fl = bw_real.fcntl(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK) ||
-	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		errno = saved;
 		return bw_real.connect(fd, sa, len);
+	}
 	int err = bw_real.connect(fd, sa, len) == 0 ? 0 : errno;
-	if (err == EINPROGRESS)
+	if (err == EINPROGRESS) {
 		err = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
+		if (err && err != ETIMEDOUT && err != EINTR)
+			dissolve(fd); /* read from SO_ERROR: still held */
+	}
 	bw_real.fcntl(fd, F_SETFL, fl);
-	errno = err;
+	errno = err ? err : saved;
 	return err ? -1 : 0;
 }
 
@@ -270,16 +294,32 @@ static socklen_t peer_sockaddr(const struct bw_conn *c,
 /* Seed of the retry jitter, taken from the clock at the first retry. */
 static _Atomic uint64_t jitter_seed;
 
-/* Sleeps ns; false if a signal cut it short (then no more retries: a
- * program that set an alarm around its connect gets its failure now). */
-static bool backoff(uint64_t ns)
+/*
+ * Sleeps (until until_ns) the backoff before the next attempt of c on fd,
+ * or the part of it a poll's timeout leaves (retry_async).  Returns 0 to go
+ * on, -EINTR when a signal that would interrupt the program's connect
+ * arrived (one with SA_RESTART, or ignored, does not end the sleep: wait.c),
+ * or -EBADF when fd was closed meanwhile by another thread: the attempt
+ * is then never made, as a connect on a closed fd fails.  c stays ours
+ * while it sleeps (an extra reference: fd_table.c I3), so neither a close
+ * nor a new socket that reuses the number takes it over, and the thread
+ * that drops the last reference settles it: here, if the close came
+ * first.
+ */
+static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 {
-	struct timespec ts = { (time_t)(ns / 1000000000ull),
-			       (long)(ns % 1000000000ull) };
-	int saved = errno;
-	int rc = nanosleep(&ts, NULL);
-	errno = saved;
-	return rc == 0;
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_acq_rel);
+	int r = bw_wait_sleep(until_ns);
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) ==
+	    1) {
+		/* Every fd of it closed while we slept. */
+		bw_call_release(c);
+		bw_conn_free(c);
+		return -EBADF;
+	}
+	if (bw_fd_conn(fd) != c)
+		return -EBADF; /* closed, the number reused or not */
+	return r;
 }
 
 /*
@@ -339,7 +379,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	struct bw_dest *d = c->d;
-	int rc, err;
+	int rc, err, saved = errno;
 
 	uint64_t now = bw_clock_ns();
 	if (d)
@@ -348,6 +388,14 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		c->attempt = n;
 		c->t0_ns = n == 1 ? now : bw_clock_ns();
 		int refused = bw_call_admit(c, fd, c->t0_ns);
+		if (refused == -EINTR) {
+			/* A signal ended the bulkhead wait: the program sees
+			 * EINTR, and learns the outcome the way it learns an
+			 * interrupted connect's (SO_ERROR, the next connect,
+			 * send or receive): refused. */
+			c->pending_err = (uint8_t)s->bulkhead_errno;
+			return bw_hook_fail(refused);
+		}
 		if (refused < 0)
 			return bw_hook_fail(refused); /* never on the network */
 		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
@@ -363,6 +411,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			bw__connect_done(c, 0, bw_clock_ns());
 			if (n > 1 && d)
 				bw_retry_note_success(d);
+			errno = saved; /* libc leaves it on success */
 			return 0;
 		}
 		if (err == EINPROGRESS || err == EINTR) {
@@ -384,8 +433,18 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		}
 		bw__connect_done(c, err, bw_clock_ns());
 		uint64_t delay = 0;
-		if (!retry_after(c, n, err, &delay) || !backoff(delay))
+		if (!retry_after(c, n, err, &delay))
 			break;
+		int b = backoff(c, fd, bw_clock_ns() + delay);
+		if (b < 0) {
+			/* EINTR: as an interrupted connect, whose outcome the
+			 * program reads later (SO_ERROR would say 0 on this
+			 * unconnected socket): the last attempt's error. */
+			if (b == -EINTR)
+				c->pending_err = (uint8_t)err;
+			err = -b; /* EINTR, or EBADF: closed meanwhile */
+			break;
+		}
 	}
 	errno = err;
 	return rc;
@@ -411,9 +470,17 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (sa->sa_family == AF_UNSPEC) {
 		/* Dissolves the association; the socket may connect again. */
 		int rc = bw_real.connect(fd, sa, len);
-		if (rc == 0)
+		if (rc == 0) {
+			c->retry_due_ns = 0;
 			atomic_store(&c->state, BW_CONN_FRESH);
+		}
 		return rc;
+	}
+	if (st == BW_CONN_CONNECTING && c->retry_due_ns) {
+		/* A retry a poll left due: still in progress to the program,
+		 * which learns the outcome from its next poll or SO_ERROR. */
+		errno = EALREADY;
+		return -1;
 	}
 	if (st == BW_CONN_CONNECTING) {
 		/* The program polls a pending connect with connect itself:
@@ -454,27 +521,59 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
  * fd.  With wait, each new attempt is waited for here (at most
  * connect.timeout, else BW_CONNECT_RESUME_WAIT_NS); without, the first one
  * under way is left to the program's poll.  Returns 0 connected,
- * EINPROGRESS (only without wait) an attempt under way, or the last error.
- * Keeps c->stale true exactly when the kernel still holds a failed
- * connect that the next connect(2) would report.
+ * EINPROGRESS (only without wait) an attempt under way or a retry due
+ * later, EBADF when another thread closed fd during a backoff (c is then
+ * no longer the caller's), or the last error.
+ *
+ * A backoff never runs past deadline_ns (the end of the program's poll;
+ * UINT64_MAX otherwise): a retry due later is kept in c->retry_due_ns
+ * (with the failure it replaces in c->retry_err) and the poll returns;
+ * the program's next poll (the failed socket is reported at once) or its
+ * SO_ERROR read goes on from there.  Keeps c->stale true exactly when the
+ * kernel still holds a failed connect that the next connect(2) would
+ * report.
  */
-static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
+static int retry_async(struct bw_conn *c, int fd, int err, bool wait,
+		       uint64_t deadline_ns)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	struct bw_dest *d = c->d;
 	unsigned n = c->attempt ? c->attempt : 1;
 	struct sockaddr_storage ss;
 	socklen_t len = peer_sockaddr(c, &ss);
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	uint64_t due = c->retry_due_ns;
 
-	bw__connect_done(c, err, bw_clock_ns());
-	c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
+	c->retry_due_ns = 0;
+	if (due) {
+		/* Decided by an earlier poll: the attempt failed then. */
+		err = c->retry_err;
+		atomic_store(&c->state, BW_CONN_FRESH);
+	} else {
+		bw__connect_done(c, err, bw_clock_ns());
+		c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
+	}
 	for (;;) {
-		uint64_t delay = 0;
-		if (!c->peer.family || !retry_after(c, n, err, &delay) ||
-		    !backoff(delay))
-			return err;
-		bw_real.connect(fd, &unspec, sizeof(unspec));
+		if (!due) {
+			uint64_t delay = 0;
+			if (!c->peer.family || !retry_after(c, n, err, &delay))
+				return err;
+			due = bw_clock_ns() + delay;
+		}
+		int b = backoff(c, fd, due < deadline_ns ? due : deadline_ns);
+		if (b == -EBADF)
+			return EBADF; /* c is no longer this fd's */
+		if (b < 0)
+			return err; /* a signal ends the retries */
+		if (due > deadline_ns && bw_clock_ns() < due) {
+			/* The program's poll ends first: to the program, the
+			 * connect is still in progress. */
+			c->retry_due_ns = due;
+			c->retry_err = (uint8_t)err;
+			atomic_store(&c->state, BW_CONN_CONNECTING);
+			return EINPROGRESS;
+		}
+		due = 0;
+		dissolve(fd);
 		c->stale = 0;
 		c->attempt = ++n;
 		c->t0_ns = bw_clock_ns();
@@ -519,12 +618,12 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait)
 int bw_connect_resume(struct bw_conn *c, int fd, int err)
 {
 	int saved = errno;
-	int rc = retry_async(c, fd, err, true);
+	int rc = retry_async(c, fd, err, true, UINT64_MAX);
 	errno = saved;
 	return rc;
 }
 
-int bw_connect_poll_failed(struct bw_conn *c, int fd)
+int bw_connect_poll_failed(struct bw_conn *c, int fd, uint64_t deadline_ns)
 {
 	int err = 0, saved = errno;
 	socklen_t l = sizeof(err);
@@ -533,7 +632,9 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd)
 	 * the failure, exchange.c). */
 	if (c->rule < 0)
 		return 0;
-	if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
+	if (c->retry_due_ns) {
+		/* A retry an earlier poll decided: its error was read then. */
+	} else if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
 	    err == 0 || !bw_call_connect_failed(err)) {
 		/* Not a connect failure after all: what we read is owed to
 		 * the program (0 is what it would read anyway). */
@@ -542,7 +643,11 @@ int bw_connect_poll_failed(struct bw_conn *c, int fd)
 		errno = saved;
 		return 0;
 	}
-	int rc = retry_async(c, fd, err, false);
+	int rc = retry_async(c, fd, err, false, deadline_ns);
+	if (rc == EBADF) {
+		errno = saved; /* closed by another thread meanwhile */
+		return 0;
+	}
 	if (rc != 0 && rc != EINPROGRESS)
 		c->pending_err = (uint8_t)rc; /* reported as the kernel would */
 	errno = saved;

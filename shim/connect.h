@@ -30,12 +30,14 @@ int bw_connect_resume(struct bw_conn *c, int fd, int err);
 /*
  * poll reported an error on c's fd while its non-blocking connect was in
  * progress: the connect failed.  Reads the error (the program has not
- * seen it yet) and retries by retry.*, sleeping the backoff: returns 1
- * when a new attempt is under way (the caller hides this poll result and
- * polls on), else 0, and the failure is kept in c->pending_err for the
- * program's own SO_ERROR read, send or receive.  Keeps errno.
+ * seen it yet) and retries by retry.*, sleeping the backoff, but only when
+ * that backoff ends by deadline_ns (the end of the program's poll; or
+ * UINT64_MAX): returns 1 when a new attempt is under way (the caller hides
+ * this poll result and polls on), else 0, and the failure is kept in
+ * c->pending_err for the program's own SO_ERROR read, send or receive.
+ * Keeps errno.
  */
-int bw_connect_poll_failed(struct bw_conn *c, int fd);
+int bw_connect_poll_failed(struct bw_conn *c, int fd, uint64_t deadline_ns);
 
 /*
  * sendto/sendmsg with MSG_FASTOPEN and an address is an implicit connect

@@ -174,8 +174,14 @@ int bw_io_wait(struct bw_conn *c, int fd, int flags)
 	int fl = bw_real.fcntl(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK))
 		return 0;
-	/* Data, EOF, an error or a signal: the receive itself reports it. */
-	if (bw_wait_fd(fd, POLLIN, bw_clock_ns() + s->io_timeout_ns) != 0)
+	/* Data, EOF or an error: the receive itself reports it.  A signal
+	 * without SA_RESTART ends the receive with EINTR, as it would end
+	 * the kernel's; any other signal leaves the wait going to the same
+	 * deadline (wait.c): never a receive without one. */
+	int w = bw_wait_fd(fd, POLLIN, bw_clock_ns() + s->io_timeout_ns);
+	if (w == -EINTR)
+		return -EINTR;
+	if (w != 0)
 		return 0;
 	exchange_failed(c, bw_clock_ns());
 	return -ETIMEDOUT;

@@ -47,9 +47,10 @@ void bw_io_settle(struct bw_conn *c, int fd);
 /*
  * Before a blocking receive on c's fd: with io.timeout set, waits at most
  * that long for something to read.  Returns 0 to go on with the receive,
- * or -ETIMEDOUT (the exchange is recorded as failed).  Only a blocking
- * socket without MSG_DONTWAIT waits; the mode is read, never changed.
- * AS-safe: yes.
+ * -ETIMEDOUT (the exchange is recorded as failed), or -EINTR when a
+ * signal without SA_RESTART arrived (as the receive would fail).  Only a
+ * blocking socket without MSG_DONTWAIT waits; the mode is read, never
+ * changed.  AS-safe: yes.
  */
 int bw_io_wait(struct bw_conn *c, int fd, int flags);
 

@@ -52,6 +52,8 @@ static struct bw_conn *conn_claim(int fd)
 		c->io_timeout = 0;
 		c->attempt = 0;
 		c->pending_err = 0;
+		c->retry_err = 0;
+		c->retry_due_ns = 0;
 		memset(&c->slot, 0, sizeof(c->slot));
 		c->stale = 0;
 		c->rule = -1;

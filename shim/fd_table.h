@@ -55,6 +55,7 @@ struct bw_conn {
 				    reports it again or ECONNABORTED (LESSONS 7) */
 	uint8_t pending_err;     /* a connect error bulwark read from SO_ERROR
 				    and owes the program (poll retries) */
+	uint8_t retry_err;       /* with retry_due_ns: the failure it retries */
 	int16_t rule;            /* policy rule, -1: defaults */
 	int32_t probe;           /* breaker probe ticket, 0: not a probe */
 	uint32_t attempt;        /* connect attempt number of this connect */
@@ -66,6 +67,8 @@ struct bw_conn {
 	} peer;
 	struct bw_dest *d;       /* its destination's slot, NULL: none */
 	uint64_t t0_ns;          /* connect start, or exchange start */
+	uint64_t retry_due_ns;   /* a retry a poll decided, due then (its
+				    backoff outlasted the poll); 0: none */
 };
 
 extern _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];

@@ -30,8 +30,10 @@
  *   both fail        -> the program's attempt's error.
  *   deadline         -> both aborted, ETIMEDOUT (or the program's error if
  *                       it had failed first).
- *   signal (EINTR)   -> spare dropped, EINTR: the program's attempt goes
- *                       on in the kernel, as an interrupted connect does.
+ *   signal           -> without SA_RESTART: spare dropped, EINTR, the
+ *                       program's attempt goes on in the kernel, as an
+ *                       interrupted connect does; with SA_RESTART (or
+ *                       ignored): the race goes on (wait.c).
  *
  * The hedge is admitted like an attempt: the next address's own breaker
  * must be closed (no probe is spent on a hedge, nothing is counted as
@@ -75,9 +77,7 @@
 #include "shim/names.h"
 #include "shim/real.h"
 #include "shim/retry.h"
-
-/* poll()'s int ms: waits longer than a day are made in day-long steps. */
-#define BW_HEDGE_POLL_MAX_MS 86400000
+#include "shim/wait.h"
 
 /* The race in flight: the hedge's socket, its accounting, its target. */
 struct race {
@@ -297,14 +297,6 @@ static void dissolve(int fd)
 	bw_real.connect(fd, &unspec, sizeof(unspec));
 }
 
-static int ms_until(uint64_t until, uint64_t now)
-{
-	if (until == UINT64_MAX)
-		return -1;
-	uint64_t ms = until > now ? (until - now + 999999) / 1000000 : 0;
-	return (int)(ms > BW_HEDGE_POLL_MAX_MS ? BW_HEDGE_POLL_MAX_MS : ms);
-}
-
 int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		     socklen_t len, uint64_t delay_ns, uint64_t timeout_ns)
 {
@@ -346,11 +338,13 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			{ .fd = orig_live ? fd : -1, .events = POLLOUT },
 			{ .fd = r.spare, .events = POLLOUT },
 		};
-		int n = bw_real.poll(p, 2, ms_until(until, now));
+		int n = bw_wait(p, 2, until);
 		if (n < 0) {
-			/* EINTR: the program's attempt goes on in the kernel,
-			 * unless it already failed. */
-			err = orig_live ? errno : orig_err;
+			/* EINTR, a signal without SA_RESTART (one with it
+			 * does not end the wait: wait.c): the program's
+			 * attempt goes on in the kernel, unless it already
+			 * failed. */
+			err = orig_live ? -n : orig_err;
 			break;
 		}
 		if (n == 0)
@@ -385,7 +379,7 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	}
 	drop_spare(&r);
 	bw_real.fcntl(fd, F_SETFL, fl);
-	errno = err;
+	errno = rc == 0 ? saved : err; /* libc leaves errno on success */
 	return rc;
 pass:
 	errno = saved;

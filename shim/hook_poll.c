@@ -5,30 +5,51 @@
  * socket).  When retry.* allows, the failure is hidden from the program,
  * the connect is retried on the same fd after its backoff, and the poll
  * goes on (SPEC §3 retry.*, issue "non-blocking connects get retries").
+ * The call never outlasts the program's timeout: a backoff longer than
+ * what is left of it carries over to the next poll.
  * Owns: those exported symbols.  Never: touches a pollfd it does not
  * retry, or costs more than one pass over the results when none has an
  * error bit.  AS-safe: yes (poll is).
  */
 #include <poll.h>
 #include <signal.h>
+#include <time.h>
 
 #include "shim/connect.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
-/* Retries the failed connects among fds' results; returns how many
- * results it hid. */
-static int hide_retried(struct pollfd *fds, nfds_t n)
+/* Whether fds[i] reports a failed connect that may be retried. */
+static struct bw_conn *failed_connect(const struct pollfd *p)
 {
-	int hidden = 0;
+	if (!(p->revents & (POLLERR | POLLHUP)))
+		return NULL;
+	struct bw_conn *c = bw_fd_conn(p->fd);
+	if (!c || atomic_load(&c->state) != BW_CONN_CONNECTING)
+		return NULL;
+	return c;
+}
+
+/* Retries the failed connects among fds' rc results; returns how many
+ * results it hid.  A backoff sleeps until deadline_ns at most (the end of
+ * the program's poll), and not at all when other results are ready: a
+ * retry due later is made by a later poll (connect.c, retry_async). */
+static int hide_retried(struct pollfd *fds, nfds_t n, int rc,
+			uint64_t deadline_ns)
+{
+	int hidden = 0, failed = 0;
+	for (nfds_t i = 0; i < n; i++)
+		failed += failed_connect(&fds[i]) != NULL;
+	if (failed == 0)
+		return 0;
+	if (rc > failed)
+		deadline_ns = 0;
 	for (nfds_t i = 0; i < n; i++) {
-		if (!(fds[i].revents & (POLLERR | POLLHUP)))
+		struct bw_conn *c = failed_connect(&fds[i]);
+		if (!c)
 			continue;
-		struct bw_conn *c = bw_fd_conn(fds[i].fd);
-		if (!c || atomic_load(&c->state) != BW_CONN_CONNECTING)
-			continue;
-		if (bw_connect_poll_failed(c, fds[i].fd)) {
+		if (bw_connect_poll_failed(c, fds[i].fd, deadline_ns)) {
 			fds[i].revents = 0;
 			hidden++;
 		}
@@ -45,19 +66,22 @@ static int left_ms(int timeout, uint64_t t0)
 	return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
 }
 
+/* The program's timeout counts from its call, and covers the real polls
+ * and the retries' backoff made inside: the start is read before the
+ * first poll (only when a retry could need it: a positive timeout). */
 BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	uint64_t t0 = 0;
+	uint64_t t0 = timeout > 0 ? bw_clock_ns() : 0;
+	uint64_t deadline = timeout < 0 ? UINT64_MAX
+					: t0 + (uint64_t)timeout * 1000000ull;
 	for (;;) {
 		int rc = bw_real.poll(fds, n, timeout);
 		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
 						     memory_order_relaxed))
 			return rc;
-		int hidden = hide_retried(fds, n);
+		int hidden = hide_retried(fds, n, rc, deadline);
 		if (hidden == 0 || rc > hidden)
 			return rc - hidden;
-		if (!t0)
-			t0 = bw_clock_ns();
 		timeout = left_ms(timeout, t0);
 		if (timeout == 0)
 			return 0;
@@ -67,18 +91,32 @@ BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 BW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		    const sigset_t *mask)
 {
+	uint64_t deadline = UINT64_MAX;
+	if (ts && (ts->tv_sec || ts->tv_nsec)) {
+		uint64_t now = bw_clock_ns();
+		if (ts->tv_sec >= 0 && (uint64_t)ts->tv_sec < 1000000000ull)
+			deadline = now + (uint64_t)ts->tv_sec * 1000000000ull +
+				   (uint64_t)ts->tv_nsec;
+	} else if (ts) {
+		deadline = 0;
+	}
+	struct timespec left;
+	const struct timespec *cur = ts;
 	for (;;) {
-		int rc = bw_real.ppoll(fds, n, ts, mask);
+		int rc = bw_real.ppoll(fds, n, cur, mask);
 		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
 						     memory_order_relaxed))
 			return rc;
-		int hidden = hide_retried(fds, n);
+		int hidden = hide_retried(fds, n, rc, deadline);
 		if (hidden == 0 || rc > hidden)
 			return rc - hidden;
-		if (ts && ts->tv_sec == 0 && ts->tv_nsec == 0)
-			return 0;
-		/* A ppoll with a timeout polls again with the whole timeout:
-		 * the retry's backoff already ran, and the call keeps its
-		 * "at least" contract. */
+		if (deadline != UINT64_MAX) {
+			uint64_t now = bw_clock_ns();
+			if (now >= deadline)
+				return 0;
+			left.tv_sec = (time_t)((deadline - now) / 1000000000ull);
+			left.tv_nsec = (long)((deadline - now) % 1000000000ull);
+			cur = &left;
+		}
 	}
 }

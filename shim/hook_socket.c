@@ -88,11 +88,15 @@ BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
 		if (c->pending_err && *v == 0) {
 			*v = c->pending_err; /* read by bulwark in poll */
 			c->pending_err = 0;
-		} else if (*v && atomic_load(&c->state) == BW_CONN_CONNECTING &&
-		    bw_call_connect_failed(*v))
-			*v = bw_connect_resume(c, fd, *v); /* retries, maybe */
-		else
+		} else if (atomic_load(&c->state) == BW_CONN_CONNECTING &&
+			   ((*v && bw_call_connect_failed(*v)) ||
+			    (!*v && c->retry_due_ns))) {
+			/* retries, maybe; or the one a poll left due */
+			*v = bw_connect_resume(c, fd, *v);
+		}
+		else {
 			BW_KEEP_ERRNO(bw_io_sockerr(c, fd, *v));
+		}
 	}
 	return rc;
 }

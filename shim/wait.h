@@ -1,28 +1,45 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/wait.h: waiting on one fd until a CLOCK_MONOTONIC deadline, the
- * one poll loop behind connect.timeout, the retries' attempts and
- * io.timeout.
+ * shim/wait.h: every wait the shim makes on the program's behalf (a
+ * connect under connect.timeout or hedge.delay, a receive under
+ * io.timeout, the backoff between retries) goes through here, so that a
+ * signal of the program's interrupts it exactly as it would interrupt the
+ * program's own call: EINTR when the handler that runs lacks SA_RESTART,
+ * otherwise the wait resumes with the same deadline (see wait.c).
  */
 #ifndef BW_SHIM_WAIT_H
 #define BW_SHIM_WAIT_H
 
+#include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 
-/* Polls fd for events until deadline_ns.  Returns 1 when fd is ready (or
- * has an error or hang-up to report), 0 once the deadline passed, or
- * -errno (-EINTR when a signal arrived: the caller decides whether to go
- * on).  Never sets errno.  AS-safe: yes. */
+/* At most this many fds per bw_wait. */
+#define BW_WAIT_MAX_FDS 3
+
+/* Polls fds[0..n) (n <= BW_WAIT_MAX_FDS; fd < 0 entries are ignored, as by
+ * poll) until one is ready or the CLOCK_MONOTONIC deadline_ns passes.
+ * Returns the number of ready entries (revents set as poll sets them), 0
+ * once the deadline passed, -EINTR when a signal whose handler lacks
+ * SA_RESTART arrived (its handler has run), or another -errno.  A signal
+ * that the program's call would have survived (SA_RESTART, ignored, a
+ * default that ignores or stops) never ends the wait.  Never sets errno.
+ * AS-safe: yes (system calls only). */
+int bw_wait(struct pollfd *fds, unsigned n, uint64_t deadline_ns);
+
+/* bw_wait for one fd and events: 1 ready (or an error or hang-up to
+ * report), 0 deadline, -EINTR, -errno. */
 int bw_wait_fd(int fd, short events, uint64_t deadline_ns);
 
-/* BEGIN-TEMP-BULKHEAD */
-#include <stdbool.h>
-/* True when a call interrupted by a signal would have been restarted by
- * the kernel: every installed handler has SA_RESTART (SIG_DFL and SIG_IGN
- * do not count).  The rule for the shim's own waits: EINTR without
- * SA_RESTART, otherwise resume with the same deadline.  Keeps errno.
- * AS-safe: yes (sigaction). */
+/* Sleeps until deadline_ns: 0, or -EINTR as bw_wait. */
+int bw_wait_sleep(uint64_t deadline_ns);
+
+/* A shim wait was just interrupted by EINTR and the signal is unknown:
+ * true when the program's call would have been restarted (every handler
+ * installed for a signal this thread does not block has SA_RESTART; a
+ * signal with no handler, or one a faulting instruction raises (SIGSEGV,
+ * SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), cannot have caused the EINTR).  Costs one
+ * sigaction(2) per signal: call it only after an EINTR.  AS-safe: yes. */
 bool bw_wait_signal_restarts(void);
-/* END-TEMP-BULKHEAD */
 
 #endif

@@ -218,3 +218,18 @@ except OSError: pass" &
 	grep -q "event=retry dest=127.0.0.1:$FS_PORT attempt=2" "$BULWARK_LOG_FILE"
 	grep -q "event=retry_exhausted dest=127.0.0.1:$FS_PORT attempts=3 errno=ECONNREFUSED reason=attempts" "$BULWARK_LOG_FILE"
 }
+
+@test "connect.timeout with retries on a refused port: ECONNREFUSED after the schedule, exactly 3 failed connects" {
+	# Each timed attempt's error is read from SO_ERROR, which leaves the
+	# failed attempt in the kernel: without a reset before the next one,
+	# that next connect answers ECONNABORTED and counts as a failure of
+	# its own.
+	start_faultsrv --mode refuse
+	BULWARK_POLICY="127.0.0.1 connect.timeout=1s retry.attempts=3 retry.backoff=50ms breaker.failures=100" \
+		run timeout 20 env LD_PRELOAD="$BW_LIB" "$PY" -c "$BLOCKING_CLIENT" "$FS_PORT"
+	echo "# $output" >&3
+	[ "$output" = ECONNREFUSED ]
+	[ "$(field "127.0.0.1:$FS_PORT" failed_calls)" = 3 ]
+	[ "$(field "127.0.0.1:$FS_PORT" total_calls)" = 3 ]
+	[ "$(field "127.0.0.1:$FS_PORT" retries)" = 2 ]
+}
