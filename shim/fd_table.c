@@ -52,6 +52,7 @@ static struct bw_conn *conn_claim(int fd)
 		c->io_timeout = 0;
 		c->attempt = 0;
 		c->pending_err = 0;
+		c->wr_shut = 0;
 		memset(&c->slot, 0, sizeof(c->slot));
 		c->stale = 0;
 		c->rule = -1;

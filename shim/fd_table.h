@@ -55,6 +55,9 @@ struct bw_conn {
 				    reports it again or ECONNABORTED (LESSONS 7) */
 	uint8_t pending_err;     /* a connect error bulwark read from SO_ERROR
 				    and owes the program (poll retries) */
+	uint8_t wr_shut;         /* the program shut down its sending side:
+				    the peer's close then answers (one-way
+				    protocols), it is no failure */
 	int16_t rule;            /* policy rule, -1: defaults */
 	int32_t probe;           /* breaker probe ticket, 0: not a probe */
 	uint32_t attempt;        /* connect attempt number of this connect */
