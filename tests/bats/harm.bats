@@ -120,6 +120,31 @@ except OSError:
 	grep -q "event=retry dest=127.0.0.1:$FS_PORT attempt=2" "$BW_TMP/err"
 }
 
+@test "fd 2 is a TCP connection from the start (inetd style): no line goes into it" {
+	# The client's side reads whatever the program's fd 2 carries; the
+	# program logs a policy error before main.
+	cat >"$BW_TMP/inetd.py" <<'EOF'
+import os, socket, subprocess, sys
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+c = socket.create_connection(l.getsockname())
+a, _ = l.accept()
+env = dict(os.environ, LD_PRELOAD=sys.argv[1])
+subprocess.run([sys.executable, "-c", "print('main ran')"], stderr=a,
+               env=env, timeout=10, check=True)
+a.close()
+c.settimeout(5)
+got = c.recv(4096)
+print("main ran, fd 2 got %d bytes" % len(got))
+EOF
+	export BULWARK_POLICY='* breaker.failures=many'
+	run timeout 20 "$PY" "$BW_TMP/inetd.py" "$BW_LIB"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "main ran" ]
+	[ "${lines[1]}" = "main ran, fd 2 got 0 bytes" ]
+}
+
 # ---- FIFOs and links --------------------------------------------------------
 
 @test "BULWARK_LOG_FILE is a FIFO nobody reads: the program runs and exits at once" {
