@@ -77,13 +77,13 @@ int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
 
 /*
  * A successful connect: a success in the window (and for a probe), but it
- * leaves the consecutive-failure count alone, and the slow-call count too
- * unless it was slow itself (raised then): a fast connect never lowers it,
- * or a client making one slow exchange per connection could never trip
- * breaker.slow_calls.  Only a good exchange, or a
+ * leaves the consecutive-failure count alone.  Only a good exchange, or a
  * connection that ends without a failed one (bw_breaker_note_healthy),
  * shows that the destination answers: a server that accepts and then
- * resets every request would otherwise never trip breaker.failures.
+ * resets every request would otherwise never trip breaker.failures.  A
+ * slow connect raises the slow-call count; a fast one never lowers it, or
+ * a client making one slow exchange per connection could never trip
+ * breaker.slow_calls.
  * Returns an enum bw_breaker_event.  AS-safe: yes.
  */
 int bw_breaker_record_connect_ok(struct bw_dest *d,
