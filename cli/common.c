@@ -122,14 +122,19 @@ int bw_cli_exe_dir(char *buf, size_t cap)
 	return 0;
 }
 
-/* Reads a whole policy file, at most BW_POLICY_FILE_MAX bytes.  Returns 0
- * with *out malloc'ed, or -errno (-EFBIG when too large). */
+/* read_file's result for a path that is not a regular file. */
+#define NOT_REGULAR (-100000)
+
+/* Reads a whole policy file, at most BW_POLICY_FILE_MAX bytes, as the shim
+ * does: opened non-blocking (a FIFO must not hang), a symbolic link not
+ * followed (-ELOOP), anything but a regular file refused (NOT_REGULAR).
+ * Returns 0 with *out malloc'ed, or -errno (-EFBIG when too large). */
 static int read_file(const char *path, char **out, size_t *len)
 {
 	int rc = 0;
 	char *buf = NULL;
 	size_t used = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
@@ -138,8 +143,8 @@ static int read_file(const char *path, char **out, size_t *len)
 		rc = -errno;
 		goto out;
 	}
-	if (S_ISDIR(sb.st_mode)) {
-		rc = -EISDIR;
+	if (!S_ISREG(sb.st_mode)) {
+		rc = NOT_REGULAR;
 		goto out;
 	}
 	buf = malloc(BW_POLICY_FILE_MAX + 1);
@@ -217,6 +222,13 @@ int bw_cli_load_policy(const char *cmd, const char *text, const char *path,
 	}
 	if (path) {
 		rc = read_file(path, &file, &file_len);
+		if (rc == NOT_REGULAR || rc == -ELOOP) {
+			bw_cli_err(cmd, "policy file '%s': %s", path,
+				   rc == NOT_REGULAR
+				       ? "not a regular file"
+				       : "a symbolic link (not followed)");
+			goto out;
+		}
 		if (rc < 0) {
 			bw_cli_err(
 			    cmd, "cannot read policy file '%s': %s", path,

@@ -545,9 +545,12 @@ static int record_closed(struct bw_dest *d, const struct bw_settings *s,
 		nfail = atomic_fetch_add(&d->consecutive_failures, 1) + 1;
 	else if (clears)
 		failures_clear(d);
+	/* A fast exchange lowers the slow count; a fast connect leaves it:
+	 * with one exchange per connection, the fast connects would undo
+	 * every slow exchange and breaker.slow_calls never trip. */
 	if (slow)
 		nslow = atomic_fetch_add(&d->slow_count, 1) + 1;
-	else if (!failed)
+	else if (!failed && clears)
 		slow_count_lower(d);
 	window_add(d, s, now_ns, failed, slow);
 
@@ -627,9 +630,10 @@ bool bw_breaker_record_ok(struct bw_dest *d, const struct bw_settings *s,
 	    w_state(atomic_load(&d->state)) != BW_BREAKER_CLOSED)
 		return false;
 	/* record_closed() for a success that cannot trip. */
-	if (clears)
+	if (clears) {
 		failures_clear(d);
-	slow_count_lower(d);
+		slow_count_lower(d);
+	}
 	window_add(d, s, now_ns, false, false);
 	return true;
 }

@@ -80,7 +80,10 @@ int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
  * leaves the consecutive-failure count alone.  Only a good exchange, or a
  * connection that ends without a failed one (bw_breaker_note_healthy),
  * shows that the destination answers: a server that accepts and then
- * resets every request would otherwise never trip breaker.failures.
+ * resets every request would otherwise never trip breaker.failures.  A
+ * slow connect raises the slow-call count; a fast one never lowers it, or
+ * a client making one slow exchange per connection could never trip
+ * breaker.slow_calls.
  * Returns an enum bw_breaker_event.  AS-safe: yes.
  */
 int bw_breaker_record_connect_ok(struct bw_dest *d,
@@ -91,8 +94,9 @@ int bw_breaker_record_connect_ok(struct bw_dest *d,
 /*
  * The outcome of nearly every call, recorded in one pass: a success that
  * is not slow, the breaker closed and not forced, under settings that
- * judge no rate (so it cannot open).  clears: the consecutive-failure
- * count starts again (a good exchange; a good connect leaves it).  Does
+ * judge no rate (so it cannot open).  clears: a good exchange, which
+ * starts the consecutive-failure count again and lowers the slow-call
+ * count by one; a good connect (false) leaves both.  Does
  * what bw_breaker_record / bw_breaker_record_connect_ok would and returns
  * true; returns false, having changed nothing, in any other case (the
  * caller records through those).  AS-safe: yes.

@@ -4,7 +4,9 @@
  * the outcome of a non-blocking connect, taken where the program learns it
  * (its own getsockopt(SO_ERROR), the first send or receive, close before
  * completion: LESSONS 6), and exchanges: from the first send after a
- * receive (or after the connect) to the next receive that returns data.
+ * receive (or after the connect) to the next receive that returns data,
+ * or that returns the peer's close after the program's own shutdown of
+ * its sending side (one-way protocols: no failure).
  * Owns: bw_io_*.  Never: reads SO_ERROR itself (that would clear the
  * program's error), changes a socket's mode, allocates.  Context: any I/O
  * hook (AS-safe).
@@ -126,7 +128,9 @@ void bw_io_received(struct bw_conn *c, int fd, ssize_t rc, int err,
 	if (st != BW_CONN_ESTABLISHED || c->phase != BW_PHASE_SENT ||
 	    want == 0 || (flags & MSG_PEEK))
 		return;
-	if (rc > 0) {
+	/* Data answers; so does the peer's close after the program shut
+	 * down its own sending side (a one-way protocol's end). */
+	if (rc > 0 || (rc == 0 && c->wr_shut)) {
 		uint64_t now = bw_clock_ns();
 		c->phase = BW_PHASE_IDLE;
 		bw_call_record(c, BW_CALL_EXCHANGE, false,

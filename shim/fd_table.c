@@ -54,6 +54,7 @@ static struct bw_conn *conn_claim(int fd)
 		c->pending_err = 0;
 		c->retry_err = 0;
 		c->retry_due_ns = 0;
+		c->wr_shut = 0;
 		memset(&c->slot, 0, sizeof(c->slot));
 		c->stale = 0;
 		c->rule = -1;

@@ -56,6 +56,9 @@ struct bw_conn {
 	uint8_t pending_err;     /* a connect error bulwark read from SO_ERROR
 				    and owes the program (poll retries) */
 	uint8_t retry_err;       /* with retry_due_ns: the failure it retries */
+	uint8_t wr_shut;         /* the program shut down its sending side:
+				    the peer's close then answers (one-way
+				    protocols), it is no failure */
 	int16_t rule;            /* policy rule, -1: defaults */
 	int32_t probe;           /* breaker probe ticket, 0: not a probe */
 	uint32_t attempt;        /* connect attempt number of this connect */

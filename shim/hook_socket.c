@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/hook_socket.c: the interposed calls that create fds or connect them:
- * socket, connect, accept, accept4, getsockopt, socketpair, pipe, pipe2,
- * open, open64, openat, openat64.
+ * socket, connect, accept, accept4, getsockopt, shutdown, socketpair, pipe,
+ * pipe2, open, open64, openat, openat64.
  * Owns: those exported symbols.  Never: more than one load and one branch
  * for an fd bulwark does not track.  Every fd number handed out is fresh:
  * a stale entry for it is dropped (glibc closes fds without close(),
@@ -98,6 +98,24 @@ BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
 			BW_KEEP_ERRNO(bw_io_sockerr(c, fd, *v));
 		}
 	}
+	return rc;
+}
+
+/* shutdown(2): once the program has shut down its sending side, the
+ * peer's close is how a one-way protocol (nc -N, graphite plaintext,
+ * syslog over TCP) ends its exchange, not a failure (exchange.c).  Marked
+ * before the call, so a receive racing it in another thread already sees
+ * the mark; taken back if the call fails.  AS-safe: yes. */
+BW_EXPORT int shutdown(int fd, int how)
+{
+	struct bw_conn *c = bw_fd_conn(fd);
+	if (BW_LIKELY(!c) || (how != SHUT_WR && how != SHUT_RDWR))
+		return bw_real.shutdown(fd, how);
+	uint8_t was = c->wr_shut;
+	c->wr_shut = 1;
+	int rc = bw_real.shutdown(fd, how);
+	if (rc < 0)
+		c->wr_shut = was;
 	return rc;
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shim/bulkhead.h"
@@ -53,12 +54,26 @@ static bool env_on(const char *name)
 	return v && strcmp(v, "1") == 0;
 }
 
-/* Reads path whole into file_buf.  Returns its length or -errno. */
+/* read_file's result for a path that is not a regular file (no errno
+ * value is this large). */
+#define NOT_REGULAR (-100000)
+
+/* Reads path whole into file_buf.  Returns its length, -errno (ELOOP: a
+ * symbolic link, which is not followed), or NOT_REGULAR.  Opened
+ * non-blocking: a FIFO would otherwise hang the program before main until
+ * a writer came; it is then refused as not a regular file, as a device
+ * or a directory is. */
 static ssize_t read_file(const char *path)
 {
-	int fd = bw_real.open(path, O_RDONLY | O_CLOEXEC);
+	int fd = bw_real.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
+					O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		bw_real.close(fd);
+		return NOT_REGULAR;
+	}
 	size_t n = 0;
 	for (;;) {
 		ssize_t r = bw_real.read(fd, file_buf + n,
@@ -110,10 +125,20 @@ static int load_policy(struct bw_policy_error *err)
 		if (n < 0) {
 			memset(err, 0, sizeof(*err));
 			strcpy(err->origin, "file");
-			snprintf(err->msg, sizeof(err->msg),
-				 "cannot read policy file %s: %s", path,
-				 strerror((int)-n));
-			return (int)n;
+			if (n == NOT_REGULAR)
+				snprintf(err->msg, sizeof(err->msg),
+					 "policy file %s: not a regular file",
+					 path);
+			else if (n == -ELOOP)
+				snprintf(err->msg, sizeof(err->msg),
+					 "policy file %s: a symbolic link "
+					 "(not followed)",
+					 path);
+			else
+				snprintf(err->msg, sizeof(err->msg),
+					 "cannot read policy file %s: %s",
+					 path, strerror((int)-n));
+			return n == NOT_REGULAR ? -EINVAL : (int)n;
 		}
 		rc = bw_policy_parse(&bw_g.policy, file_buf, (size_t)n, "file",
 				     err);
@@ -175,6 +200,7 @@ static void init_once(void)
 	struct bw_policy_error err;
 
 	bw_real_bind();
+	bw_log_init(); /* before the first line */
 	bw_g.log_level = BW_LOG_WARN;
 	const char *lv = getenv("BULWARK_LOG");
 	if (lv && lv[0]) {

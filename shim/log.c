@@ -3,16 +3,31 @@
  * shim/log.c: logfmt event lines (SPEC §6) and their rate limit.
  * Owns: bw_log*.  Never: allocates, uses stdio, holds an fd (the log file is
  * opened, written and closed per line; lines are rare by construction),
- * changes errno.  Context: any hook, signal handlers included (AS-safe).
+ * changes errno, blocks on the log file, writes into a file the program
+ * uses.  Context: any hook, signal handlers included (AS-safe).
  *
  * I1: one line is one write(2), so lines from many processes never mix.
  * I2: a (event, dest) pair logs at most once per second; others are counted
  *     and reported on the next line that gets out.
+ * I3: a line goes to fd 2 only while fd 2 is still the standard error the
+ *     process image started with (same device and inode), and that is not
+ *     an IP socket (an inetd-style service's fd 2 is its client).  A daemon
+ *     that closed fd 2 gets its next socket or file there: a line written
+ *     to it would go into its connection (a redis client once got "-ERR
+ *     unknown command 'bulwark[...]:'") or into its data (an append-only
+ *     file, even).  Those lines are dropped: BULWARK_LOG_FILE keeps them.
+ * I4: BULWARK_LOG_FILE is opened non-blocking and without following a
+ *     symbolic link, and written only when it is a regular file, a FIFO or
+ *     a character device: a FIFO nobody reads fails the open (ENXIO) instead
+ *     of hanging the program.  A line that cannot go there is dropped, never
+ *     sent to fd 2 instead.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "policy/text.h"
@@ -30,6 +45,14 @@ struct limit {
 	_Atomic uint32_t dropped;
 };
 static struct limit limits[BW_LOG_LIMIT_SLOTS];
+
+/* fd 2 as the process image started with it (I3); see bw_log_init. */
+static struct {
+	dev_t dev;
+	ino_t ino;
+	bool known; /* bw_log_init ran */
+	bool open;  /* fd 2 was open, and not an IP socket */
+} err0;
 
 static const char *const level_names[] = { "off", "error", "warn", "info",
 					   "debug" };
@@ -175,18 +198,72 @@ static int limit_pass(const char *event, const char *dest, uint32_t *dropped)
 	return 1;
 }
 
+static bool is_inet_socket(int fd)
+{
+	int dom = 0;
+	socklen_t len = sizeof(dom);
+	return bw_real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 &&
+	       (dom == AF_INET || dom == AF_INET6);
+}
+
+void bw_log_init(void)
+{
+	struct stat sb;
+	int saved = errno;
+	err0.open = fstat(2, &sb) == 0 &&
+		    !(S_ISSOCK(sb.st_mode) && is_inet_socket(2));
+	if (err0.open) {
+		err0.dev = sb.st_dev;
+		err0.ino = sb.st_ino;
+	}
+	err0.known = true;
+	errno = saved;
+}
+
+/* Whether a line may go to fd 2 now (I3): one fstat, on a path that runs
+ * only for a line that passed its rate limit. */
+static bool stderr_ours(void)
+{
+	struct stat sb;
+	if (!err0.known)
+		return true; /* no process start seen (unit tests) */
+	if (fstat(2, &sb) < 0)
+		return false;
+	return err0.open && sb.st_dev == err0.dev && sb.st_ino == err0.ino;
+}
+
+/* The log file, opened for one line (I4), or -1. */
+static int open_log_file(void)
+{
+	int fd = bw_real.open(bw_g.log_file,
+			      O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK |
+				  O_NOFOLLOW | O_CLOEXEC,
+			      0600);
+	if (fd < 0)
+		return -1;
+	struct stat sb;
+	if (fstat(fd, &sb) == 0 && (S_ISREG(sb.st_mode) ||
+				    S_ISFIFO(sb.st_mode) ||
+				    S_ISCHR(sb.st_mode)))
+		return fd;
+	bw_real.close(fd); /* a block device, or fstat failed */
+	return -1;
+}
+
 static void emit(const char *line, size_t len)
 {
-	int fd = 2, own = 0;
-	if (bw_g.log_file[0]) {
-		fd = bw_real.open(bw_g.log_file,
-				  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-				  0600);
+	int fd = 2;
+	bool own = bw_g.log_file[0] != 0;
+	if (own) {
+		fd = open_log_file(); /* may be 2, when fd 2 was closed */
 		if (fd < 0)
-			fd = 2;
-		else
-			own = 1;
+			return;
+	} else if (!stderr_ours()) {
+		return;
 	}
+	/* Non-blocking for the log file: a full FIFO or a stopped tty
+	 * drops the rest of the line (a FIFO takes a line of at most
+	 * PIPE_BUF bytes whole or not at all). */
 	while (len > 0) {
 		ssize_t w = bw_real.write(fd, line, len);
 		if (w < 0 && errno == EINTR)

@@ -12,6 +12,12 @@
 
 enum { BW_LOG_OFF = 0, BW_LOG_ERROR, BW_LOG_WARN, BW_LOG_INFO, BW_LOG_DEBUG };
 
+/* Notes what fd 2 is at the start of the process image: lines go to fd 2
+ * only while it stays that file (and it is not an IP socket); a daemon
+ * that closed it gets its own sockets there.  Until this runs, lines go
+ * to fd 2 unchecked.  Called once, from bw__init. */
+void bw_log_init(void);
+
 /* Parses "off", "error", "warn", "info", "debug"; -1 if none of them. */
 int bw_log_level_from_name(const char *s);
 
@@ -21,6 +27,9 @@ int bw_log_level_from_name(const char *s);
  * %lu, %lld, %llu, %zu, %D (a uint64_t duration in ns: "250ms") and %%.
  * dest may be NULL.  Lines for one (event, dest) are limited to one a
  * second; the next line after a quiet spell says how many were dropped.
+ * The line goes to BULWARK_LOG_FILE (opened non-blocking, no symbolic
+ * link, a regular file, FIFO or character device) or to fd 2 while it is
+ * still the program's standard error (bw_log_init); else it is dropped.
  */
 void bw_log(int level, const char *event, const char *dest, const char *fmt,
 	    ...);

@@ -41,6 +41,10 @@ static int fb_getsockopt(int fd, int lv, int nm, void *v, socklen_t *l)
 {
 	return (int)syscall(SYS_getsockopt, fd, lv, nm, v, l);
 }
+static int fb_shutdown(int fd, int how)
+{
+	return (int)syscall(SYS_shutdown, fd, how);
+}
 static int fb_socketpair(int d, int t, int p, int sv[2])
 {
 	return (int)syscall(SYS_socketpair, d, t, p, sv);
@@ -254,6 +258,7 @@ struct bw_real bw_real = {
 	.accept = fb_accept,
 	.accept4 = fb_accept4,
 	.getsockopt = fb_getsockopt,
+	.shutdown = fb_shutdown,
 	.socketpair = fb_socketpair,
 	.pipe = fb_pipe,
 	.pipe2 = fb_pipe2,
@@ -342,6 +347,7 @@ void bw_real_bind(void)
 	BIND(accept, "accept");
 	BIND(accept4, "accept4");
 	BIND(getsockopt, "getsockopt");
+	BIND(shutdown, "shutdown");
 	BIND(socketpair, "socketpair");
 	BIND(pipe, "pipe");
 	BIND(pipe2, "pipe2");

@@ -25,6 +25,7 @@ struct bw_real {
 	int (*accept)(int, struct sockaddr *, socklen_t *);
 	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
 	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*shutdown)(int, int);
 	int (*socketpair)(int, int, int, int[2]);
 	int (*pipe)(int[2]);
 	int (*pipe2)(int[2], int);

@@ -279,6 +279,45 @@ static void test_breaker_slow_calls_counter(void)
 	BW_ASSERT_EQ(atomic_load(&e.slow_count), 0);
 }
 
+/* One slow exchange per connection (each curl run): the fast connects
+ * between them must not undo the slow exchanges, else breaker.slow_calls
+ * never trips.  A slow connect raises the count; a fast exchange, on
+ * either record path, still lowers it by one. */
+static void test_breaker_fast_connect_keeps_slow_count(void)
+{
+	struct bw_dest d = {0};
+	struct bw_settings s = defaults();
+	s.failures = 0;
+	s.slow_ns = 50 * MS;
+	s.slow_calls = 3;
+	int ev = BW_BREAKER_EV_NONE, why = -1;
+	for (int run = 0; run < 3; run++) {
+		/* The connect: through the one-pass path, as calls.c does
+		 * first, and through the full one. */
+		BW_ASSERT(bw_breaker_record_ok(&d, &s, false, 1 * MS, 0));
+		BW_ASSERT_EQ(bw_breaker_record_connect_ok(&d, &s, 1 * MS,
+							  false, 0),
+			     BW_BREAKER_EV_NONE);
+		BW_ASSERT_EQ(atomic_load(&d.slow_count), (uint32_t)run);
+		ev = bw_breaker_record(&d, &s, false, 120 * MS, false, 0, &why);
+	}
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_OPENED);
+	BW_ASSERT_EQ(why, BW_BREAKER_WHY_SLOW);
+	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), -ECONNREFUSED);
+
+	/* A slow connect raises; fast exchanges lower, on both paths. */
+	struct bw_dest e = {0};
+	BW_ASSERT_EQ(bw_breaker_record_connect_ok(&e, &s, 60 * MS, false, 0),
+		     BW_BREAKER_EV_NONE);
+	BW_ASSERT_EQ(bw_breaker_record(&e, &s, false, 70 * MS, false, 0, NULL),
+		     BW_BREAKER_EV_NONE);
+	BW_ASSERT_EQ(atomic_load(&e.slow_count), 2);
+	BW_ASSERT(bw_breaker_record_ok(&e, &s, true, 1 * MS, 0));
+	BW_ASSERT_EQ(atomic_load(&e.slow_count), 1);
+	BW_ASSERT_EQ(ok(&e, &s, 0), BW_BREAKER_EV_NONE);
+	BW_ASSERT_EQ(atomic_load(&e.slow_count), 0);
+}
+
 static void test_breaker_slow_rate(void)
 {
 	struct bw_dest d = {0};
@@ -753,6 +792,7 @@ static const struct bw_test tests[] = {
     BW_TEST(test_breaker_rate_time_window_expires),
     BW_TEST(test_breaker_no_window_no_rate),
     BW_TEST(test_breaker_slow_calls_counter),
+    BW_TEST(test_breaker_fast_connect_keeps_slow_count),
     BW_TEST(test_breaker_slow_rate),
     BW_TEST(test_breaker_open_duration_lazy_half_open),
     BW_TEST(test_breaker_open_deadline_rounds_up),
