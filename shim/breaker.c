@@ -63,6 +63,14 @@
  *     which admit starts a fresh round (breaker_renew) with fresh claims.
  * I7: open time: breaker_trip uses s->open_ns; each breaker_reopen doubles
  *     the last one, capped at max(s->open_max_ns, s->open_ns).
+ * I9: a deadline is bounded when read: admit brings an OPEN word whose
+ *     deadline lies beyond open_max (of the settings in force) from now, or
+ *     a HALF_OPEN word beyond its round's limit, back to that bound with a
+ *     new generation (BW_BREAKER_EV_BOUNDED).  The segment is shared by
+ *     processes that may be in another time namespace (their monotonic
+ *     clock differs) or may have written garbage; a 1 s breaker must not
+ *     stay open for days because of either.  bw_breaker_view bounds what
+ *     it shows by the open time the trip stored.
  * I8: a process killed anywhere leaves a word some later call continues
  *     from; the worst it costs is one lost window count or one held claim
  *     (freed by I6).  Counters and the window are approximate by design:
@@ -460,6 +468,26 @@ static int claim_probe(struct bw_dest *d, const struct bw_settings *s,
 	return ticket_of(gen);
 }
 
+/* I9: w's deadline, not yet due, lies beyond dur from now: the word is
+ * put back to now + dur with a new generation.  Returns whether w was
+ * beyond (the caller reloads w, which holds the word now current). */
+static bool bound_deadline(struct bw_dest *d, uint64_t *w, uint64_t now_ns,
+			   uint64_t dur, int *event)
+{
+	uint64_t max = deadline_ms(now_ns, dur);
+	if (BREAKER_LIKELY(w_deadline_ms(*w) <= max))
+		return false;
+	uint64_t nw = w_make(w_state(*w), gen_next(*w), max);
+	if (cas_state(d, w, nw)) {
+		*w = nw;
+		if (w_state(nw) == BW_BREAKER_OPEN)
+			atomic_store(&d->open_until_ns, max * NS_PER_MS);
+		if (event)
+			*event = BW_BREAKER_EV_BOUNDED;
+	}
+	return true;
+}
+
 static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 		      uint64_t now_ns, uint64_t w, int *event)
 {
@@ -467,8 +495,12 @@ static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 		int rc;
 		switch (w_state(w)) {
 		case BW_BREAKER_OPEN:
-			if (!w_due(w, now_ns))
+			if (!w_due(w, now_ns)) {
+				if (bound_deadline(d, &w, now_ns,
+						   open_max_of(s), event))
+					continue;
 				return reject(s);
+			}
 			if (breaker_half_open(d, s, &w, now_ns) && event)
 				*event = BW_BREAKER_EV_HALF_OPENED;
 			continue;
@@ -478,6 +510,9 @@ static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 					*event = BW_BREAKER_EV_PROBES_EXPIRED;
 				continue;
 			}
+			if (bound_deadline(d, &w, now_ns, probe_stale_ns(d, s),
+					   event))
+				continue;
 			rc = claim_probe(d, s, w);
 			if (rc != 0)
 				return rc;
@@ -668,8 +703,14 @@ enum bw_breaker_state bw_breaker_view(const struct bw_dest *d, uint64_t now_ns,
 		if (w_due(w, now_ns)) {
 			st = BW_BREAKER_HALF_OPEN;
 		} else {
+			/* I9: no more than the open time the trip stored
+			 * (admit repairs the word itself). */
+			uint64_t dur = atomic_load_explicit(
+			    &d->open_ns, memory_order_relaxed);
 			st = BW_BREAKER_OPEN;
 			left = w_deadline_ms(w) * NS_PER_MS - now_ns;
+			if (dur && left > dur)
+				left = dur;
 		}
 		break;
 	case BW_BREAKER_HALF_OPEN:
@@ -702,6 +743,17 @@ const char *bw_breaker_state_name(const struct bw_dest *d, uint64_t now_ns)
 	default:
 		return "closed";
 	}
+}
+
+bool bw_breaker_quiet(const struct bw_dest *d, uint64_t now_ns,
+		      uint64_t idle_ns)
+{
+	uint64_t w = atomic_load(&d->state);
+	uint32_t st = w_state(w);
+	if (st != BW_BREAKER_OPEN && st != BW_BREAKER_HALF_OPEN)
+		return true; /* closed; a corrupt state admits as closed */
+	return now_ns / NS_PER_MS >= w_deadline_ms(w) &&
+	       now_ns / NS_PER_MS - w_deadline_ms(w) >= idle_ns / NS_PER_MS;
 }
 
 void bw_breaker_reset(struct bw_dest *d)

@@ -65,6 +65,8 @@ struct bw_conn {
 		uint8_t addr[16];
 	} peer;
 	struct bw_dest *d;       /* its destination's slot, NULL: none */
+	uint32_t ten;            /* d's tenancy when bound: d is used only
+				    while bw_state_live(d, ten) */
 	uint64_t t0_ns;          /* connect start, or exchange start */
 };
 
