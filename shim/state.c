@@ -57,7 +57,8 @@
  * the slot, is kept away from the slot's next destination by the tenancy:
  *
  * T1: ten changes (fetch_add, seq_cst) after the reclaim's CAS took the
- *     READY tag and before anything of the slot is cleared or rewritten.
+ *     READY tag and before anything of the slot is cleared or rewritten,
+ *     and again at every publish; a published slot's ten is never 0.
  * T2: a connection reads ten BEFORE the tag and key that tell it the slot
  *     holds its key (bw_state_ten then bw_state_find_at; or bw_state_pin,
  *     which reads ten and then checks tag and key again).  Reading the new
@@ -482,6 +483,38 @@ int bw_state_attach(struct bw_state *st, const char *name, bool create,
 	return rc;
 }
 
+int bw_state_lose(struct bw_state *st)
+{
+	int saved = errno, rc = 0;
+	void *m;
+
+	if (!st || !st->hdr || !st->map_len)
+		return -EINVAL;
+	m = mmap(st->hdr, st->map_len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+		 0);
+	if (m == MAP_FAILED)
+		rc = -errno;
+	else {
+		/* Zeroed slots: tenancy 0, which no published slot has
+		 * (fill_publish), so no connection bound before is live. */
+		hdr_init(st->hdr, (unsigned)geteuid());
+		st->shared = false;
+	}
+	errno = saved;
+	return rc;
+}
+
+bool bw_state_contains(const struct bw_state *st, const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr, b;
+
+	if (!st || !st->hdr)
+		return false;
+	b = (uintptr_t)st->hdr;
+	return a >= b && a - b < st->map_len;
+}
+
 void bw_state_detach(struct bw_state *st)
 {
 	int saved = errno;
@@ -721,12 +754,14 @@ static bool fill_publish(struct bw_state *st, struct bw_dest *d,
 			 uint64_t ready, bool stolen, const char *label,
 			 const char *rule)
 {
-	if (stolen) {
-		/* A stolen claim may have been a reclaim cut short: the slot's
-		 * holders of the old tenancy must not see this one (T1). */
-		atomic_fetch_add(&d->ten, 1);
+	/* A new tenancy (T1): the next value, or for a slot never used
+	 * (or zeroed by bw_state_lose) one taken from the clock, so that it
+	 * differs from whatever a connection bound before a loss holds. */
+	uint32_t ten = atomic_load_explicit(&d->ten, memory_order_relaxed);
+	ten = ten ? ten + 1 : (uint32_t)(bw_clock_ns() >> 10);
+	atomic_store(&d->ten, ten ? ten : 1);
+	if (stolen)
 		dest_clear_unpublished(d);
-	}
 	atomic_store_explicit(&d->touched,
 			      (uint32_t)(bw_clock_ns() >> BW_STATE_TOUCH_SHIFT),
 			      memory_order_relaxed);

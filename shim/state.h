@@ -263,6 +263,18 @@ enum bw_reclaim_mode {
  */
 bool bw_state_reclaim(struct bw_state *st, uint32_t i, uint64_t now_ns,
 		      enum bw_reclaim_mode mode);
+/*
+ * The segment's file was truncated under us (a SIGBUS inside the mapping,
+ * shim/hook_signal.c): the whole mapping becomes private anonymous memory
+ * in place (MAP_FIXED), an empty table with a fresh header, so every
+ * pointer into it stays valid and nothing more faults.  Connections bound
+ * before keep a tenancy the zeroed slots do not have (bw_state_live).
+ * Returns 0 or -errno (the mapping is then unchanged).  AS-safe: yes.
+ */
+int bw_state_lose(struct bw_state *st);
+/* Whether addr lies inside st's mapping. */
+bool bw_state_contains(const struct bw_state *st, const void *addr);
+
 /* Slots holding a destination now (READY tags), by a scan. */
 uint32_t bw_state_count_used(const struct bw_state *st);
 

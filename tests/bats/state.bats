@@ -109,3 +109,70 @@ PY
 	[ "$(bw_field "127.0.0.1:$port" state)" = closed ]
 	grep -q 'event=state_error.*action=bounded' "$BW_TMP/log"
 }
+
+@test "state: truncating the segment's file does not kill a client; it falls back to private state once" {
+	require_shim
+	require_cli
+	local port
+	port=$(free_port)
+	export BULWARK_POLICY="127.0.0.0/8 retry.attempts=1 breaker.failures=1000"
+	export BULWARK_LOG_FILE=$BW_TMP/log
+	# A client that connects in a loop until told to stop, then says how
+	# many connects it made.
+	LD_PRELOAD="$BW_LIB" python3 - "$port" "$BW_TMP/stop" >"$BW_TMP/client.out" 2>&1 <<'PY' &
+import os, socket, sys, time
+port, stop = int(sys.argv[1]), sys.argv[2]
+n = 0
+deadline = time.time() + 60
+while not os.path.exists(stop) and time.time() < deadline:
+    s = socket.socket()
+    s.connect_ex(("127.0.0.1", port + n % 20))
+    s.close()
+    n += 1
+print("survived", n)
+PY
+	local pid=$!
+	bw_track_pid "$pid"
+	wait_until 10 test -s "$(bw_state_file)"
+	wait_until 10 bash -c '[ "$("$BW_CLI" status --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")" -ge 5 ]'
+	truncate -s 0 "$(bw_state_file)"
+	# It goes on connecting after the truncation (the log line comes
+	# from the fault; without the guard it dies of SIGBUS there), then
+	# stops when told.
+	wait_until 10 bash -c "grep -qs 'fell back to private state' '$BW_TMP/log' || ! kill -0 $pid"
+	touch "$BW_TMP/stop"
+	local rc=0
+	wait "$pid" || rc=$?
+	cat "$BW_TMP/client.out"
+	[ "$rc" -eq 0 ]
+	[[ $(cat "$BW_TMP/client.out") == "survived "* ]]
+	[ "$(grep -c 'event=state_error.*fell back to private state' "$BW_TMP/log")" -eq 1 ]
+}
+
+@test "state: the program's own SIGBUS disposition is kept (its handler runs, SIG_DFL still kills)" {
+	require_shim
+	export BULWARK_POLICY="127.0.0.1 retry.attempts=1"
+	# What the program set is what it reads back; its handler gets a
+	# SIGBUS that is not the segment's.
+	run run_shim python3 -c '
+import signal, os
+print(signal.getsignal(signal.SIGBUS) == signal.SIG_DFL)
+got = []
+signal.signal(signal.SIGBUS, lambda s, f: got.append(s))
+os.kill(os.getpid(), signal.SIGBUS)
+print(got == [signal.SIGBUS], signal.getsignal(signal.SIGBUS) is not None)'
+	[ "$status" -eq 0 ]
+	[ "$output" = $'True\nTrue True' ]
+	# A real fault outside the segment (a truncated file of its own) ends
+	# the program with SIGBUS, as without bulwark.
+	run run_shim python3 -c '
+import mmap, os, tempfile
+f = tempfile.TemporaryFile()
+f.write(b"x" * 8192); f.flush()
+m = mmap.mmap(f.fileno(), 8192)
+os.ftruncate(f.fileno(), 0)
+print(m[4096])'
+	[ "$status" -eq 135 ]
+	run run_shim python3 -c 'import os, signal; os.kill(os.getpid(), signal.SIGBUS)'
+	[ "$status" -eq 135 ]
+}
