@@ -887,20 +887,25 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 /* ---- reclaim (T1-T3) ------------------------------------------------------
  */
 
-/* Whether d may give up its slot under mode, now (I1, T3). */
-static bool reclaimable(struct bw_dest *d, uint64_t now_ns,
-			enum bw_reclaim_mode mode)
+/* Whether no bulkhead slot of d is held or waited for (T3). */
+static bool bulkhead_idle(const struct bw_dest *d)
 {
 	struct bw_bulkhead_view v;
 
+	bw_bulkhead_view(d, &v);
+	return !v.active && !v.waiting;
+}
+
+/* Whether d may give up its slot under mode, now (I1, T3).  The cheap
+ * tests first: a full table asks this of up to BW_STATE_PROBE_MAX slots. */
+static bool reclaimable(struct bw_dest *d, uint64_t now_ns,
+			enum bw_reclaim_mode mode)
+{
 	if (atomic_load_explicit(&d->forced, memory_order_relaxed) !=
 	    BW_FORCE_AUTO)
 		return false;
-	bw_bulkhead_view(d, &v);
-	if (v.active || v.waiting)
-		return false;
 	if (mode == BW_RECLAIM_RESET)
-		return true;
+		return bulkhead_idle(d);
 	uint32_t now_t = (uint32_t)(now_ns >> BW_STATE_TOUCH_SHIFT);
 	uint32_t age = now_t - atomic_load_explicit(&d->touched,
 						     memory_order_relaxed);
@@ -916,7 +921,8 @@ static bool reclaimable(struct bw_dest *d, uint64_t now_ns,
 	}
 	return age >= idle &&
 	       bw_breaker_quiet(d, now_ns,
-				(uint64_t)BW_STATE_IDLE_S * 1000000000ull);
+				(uint64_t)BW_STATE_IDLE_S * 1000000000ull) &&
+	       bulkhead_idle(d);
 }
 
 bool bw_state_reclaim(struct bw_state *st, uint32_t i, uint64_t now_ns,

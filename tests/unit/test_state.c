@@ -685,6 +685,43 @@ static void test_state_reclaim_same_key_new_tenancy(void)
 	bw_state_detach(&st);
 }
 
+/* The segment's file truncated under us: bw_state_lose (what the SIGBUS
+ * handler of shim/hook_signal.c calls) makes the mapping private memory
+ * in place, every byte of it readable again, an empty table in which no
+ * connection bound before is live, and lookups work. */
+static void test_state_lose_truncated(void)
+{
+	const char *name = uname_("lose");
+	struct bw_state st;
+	struct bw_dest_key k = key_v4(7);
+	struct bw_dest *d, *e;
+	uint32_t ten = 0, ten2 = 0;
+	char why[256];
+
+	unlink_state(name);
+	BW_ASSERT_EQ(bw_state_attach(&st, name, true, why, sizeof(why)), 0);
+	d = bw_state_get(&st, &k, "a", "r");
+	BW_ASSERT(d && bw_state_pin(&st, d, &k, &ten));
+	BW_ASSERT(ten != 0);
+	BW_ASSERT(bw_state_contains(&st, d));
+	BW_ASSERT(bw_state_contains(&st, (char *)st.hdr + st.map_len - 1));
+	BW_ASSERT(!bw_state_contains(&st, (char *)st.hdr + st.map_len));
+	BW_ASSERT_EQ(truncate(spath(name), 0), 0);
+	BW_ASSERT_EQ(bw_state_lose(&st), 0);
+	BW_ASSERT(!st.shared);
+	/* The last byte, past the old end of file, reads as 0. */
+	BW_ASSERT_EQ(((volatile char *)st.hdr)[st.map_len - 1], 0);
+	BW_ASSERT(bw_state_slot(&st, bw_state_index(&st, d)) == NULL);
+	BW_ASSERT(bw_state_live(d, ten) == NULL);
+	e = bw_state_get(&st, &k, "a", "r");
+	BW_ASSERT(e == d); /* its home slot, empty again */
+	BW_ASSERT(bw_state_pin(&st, e, &k, &ten2) && ten2 != ten);
+	BW_ASSERT(bw_state_live(d, ten) == NULL);
+	BW_ASSERT_EQ(atomic_load(&st.hdr->used), 1);
+	bw_state_detach(&st);
+	unlink_state(name);
+}
+
 /* ---- PENDING takeover rules --------------------------------------------- */
 
 static pid_t dead_pid(void)
@@ -1253,6 +1290,7 @@ static const struct bw_test tests[] = {
     BW_TEST(test_state_reclaim_idle_when_full),
     BW_TEST(test_state_reclaim_spares_busy),
     BW_TEST(test_state_reclaim_same_key_new_tenancy),
+    BW_TEST(test_state_lose_truncated),
     BW_TEST(test_state_pending_dead_claimer_taken_over),
     BW_TEST(test_state_pending_live_claimer_waits_bounded),
     BW_TEST(test_state_reset_dest),
