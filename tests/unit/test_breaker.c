@@ -817,9 +817,44 @@ static void test_breaker_quiet(void)
 	BW_ASSERT(bw_breaker_quiet(&d, 607 * SEC, 600 * SEC));
 }
 
+/* A window holding more than it can (garbage from the segment) is not
+ * judged: it starts over instead of opening the breaker on junk; a bucket
+ * whose epoch lies far ahead is taken back, not dropped for ever.  On the
+ * old code the junk opened the breaker at the first call. */
+static void test_breaker_window_garbage(void)
+{
+	struct bw_dest d = {0};
+	struct bw_settings s = defaults();
+	s.failures = 0;
+	s.rate = 0.5;
+	s.window_calls = 20;
+	s.min_calls = 10;
+	for (int i = 0; i < BW_STATE_WINDOW_BUCKETS; i++) {
+		atomic_store(&d.win[i].epoch, (uint64_t)i + 1);
+		atomic_store(&d.win[i].calls, 1000000);
+		atomic_store(&d.win[i].failures, 1000000);
+	}
+	atomic_store(&d.window_seq, 20);
+	BW_ASSERT_EQ(ok(&d, &s, SEC), BW_BREAKER_EV_NONE);
+	BW_ASSERT_EQ(view(&d, SEC), BW_BREAKER_CLOSED);
+	uint32_t c = 0;
+	bw_breaker_window(&d, &s, SEC, &c, NULL, NULL);
+	BW_ASSERT(c <= s.window_calls);
+
+	struct bw_dest e = {0};
+	s.rate = -1;
+	for (int i = 0; i < BW_STATE_WINDOW_BUCKETS; i++)
+		atomic_store(&e.win[i].epoch, ~0ull >> 1);
+	for (int i = 0; i < 20; i++)
+		ok(&e, &s, SEC);
+	bw_breaker_window(&e, &s, SEC, &c, NULL, NULL);
+	BW_ASSERT(c >= 18);
+}
+
 static const struct bw_test tests[] = {
     BW_TEST(test_breaker_deadline_bounded),
     BW_TEST(test_breaker_quiet),
+    BW_TEST(test_breaker_window_garbage),
     BW_TEST(test_breaker_closed_admits),
     BW_TEST(test_breaker_opens_after_consecutive_failures),
     BW_TEST(test_breaker_success_resets_count),
