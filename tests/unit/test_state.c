@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -722,6 +723,84 @@ static void test_state_lose_truncated(void)
 	unlink_state(name);
 }
 
+/* Threads bind to destinations (lookup, then pin) and keep checking, as
+ * calls.c does, that a slot they see live holds their key, while another
+ * thread frees slots as reset --all does (T1, T2): a live pointer never
+ * shows another key.  Run under ASan, not TSan: the key bytes are read
+ * while a reclaimer may clear them, by design (the tenancy re-check
+ * discards such a read). */
+struct churn {
+	struct bw_state *st;
+	_Atomic int stop;
+	_Atomic uint64_t binds, wrong, reclaims;
+};
+
+static void *churn_binder(void *arg)
+{
+	struct churn *ch = arg;
+	uint64_t x = 88172645463325252ull ^ (uint64_t)(uintptr_t)&x;
+
+	while (!atomic_load(&ch->stop)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		struct bw_dest_key k = key_v4((uint32_t)(x % 4000));
+		struct bw_dest *d = bw_state_get(ch->st, &k, "c", "r");
+		uint32_t ten;
+
+		if (!d || !bw_state_pin(ch->st, d, &k, &ten))
+			continue;
+		atomic_fetch_add(&ch->binds, 1);
+		for (int i = 0; i < 50; i++) {
+			if (!bw_state_live(d, ten))
+				break;
+			struct bw_dest_key seen;
+			memcpy(&seen, (const void *)&d->key, sizeof(seen));
+			atomic_thread_fence(memory_order_acquire);
+			if (bw_state_live(d, ten) &&
+			    (seen.port != k.port ||
+			     memcmp(seen.addr, k.addr, 4) != 0))
+				atomic_fetch_add(&ch->wrong, 1);
+		}
+	}
+	return NULL;
+}
+
+static void *churn_reclaimer(void *arg)
+{
+	struct churn *ch = arg;
+	uint32_t i = 0;
+
+	while (!atomic_load(&ch->stop)) {
+		i = (i * 1103515245u + 12345u) & (BW_STATE_SLOTS - 1);
+		if (bw_state_reclaim(ch->st, i, mono_ns(), BW_RECLAIM_RESET))
+			atomic_fetch_add(&ch->reclaims, 1);
+	}
+	return NULL;
+}
+
+static void test_state_reclaim_under_lookups(void)
+{
+	struct bw_state st;
+	struct churn ch = {.st = &st};
+	pthread_t t[4];
+
+	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
+	for (int i = 0; i < 3; i++)
+		BW_ASSERT_EQ(pthread_create(&t[i], NULL, churn_binder, &ch), 0);
+	BW_ASSERT_EQ(pthread_create(&t[3], NULL, churn_reclaimer, &ch), 0);
+	sleep_us(1500000);
+	atomic_store(&ch.stop, 1);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	printf("# %llu binds, %llu reclaims, %llu wrong keys seen live\n",
+	       (unsigned long long)ch.binds, (unsigned long long)ch.reclaims,
+	       (unsigned long long)ch.wrong);
+	BW_ASSERT(ch.binds > 1000 && ch.reclaims > 100);
+	BW_ASSERT_EQ(ch.wrong, 0);
+	bw_state_detach(&st);
+}
+
 /* ---- PENDING takeover rules --------------------------------------------- */
 
 static pid_t dead_pid(void)
@@ -1291,6 +1370,7 @@ static const struct bw_test tests[] = {
     BW_TEST(test_state_reclaim_spares_busy),
     BW_TEST(test_state_reclaim_same_key_new_tenancy),
     BW_TEST(test_state_lose_truncated),
+    BW_TEST(test_state_reclaim_under_lookups),
     BW_TEST(test_state_pending_dead_claimer_taken_over),
     BW_TEST(test_state_pending_live_claimer_waits_bounded),
     BW_TEST(test_state_reset_dest),
