@@ -505,7 +505,8 @@ static bool bound_deadline(struct bw_dest *d, uint64_t *w, uint64_t now_ns,
 		*w = nw;
 		if (w_state(nw) == BW_BREAKER_OPEN)
 			atomic_store(&d->open_until_ns, max * NS_PER_MS);
-		if (event)
+		/* A transition of this same admit is the event to log. */
+		if (event && *event == BW_BREAKER_EV_NONE)
 			*event = BW_BREAKER_EV_BOUNDED;
 	}
 	return true;
