@@ -3,6 +3,9 @@
  * cli/reset.c: `bulwark reset [--state NAME] (DEST | --all)` (SPEC §5):
  * zeroes the counters and closes the breaker of one destination (every
  * address of a host name, or a group) or of all, via bw_state_reset_dest.
+ * --all also gives back the slot of every destination not forced and
+ * holding no bulkhead slot (bw_state_reclaim), so that a table filled by
+ * a test suite's thousands of destinations is empty again.
  * Never: creates a segment or a destination; an unknown DEST is exit 1.
  * Bulkhead slots held by live connections stay counted (state.h).
  */
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "shim/bulkhead.h"
@@ -38,7 +42,10 @@ static const char usage[] =
     "Options:\n"
     "  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
     "                    'default')\n"
-    "  -a, --all         reset every destination of the state\n"
+    "  -a, --all         reset every destination of the state, and free the\n"
+    "                    slot of each one that is not forced and holds no\n"
+    "                    bulkhead slot (it is made afresh at its next\n"
+    "                    connect; status no longer lists it)\n"
     "  -h, --help        show this help\n"
     "\n"
     "Exit status: 0 done (also --all on a state no program has used yet),\n"
@@ -147,16 +154,34 @@ static int reset_main(int argc, char **argv)
 	int n = 0;
 	char label[BW_STATE_LABEL_MAX];
 	if (all) {
+		/* Every slot not forced and holding no bulkhead slot is
+		 * freed (its destination starts afresh at its next connect);
+		 * the others are reset in place. */
+		struct timespec ts;
+		int freed = 0;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull +
+			       (uint64_t)ts.tv_nsec;
+		bw_bulkhead_sweep(&st, NULL, now, true);
 		for (uint32_t i = 0; i < BW_STATE_SLOTS; i++) {
 			struct bw_dest *d = bw_state_slot(&st, i);
 			if (!d)
 				continue;
-			bw_state_reset_dest(d);
 			repair_bulkhead(&st, d);
 			n++;
+			if (bw_state_reclaim(&st, i, now, BW_RECLAIM_RESET))
+				freed++;
+			else
+				bw_state_reset_dest(d);
 		}
-		printf("reset %d destination%s in state '%s'\n", n,
-		       n == 1 ? "" : "s", name);
+		printf("reset %d destination%s in state '%s': %d slot%s "
+		       "freed",
+		       n, n == 1 ? "" : "s", name, freed,
+		       freed == 1 ? "" : "s");
+		if (freed < n)
+			printf(", %d kept (forced, or a bulkhead slot held)",
+			       n - freed);
+		putchar('\n');
 		rc = BW_CLI_OK;
 		goto out;
 	}

@@ -98,6 +98,11 @@ static const char usage[] =
     "0.1)\n"
     "  -h, --help         show this help\n"
     "\n"
+    "The table ends with how many of the state's 16384 destination slots\n"
+    "are in use (--prometheus: bulwark_state_slots_used, bulwark_state_slots);\n"
+    "a destination idle for 10 minutes gives up its slot to a new one, and\n"
+    "bulwark reset --all frees every slot not forced.\n"
+    "\n"
     "A state no program has used yet is reported as such, with an empty "
     "table\n"
     "('[]' with --json); the status is still 0.\n"
@@ -308,7 +313,25 @@ static void row_cells(const struct row *r, char cells[NCOLS][CELL_MAX])
 		snprintf(cells[COL_OPEN], CELL_MAX, "-");
 }
 
-static void print_table(const struct row *rows, size_t n)
+/* The table's last line: how full the state is (the JSON array has no
+ * room for it; --prometheus has bulwark_state_slots_used). */
+static void print_fullness(const struct bw_state *st)
+{
+	uint32_t used = bw_state_count_used(st);
+	uint64_t full = LD(st->hdr->full_events);
+
+	printf("\nslots: %" PRIu32 " of %u in use (a destination idle for "
+	       "%d minutes gives up its slot to a new one)",
+	       used, (unsigned)BW_STATE_SLOTS, BW_STATE_IDLE_S / 60);
+	if (full)
+		printf("; %" PRIu64 " new destination%s found no room and "
+		       "went unprotected",
+		       full, full == 1 ? "" : "s");
+	putchar('\n');
+}
+
+static void print_table(const struct row *rows, size_t n,
+			const struct bw_state *st)
 {
 	size_t width[NCOLS];
 	char cells[NCOLS][CELL_MAX];
@@ -336,6 +359,8 @@ static void print_table(const struct row *rows, size_t n)
 			       cells[c]);
 		}
 	}
+	if (st)
+		print_fullness(st);
 }
 
 /* ---- JSON ---------------------------------------------------------------- */
@@ -528,6 +553,16 @@ static void print_prometheus(const struct row *rows, size_t n,
 		       "# TYPE bulwark_state_full_total counter\n"
 		       "bulwark_state_full_total %" PRIu64 "\n",
 		       (uint64_t)LD(st->hdr->full_events));
+		printf("# HELP bulwark_state_slots_used Destination slots in "
+		       "use (an idle destination gives its slot up to a new "
+		       "one).\n"
+		       "# TYPE bulwark_state_slots_used gauge\n"
+		       "bulwark_state_slots_used %" PRIu32 "\n"
+		       "# HELP bulwark_state_slots Destination slots in the "
+		       "state.\n"
+		       "# TYPE bulwark_state_slots gauge\n"
+		       "bulwark_state_slots %u\n",
+		       bw_state_count_used(st), (unsigned)BW_STATE_SLOTS);
 	}
 	if (n == 0)
 		return;
@@ -626,7 +661,7 @@ static int show(const char *name, enum fmt fmt, bool quiet_missing)
 		else if (fmt == FMT_PROM)
 			print_prometheus(NULL, 0, NULL);
 		else
-			print_table(NULL, 0);
+			print_table(NULL, 0, NULL);
 		return BW_CLI_OK;
 	}
 	rc = collect(&st, &rows, &n);
@@ -640,7 +675,7 @@ static int show(const char *name, enum fmt fmt, bool quiet_missing)
 	else if (fmt == FMT_PROM)
 		print_prometheus(rows, n, &st);
 	else
-		print_table(rows, n);
+		print_table(rows, n, &st);
 	free(rows);
 	bw_state_detach(&st);
 	return BW_CLI_OK;

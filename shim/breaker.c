@@ -63,6 +63,18 @@
  *     which admit starts a fresh round (breaker_renew) with fresh claims.
  * I7: open time: breaker_trip uses s->open_ns; each breaker_reopen doubles
  *     the last one, capped at max(s->open_max_ns, s->open_ns).
+ * I9: a deadline is bounded when read: admit brings an OPEN word whose
+ *     deadline lies beyond open_max (of the settings in force) from now, or
+ *     a HALF_OPEN word beyond the longest round, back to that bound with a
+ *     new generation (BW_BREAKER_EV_BOUNDED); beyond means by more than
+ *     BOUND_SLACK_NS, as a caller may hold a clock reading older than the
+ *     one a deadline was set from.  The segment is shared by
+ *     processes that may be in another time namespace (their monotonic
+ *     clock differs) or may have written garbage; a 1 s breaker must not
+ *     stay open for days because of either.  bw_breaker_view bounds what
+ *     it shows by the open time the trip stored.  Window counts beyond
+ *     what the window holds, and bucket epochs far ahead of any call, are
+ *     garbage too: the window starts over (window_trips, window_add).
  * I8: a process killed anywhere leaves a word some later call continues
  *     from; the worst it costs is one lost window count or one held claim
  *     (freed by I6).  Counters and the window are approximate by design:
@@ -232,6 +244,9 @@ static uint64_t time_slice_ns(const struct bw_settings *s)
 	return sl ? sl : 1;
 }
 
+/* Bucket epochs ahead of a call's own by this many or more are corrupt. */
+#define WINDOW_AHEAD_MAX (1ull << 20)
+
 static void window_add(struct bw_dest *d, const struct bw_settings *s,
 		       uint64_t now_ns, bool failed, bool slow)
 {
@@ -250,8 +265,11 @@ static void window_add(struct bw_dest *d, const struct bw_settings *s,
 	struct bw_window_bucket *b = &d->win[ep % BW_STATE_WINDOW_BUCKETS];
 	uint64_t e = atomic_load(&b->epoch);
 	while (e != tag) {
-		if (e > tag)
-			return; /* a late call for a recycled bucket: drop it */
+		/* A late call for a recycled bucket: drop it.  An epoch
+		 * further ahead than any delay explains is garbage from the
+		 * segment (I9): the bucket is taken back. */
+		if (e > tag && e - tag < WINDOW_AHEAD_MAX)
+			return;
 		if (atomic_compare_exchange_weak(&b->epoch, &e, tag)) {
 			atomic_store_explicit(&b->calls, 0,
 					      memory_order_relaxed);
@@ -329,13 +347,19 @@ static bool window_judged(const struct bw_settings *s)
 }
 
 /* Whether the window's rates trip s; sets *why. */
-static bool window_trips(const struct bw_dest *d, const struct bw_settings *s,
+static bool window_trips(struct bw_dest *d, const struct bw_settings *s,
 			 uint64_t now_ns, int *why)
 {
 	if (!window_judged(s))
 		return false;
 	uint32_t c, f, sl;
 	bw_breaker_window(d, s, now_ns, &c, &f, &sl);
+	if (f > c || sl > c ||
+	    (s->window_calls && c > s->window_calls + count_bucket_size(s))) {
+		/* More than the window can hold (I9): corrupt; start over. */
+		window_clear(d);
+		return false;
+	}
 	uint32_t min = s->min_calls ? s->min_calls : 1;
 	if (c < min)
 		return false;
@@ -460,6 +484,34 @@ static int claim_probe(struct bw_dest *d, const struct bw_settings *s,
 	return ticket_of(gen);
 }
 
+/* A deadline may lie this far beyond now + its duration without being
+ * corrupt: callers read the clock before they call, so a caller delayed
+ * between the two meets deadlines set from later clock readings. */
+#define BOUND_SLACK_NS (5ull * 1000000000ull)
+
+/* I9: w's deadline, not yet due, lies beyond dur (+ the slack) from now:
+ * the word is put back to now + dur with a new generation.  Returns
+ * whether w was beyond (the caller goes on with *w, the word now
+ * current). */
+static bool bound_deadline(struct bw_dest *d, uint64_t *w, uint64_t now_ns,
+			   uint64_t dur, int *event)
+{
+	if (BREAKER_LIKELY(w_deadline_ms(*w) <=
+			   deadline_ms(now_ns, dur + BOUND_SLACK_NS)))
+		return false;
+	uint64_t max = deadline_ms(now_ns, dur);
+	uint64_t nw = w_make(w_state(*w), gen_next(*w), max);
+	if (cas_state(d, w, nw)) {
+		*w = nw;
+		if (w_state(nw) == BW_BREAKER_OPEN)
+			atomic_store(&d->open_until_ns, max * NS_PER_MS);
+		/* A transition of this same admit is the event to log. */
+		if (event && *event == BW_BREAKER_EV_NONE)
+			*event = BW_BREAKER_EV_BOUNDED;
+	}
+	return true;
+}
+
 static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 		      uint64_t now_ns, uint64_t w, int *event)
 {
@@ -467,8 +519,12 @@ static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 		int rc;
 		switch (w_state(w)) {
 		case BW_BREAKER_OPEN:
-			if (!w_due(w, now_ns))
+			if (!w_due(w, now_ns)) {
+				if (bound_deadline(d, &w, now_ns,
+						   open_max_of(s), event))
+					continue;
 				return reject(s);
+			}
 			if (breaker_half_open(d, s, &w, now_ns) && event)
 				*event = BW_BREAKER_EV_HALF_OPENED;
 			continue;
@@ -478,6 +534,14 @@ static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 					*event = BW_BREAKER_EV_PROBES_EXPIRED;
 				continue;
 			}
+			/* The longest round any open time gives (I6). */
+			if (bound_deadline(d, &w, now_ns,
+					   open_max_of(s) >
+						   BW_BREAKER_PROBE_STALE_MIN_NS
+					       ? open_max_of(s)
+					       : BW_BREAKER_PROBE_STALE_MIN_NS,
+					   event))
+				continue;
 			rc = claim_probe(d, s, w);
 			if (rc != 0)
 				return rc;
@@ -672,8 +736,14 @@ enum bw_breaker_state bw_breaker_view(const struct bw_dest *d, uint64_t now_ns,
 		if (w_due(w, now_ns)) {
 			st = BW_BREAKER_HALF_OPEN;
 		} else {
+			/* I9: no more than the open time the trip stored
+			 * (admit repairs the word itself). */
+			uint64_t dur = atomic_load_explicit(
+			    &d->open_ns, memory_order_relaxed);
 			st = BW_BREAKER_OPEN;
 			left = w_deadline_ms(w) * NS_PER_MS - now_ns;
+			if (dur && left > dur)
+				left = dur;
 		}
 		break;
 	case BW_BREAKER_HALF_OPEN:
@@ -706,6 +776,17 @@ const char *bw_breaker_state_name(const struct bw_dest *d, uint64_t now_ns)
 	default:
 		return "closed";
 	}
+}
+
+bool bw_breaker_quiet(const struct bw_dest *d, uint64_t now_ns,
+		      uint64_t idle_ns)
+{
+	uint64_t w = atomic_load(&d->state);
+	uint32_t st = w_state(w);
+	if (st != BW_BREAKER_OPEN && st != BW_BREAKER_HALF_OPEN)
+		return true; /* closed; a corrupt state admits as closed */
+	return now_ns / NS_PER_MS >= w_deadline_ms(w) &&
+	       now_ns / NS_PER_MS - w_deadline_ms(w) >= idle_ns / NS_PER_MS;
 }
 
 void bw_breaker_reset(struct bw_dest *d)

@@ -37,6 +37,11 @@ enum bw_breaker_event {
 	BW_BREAKER_EV_REOPENED,	      /* half_open -> open: breaker_open */
 	BW_BREAKER_EV_PROBES_EXPIRED, /* half_open round renewed: its probes
 				       * never reported (breaker_half_open) */
+	BW_BREAKER_EV_BOUNDED,	      /* a deadline read from the segment lay
+				       * beyond breaker.open_max (or the probe
+				       * round's limit) from now: corrupt, or
+				       * written in another time namespace;
+				       * it was brought back (state_error) */
 };
 
 /* Why a closed breaker opened (bw_breaker_record's *why). */
@@ -121,6 +126,14 @@ void bw_breaker_release_probe(struct bw_dest *d, int ticket);
  */
 enum bw_breaker_state bw_breaker_view(const struct bw_dest *d, uint64_t now_ns,
 				      uint64_t *open_remaining_ns);
+
+/*
+ * Whether d's breaker leaves its slot free to go (shim/state.c reclaim):
+ * closed, or its open time (or half-open round) ended idle_ns ago or
+ * more, so the next connect would be let through anyway.  AS-safe: yes.
+ */
+bool bw_breaker_quiet(const struct bw_dest *d, uint64_t now_ns,
+		      uint64_t idle_ns);
 
 /* The state as SPEC §5's status spells it, forced states included:
  * "closed", "open", "half_open", "forced_open", "disabled". */

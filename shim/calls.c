@@ -72,6 +72,13 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 		BW_USDT_BREAKER(d, "breaker_close");
 		bw_log(BW_LOG_INFO, "breaker_close", label, "");
 		break;
+	case BW_BREAKER_EV_BOUNDED:
+		bw_log(BW_LOG_WARN, "state_error", label,
+		       "msg=%q action=bounded",
+		       "open deadline in the shared state lay beyond "
+		       "breaker.open_max from now (corrupt, or written in "
+		       "another time namespace)");
+		break;
 	default:
 		break;
 	}
@@ -125,11 +132,14 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 
 int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 {
-	struct bw_dest *d = c->d;
-	/* Observed only: never refused, whatever the shared breaker says
-	 * (another process's rule may have opened it), and no slot. */
+	/* A slot reclaimed since the bind holds another destination now
+	 * (shim/state.c, T2): this connection goes on untracked.  Observed only:
+	 * never refused, whatever the shared breaker says (another process's
+	 * rule may have opened it), and no slot. */
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	if (!d || c->rule < 0)
 		return 0;
+	bw_state_touch(d, now_ns);
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	int ev = BW_BREAKER_EV_NONE;
 	int rc = bw_breaker_admit(d, s, now_ns, &ev);
@@ -163,7 +173,7 @@ int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 
 void bw_call_release(struct bw_conn *c)
 {
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	if (d && c->probe > 0)
 		bw_breaker_release_probe(d, c->probe);
 	c->probe = 0;
@@ -178,7 +188,7 @@ void bw_call_end(struct bw_conn *c)
 
 void bw_call_healthy(struct bw_conn *c)
 {
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	if (d && c->rule >= 0)
 		bw_breaker_note_healthy(d, bw_settings_for(c->rule));
 }
@@ -215,9 +225,10 @@ static BW_NOINLINE void record_rest(struct bw_conn *c, struct bw_dest *d,
 void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		    uint64_t latency_ns, uint64_t now_ns)
 {
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	if (!d)
 		return;
+	bw_state_touch(d, now_ns);
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	bool connect = kind == BW_CALL_CONNECT;
 	bool slow = !failed && bw_breaker_is_slow(s, latency_ns);

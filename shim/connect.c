@@ -103,10 +103,11 @@ static uint32_t group_hash(const char *g)
  * group (whose slot's key is the group's). */
 static _Atomic uint32_t last_bind;
 
-static void bind_to(struct bw_conn *c, int r, uint32_t slot)
+static void bind_to(struct bw_conn *c, int r, uint32_t slot, uint32_t ten)
 {
 	c->rule = (int16_t)r;
 	c->d = &bw_g.state.dests[slot];
+	c->ten = ten;
 	c->io_timeout = bw_settings_for(r)->io_timeout_ns > 0;
 }
 
@@ -125,11 +126,15 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	if (key_of(sa, len, &k) < 0)
 		return 1;
 	uint32_t last = atomic_load_explicit(&last_bind, memory_order_relaxed);
-	if (BW_LIKELY(last && !p->has_host_rules &&
-		      bw_state_find_at(&bw_g.state, (last & 0xffff) - 1,
-				       &k))) {
-		bind_to(c, (int)(last >> 16) - 2, (last & 0xffff) - 1);
-		return 0;
+	if (BW_LIKELY(last && !p->has_host_rules)) {
+		/* The tenancy before the key check (shim/state.c, T2). */
+		uint32_t ten = bw_state_ten(&bw_g.state, (last & 0xffff) - 1);
+		if (BW_LIKELY(bw_state_find_at(&bw_g.state,
+					       (last & 0xffff) - 1, &k))) {
+			bind_to(c, (int)(last >> 16) - 2, (last & 0xffff) - 1,
+				ten);
+			return 0;
+		}
 	}
 	bool named = p->has_host_rules &&
 		     bw_hostmap_lookup(k.family, k.addr, &hosts);
@@ -147,6 +152,9 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	}
 	/* Known destinations are found without making their label. */
 	struct bw_dest *d = bw_state_find(&bw_g.state, &k);
+	uint32_t ten = 0;
+	if (d && !bw_state_pin(&bw_g.state, d, &k, &ten))
+		d = NULL; /* reclaimed meanwhile: made anew below */
 	if (!d) {
 		if (s->group[0]) {
 			strncpy(label, s->group, sizeof(label) - 1);
@@ -155,6 +163,8 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 			label_of(&k, label, sizeof(label));
 		}
 		d = bw_state_get(&bw_g.state, &k, label, rule);
+		if (d && !bw_state_pin(&bw_g.state, d, &k, &ten))
+			d = NULL;
 	}
 	if (!d) {
 		/* Every slot taken (or one stuck mid-claim): the connection
@@ -170,7 +180,7 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 		return 1;
 	}
 	uint32_t slot = bw_state_index(&bw_g.state, d);
-	bind_to(c, r, slot);
+	bind_to(c, r, slot, ten);
 	if (!s->group[0])
 		atomic_store_explicit(&last_bind,
 				      (uint32_t)(r + 2) << 16 | (slot + 1),
@@ -331,7 +341,7 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 static bool retry_after(struct bw_conn *c, unsigned n, int err,
 			uint64_t *delay_ns)
 {
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	uint64_t now = bw_clock_ns();
 	char label[BW_STATE_LABEL_MAX];
@@ -378,7 +388,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		    socklen_t len)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	int rc, err, saved = errno;
 
 	uint64_t now = bw_clock_ns();
@@ -537,7 +547,7 @@ static int retry_async(struct bw_conn *c, int fd, int err, bool wait,
 		       uint64_t deadline_ns)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	unsigned n = c->attempt ? c->attempt : 1;
 	struct sockaddr_storage ss;
 	socklen_t len = peer_sockaddr(c, &ss);
@@ -666,7 +676,7 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		atomic_store(&c->state, BW_CONN_IGNORED);
 		return 0;
 	}
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	remember_peer(c, sa);
 	c->attempt = 1;
 	c->t0_ns = bw_clock_ns();

@@ -206,7 +206,7 @@ static void drop_spare(struct race *r)
 static void launch(struct bw_conn *c, int fd, int family, struct race *r,
 		   uint64_t now_ns)
 {
-	struct bw_dest *d = c->d;
+	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	const struct bw_settings *s = bw_settings_for(c->rule);
 
 	r->spare = -1;
@@ -258,6 +258,7 @@ static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 	bw_call_release(c); /* the program's attempt lost: neither */
 	c->rule = r->h.rule;
 	c->d = r->h.d;
+	c->ten = r->h.ten;
 	c->io_timeout = r->h.io_timeout;
 	c->probe = r->h.probe;
 	c->slot = r->h.slot;

@@ -158,8 +158,10 @@ static void attach_state(void)
 		name = "default";
 	strncpy(bw_g.state_name, name, sizeof(bw_g.state_name) - 1);
 	if (strcmp(name, "private") != 0 &&
-	    bw_state_attach(&bw_g.state, name, true, why, sizeof(why)) == 0)
+	    bw_state_attach(&bw_g.state, name, true, why, sizeof(why)) == 0) {
+		bw_sigbus_guard(); /* a truncated file: private, not SIGBUS */
 		return;
+	}
 	if (why[0])
 		bw_log(BW_LOG_WARN, "state_error", NULL,
 		       "msg=%q action=private", why);

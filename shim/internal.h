@@ -65,6 +65,11 @@ static inline const struct bw_settings *bw_settings_for(int rule)
 	return rule < 0 ? &bw_observed_settings : &bw_g.policy.rules[rule].s;
 }
 
+/* While bw_g.state is a shared segment, a SIGBUS inside it (its file was
+ * truncated) makes the state private instead of killing the process
+ * (shim/hook_signal.c).  Returns 0 or -errno. */
+int bw_sigbus_guard(void);
+
 /* Initialises the shim once; safe to call from any hook (pthread_once). */
 void bw__init(void);
 

@@ -11,25 +11,66 @@
  * Slot tag (bw_dest.tag), the only word that says what a slot holds:
  *
  *   0 --claim (CAS)--> PENDING|h16|sec|pid --publish (CAS)--> READY|hash>>2
- *                       |        ^
- *                       +-steal--+  (pid dead, or claimed 2 s ago or more)
+ *                       |   ^      ^                             |
+ *                       +-steal-+  |      reclaim (CAS, idle) <--+
+ *                                  |      PENDING|h16|sec|pid, ten++,
+ *   TOMB <-------------------------+----- cleared, then TOMB
+ *     +--claim (CAS) by a new key, as for 0 ---> PENDING ...
  *
- * I1: a tag only moves along the diagram; a READY tag never changes again,
- *     and nothing ever returns a slot to 0 (no deletion).
- * I2: the 16 hash bits (h16) a PENDING tag carries survive a steal, so a
- *     slot that held a PENDING or READY tag for a key never holds another
- *     key whose hash differs in those bits.
- * I3: a key is inserted only in the first empty slot of its probe sequence,
- *     and a lookup that meets a PENDING slot with its own h16 waits for it
- *     or gives up (NULL); it never probes past it to insert.  With I1-I2
- *     this gives at most one READY slot per key.
+ * I1: a tag only moves along the diagram.  A READY tag changes only by a
+ *     reclaim, which first takes the slot as a PENDING claim carrying the
+ *     same h16 (so I3's waiting rule covers it), bumps the slot's tenancy
+ *     (ten), clears it and leaves TOMB; a reclaimer that finds the slot
+ *     busy again once it holds the claim puts the same READY tag back.
+ * I2: the 16 hash bits (h16) a PENDING tag carries survive a steal.
+ * I3: a new key is inserted, after a probe sequence that met neither it
+ *     nor a PENDING slot with its h16, in the first TOMB of that sequence,
+ *     else in its first empty slot; a lookup that meets a PENDING slot with
+ *     its own h16 waits for it or gives up (NULL), and never probes past it
+ *     to insert.  Lookups skip TOMBs.  Two first inserts of one key see the
+ *     same first TOMB or empty slot and meet at its CAS, so the key gets one
+ *     slot; the exception is a reclaim between their two scans (one sees a
+ *     TOMB where the other saw a READY slot): the key may then hold two
+ *     slots, lookups use the first in probe order, and the other idles out.
  * I4: key, label and rule are written only by the claimer between claim and
  *     publish, read only after an acquire load sees READY.
  * I5: every slot index is (our hash + n) & (BW_STATE_SLOTS - 1) with
  *     n < BW_STATE_PROBE_MAX; no segment byte is used as an index or length.
  * I6: a mapped segment passed every check of attach_file(); hdr->used is
- *     the number of publishes (one short per writer killed between its
- *     publish and the count), hdr->full_events the NULLs for lack of room.
+ *     publishes less reclaims (approximate: a writer killed between its tag
+ *     CAS and the count leaves it one off); status counts READY tags
+ *     instead.  hdr->full_events counts the NULLs for lack of room.
+ *
+ * Reclaim (bw_state_reclaim).  A destination gives up its slot when a new
+ * key finds no room in its probe sequence (the first reclaimable slot of
+ * that sequence goes), or at bulwark reset --all.  Reclaimable: not
+ * forced; no bulkhead slot held or waited for (bw_bulkhead_view); and for
+ * the idle rule also idle BW_STATE_IDLE_S (touched: every admitted connect
+ * and every recorded call stores the time, at most once a second) with
+ * the breaker closed or its open time over that long ago (the next
+ * connect would be let through as a probe anyway; without this the dead
+ * destinations a test suite leaves behind would keep their slots for
+ * ever).  An open connection that makes no call for 10 minutes counts as
+ * idle: keeping an exact cross-process count of open connections would
+ * cost two shared atomic operations per connection and leak on every
+ * SIGKILL.  Such a connection, and any process still holding a pointer to
+ * the slot, is kept away from the slot's next destination by the tenancy:
+ *
+ * T1: ten changes (fetch_add, seq_cst) after the reclaim's CAS took the
+ *     READY tag and before anything of the slot is cleared or rewritten,
+ *     and again at every publish; a published slot's ten is never 0.
+ * T2: a connection reads ten BEFORE the tag and key that tell it the slot
+ *     holds its key (bw_state_ten then bw_state_find_at; or bw_state_pin,
+ *     which reads ten and then checks tag and key again).  Reading the new
+ *     ten means the tag it then reads is not the old READY (T1), so the key
+ *     it compares is the new tenant's; reading the old ten means it will
+ *     find the slot not live: it stops counting, never counts for another
+ *     destination.  A call whose check passed just before a reclaim may
+ *     still add its counts to the cleared slot: one call per connection,
+ *     within the counters' approximation.
+ * T3: bulkhead hold records name their destination by slot: a slot with a
+ *     slot held or waited for is never reclaimed, and a connection holding
+ *     one releases it through its hold record, not through the slot.
  */
 #include "shim/state.h"
 
@@ -47,6 +88,7 @@
 #include <unistd.h>
 
 #include "shim/breaker.h"
+#include "shim/bulkhead.h"
 #include "shim/clock.h"
 
 /* Bytes before the first slot: the header, rounded up to a cache line. */
@@ -441,6 +483,38 @@ int bw_state_attach(struct bw_state *st, const char *name, bool create,
 	return rc;
 }
 
+int bw_state_lose(struct bw_state *st)
+{
+	int saved = errno, rc = 0;
+	void *m;
+
+	if (!st || !st->hdr || !st->map_len)
+		return -EINVAL;
+	m = mmap(st->hdr, st->map_len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+		 0);
+	if (m == MAP_FAILED)
+		rc = -errno;
+	else {
+		/* Zeroed slots: tenancy 0, which no published slot has
+		 * (fill_publish), so no connection bound before is live. */
+		hdr_init(st->hdr, (unsigned)geteuid());
+		st->shared = false;
+	}
+	errno = saved;
+	return rc;
+}
+
+bool bw_state_contains(const struct bw_state *st, const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr, b;
+
+	if (!st || !st->hdr)
+		return false;
+	b = (uintptr_t)st->hdr;
+	return a >= b && a - b < st->map_len;
+}
+
 void bw_state_detach(struct bw_state *st)
 {
 	int saved = errno;
@@ -588,6 +662,9 @@ static void dest_clear_unpublished(struct bw_dest *d)
 	atomic_store_explicit(&d->bh_word, 0, r);
 	atomic_store_explicit(&d->bh_max, 0, r);
 	atomic_store_explicit(&d->bh_ticket, 0, r);
+	atomic_store_explicit(&d->bh_serving, 0, r);
+	atomic_store_explicit(&d->bh_sweep_ns, 0, r);
+	atomic_store_explicit(&d->bh_shared, 0, r);
 	atomic_store_explicit(&d->forced, BW_FORCE_AUTO, r);
 	atomic_store_explicit(&d->state, 0, r);
 }
@@ -667,6 +744,7 @@ enum lookup_rc {
 	LOOKUP_FULL,
 	LOOKUP_BUSY,
 	LOOKUP_RESTART,
+	LOOKUP_LOST, /* claim(): another CAS came first; *t is its tag */
 };
 
 /* Fills slot d that we hold with tag mine and publishes it (I4).  Returns
@@ -676,8 +754,17 @@ static bool fill_publish(struct bw_state *st, struct bw_dest *d,
 			 uint64_t ready, bool stolen, const char *label,
 			 const char *rule)
 {
+	/* A new tenancy (T1): the next value, or for a slot never used
+	 * (or zeroed by bw_state_lose) one taken from the clock, so that it
+	 * differs from whatever a connection bound before a loss holds. */
+	uint32_t ten = atomic_load_explicit(&d->ten, memory_order_relaxed);
+	ten = ten ? ten + 1 : (uint32_t)(bw_clock_ns() >> 10);
+	atomic_store(&d->ten, ten ? ten : 1);
 	if (stolen)
 		dest_clear_unpublished(d);
+	atomic_store_explicit(&d->touched,
+			      (uint32_t)(bw_clock_ns() >> BW_STATE_TOUCH_SHIFT),
+			      memory_order_relaxed);
 	memcpy(&d->key, c, sizeof(*c));
 	copy_bounded(d->label, sizeof(d->label), label, BW_STATE_LABEL_MAX);
 	copy_bounded(d->rule, sizeof(d->rule), rule, BW_STATE_RULE_MAX);
@@ -689,6 +776,48 @@ static bool fill_publish(struct bw_state *st, struct bw_dest *d,
 	return true;
 }
 
+/* Our PENDING tag for a claim of the key with hash bits h16: fresh each
+ * time, its seconds date this claim. */
+static uint64_t claim_tag(uint64_t h16)
+{
+	return BW_TAG_PENDING | h16 | (now_s() & BW_TAG_SEC_MASK) << 32 |
+	       ((uint64_t)getpid() & BW_TAG_PID_MASK);
+}
+
+/* Claims d, whose tag we saw as *t (0, TOMB, or a dead claimer's), for
+ * key c and publishes it.  Returns FOUND; LOST when the tag moved first
+ * (*t then holds the new tag); RESTART when a stealer took our claim. */
+static enum lookup_rc claim(struct bw_state *st, struct bw_dest *d,
+			    uint64_t *t, const struct bw_dest_key *c,
+			    uint64_t hash, bool stolen, const char *label,
+			    const char *rule, struct bw_dest **out)
+{
+	const uint64_t ready = BW_TAG_READY | (hash >> 2);
+	uint64_t mine = claim_tag((hash >> 2) & BW_TAG_HASH16);
+
+	if (!atomic_compare_exchange_strong_explicit(&d->tag, t, mine,
+						     memory_order_acq_rel,
+						     memory_order_acquire))
+		return LOOKUP_LOST;
+	if (!fill_publish(st, d, c, mine, ready, stolen, label, rule))
+		return LOOKUP_RESTART;
+	*out = d;
+	return LOOKUP_FOUND;
+}
+
+/* Claims TOMB slot d for c; any change of its tag since the scan saw it
+ * means another claim came first: the caller scans again. */
+static enum lookup_rc claim_tomb(struct bw_state *st, struct bw_dest *d,
+				 const struct bw_dest_key *c, uint64_t hash,
+				 const char *label, const char *rule,
+				 struct bw_dest **out)
+{
+	uint64_t t = BW_TAG_TOMB;
+	enum lookup_rc rc = claim(st, d, &t, c, hash, true, label, rule, out);
+
+	return rc == LOOKUP_LOST ? LOOKUP_RESTART : rc;
+}
+
 /* One probe sequence for c (I3, I5).  create: claim a slot when absent. */
 static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 			     uint64_t hash, bool create, const char *label,
@@ -696,6 +825,8 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 {
 	const uint64_t ready = BW_TAG_READY | (hash >> 2);
 	const uint64_t h16 = (hash >> 2) & BW_TAG_HASH16;
+	struct bw_dest *tomb = NULL; /* the first TOMB of the sequence */
+	enum lookup_rc rc;
 
 	for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
 		uint32_t i = (uint32_t)(hash + n) & (BW_STATE_SLOTS - 1);
@@ -710,9 +841,17 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 
 			if (step >= 8)
 				return LOOKUP_BUSY;
+			if (t == BW_TAG_TOMB) {
+				if (!tomb)
+					tomb = d;
+				break;
+			}
 			if (t == 0) {
 				if (!create)
 					return LOOKUP_ABSENT;
+				if (tomb) /* I3: the first TOMB first */
+					return claim_tomb(st, tomb, c, hash,
+							  label, rule, out);
 			} else if (tag_ready(t)) {
 				if (t == ready && key_eq(d, c)) {
 					*out = d;
@@ -733,23 +872,123 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 					return LOOKUP_BUSY;
 				stolen = true;
 			}
-			/* Fresh each time: its seconds date this claim. */
-			uint64_t mine = BW_TAG_PENDING | h16 |
-					(now_s() & BW_TAG_SEC_MASK) << 32 |
-					((uint64_t)getpid() & BW_TAG_PID_MASK);
-			if (atomic_compare_exchange_strong_explicit(
-				&d->tag, &t, mine, memory_order_acq_rel,
-				memory_order_acquire)) {
-				if (!fill_publish(st, d, c, mine, ready, stolen,
-						  label, rule))
-					return LOOKUP_RESTART;
-				*out = d;
-				return LOOKUP_FOUND;
-			}
+			rc = claim(st, d, &t, c, hash, stolen, label, rule,
+				   out);
+			if (rc != LOOKUP_LOST)
+				return rc;
 			/* Lost the race: t holds the new tag; judge it. */
 		}
 	}
+	if (create && tomb)
+		return claim_tomb(st, tomb, c, hash, label, rule, out);
 	return LOOKUP_FULL;
+}
+
+/* ---- reclaim (T1-T3) ------------------------------------------------------
+ */
+
+/* Whether no bulkhead slot of d is held or waited for (T3). */
+static bool bulkhead_idle(const struct bw_dest *d)
+{
+	struct bw_bulkhead_view v;
+
+	bw_bulkhead_view(d, &v);
+	return !v.active && !v.waiting;
+}
+
+/* Whether d may give up its slot under mode, now (I1, T3).  The cheap
+ * tests first: a full table asks this of up to BW_STATE_PROBE_MAX slots. */
+static bool reclaimable(struct bw_dest *d, uint64_t now_ns,
+			enum bw_reclaim_mode mode)
+{
+	if (atomic_load_explicit(&d->forced, memory_order_relaxed) !=
+	    BW_FORCE_AUTO)
+		return false;
+	if (mode == BW_RECLAIM_RESET)
+		return bulkhead_idle(d);
+	uint32_t now_t = (uint32_t)(now_ns >> BW_STATE_TOUCH_SHIFT);
+	uint32_t age = now_t - atomic_load_explicit(&d->touched,
+						     memory_order_relaxed);
+	const uint32_t idle = (uint32_t)(((uint64_t)BW_STATE_IDLE_S *
+					  1000000000ull) >>
+					 BW_STATE_TOUCH_SHIFT);
+	if (age > UINT32_MAX / 2) {
+		/* Touched in the future: another time namespace's clock or
+		 * a corrupt value.  From now on it ages as ours. */
+		atomic_store_explicit(&d->touched, now_t,
+				      memory_order_relaxed);
+		return false;
+	}
+	return age >= idle &&
+	       bw_breaker_quiet(d, now_ns,
+				(uint64_t)BW_STATE_IDLE_S * 1000000000ull) &&
+	       bulkhead_idle(d);
+}
+
+bool bw_state_reclaim(struct bw_state *st, uint32_t i, uint64_t now_ns,
+		      enum bw_reclaim_mode mode)
+{
+	struct bw_dest *d;
+	uint64_t t, mine;
+
+	if (!st || !st->hdr || !st->dests || i >= BW_STATE_SLOTS)
+		return false;
+	d = &st->dests[i];
+	t = atomic_load_explicit(&d->tag, memory_order_acquire);
+	if (!tag_ready(t) || !reclaimable(d, now_ns, mode))
+		return false;
+	/* A claim with the key's own h16: its lookups wait for us (I3). */
+	mine = claim_tag(t & BW_TAG_HASH16);
+	if (!atomic_compare_exchange_strong_explicit(&d->tag, &t, mine,
+						     memory_order_acq_rel,
+						     memory_order_acquire))
+		return false;
+	/* A connect may have bound to it between the check and the claim;
+	 * it touched the slot first (bw_call_admit). */
+	if (!reclaimable(d, now_ns, mode)) {
+		atomic_compare_exchange_strong(&d->tag, &mine, t);
+		return false;
+	}
+	atomic_fetch_add(&d->ten, 1); /* T1 */
+	dest_clear_unpublished(d);
+	memset(&d->key, 0, sizeof(d->key));
+	memset(d->label, 0, sizeof(d->label));
+	memset(d->rule, 0, sizeof(d->rule));
+	if (atomic_compare_exchange_strong(&d->tag, &mine, BW_TAG_TOMB)) {
+		uint64_t u = atomic_load_explicit(&st->hdr->used,
+						  memory_order_relaxed);
+		while (u > 0 && !atomic_compare_exchange_weak(&st->hdr->used,
+							     &u, u - 1))
+			;
+	}
+	return true;
+}
+
+/* Frees the first reclaimable slot of hash's probe sequence, for a new
+ * key that found no room.  Returns whether one was freed. */
+static bool reclaim_for(struct bw_state *st, uint64_t hash)
+{
+	uint64_t now = bw_clock_ns();
+
+	for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
+		uint32_t i = (uint32_t)(hash + n) & (BW_STATE_SLOTS - 1);
+
+		if (bw_state_reclaim(st, i, now, BW_RECLAIM_IDLE))
+			return true;
+	}
+	return false;
+}
+
+uint32_t bw_state_count_used(const struct bw_state *st)
+{
+	uint32_t n = 0;
+
+	if (!st || !st->dests)
+		return 0;
+	for (uint32_t i = 0; i < BW_STATE_SLOTS; i++)
+		n += tag_ready(atomic_load_explicit(&st->dests[i].tag,
+						    memory_order_relaxed));
+	return n;
 }
 
 static struct bw_dest *get_or_find(struct bw_state *st,
@@ -759,6 +998,7 @@ static struct bw_dest *get_or_find(struct bw_state *st,
 	struct bw_dest_key c;
 	struct bw_dest *d = NULL;
 	uint64_t hash;
+	bool reclaimed = false;
 
 	if (!st || !st->hdr || !st->dests || !k)
 		return NULL;
@@ -769,6 +1009,12 @@ static struct bw_dest *get_or_find(struct bw_state *st,
 		case LOOKUP_FOUND:
 			return d;
 		case LOOKUP_FULL:
+			if (create && !reclaimed) {
+				/* An idle destination makes room (once). */
+				reclaimed = true;
+				if (reclaim_for(st, hash))
+					break;
+			}
 			if (create)
 				atomic_fetch_add_explicit(&st->hdr->full_events,
 							  1,
@@ -776,6 +1022,7 @@ static struct bw_dest *get_or_find(struct bw_state *st,
 			return NULL;
 		case LOOKUP_ABSENT:
 		case LOOKUP_BUSY:
+		case LOOKUP_LOST:
 			return NULL;
 		case LOOKUP_RESTART:
 			break;
@@ -820,6 +1067,17 @@ struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 	return memcmp(d->key.addr, k->addr, key_addr_len(k->family)) == 0
 		       ? d
 		       : NULL;
+}
+
+bool bw_state_pin(struct bw_state *st, struct bw_dest *d,
+		  const struct bw_dest_key *k, uint32_t *ten)
+{
+	uint32_t i = bw_state_index(st, d);
+
+	if (i >= BW_STATE_SLOTS)
+		return false;
+	*ten = atomic_load_explicit(&d->ten, memory_order_acquire); /* T2 */
+	return bw_state_find_at(st, i, k) == d;
 }
 
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d)

@@ -16,10 +16,12 @@
 #include <stdint.h>
 
 #define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
-#define BW_STATE_VERSION 5
+#define BW_STATE_VERSION 6
 /* Destination slots: a power of two.  The issue asks for at least 10,000
  * destinations; 16384 keeps open addressing below 62 % load there.  When
- * every slot is taken, new destinations pass through untracked. */
+ * a new destination finds no room, an idle one gives up its slot
+ * (BW_STATE_IDLE_S, shim/state.c "Reclaim"); only when none is idle does
+ * the new one pass through untracked. */
 #define BW_STATE_SLOTS 16384
 /* Longest probe sequence for one key; past it the table counts as full. */
 #define BW_STATE_PROBE_MAX 512
@@ -57,6 +59,15 @@ struct bw_dest_key {
 #define BW_TAG_HASH16 0x3fffc00000000000ull
 #define BW_TAG_SEC_MASK 0x3fffull
 #define BW_TAG_PID_MASK 0xffffffffull
+/* A slot whose destination was reclaimed: skipped by lookups, reused by
+ * the next new key whose probe sequence has no empty slot before it. */
+#define BW_TAG_TOMB (BW_TAG_READY | BW_TAG_PENDING)
+/* A destination idle this long (no call, no connect; breaker closed or
+ * its open time over that long ago; not forced; no bulkhead slot held or
+ * waited for) gives up its slot to a new destination that needs one. */
+#define BW_STATE_IDLE_S 600
+/* bw_dest.touched counts CLOCK_MONOTONIC in units of 2^30 ns (1.07 s). */
+#define BW_STATE_TOUCH_SHIFT 30
 
 struct bw_window_bucket {
 	_Atomic uint64_t epoch; /* call number / time slice this bucket holds */
@@ -82,6 +93,13 @@ struct bw_dest {
 	struct bw_dest_key key;
 	char label[BW_STATE_LABEL_MAX]; /* "127.0.0.1:6379", "[::1]:80", group */
 	char rule[BW_STATE_RULE_MAX];   /* the rule's match as written */
+
+	/* Tenancy (shim/state.c owns these; version 6).  ten counts the
+	 * destinations this slot has held: a connection keeps the value it
+	 * bound with and stops counting when it changes (bw_state_live).
+	 * touched is the last admit or call, CLOCK_MONOTONIC >> 30. */
+	_Atomic uint32_t ten;
+	_Atomic uint32_t touched;
 
 	/* Calls (SPEC §4): connect attempts and exchanges. */
 	_Atomic uint64_t successful_calls, failed_calls; /* total: their sum */
@@ -128,7 +146,7 @@ struct bw_dest {
 	_Atomic uint64_t budget_epoch;
 	_Atomic uint32_t budget_connects, budget_retries;
 
-	uint8_t reserved[80]; /* 960 bytes in all: 64-byte aligned */
+	uint8_t reserved[72]; /* 960 bytes in all: 64-byte aligned */
 };
 
 struct bw_state_hdr {
@@ -201,6 +219,67 @@ struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 				 const struct bw_dest_key *k);
 /* Index of d in st; BW_STATE_SLOTS when d is not one of st's slots. */
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
+
+/*
+ * Tenancy (shim/state.c "Reclaim").  A connection binds to d with
+ * bw_state_ten(st, i) read BEFORE the lookup that returned slot i (or
+ * with bw_state_pin after it), and uses d only while bw_state_live(d, ten)
+ * returns it: a reclaimed slot's new destination is never touched through
+ * an old pointer.  Cost: one load and one compare.  AS-safe: yes.
+ */
+static inline uint32_t bw_state_ten(const struct bw_state *st, uint32_t i)
+{
+	return atomic_load_explicit(&st->dests[i & (BW_STATE_SLOTS - 1)].ten,
+				    memory_order_acquire);
+}
+static inline struct bw_dest *bw_state_live(struct bw_dest *d, uint32_t ten)
+{
+	return d && atomic_load_explicit(&d->ten, memory_order_relaxed) == ten
+		       ? d
+		       : NULL;
+}
+/* d, just returned by a lookup for k, still holds k: *ten is its tenancy.
+ * False when it was reclaimed meanwhile (look it up again).  AS-safe. */
+bool bw_state_pin(struct bw_state *st, struct bw_dest *d,
+		  const struct bw_dest_key *k, uint32_t *ten);
+/* d was used at now_ns (a connect admitted, a call recorded): it is not
+ * idle.  Stores at most about once a second.  AS-safe: yes. */
+static inline void bw_state_touch(struct bw_dest *d, uint64_t now_ns)
+{
+	uint32_t t = (uint32_t)(now_ns >> BW_STATE_TOUCH_SHIFT);
+	if (atomic_load_explicit(&d->touched, memory_order_relaxed) != t)
+		atomic_store_explicit(&d->touched, t, memory_order_relaxed);
+}
+
+/* How bw_state_reclaim judges a slot. */
+enum bw_reclaim_mode {
+	BW_RECLAIM_IDLE = 0, /* idle BW_STATE_IDLE_S, breaker closed (or its
+			      * open time over that long ago), not forced,
+			      * no bulkhead slot held or waited for */
+	BW_RECLAIM_RESET,    /* bulwark reset --all: not forced, no bulkhead
+			      * slot held or waited for */
+};
+/*
+ * Frees slot i when it holds a destination that mode allows to give it up
+ * (its next lookup makes it anew, with fresh counters).  Returns true when
+ * freed.  AS-safe: yes.
+ */
+bool bw_state_reclaim(struct bw_state *st, uint32_t i, uint64_t now_ns,
+		      enum bw_reclaim_mode mode);
+/*
+ * The segment's file was truncated under us (a SIGBUS inside the mapping,
+ * shim/hook_signal.c): the whole mapping becomes private anonymous memory
+ * in place (MAP_FIXED), an empty table with a fresh header, so every
+ * pointer into it stays valid and nothing more faults.  Connections bound
+ * before keep a tenancy the zeroed slots do not have (bw_state_live).
+ * Returns 0 or -errno (the mapping is then unchanged).  AS-safe: yes.
+ */
+int bw_state_lose(struct bw_state *st);
+/* Whether addr lies inside st's mapping. */
+bool bw_state_contains(const struct bw_state *st, const void *addr);
+
+/* Slots holding a destination now (READY tags), by a scan. */
+uint32_t bw_state_count_used(const struct bw_state *st);
 
 /* Zeroes every counter and closes the breaker of d (bulkhead slots held by
  * live connections stay counted: bh_word, bh_ticket, bh_max are kept).

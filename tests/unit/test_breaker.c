@@ -781,7 +781,119 @@ static void test_breaker_corrupt_state_fails_open(void)
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 }
 
+/* A deadline read from the segment that lies beyond open_max from now
+ * (corrupt, or written in another time namespace) is brought back to
+ * now + open_max at the next admit, once (an event for the log), and
+ * status never shows more than the open time the trip stored.  On the
+ * old code a saturated deadline kept a 1 s breaker open for ever. */
+static void test_breaker_deadline_bounded(void)
+{
+	struct bw_dest d = {0};
+	struct bw_settings s = defaults();
+	s.failures = 1;
+	s.open_ns = 1 * SEC;
+	uint64_t t0 = 100 * SEC, left = 0;
+	int ev = -1;
+
+	BW_ASSERT_EQ(trip(&d, &s, t0), BW_BREAKER_EV_OPENED);
+	/* Garbage: OPEN, generation 7, the largest deadline (the 40 bits
+	 * of ms saturated, "open for 34 years"). */
+	uint64_t w = ~0ull << 24 | 7u << 2 | BW_BREAKER_OPEN;
+	atomic_store(&d.state, w);
+	BW_ASSERT_EQ(bw_breaker_view(&d, t0, &left), BW_BREAKER_OPEN);
+	BW_ASSERT(left <= 1 * SEC);
+	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, t0, &ev), -ECONNREFUSED);
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_BOUNDED);
+	BW_ASSERT(atomic_load(&d.state) != w);
+	/* Once repaired it is an ordinary open breaker: no second event. */
+	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, t0 + 500 * MS, &ev),
+		     -ECONNREFUSED);
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_NONE);
+	/* open_max from the bounding admit: half-open, the probe passes. */
+	BW_ASSERT(BW_BREAKER_IS_PROBE(
+	    bw_breaker_admit(&d, &s, t0 + 1 * SEC + 1 * MS, &ev)));
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_HALF_OPENED);
+
+	/* A larger open_max bounds it there, not at open. */
+	struct bw_dest e = {0};
+	s.open_max_ns = 8 * SEC;
+	BW_ASSERT_EQ(trip(&e, &s, t0), BW_BREAKER_EV_OPENED);
+	atomic_store(&e.state, w);
+	BW_ASSERT_EQ(bw_breaker_admit(&e, &s, t0, &ev), -ECONNREFUSED);
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_BOUNDED);
+	BW_ASSERT_EQ(bw_breaker_admit(&e, &s, t0 + 7 * SEC, NULL),
+		     -ECONNREFUSED);
+	BW_ASSERT(BW_BREAKER_IS_PROBE(
+	    bw_breaker_admit(&e, &s, t0 + 8 * SEC + 1 * MS, NULL)));
+
+	/* A half-open round far in the future is bounded by the probe
+	 * limit (30 s here) too. */
+	struct bw_dest h = {0};
+	s.open_max_ns = 0;
+	atomic_store(&h.state, ~0ull << 24 | 9u << 2 | BW_BREAKER_HALF_OPEN);
+	atomic_store(&h.probes_claimed, (uint64_t)9 << 32 | 1);
+	/* Bounded with a new round: the lost claim no longer counts. */
+	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&h, &s, t0, &ev)));
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_BOUNDED);
+	BW_ASSERT_EQ(bw_breaker_admit(&h, &s, t0 + 1 * SEC, &ev),
+		     -ECONNREFUSED);
+	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(
+	    &h, &s, t0 + BW_BREAKER_PROBE_STALE_MIN_NS + 1 * MS, &ev)));
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_PROBES_EXPIRED);
+}
+
+/* Whether a breaker leaves its slot free to go (state.c reclaim). */
+static void test_breaker_quiet(void)
+{
+	struct bw_dest d = {0};
+	struct bw_settings s = defaults();
+	s.failures = 1;
+	s.open_ns = 1 * SEC;
+	BW_ASSERT(bw_breaker_quiet(&d, 5 * SEC, 600 * SEC));
+	trip(&d, &s, 5 * SEC);
+	BW_ASSERT(!bw_breaker_quiet(&d, 5 * SEC, 600 * SEC));
+	BW_ASSERT(!bw_breaker_quiet(&d, 500 * SEC, 600 * SEC));
+	BW_ASSERT(bw_breaker_quiet(&d, 607 * SEC, 600 * SEC));
+}
+
+/* A window holding more than it can (garbage from the segment) is not
+ * judged: it starts over instead of opening the breaker on junk; a bucket
+ * whose epoch lies far ahead is taken back, not dropped for ever.  On the
+ * old code the junk opened the breaker at the first call. */
+static void test_breaker_window_garbage(void)
+{
+	struct bw_dest d = {0};
+	struct bw_settings s = defaults();
+	s.failures = 0;
+	s.rate = 0.5;
+	s.window_calls = 20;
+	s.min_calls = 10;
+	for (int i = 0; i < BW_STATE_WINDOW_BUCKETS; i++) {
+		atomic_store(&d.win[i].epoch, (uint64_t)i + 1);
+		atomic_store(&d.win[i].calls, 1000000);
+		atomic_store(&d.win[i].failures, 1000000);
+	}
+	atomic_store(&d.window_seq, 20);
+	BW_ASSERT_EQ(ok(&d, &s, SEC), BW_BREAKER_EV_NONE);
+	BW_ASSERT_EQ(view(&d, SEC), BW_BREAKER_CLOSED);
+	uint32_t c = 0;
+	bw_breaker_window(&d, &s, SEC, &c, NULL, NULL);
+	BW_ASSERT(c <= s.window_calls);
+
+	struct bw_dest e = {0};
+	s.rate = -1;
+	for (int i = 0; i < BW_STATE_WINDOW_BUCKETS; i++)
+		atomic_store(&e.win[i].epoch, ~0ull >> 1);
+	for (int i = 0; i < 20; i++)
+		ok(&e, &s, SEC);
+	bw_breaker_window(&e, &s, SEC, &c, NULL, NULL);
+	BW_ASSERT(c >= 18);
+}
+
 static const struct bw_test tests[] = {
+    BW_TEST(test_breaker_deadline_bounded),
+    BW_TEST(test_breaker_quiet),
+    BW_TEST(test_breaker_window_garbage),
     BW_TEST(test_breaker_closed_admits),
     BW_TEST(test_breaker_opens_after_consecutive_failures),
     BW_TEST(test_breaker_success_resets_count),

@@ -7,11 +7,13 @@
  * (and the ThreadSanitizer build) are in test_state_threads.c.
  */
 #include "shim/breaker.h"
+#include "shim/bulkhead.h"
 #include "shim/state.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -489,6 +491,313 @@ static void test_state_table_full(void)
 	BW_ASSERT(bw_state_slot(&st, BW_STATE_SLOTS) == NULL);
 	BW_ASSERT_EQ(bw_state_index(&st, (struct bw_dest *)st.hdr),
 		     BW_STATE_SLOTS);
+	bw_state_detach(&st);
+}
+
+/* ---- reclaim ------------------------------------------------------------- */
+
+/* Makes every destination of st look idle for 1,000 units (~18 min). */
+static void age_all(struct bw_state *st)
+{
+	uint32_t now_t = (uint32_t)(mono_ns() >> BW_STATE_TOUCH_SHIFT);
+
+	for (uint32_t i = 0; i < BW_STATE_SLOTS; i++)
+		atomic_store(&st->dests[i].touched, now_t - 1000);
+}
+
+/* Fills every slot of st; returns how many keys found room. */
+static uint32_t fill_all(struct bw_state *st)
+{
+	uint32_t ok = 0;
+
+	for (uint32_t i = 0; i < 3 * BW_STATE_SLOTS; i++) {
+		struct bw_dest_key k = key_v4(i);
+		ok += bw_state_get(st, &k, "l", "r") != NULL;
+	}
+	for (uint32_t i = 0; i < BW_STATE_SLOTS; i++)
+		if (!bw_state_slot(st, i))
+			return 0;
+	return ok;
+}
+
+/* Slot n of k's probe sequence. */
+static uint32_t probe_slot(const struct bw_dest_key *k, uint32_t n)
+{
+	return (uint32_t)(bw_state_key_hash(k) + n) & (BW_STATE_SLOTS - 1);
+}
+
+/* A full table: a new destination takes the slot of an idle one, the
+ * first of its probe sequence; the old one is gone (made afresh at its
+ * next connect), and a pointer to the old tenant, checked with the
+ * tenancy it bound with, no longer reaches the slot.  On the old code the
+ * new destination got NULL for ever (the table filled for good). */
+static void test_state_reclaim_idle_when_full(void)
+{
+	struct bw_state st;
+	struct bw_dest_key x = key_v4(999999), old;
+	uint32_t i0;
+	struct bw_dest *d0, *d;
+	uint32_t ten0 = 0, ten1 = 0;
+
+	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
+	BW_ASSERT(fill_all(&st) > 0);
+	/* Everything was used just now: nothing gives way. */
+	BW_ASSERT(bw_state_get(&st, &x, "new", "r") == NULL);
+	age_all(&st);
+	i0 = probe_slot(&x, 0);
+	d0 = bw_state_slot(&st, i0);
+	BW_ASSERT(d0 != NULL);
+	old = d0->key;
+	/* A connection bound to the old tenant (tenancy read first, T2). */
+	ten0 = bw_state_ten(&st, i0);
+	BW_ASSERT(bw_state_find_at(&st, i0, &old) == d0);
+	BW_ASSERT(bw_state_live(d0, ten0) == d0);
+	atomic_fetch_add(&d0->successful_calls, 5);
+
+	d = bw_state_get(&st, &x, "new", "r");
+	BW_ASSERT(d == d0);
+	BW_ASSERT_STR(d->label, "new");
+	BW_ASSERT_EQ(atomic_load(&d->successful_calls), 0);
+	BW_ASSERT(bw_state_find(&st, &x) == d);
+	BW_ASSERT(bw_state_find(&st, &old) == NULL);
+	BW_ASSERT(bw_state_find_at(&st, i0, &old) == NULL);
+	/* The stale pointer: not live, so calls.c never counts through it. */
+	BW_ASSERT(bw_state_live(d0, ten0) == NULL);
+	BW_ASSERT(bw_state_pin(&st, d, &x, &ten1));
+	BW_ASSERT(ten1 != ten0);
+	BW_ASSERT(bw_state_live(d, ten1) == d);
+	BW_ASSERT(!bw_state_pin(&st, d, &old, &ten1));
+	BW_ASSERT_EQ(bw_state_count_used(&st), BW_STATE_SLOTS);
+	BW_ASSERT_EQ(count_duplicates(&st, NULL), 0);
+	/* The old key comes back too, in another idle slot, as new. */
+	d = bw_state_get(&st, &old, "back", "r");
+	BW_ASSERT(d != NULL && d != d0);
+	BW_ASSERT_EQ(atomic_load(&d->successful_calls), 0);
+	BW_ASSERT_EQ(count_duplicates(&st, NULL), 0);
+	bw_state_detach(&st);
+}
+
+/* Never reclaimed: a forced destination, one whose breaker is open (or
+ * whose open time ended less than 10 minutes ago), one used recently, one
+ * with a bulkhead slot held.  reset --all frees the first kind only when
+ * not forced, and never one holding a bulkhead slot. */
+static void test_state_reclaim_spares_busy(void)
+{
+	struct bw_state st;
+	struct bw_dest_key x = key_v4(999999);
+	struct bw_settings bs, bh;
+	struct bw_slot slot;
+	uint64_t now = mono_ns();
+	uint32_t held = BW_STATE_SLOTS, young = BW_STATE_SLOTS;
+
+	memset(&bs, 0, sizeof(bs));
+	bs.breaker_on = true;
+	bs.failures = 1;
+	bs.rate = bs.slow_rate = -1;
+	bs.open_ns = 1000000000ull;
+	memset(&bh, 0, sizeof(bh));
+	bh.bulkhead_max = 4;
+	bh.bulkhead_scope = BW_SCOPE_SHARED;
+	bh.bulkhead_errno = ECONNREFUSED;
+
+	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
+	BW_ASSERT(fill_all(&st) > 0);
+	age_all(&st);
+	for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
+		uint32_t i = probe_slot(&x, n);
+		struct bw_dest *d = bw_state_slot(&st, i);
+
+		BW_ASSERT(d != NULL);
+		switch (n % 4) {
+		case 0:
+			atomic_store(&d->forced, BW_FORCE_DISABLED);
+			break;
+		case 1: /* opened 1 s ago for 1 s: ended, but not long ago */
+			bw_breaker_record(d, &bs, true, 0, false,
+					  now - 1000000000ull, NULL);
+			break;
+		case 2:
+			bw_state_touch(d, now);
+			young = i;
+			break;
+		case 3:
+			memset(&slot, 0, sizeof(slot));
+			if (held == BW_STATE_SLOTS) {
+				BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &bh, 0,
+								 0, now, &slot),
+					     0);
+				BW_ASSERT(slot.kind != 0);
+				held = i;
+			} else {
+				atomic_store(&d->forced, BW_FORCE_OPEN);
+			}
+			break;
+		}
+	}
+	BW_ASSERT(bw_state_get(&st, &x, "new", "r") == NULL);
+	for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++)
+		BW_ASSERT(!bw_state_reclaim(&st, probe_slot(&x, n), now,
+					    BW_RECLAIM_IDLE));
+	/* reset --all: a used or open one goes, forced and held stay. */
+	BW_ASSERT(bw_state_reclaim(&st, young, now, BW_RECLAIM_RESET));
+	BW_ASSERT(!bw_state_reclaim(&st, held, now, BW_RECLAIM_RESET));
+	BW_ASSERT(!bw_state_reclaim(&st, probe_slot(&x, 0), now,
+				    BW_RECLAIM_RESET));
+	BW_ASSERT(bw_state_reclaim(&st, probe_slot(&x, 1), now,
+				   BW_RECLAIM_RESET));
+	BW_ASSERT(bw_state_slot(&st, young) == NULL);
+	/* The new key takes the first free slot of its sequence. */
+	struct bw_dest *d = bw_state_get(&st, &x, "new", "r");
+	BW_ASSERT(d == &st.dests[probe_slot(&x, 1)]);
+	bw_state_detach(&st);
+}
+
+/* A reclaimed slot's tenancy moves even when its next tenant is the same
+ * key: every connection bound before the reclaim stops counting. */
+static void test_state_reclaim_same_key_new_tenancy(void)
+{
+	struct bw_state st;
+	struct bw_dest_key k = key_v4(42);
+	struct bw_dest *d;
+	uint32_t i, ten, ten2;
+
+	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
+	d = bw_state_get(&st, &k, "a", "r");
+	BW_ASSERT(d != NULL);
+	i = bw_state_index(&st, d);
+	ten = bw_state_ten(&st, i);
+	/* Touched now: the idle rule keeps it. */
+	BW_ASSERT(!bw_state_reclaim(&st, i, mono_ns(), BW_RECLAIM_IDLE));
+	atomic_store(&d->touched,
+		     (uint32_t)(mono_ns() >> BW_STATE_TOUCH_SHIFT) - 600);
+	BW_ASSERT(bw_state_reclaim(&st, i, mono_ns(), BW_RECLAIM_IDLE));
+	BW_ASSERT_EQ(atomic_load(&d->tag), BW_TAG_TOMB);
+	BW_ASSERT(bw_state_find(&st, &k) == NULL);
+	BW_ASSERT(bw_state_get(&st, &k, "a", "r") == d); /* the TOMB */
+	BW_ASSERT(bw_state_live(d, ten) == NULL);
+	BW_ASSERT(bw_state_pin(&st, d, &k, &ten2) && ten2 != ten);
+	/* A last use stamped in the future (another time namespace) is
+	 * brought back to now: not idle for 10 more minutes. */
+	atomic_store(&d->touched,
+		     (uint32_t)(mono_ns() >> BW_STATE_TOUCH_SHIFT) + 100000);
+	BW_ASSERT(!bw_state_reclaim(&st, i, mono_ns(), BW_RECLAIM_IDLE));
+	BW_ASSERT(atomic_load(&d->touched) <=
+		  (uint32_t)(mono_ns() >> BW_STATE_TOUCH_SHIFT));
+	bw_state_detach(&st);
+}
+
+/* The segment's file truncated under us: bw_state_lose (what the SIGBUS
+ * handler of shim/hook_signal.c calls) makes the mapping private memory
+ * in place, every byte of it readable again, an empty table in which no
+ * connection bound before is live, and lookups work. */
+static void test_state_lose_truncated(void)
+{
+	const char *name = uname_("lose");
+	struct bw_state st;
+	struct bw_dest_key k = key_v4(7);
+	struct bw_dest *d, *e;
+	uint32_t ten = 0, ten2 = 0;
+	char why[256];
+
+	unlink_state(name);
+	BW_ASSERT_EQ(bw_state_attach(&st, name, true, why, sizeof(why)), 0);
+	d = bw_state_get(&st, &k, "a", "r");
+	BW_ASSERT(d && bw_state_pin(&st, d, &k, &ten));
+	BW_ASSERT(ten != 0);
+	BW_ASSERT(bw_state_contains(&st, d));
+	BW_ASSERT(bw_state_contains(&st, (char *)st.hdr + st.map_len - 1));
+	BW_ASSERT(!bw_state_contains(&st, (char *)st.hdr + st.map_len));
+	BW_ASSERT_EQ(truncate(spath(name), 0), 0);
+	BW_ASSERT_EQ(bw_state_lose(&st), 0);
+	BW_ASSERT(!st.shared);
+	/* The last byte, past the old end of file, reads as 0. */
+	BW_ASSERT_EQ(((volatile char *)st.hdr)[st.map_len - 1], 0);
+	BW_ASSERT(bw_state_slot(&st, bw_state_index(&st, d)) == NULL);
+	BW_ASSERT(bw_state_live(d, ten) == NULL);
+	e = bw_state_get(&st, &k, "a", "r");
+	BW_ASSERT(e == d); /* its home slot, empty again */
+	BW_ASSERT(bw_state_pin(&st, e, &k, &ten2) && ten2 != ten);
+	BW_ASSERT(bw_state_live(d, ten) == NULL);
+	BW_ASSERT_EQ(atomic_load(&st.hdr->used), 1);
+	bw_state_detach(&st);
+	unlink_state(name);
+}
+
+/* Threads bind to destinations (lookup, then pin) and keep checking, as
+ * calls.c does, that a slot they see live holds their key, while another
+ * thread frees slots as reset --all does (T1, T2): a live pointer never
+ * shows another key.  Run under ASan, not TSan: the key bytes are read
+ * while a reclaimer may clear them, by design (the tenancy re-check
+ * discards such a read). */
+struct churn {
+	struct bw_state *st;
+	_Atomic int stop;
+	_Atomic uint64_t binds, wrong, reclaims;
+};
+
+static void *churn_binder(void *arg)
+{
+	struct churn *ch = arg;
+	uint64_t x = 88172645463325252ull ^ (uint64_t)(uintptr_t)&x;
+
+	while (!atomic_load(&ch->stop)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		struct bw_dest_key k = key_v4((uint32_t)(x % 4000));
+		struct bw_dest *d = bw_state_get(ch->st, &k, "c", "r");
+		uint32_t ten;
+
+		if (!d || !bw_state_pin(ch->st, d, &k, &ten))
+			continue;
+		atomic_fetch_add(&ch->binds, 1);
+		for (int i = 0; i < 50; i++) {
+			if (!bw_state_live(d, ten))
+				break;
+			struct bw_dest_key seen;
+			memcpy(&seen, (const void *)&d->key, sizeof(seen));
+			atomic_thread_fence(memory_order_acquire);
+			if (bw_state_live(d, ten) &&
+			    (seen.port != k.port ||
+			     memcmp(seen.addr, k.addr, 4) != 0))
+				atomic_fetch_add(&ch->wrong, 1);
+		}
+	}
+	return NULL;
+}
+
+static void *churn_reclaimer(void *arg)
+{
+	struct churn *ch = arg;
+	uint32_t i = 0;
+
+	while (!atomic_load(&ch->stop)) {
+		i = (i * 1103515245u + 12345u) & (BW_STATE_SLOTS - 1);
+		if (bw_state_reclaim(ch->st, i, mono_ns(), BW_RECLAIM_RESET))
+			atomic_fetch_add(&ch->reclaims, 1);
+	}
+	return NULL;
+}
+
+static void test_state_reclaim_under_lookups(void)
+{
+	struct bw_state st;
+	struct churn ch = {.st = &st};
+	pthread_t t[4];
+
+	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
+	for (int i = 0; i < 3; i++)
+		BW_ASSERT_EQ(pthread_create(&t[i], NULL, churn_binder, &ch), 0);
+	BW_ASSERT_EQ(pthread_create(&t[3], NULL, churn_reclaimer, &ch), 0);
+	sleep_us(1500000);
+	atomic_store(&ch.stop, 1);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	printf("# %llu binds, %llu reclaims, %llu wrong keys seen live\n",
+	       (unsigned long long)ch.binds, (unsigned long long)ch.reclaims,
+	       (unsigned long long)ch.wrong);
+	BW_ASSERT(ch.binds > 1000 && ch.reclaims > 100);
+	BW_ASSERT_EQ(ch.wrong, 0);
 	bw_state_detach(&st);
 }
 
@@ -1057,6 +1366,11 @@ static const struct bw_test tests[] = {
     BW_TEST(test_state_refuses_not_regular),
     BW_TEST(test_state_ten_thousand_fit),
     BW_TEST(test_state_table_full),
+    BW_TEST(test_state_reclaim_idle_when_full),
+    BW_TEST(test_state_reclaim_spares_busy),
+    BW_TEST(test_state_reclaim_same_key_new_tenancy),
+    BW_TEST(test_state_lose_truncated),
+    BW_TEST(test_state_reclaim_under_lookups),
     BW_TEST(test_state_pending_dead_claimer_taken_over),
     BW_TEST(test_state_pending_live_claimer_waits_bounded),
     BW_TEST(test_state_reset_dest),
