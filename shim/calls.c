@@ -19,6 +19,22 @@
 #include "shim/real.h"
 #include "shim/usdt.h"
 
+/* Every key off: the settings of a destination no rule matches.  Each
+ * acting key is at its "nothing" value (breaker off, no bulkhead, one
+ * attempt, no timeouts, no hedge); the others hold harmless values.
+ * Defined here, not in init.c, so that everything linking the accounting
+ * (the command, the unit tests, the bench) has it. */
+const struct bw_settings bw_observed_settings = {
+	.breaker_on = false,
+	.rate = -1,
+	.slow_rate = -1,
+	.probes = 1,
+	.breaker_errno = ECONNREFUSED,
+	.bulkhead_errno = ECONNREFUSED,
+	.retry_attempts = 1,
+	.retry_multiplier = 1,
+};
+
 bool bw_call_connect_failed(int err)
 {
 	switch (err) {

@@ -26,20 +26,6 @@
 
 struct bw_global bw_g;
 
-/* Every key off: the settings of a destination no rule matches.  Each
- * acting key is at its "nothing" value (breaker off, no bulkhead, one
- * attempt, no timeouts, no hedge); the others hold harmless values. */
-const struct bw_settings bw_observed_settings = {
-	.breaker_on = false,
-	.rate = -1,
-	.slow_rate = -1,
-	.probes = 1,
-	.breaker_errno = ECONNREFUSED,
-	.bulkhead_errno = ECONNREFUSED,
-	.retry_attempts = 1,
-	.retry_multiplier = 1,
-};
-
 /* The policy file is read into static memory: nothing is allocated. */
 static char file_buf[BW_POLICY_FILE_MAX];
 
