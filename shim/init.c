@@ -152,6 +152,36 @@ static void fork_child(void)
 	bw_bulkhead_forked(true);
 }
 
+/* The parent's half of fork's handlers for a child they did not run for.
+ * The child has started already (its inherited fds are copies of ours,
+ * unchanged since), so the inodes are noted after the fact: a thread
+ * closing a held socket meanwhile frees its slot at once, as one does
+ * between fork's prepare and parent handlers.  Only when the child may
+ * hold a slot's socket: every hold then waits for the sweep at its
+ * close, which is about a second later than at once. */
+void bw_spawned(bool dups)
+{
+	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
+	    !bw_g.active)
+		return;
+	int high = bw_fd_high();
+	bool held = false, inherits = dups;
+	for (int fd = 0; fd < high && !(held && inherits); fd++) {
+		const struct bw_conn *c = bw_fd_conn(fd);
+		if (!c || c->slot.kind != BW_SLOT_SHARED)
+			continue;
+		held = true;
+		if (!inherits) {
+			int fl = bw_real.fcntl(fd, F_GETFD);
+			inherits = fl >= 0 && !(fl & FD_CLOEXEC);
+		}
+	}
+	if (!held || !inherits)
+		return;
+	fork_prepare();
+	bw_bulkhead_forked(false);
+}
+
 static void init_once(void)
 {
 	struct bw_policy_error err;
