@@ -211,3 +211,22 @@ badfd() {
 @test "close_range with lo > hi (EINVAL) leaves every fd tracked" {
 	badfd 'close_range-lo>hi' EINVAL
 }
+
+@test "a C vfork child that closes and duplicates tracked fds, then _exits, changes nothing in the parent" {
+	export BULWARK_POLICY='127.0.0.1 bulkhead.max=2 bulkhead.wait=0 retry.attempts=1'
+	run run_shim "$BW_BUILD/fixtures/children" vfork "$FS_PORT"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "child 7 canary ok" ]
+	[ "${lines[1]}" = "third ECONNREFUSED" ]
+	[ "${lines[2]}" = "after close connected" ]
+}
+
+@test "a raw clone() child (no atfork handler) is still policed" {
+	export BULWARK_POLICY='127.0.0.1 bulkhead.max=1 bulkhead.wait=0 retry.attempts=1'
+	run run_shim "$BW_BUILD/fixtures/children" clone "$FS_PORT"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "clone child ECONNREFUSED" ]
+	[ "${lines[1]}" = "after close connected" ]
+}
