@@ -15,7 +15,10 @@
  * handler runs for them: after the call the parent does what fork's
  * handlers do (init.c, bw_spawned), so its own close of the socket hands
  * the bulkhead slot to the sweep, which frees it once the child has
- * closed the socket or exited, instead of freeing it at once.
+ * closed the socket or exited, instead of freeing it at once.  It does so
+ * before the call too, for the sockets it knows the child inherits (no
+ * FD_CLOEXEC), so that a close by another thread while the call runs
+ * (system() runs until the shell exits) also waits for the sweep.
  */
 #include <spawn.h>
 #include <stdio.h>
@@ -45,6 +48,9 @@ __attribute__((used)) uint32_t bw__vfork_enter(void);
 __attribute__((used)) uint32_t bw__vfork_enter(void)
 {
 	uint32_t was = bw_vfork_parent;
+	int e = errno;
+	bw_spawned(false);
+	errno = e;
 	bw_vfork_dups = 0;
 	bw_vfork_parent = (uint32_t)getpid();
 	return was;
@@ -121,6 +127,7 @@ BW_EXPORT int posix_spawn(pid_t *pid, const char *path,
 			  const posix_spawnattr_t *attr, char *const argv[],
 			  char *const envp[])
 {
+	BW_KEEP_ERRNO(bw_spawned(spawn_dups(fa)));
 	int rc = bw_real.posix_spawn(pid, path, fa, attr, argv, envp);
 	if (rc == 0)
 		BW_KEEP_ERRNO(bw_spawned(spawn_dups(fa)));
@@ -132,6 +139,7 @@ BW_EXPORT int posix_spawnp(pid_t *pid, const char *file,
 			   const posix_spawnattr_t *attr, char *const argv[],
 			   char *const envp[])
 {
+	BW_KEEP_ERRNO(bw_spawned(spawn_dups(fa)));
 	int rc = bw_real.posix_spawnp(pid, file, fa, attr, argv, envp);
 	if (rc == 0)
 		BW_KEEP_ERRNO(bw_spawned(spawn_dups(fa)));
@@ -142,6 +150,8 @@ BW_EXPORT int posix_spawnp(pid_t *pid, const char *file,
  * started in the background may still hold the socket. */
 BW_EXPORT int system(const char *cmd)
 {
+	if (cmd)
+		BW_KEEP_ERRNO(bw_spawned(false));
 	int rc = bw_real.system(cmd);
 	if (cmd)
 		BW_KEEP_ERRNO(bw_spawned(false));
@@ -150,6 +160,7 @@ BW_EXPORT int system(const char *cmd)
 
 BW_EXPORT FILE *popen(const char *cmd, const char *mode)
 {
+	BW_KEEP_ERRNO(bw_spawned(false));
 	FILE *f = bw_real.popen(cmd, mode);
 	if (f)
 		BW_KEEP_ERRNO(bw_spawned(false));

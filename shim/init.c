@@ -152,13 +152,14 @@ static void fork_child(void)
 	bw_bulkhead_forked(true);
 }
 
-/* The parent's half of fork's handlers for a child they did not run for.
- * The child has started already (its inherited fds are copies of ours,
- * unchanged since), so the inodes are noted after the fact: a thread
- * closing a held socket meanwhile frees its slot at once, as one does
- * between fork's prepare and parent handlers.  Only when the child may
- * hold a slot's socket: every hold then waits for the sweep at its
- * close, which is about a second later than at once. */
+/* The parent's half of fork's handlers for a child they do not run for;
+ * called before the child starts and again once it has (hook_spawn.c).
+ * Only when the child may hold a slot's socket: every hold then waits for
+ * the sweep at its close, which is about a second later than at once.
+ * After the call the child's inherited fds are copies of ours, unchanged
+ * since, so their inodes can still be noted; a hold taken by another
+ * thread while the call ran, and closed before the second call, is freed
+ * at once, as one is between fork's prepare and parent handlers. */
 void bw_spawned(bool dups)
 {
 	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
