@@ -6,8 +6,9 @@
  * name or an unusable segment never stops the program: it is said once on
  * the log and the shim falls back (SPEC §7); BULWARK_STRICT=1 ends the
  * program with status 2 before main instead.
- * Owns: bw_g, bw__init, the constructor.  Runs once per process image,
- * under pthread_once; fork children inherit everything.
+ * Owns: bw_g, bw__init, the constructor, the fork handlers and their
+ * counterpart for children started without them (bw_spawned).  Runs once
+ * per process image, under pthread_once; fork children inherit everything.
  */
 #include <fcntl.h>
 #include <pthread.h>
