@@ -114,10 +114,15 @@ client() {
 	run_shim "$PY" -c "$CLIENT" "$1" "$FS_PORT" "$BW_TMP"
 }
 
+# Python 3.11's subprocess starts its child with vfork (subprocess._USE_VFORK;
+# strace -f shows vfork, then close_range(3, ...) in the child).
+require_vfork_python() {
+	"$PY" -c 'import subprocess, sys; sys.exit(not getattr(subprocess, "_USE_VFORK", False))' ||
+		skip "$PY's subprocess does not use vfork"
+}
+
 @test "a vfork child (Python subprocess) does not free the parent's bulkhead slots" {
-	# Python 3.11's subprocess starts its child with vfork, which then
-	# calls close_range on every fd above 2 (strace -f shows vfork and
-	# close_range(3, ...) in the child).
+	require_vfork_python
 	export BULWARK_POLICY='127.0.0.1 bulkhead.max=2 bulkhead.wait=0 retry.attempts=1'
 	run client subprocess
 	echo "$output"
@@ -128,6 +133,7 @@ client() {
 }
 
 @test "io.timeout: a vfork child's dup2 of a connection onto stdin leaves the parent's stdin alone" {
+	require_vfork_python
 	export BULWARK_POLICY='127.0.0.1 io.timeout=50ms retry.attempts=1'
 	local script='
 import os, socket, subprocess, sys
