@@ -83,7 +83,8 @@ BW_EXPORT int close_range(unsigned int lo, unsigned int hi, int fl)
 {
 	if (lo <= hi && (unsigned)bw_fd_high() > lo &&
 	    !((unsigned)fl & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) &&
-	    !(fl & CLOSE_RANGE_CLOEXEC) && close_range_works())
+	    !(fl & CLOSE_RANGE_CLOEXEC) && !bw_fd_borrowed() &&
+	    close_range_works())
 		forget_range(lo, hi);
 	return bw_real.close_range(lo, hi, fl);
 }
