@@ -70,14 +70,20 @@ if mode == "subprocess":
     a.close()
     print("after close", state(conn()))
     b.close()
-elif mode in ("spawn", "system", "popen"):
+elif mode in ("spawn", "spawn-dup2", "system", "popen"):
     s = conn()
     print("held", "s" if not isinstance(s, str) else s)
-    os.set_inheritable(s.fileno(), True)
+    if mode != "spawn-dup2":
+        os.set_inheritable(s.fileno(), True)
     pidfile = os.path.join(tmp, "child.pid")
     f = None
     if mode == "spawn":
         pid = os.posix_spawn("/bin/sleep", ["sleep", "30"], os.environ)
+    elif mode == "spawn-dup2":
+        # The socket stays close-on-exec; a file action makes it
+        # stdin in the child.
+        pid = os.posix_spawn("/bin/sleep", ["sleep", "30"], os.environ,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, s.fileno(), 0)])
     elif mode == "system":
         os.system("sleep 30 </dev/null >/dev/null 2>&1 & echo $! >" + pidfile)
         pid = wait_file(pidfile)
@@ -90,7 +96,7 @@ elif mode in ("spawn", "system", "popen"):
     s.close()
     print("parent closed", state(conn()))
     os.kill(pid, signal.SIGKILL)
-    if mode == "spawn":
+    if mode.startswith("spawn"):
         os.waitpid(pid, 0)
     if f:
         libc.pclose(f)
@@ -159,6 +165,16 @@ except OSError as e:
 @test "posix_spawn child inheriting a connection keeps its bulkhead slot until it exits" {
 	export BULWARK_POLICY='127.0.0.1 bulkhead.max=1 bulkhead.wait=0 retry.attempts=1'
 	run client spawn
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "held s" ]
+	[ "${lines[1]}" = "parent closed ECONNREFUSED" ]
+	[ "${lines[2]}" = "child gone connected" ]
+}
+
+@test "posix_spawn child given a close-on-exec connection by a dup2 file action keeps its slot until it exits" {
+	export BULWARK_POLICY='127.0.0.1 bulkhead.max=1 bulkhead.wait=0 retry.attempts=1'
+	run client spawn-dup2
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = "held s" ]
