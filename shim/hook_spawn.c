@@ -38,8 +38,10 @@
  * vfork (and the sanitizers' interceptors) do, and call C only before the
  * system call and, in the parent, after it.  x86_64 only; elsewhere vfork
  * is not interposed and a vfork child's hooks act as in the parent.
- * A process running with a CET shadow stack (not enabled by Debian 12's
- * glibc 2.36) would need glibc's shadow-stack fix-up as well.
+ * Under a CET shadow stack (glibc 2.39 and later may enable one; rdsspq
+ * reads 0 without, and is a no-op on CPUs without CET) the child goes back
+ * by an indirect jump, not ret, as glibc's vfork does: the shadow stack is
+ * shared with the parent, whose return address must stay on it.
  */
 
 /* Before the system call: marks the calling thread; returns the previous
@@ -78,13 +80,15 @@ __attribute__((used)) pid_t bw__vfork_parent(long rc, uint32_t was)
 /* rdi keeps the return address (the kernel preserves every register but
  * rax, rcx and r11 across syscall), rsi the previous mark; the child
  * returns straight to the caller, the parent jumps to bw__vfork_parent,
- * which returns to the caller.  58: SYS_vfork. */
+ * which returns to the caller.  58: SYS_vfork.  endbr64 (a no-op without
+ * CET) lets a program built for indirect-branch tracking call us. */
 __asm__(".text\n"
 	".globl vfork\n"
 	".type vfork, @function\n"
 	".p2align 4\n"
 	"vfork:\n"
 	".cfi_startproc\n"
+	"	endbr64\n"
 	"	subq $8, %rsp\n"
 	"	.cfi_adjust_cfa_offset 8\n"
 	"	call bw__vfork_enter\n"
@@ -103,7 +107,14 @@ __asm__(".text\n"
 	"	jz 1f\n"
 	"	movq %rax, %rdi\n"
 	"	jmp bw__vfork_parent\n"
-	"1:	ret\n"
+	"1:	xorl %esi, %esi\n"
+	"	rdsspq %rsi\n"
+	"	testq %rsi, %rsi\n"
+	"	jnz 2f\n"
+	"	ret\n"
+	"2:	popq %rdi\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	jmp *%rdi\n"
 	".cfi_endproc\n"
 	".size vfork, .-vfork\n");
 #endif

@@ -252,3 +252,33 @@ badfd() {
 	[ "${lines[0]}" = "clone child ECONNREFUSED" ]
 	[ "${lines[1]}" = "after close connected" ]
 }
+
+@test "threads connecting and closing while others run subprocesses: no slot leaked or lost" {
+	require_cli
+	export BULWARK_POLICY='127.0.0.1 bulkhead.max=4 bulkhead.wait=5s retry.attempts=1'
+	local script='
+import socket, subprocess, sys, threading
+port = int(sys.argv[1])
+bad = []
+def connects():
+    for _ in range(200):
+        s = socket.socket()
+        try:
+            s.connect(("127.0.0.1", port))
+        except OSError as e:
+            bad.append(e.errno)
+        s.close()
+def spawns():
+    for _ in range(40):
+        subprocess.run(["true"], check=True)
+ts = [threading.Thread(target=f) for f in (connects, connects, spawns, spawns)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("failed", len(bad))'
+	run run_shim "$PY" -c "$script" "$FS_PORT"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "failed 0" ]
+	[ "$(bw_field 127.0.0.1:$FS_PORT bulkhead.active)" -eq 0 ]
+	[ "$(bw_field 127.0.0.1:$FS_PORT bulkhead.acquired)" -eq 400 ]
+}
