@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/fd_table.c: the fd -> connection table and the connection pool.
- * Owns: bw_fd_map, bw_conns, bw_fd_*.  Never: allocates, locks, logs,
- * makes a system call, or touches errno.  Context: any hook, signal
- * handlers and vfork children included (all AS-safe, lock-free).
+ * Owns: bw_fd_map, bw_conns, bw_fd_*, bw_vfork_parent.  Never: allocates,
+ * locks, logs, makes a system call (but getpid, in the window of a vfork:
+ * fd_table.h), or touches errno.  Context: any hook, signal handlers
+ * included (all AS-safe, lock-free); in a vfork child it changes nothing.
  *
  * I1: bw_fd_map[fd] is 0 or the index + 1 of a connection whose refs counts
  *     that fd.
@@ -18,6 +19,8 @@
 _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
 struct bw_conn bw_conns[BW_CONN_MAX];
 static _Atomic int fd_high;
+__thread uint32_t bw_vfork_parent __attribute__((tls_model("initial-exec")));
+__thread uint8_t bw_vfork_dups __attribute__((tls_model("initial-exec")));
 
 int bw_fd_high(void)
 {
@@ -72,7 +75,7 @@ static struct bw_conn *conn_claim(int fd)
 
 struct bw_conn *bw_fd_track(int fd)
 {
-	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
+	if (fd < 0 || fd >= BW_FD_TABLE_MAX || bw_fd_borrowed())
 		return NULL;
 	/* A fresh fd's entry is nearly always empty: one plain load, not
 	 * the exchange (a locked instruction) that takes a stale one. */
@@ -94,6 +97,13 @@ void bw_fd_dup(int old, int fd)
 {
 	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
 		return;
+	if (BW_UNLIKELY(bw_vfork_parent) && bw_fd_borrowed()) {
+		/* The child's new fd may keep the socket past exec. */
+		if (old >= 0 && old < BW_FD_TABLE_MAX &&
+		    atomic_load_explicit(&bw_fd_map[old], memory_order_relaxed))
+			bw_vfork_dups = 1;
+		return;
+	}
 	struct bw_conn *prev = bw_fd_drop(fd);
 	if (prev)
 		bw_conn_free(prev);
@@ -108,7 +118,7 @@ void bw_fd_dup(int old, int fd)
 
 struct bw_conn *bw_fd_drop(int fd)
 {
-	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
+	if (fd < 0 || fd >= BW_FD_TABLE_MAX || bw_fd_borrowed())
 		return NULL;
 	uint32_t c = atomic_exchange_explicit(&bw_fd_map[fd], 0,
 					      memory_order_acq_rel);

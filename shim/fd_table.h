@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "shim/bulkhead.h"
 #include "shim/internal.h"
@@ -79,23 +80,62 @@ struct bw_conn {
 extern _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
 extern struct bw_conn bw_conns[BW_CONN_MAX];
 
-/* The connection of fd, or NULL when fd is untracked.  AS-safe. */
+/*
+ * A vfork child runs on its parent's memory: every table here, the
+ * connections' bulkhead slots and the hooks' statics are the parent's, and
+ * the fd numbers the child closes or duplicates (Python's subprocess calls
+ * close_range and dup2 there) are not the parent's fds.  So in a vfork
+ * child nothing may be changed: the table reads as empty and refuses every
+ * change, and each hook passes straight to libc.
+ *
+ * The vfork hook (shim/hook_spawn.c) sets bw_vfork_parent, in the calling
+ * thread only, to that process's pid before the system call and restores
+ * it when the call returns in the parent.  The child runs on that thread's
+ * stack and thread pointer, so it sees the pid; every other thread of the
+ * parent, which goes on running meanwhile, sees 0 (its own copy) and costs
+ * one thread-local load on a tracked fd.  While the value is set, getpid()
+ * (a system call since glibc 2.25: no cache that could still hold the
+ * parent's pid) tells the child from a signal handler that runs in the
+ * parent thread just before or after the call.  A fork child, raw clone()
+ * children included, has its own memory and is not concerned.
+ */
+extern __thread uint32_t bw_vfork_parent
+	__attribute__((tls_model("initial-exec")));
+/* Set by a vfork child that duplicated a tracked fd (dup2 onto its stdin,
+ * say): the child may keep the socket, which the parent learns from this
+ * flag when vfork returns.  The one write a vfork child makes. */
+extern __thread uint8_t bw_vfork_dups
+	__attribute__((tls_model("initial-exec")));
+
+/* True in a vfork child (see above).  AS-safe. */
+static inline bool bw_fd_borrowed(void)
+{
+	uint32_t p = bw_vfork_parent;
+	return BW_UNLIKELY(p != 0) && (uint32_t)getpid() != p;
+}
+
+/* The connection of fd, or NULL when fd is untracked or this is a vfork
+ * child (nothing is tracked there).  AS-safe. */
 static inline struct bw_conn *bw_fd_conn(int fd)
 {
 	if (fd < 0 || fd >= BW_FD_TABLE_MAX)
 		return NULL;
 	uint32_t c = atomic_load_explicit(&bw_fd_map[fd], memory_order_acquire);
-	return c ? &bw_conns[c - 1] : NULL;
+	if (BW_LIKELY(!c) || bw_fd_borrowed())
+		return NULL;
+	return &bw_conns[c - 1];
 }
 
 /* Starts tracking fd as a fresh TCP socket.  Returns the connection or NULL
- * (fd out of range, no free connection).  AS-safe. */
+ * (fd out of range, no free connection, a vfork child).  AS-safe. */
 struct bw_conn *bw_fd_track(int fd);
 /* fd now refers to what old refers to (dup, dup2, dup3, F_DUPFD*), or to
- * nothing if old is untracked.  AS-safe. */
+ * nothing if old is untracked.  In a vfork child: changes nothing, notes
+ * bw_vfork_dups if old is tracked.  AS-safe. */
 void bw_fd_dup(int old, int fd);
 /* fd was closed or reused: drop it.  Returns the connection when this was
- * its last fd (the caller settles its accounts), else NULL.  AS-safe. */
+ * its last fd (the caller settles its accounts), else NULL (also in a
+ * vfork child, where nothing is dropped).  AS-safe. */
 struct bw_conn *bw_fd_drop(int fd);
 /* Releases a connection returned by bw_fd_drop. */
 void bw_conn_free(struct bw_conn *c);

@@ -5,8 +5,12 @@
  * Owns: those exported symbols.  Never: more than one load and one branch
  * for an untracked fd; holds no lock across the real call (STYLE 2.14).
  * The table is updated before the real close so a concurrent socket() that
- * reuses the number cannot be clobbered.  AS-safe: yes (close, dup*, fcntl
- * are called from signal handlers); fclose is not AS-safe in libc either.
+ * reuses the number cannot be clobbered; so a call that will fail (dup2
+ * from a bad fd, dup3 onto itself, close_range with lo > hi or unknown
+ * flags) must be recognised before it is made, and then forgets nothing.
+ * In a vfork child every fd reads as untracked (fd_table.h): each hook
+ * is then plain libc.  AS-safe: yes (close, dup*, fcntl are called from
+ * signal handlers); fclose is not AS-safe in libc either.
  */
 #include <fcntl.h>
 #include <stdarg.h>
@@ -18,6 +22,9 @@
 #include "shim/internal.h"
 #include "shim/real.h"
 
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -50,19 +57,43 @@ static void forget_range(unsigned lo, unsigned hi)
 			forget((int)fd);
 }
 
-/* close_range(2).  AS-safe: yes. */
+/* Whether the kernel has close_range (Linux 5.9): asked once, with a
+ * range that holds no fd, the first time a range holds a tracked fd.
+ * 0: not known yet, 1: yes, -1: no (ENOSYS: the call closes nothing). */
+static _Atomic int have_close_range;
+
+static bool close_range_works(void)
+{
+	int h = atomic_load_explicit(&have_close_range, memory_order_relaxed);
+	if (BW_UNLIKELY(h == 0)) {
+		int e = errno;
+		h = bw_real.close_range(~0u, ~0u, 0) == 0 || errno != ENOSYS
+			    ? 1 : -1;
+		errno = e;
+		atomic_store_explicit(&have_close_range, h,
+				      memory_order_relaxed);
+	}
+	return h > 0;
+}
+
+/* close_range(2): forgets only what the call will close: the range is
+ * valid (lo <= hi), the flags are known and not CLOSE_RANGE_CLOEXEC (which
+ * closes nothing now; exec does, and then we are gone).  AS-safe: yes. */
 BW_EXPORT int close_range(unsigned int lo, unsigned int hi, int fl)
 {
-	if (!(fl & CLOSE_RANGE_CLOEXEC))
+	if (lo <= hi && (unsigned)bw_fd_high() > lo &&
+	    !((unsigned)fl & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) &&
+	    !(fl & CLOSE_RANGE_CLOEXEC) && !bw_fd_borrowed() &&
+	    close_range_works())
 		forget_range(lo, hi);
 	return bw_real.close_range(lo, hi, fl);
 }
 
-/* closefrom(3).  AS-safe: yes. */
+/* closefrom(3) closes from max(lo, 0) (glibc), and cannot fail (it
+ * aborts the program instead).  AS-safe: yes. */
 BW_EXPORT void closefrom(int lo)
 {
-	if (lo >= 0)
-		forget_range((unsigned)lo, ~0u);
+	forget_range(lo > 0 ? (unsigned)lo : 0, ~0u);
 	bw_real.closefrom(lo);
 }
 
@@ -75,7 +106,18 @@ BW_EXPORT int fclose(FILE *f)
 }
 
 /* dup(2), dup2(2), dup3(2): the new fd shares the connection (one open
- * file description); a tracked fd that dup2 closes is forgotten. */
+ * file description); a tracked fd that dup2 closes is forgotten, before
+ * the call (its settling may look at the socket behind it), and only if
+ * the call will succeed: old is an open fd (else EBADF and nfd is left
+ * open).  A thread that closes old meanwhile races its own dup2. */
+static bool fd_open(int fd)
+{
+	int e = errno;
+	bool ok = bw_real.fcntl(fd, F_GETFD) >= 0;
+	errno = e;
+	return ok;
+}
+
 BW_EXPORT int dup(int fd)
 {
 	int nfd = bw_real.dup(fd);
@@ -86,7 +128,7 @@ BW_EXPORT int dup(int fd)
 
 BW_EXPORT int dup2(int old, int nfd)
 {
-	if (old != nfd && BW_UNLIKELY(bw_fd_conn(nfd) != NULL))
+	if (old != nfd && BW_UNLIKELY(bw_fd_conn(nfd) != NULL) && fd_open(old))
 		forget(nfd);
 	int rc = bw_real.dup2(old, nfd);
 	if (rc >= 0 && old != nfd)
@@ -94,9 +136,11 @@ BW_EXPORT int dup2(int old, int nfd)
 	return rc;
 }
 
+/* dup3 also refuses old == nfd and flags other than O_CLOEXEC (EINVAL). */
 BW_EXPORT int dup3(int old, int nfd, int fl)
 {
-	if (old != nfd && BW_UNLIKELY(bw_fd_conn(nfd) != NULL))
+	if (old != nfd && BW_UNLIKELY(bw_fd_conn(nfd) != NULL) &&
+	    !(fl & ~O_CLOEXEC) && fd_open(old))
 		forget(nfd);
 	int rc = bw_real.dup3(old, nfd, fl);
 	if (rc >= 0)

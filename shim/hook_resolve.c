@@ -9,15 +9,18 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "shim/fd_table.h"
 #include "shim/hostmap.h"
 #include "shim/internal.h"
 #include "shim/names.h"
 #include "shim/real.h"
 
+/* Not in a vfork child: the maps it would write are its parent's. */
 static bool watching(const char *name)
 {
 	return name && atomic_load_explicit(&bw_g.ready, memory_order_acquire) &&
-	       bw_g.active && (bw_g.policy.has_host_rules || bw_names_wanted());
+	       bw_g.active && (bw_g.policy.has_host_rules || bw_names_wanted()) &&
+	       !bw_fd_borrowed();
 }
 
 /* Records sa for host rules and, under hedge.delay, in b (names.h). */

@@ -6,8 +6,9 @@
  * name or an unusable segment never stops the program: it is said once on
  * the log and the shim falls back (SPEC §7); BULWARK_STRICT=1 ends the
  * program with status 2 before main instead.
- * Owns: bw_g, bw__init, the constructor.  Runs once per process image,
- * under pthread_once; fork children inherit everything.
+ * Owns: bw_g, bw__init, the constructor, the fork handlers and their
+ * counterpart for children started without them (bw_spawned).  Runs once
+ * per process image, under pthread_once; fork children inherit everything.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -181,6 +182,37 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	bw_bulkhead_forked(true);
+}
+
+/* The parent's half of fork's handlers for a child they do not run for;
+ * called before the child starts and again once it has (hook_spawn.c).
+ * Only when the child may hold a slot's socket: every hold then waits for
+ * the sweep at its close, which is about a second later than at once.
+ * After the call the child's inherited fds are copies of ours, unchanged
+ * since, so their inodes can still be noted; a hold taken by another
+ * thread while the call ran, and closed before the second call, is freed
+ * at once, as one is between fork's prepare and parent handlers. */
+void bw_spawned(bool dups)
+{
+	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
+	    !bw_g.active)
+		return;
+	int high = bw_fd_high();
+	bool held = false, inherits = dups;
+	for (int fd = 0; fd < high && !(held && inherits); fd++) {
+		const struct bw_conn *c = bw_fd_conn(fd);
+		if (!c || c->slot.kind != BW_SLOT_SHARED)
+			continue;
+		held = true;
+		if (!inherits) {
+			int fl = bw_real.fcntl(fd, F_GETFD);
+			inherits = fl >= 0 && !(fl & FD_CLOEXEC);
+		}
+	}
+	if (!held || !inherits)
+		return;
+	fork_prepare();
+	bw_bulkhead_forked(false);
 }
 
 static void init_once(void)

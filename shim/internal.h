@@ -72,5 +72,11 @@ int bw_sigbus_guard(void);
 
 /* Initialises the shim once; safe to call from any hook (pthread_once). */
 void bw__init(void);
+/* After a child started without fork's handlers (vfork, posix_spawn,
+ * system, popen; shim/hook_spawn.c): if it may have inherited a tracked
+ * socket holding a bulkhead slot (an fd without FD_CLOEXEC, or dups: the
+ * child or a spawn file action duplicated a tracked fd), does what the
+ * fork handlers do.  May change errno (its callers keep it). */
+void bw_spawned(bool dups);
 
 #endif

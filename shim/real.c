@@ -251,6 +251,43 @@ static int fb_gethostbyname2_r(const char *n, int af, struct hostent *h,
 			 struct hostent **, int *))lazy("gethostbyname2_r");
 	return fn ? fn(n, af, h, b, l, r, e) : ENOSYS;
 }
+typedef int spawn_fn(pid_t *, const char *, const posix_spawn_file_actions_t *,
+		     const posix_spawnattr_t *, char *const[], char *const[]);
+static int fb_posix_spawn(pid_t *p, const char *f,
+			  const posix_spawn_file_actions_t *fa,
+			  const posix_spawnattr_t *a, char *const v[],
+			  char *const e[])
+{
+	spawn_fn *fn = (spawn_fn *)lazy("posix_spawn");
+	return fn ? fn(p, f, fa, a, v, e) : ENOSYS;
+}
+static int fb_posix_spawnp(pid_t *p, const char *f,
+			   const posix_spawn_file_actions_t *fa,
+			   const posix_spawnattr_t *a, char *const v[],
+			   char *const e[])
+{
+	spawn_fn *fn = (spawn_fn *)lazy("posix_spawnp");
+	return fn ? fn(p, f, fa, a, v, e) : ENOSYS;
+}
+static int fb_system(const char *c)
+{
+	int (*fn)(const char *) = (int (*)(const char *))lazy("system");
+	if (!fn) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return fn(c);
+}
+static FILE *fb_popen(const char *c, const char *m)
+{
+	FILE *(*fn)(const char *, const char *) =
+		(FILE * (*)(const char *, const char *)) lazy("popen");
+	if (!fn) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	return fn(c, m);
+}
 
 struct bw_real bw_real = {
 	.socket = fb_socket,
@@ -294,6 +331,10 @@ struct bw_real bw_real = {
 	.fcntl64 = fb_fcntl,
 	.poll = fb_poll,
 	.ppoll = fb_ppoll,
+	.posix_spawn = fb_posix_spawn,
+	.posix_spawnp = fb_posix_spawnp,
+	.system = fb_system,
+	.popen = fb_popen,
 	.getaddrinfo = fb_getaddrinfo,
 	.gethostbyname = fb_gethostbyname,
 	.gethostbyname2 = fb_gethostbyname2,
@@ -383,6 +424,10 @@ void bw_real_bind(void)
 	BIND(fcntl64, "fcntl64");
 	BIND(poll, "poll");
 	BIND(ppoll, "ppoll");
+	BIND(posix_spawn, "posix_spawn");
+	BIND(posix_spawnp, "posix_spawnp");
+	BIND(system, "system");
+	BIND(popen, "popen");
 	BIND(getaddrinfo, "getaddrinfo");
 	BIND(gethostbyname, "gethostbyname");
 	BIND(gethostbyname2, "gethostbyname2");

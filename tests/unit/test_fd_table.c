@@ -5,6 +5,7 @@
  * use from threads (also built under ThreadSanitizer).
  */
 #include <pthread.h>
+#include <unistd.h>
 
 #include "shim/fd_table.h"
 #include "tests/unit/bw_test.h"
@@ -134,6 +135,38 @@ static void test_fd_table_concurrent_churn_leaves_nothing(void)
 		BW_ASSERT(bw_fd_conn(fd) == NULL);
 }
 
+/* A vfork child runs on the parent's memory with the parent thread's mark
+ * (bw_vfork_parent: the parent's pid, another getpid): the table reads as
+ * empty and nothing changes it.  Faked here with a pid that is not ours. */
+static void test_fd_table_vfork_child_changes_nothing(void)
+{
+	bw_fd_reset();
+	struct bw_conn *c = bw_fd_track(5);
+	BW_ASSERT(c != NULL);
+	bw_vfork_dups = 0;
+	bw_vfork_parent = (uint32_t)getpid() + 1;
+	BW_ASSERT(bw_fd_borrowed());
+	BW_ASSERT(bw_fd_conn(5) == NULL);
+	BW_ASSERT(bw_fd_drop(5) == NULL);
+	BW_ASSERT(bw_fd_track(6) == NULL);
+	bw_fd_dup(7, 5);	/* untracked onto tracked: 5 stays */
+	BW_ASSERT_EQ(bw_vfork_dups, 0);
+	bw_fd_dup(5, 0);	/* tracked onto 0: noted, not done */
+	BW_ASSERT_EQ(bw_vfork_dups, 1);
+	/* The parent thread itself, in a signal handler around vfork. */
+	bw_vfork_parent = (uint32_t)getpid();
+	BW_ASSERT(!bw_fd_borrowed());
+	BW_ASSERT(bw_fd_conn(5) == c);
+	bw_vfork_parent = 0;
+	bw_vfork_dups = 0;
+	BW_ASSERT(bw_fd_conn(5) == c);
+	BW_ASSERT(bw_fd_conn(0) == NULL);
+	BW_ASSERT(bw_fd_conn(6) == NULL);
+	BW_ASSERT_EQ(atomic_load(&c->refs), 1);
+	BW_ASSERT(bw_fd_drop(5) == c);
+	bw_conn_free(c);
+}
+
 static const struct bw_test tests[] = {
 	BW_TEST(test_fd_table_untracked_by_default),
 	BW_TEST(test_fd_table_track_and_drop),
@@ -144,6 +177,7 @@ static const struct bw_test tests[] = {
 	BW_TEST(test_fd_table_high_water_mark),
 	BW_TEST(test_fd_table_settling_connection_is_not_reclaimed),
 	BW_TEST(test_fd_table_concurrent_churn_leaves_nothing),
+	BW_TEST(test_fd_table_vfork_child_changes_nothing),
 };
 
 BW_TEST_MAIN(tests)
