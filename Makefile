@@ -28,7 +28,10 @@ BASE := -std=c11 -D_GNU_SOURCE -I. $(WARN) -g -DBW_VERSION='"$(VERSION)"'
 SHIM_LTO := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto=auto)
 SHIM_CFLAGS := $(BASE) -O2 -fPIC -fvisibility=hidden -fno-strict-aliasing \
 	-U_FILE_OFFSET_BITS -fno-plt -falign-functions=64 $(SHIM_LTO)
-CLI_CFLAGS := $(BASE) -O2
+# The Debian package installs the shim under /usr/lib/MULTIARCH/bulwark/,
+# where bulwark run and bulwark systemd look for it.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+CLI_CFLAGS := $(BASE) -O2 -DBW_MULTIARCH='"$(MULTIARCH)"'
 # Profile-guided build (GCC, like LTO; PGO=0 skips it): the shim is first
 # built instrumented (build/pgo), run by shim/pgo/train.c against an echo
 # server on loopback, then built with the profile that run wrote, so the
