@@ -8,6 +8,7 @@
 #   make bench      benchmarks (QUICK=1 for a one-minute smoke run)
 #   make demo       a real client against the fault server, with and without
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        build/bulwark_VERSION_ARCH.deb (dpkg-deb; pkg/deb/mkdeb)
 #   make fuzz       run the libFuzzer target for the policy parser
 
 PREFIX ?= /usr/local
@@ -79,7 +80,7 @@ BENCHES := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 obj = $(patsubst %.c,$(B)/obj/$(1)/%.o,$(2))
 
 .PHONY: all deps test unit bats bench demo install uninstall clean fuzz \
-	probe lint check-deps
+	probe lint check-deps deb
 all: $(LIB) $(CLI) $(FIXTURES) probe
 
 # ---- objects ---------------------------------------------------------------
@@ -197,7 +198,8 @@ DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
 	zlib1g-dev systemtap-sdt-dev libjemalloc-dev libjemalloc2 bats curl \
 	wget python3 redis-server redis-tools socat netcat-openbsd nftables \
 	iproute2 haproxy nginx libnginx-mod-stream gnuplot-nox util-linux procps psmisc \
-	libclang-rt-14-dev
+	libclang-rt-14-dev \
+	prometheus lintian
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -221,6 +223,14 @@ install: all
 	install -m 0644 man/bulwark-policy.7 $(DESTDIR)$(PREFIX)/share/man/man7/bulwark-policy.7
 	if [ -x $(B)/bulwark-trace ]; then install -m 0755 $(B)/bulwark-trace \
 		$(DESTDIR)$(PREFIX)/lib/bulwark/bulwark-trace; fi
+
+# ---- Debian package ----------------------------------------------------------
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB := $(B)/bulwark_$(VERSION)_$(DEB_ARCH).deb
+deb: $(DEB)
+$(DEB): all pkg/deb/mkdeb pkg/deb/copyright pkg/deb/changelog man/bulwark.1 \
+		man/bulwark-policy.7 contrib/prometheus/bulwark-rules.yml
+	pkg/deb/mkdeb $(B) $(VERSION) $@
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/bulwark/libbulwark.so \

@@ -140,8 +140,9 @@ struct bw_cli_snap {
 };
 
 /*
- * Reads state name, read-only (never creates or writes a segment; a
- * missing one is a snapshot with no rows and exists false).  An unusable
+ * Reads state name as bulwark status does (never creates a segment; a
+ * missing one is a snapshot with no rows and exists false; the only
+ * change made is giving back the bulkhead slots of dead processes).  An unusable
  * segment returns BW_CLI_FAIL: said as "bulwark CMD: ..." when cmd is not
  * NULL, and in why (may be NULL with why_cap 0).  Else BW_CLI_OK; release
  * with bw_cli_snap_drop.

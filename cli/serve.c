@@ -8,11 +8,13 @@
  * Design: one thread, one ppoll loop, non-blocking sockets.  A request must
  * arrive whole within --timeout seconds and in at most 8 KiB, and its
  * answer must be taken within --timeout too; else the connection is
- * closed.  Every request reads the segments afresh and read-only, as
- * bulwark status does: nothing here takes a lock or writes a counter a
- * shimmed program waits on.  HTTP/1.0 and 1.1, one request per connection
+ * closed.  Every request reads the segments afresh as bulwark status
+ * does (bw_cli_snap_take: atomic loads, never creating a segment; like
+ * status it gives back the bulkhead slots of dead processes, lock-free):
+ * nothing here takes a lock a shimmed program could wait on.  HTTP/1.0 and 1.1, one request per connection
  * (Connection: close).  SIGINT and SIGTERM end it cleanly (status 0).
- * Never: binds beyond loopback unless ADDR says so.
+ * Never: listens beyond loopback unless --listen says so; creates a
+ * segment.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,8 +59,9 @@ static const char usage[] =
     "requests over 8 KiB 431, other paths 404, and a state whose segment is\n"
     "unusable 503.  One request per connection.  A state no program has "
     "used\n"
-    "yet has no rows.  Segments are read-only to serve: it never delays a\n"
-    "shimmed program.\n"
+    "yet has no rows.  States are read as 'bulwark status' reads them: "
+    "serving\n"
+    "never delays a shimmed program.\n"
     "\n"
     "Options:\n"
     "  -s, --state NAME     a shared state to serve; repeat for several\n"

@@ -3,7 +3,9 @@
  * cli/status.c: `bulwark status` (SPEC §5): one row per destination of a
  * shared state, as an aligned table, JSON (the keys of SPEC §5 first, in
  * that order, extras after) or the Prometheus text format; --watch redraws
- * the table until SIGINT/SIGTERM.
+ * the table until SIGINT/SIGTERM; --output writes a file whole.  Its
+ * printers write to any FILE and read snapshots (bw_cli_snap_take), which
+ * bulwark serve (cli/serve.c) shares.
  * Never: creates a segment or writes to one; a missing segment is "no state
  * yet", exit 0.  Reads each counter with one relaxed atomic load, so a row
  * is a near-consistent snapshot, not a transaction.
@@ -52,7 +54,8 @@ struct bw_cli_row {
 static volatile sig_atomic_t stop_watch;
 
 static const char usage[] =
-    "Usage: bulwark status [--state NAME] [--json | --prometheus]\n"
+    "Usage: bulwark status [--state NAME] [--json | --prometheus] "
+    "[--output FILE]\n"
     "       bulwark status [--state NAME] --watch [--interval S]\n"
     "\n"
     "Shows what the programs sharing a state have learnt: one row per\n"
@@ -90,9 +93,13 @@ static const char usage[] =
     "                     open_remaining_ms, then waiting, saturated,\n"
     "                     retries_succeeded, retries_denied, opened,\n"
     "                     avg_latency_ms\n"
-    "  -P, --prometheus   the Prometheus text format (metrics bulwark_*), "
-    "for\n"
-    "                     node_exporter's textfile collector\n"
+    "  -P, --prometheus   the Prometheus text format (metrics bulwark_*, "
+    "labels\n"
+    "                     destination, rule, state_name), for "
+    "node_exporter's\n"
+    "                     textfile collector or bulwark serve\n"
+    "  -o, --output FILE  write to FILE, whole: a temporary file beside it,\n"
+    "                     then renamed over it (not with --watch)\n"
     "  -w, --watch        redraw the table every interval until "
     "interrupted\n"
     "  -i, --interval S   seconds between redraws (default 1, at least "
@@ -109,7 +116,7 @@ static const char usage[] =
     "Examples:\n"
     "  bulwark status --state api\n"
     "  bulwark status --json | jq '.[] | select(.state != \"closed\")'\n"
-    "  bulwark status --prometheus > /var/lib/node_exporter/bulwark.prom\n";
+    "  bulwark status --prometheus -o /var/lib/node_exporter/bulwark.prom\n";
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
