@@ -73,9 +73,9 @@ static const char usage[] =
     SERVE_DEFAULT_ADDR " (loopback\n"
     "                       only); ADDR is an IPv4 address, [IPv6] or a "
     "host\n"
-    "                       name; 0.0.0.0 or [::] for every interface; "
-    "PORT 0\n"
-    "                       picks a free port (printed at start)\n"
+    "                       name; 0.0.0.0 (IPv4) or [::] (IPv6) for every\n"
+    "                       interface; PORT 0"
+    " picks a free port (printed at start)\n"
     "  -t, --timeout S      seconds a client has to send its request, and "
     "again\n"
     "                       to take the answer (default 5; 0.1 to 3600)\n"
@@ -153,7 +153,7 @@ static int split_listen(const char *arg, char *host, size_t hcap, char *port,
 	if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p) ||
 	    atoi(p) > 65535)
 		return -EINVAL;
-	snprintf(port, pcap, "%s", p);
+	snprintf(port, pcap, "%.5s", p); /* at most 5 digits: checked above */
 	return 0;
 }
 
@@ -201,7 +201,9 @@ static int open_listener(const char *host, const char *port, char *shown,
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char a[INET6_ADDRSTRLEN] = "?";
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	memset(&ss, 0, sizeof(ss));
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		ss.ss_family = AF_UNSPEC;
 	if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));

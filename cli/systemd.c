@@ -141,9 +141,13 @@ static int systemd_main(int argc, char **argv)
 		if (bw_cli_check_state("systemd", state) != BW_CLI_OK)
 			return BW_CLI_USAGE;
 	}
-	if (log_level && strcmp(log_level, "off") && strcmp(log_level, "error") &&
-	    strcmp(log_level, "warn") && strcmp(log_level, "info") &&
-	    strcmp(log_level, "debug"))
+	static const char *const levels[] = {"off", "error", "warn", "info",
+					     "debug"};
+	bool level_ok = !log_level;
+	for (size_t i = 0; log_level && i < sizeof(levels) / sizeof(levels[0]);
+	     i++)
+		level_ok = level_ok || strcmp(log_level, levels[i]) == 0;
+	if (!level_ok)
 		return bw_cli_usage_error("systemd",
 					  "bad log level '%s': off, error, "
 					  "warn, info or debug",

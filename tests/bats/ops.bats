@@ -20,6 +20,11 @@ setup() {
 	URL=http://127.0.0.1:$SERVE_PORT
 }
 
+teardown() {
+	[[ -z ${OTHER_STATE:-} ]] || rm -f "$(bw_state_file "$OTHER_STATE")"
+	bw_teardown
+}
+
 # start_serve ARGS...: bulwark serve in the background on $SERVE_PORT,
 # waits until /healthz answers.  SERVE_PID, SERVE_ERR.
 start_serve() {
@@ -137,10 +142,10 @@ EOF
 	refused_port
 	trip_breaker "$REFUSED"
 	other=$BULWARK_STATE-b
+	OTHER_STATE=$other
 	BULWARK_STATE=$other "$BW_CLI" force 127.0.0.1:9 open >/dev/null
 	start_serve --state "$BULWARK_STATE" --state "$other" --state never-used-$$
 	curl -sf "$URL/metrics" >"$BW_TMP/metrics"
-	rm -f "$(bw_state_file "$other")"
 	[ "$(grep -c '^# TYPE bulwark_breaker_state gauge$' "$BW_TMP/metrics")" = 1 ]
 	grep -q "^bulwark_breaker_state{destination=\"127.0.0.1:$REFUSED\",rule=\"\\*\",state_name=\"$BULWARK_STATE\",state=\"open\"} 1$" "$BW_TMP/metrics"
 	grep -q "^bulwark_breaker_state{destination=\"127.0.0.1:9\",rule=\"(forced)\",state_name=\"$other\",state=\"forced_open\"} 1$" "$BW_TMP/metrics"
@@ -223,7 +228,14 @@ EOF
 	trip_breaker "$REFUSED"
 	mkdir "$BW_TMP/textfile"
 	echo old >"$BW_TMP/textfile/bulwark.prom"
+	exec 8<"$BW_TMP/textfile/bulwark.prom" # a reader holding the old file
+	ino=$(stat -c %i "$BW_TMP/textfile/bulwark.prom")
 	"$BW_CLI" status --prometheus --output "$BW_TMP/textfile/bulwark.prom"
+	# replaced by a rename (a new inode), not rewritten in place: the
+	# reader that had it open still reads the old text whole
+	[ "$(stat -c %i "$BW_TMP/textfile/bulwark.prom")" != "$ino" ]
+	[ "$(cat <&8)" = old ]
+	exec 8<&-
 	grep -q "state_name=\"$BULWARK_STATE\",state=\"open\"} 1" "$BW_TMP/textfile/bulwark.prom"
 	# nothing else left in the directory (the temporary file was renamed)
 	[ "$(ls -A "$BW_TMP/textfile")" = bulwark.prom ]
