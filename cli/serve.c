@@ -325,15 +325,22 @@ static void answer_states(struct conn *c, const struct served *sv,
 		}
 		n++;
 	}
+	/* Said once on standard error, again only when the reason changes
+	 * (a scrape a second would repeat it every second). */
+	static char last_why[512];
 	if (bad) {
 		for (int i = 0; i < n; i++)
 			bw_cli_snap_drop(&snaps[i]);
-		bw_cli_err("serve", "%s", why);
+		if (strcmp(why, last_why) != 0)
+			bw_cli_err("serve", "%s", why);
+		snprintf(last_why, sizeof(last_why), "%s", why);
 		char text[600];
 		snprintf(text, sizeof(text), "%s\n", why);
 		answer_text(c, 503, text, head);
 		return;
 	}
+	if (!only)
+		last_why[0] = '\0';
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);

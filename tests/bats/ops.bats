@@ -372,3 +372,19 @@ EOF
 	echo "$output"
 	[[ $output == *"bulwark.conf"*"Environmnt"* ]]
 }
+
+@test "serve: a state whose segment is unusable is 503 with the reason; /healthz stays 200" {
+	OTHER_STATE=$BULWARK_STATE-bad
+	# a segment of the wrong size: never trusted
+	echo garbage >"$(bw_state_file "$OTHER_STATE")"
+	chmod 600 "$(bw_state_file "$OTHER_STATE")"
+	start_serve --state "$BULWARK_STATE" --state "$OTHER_STATE"
+	run curl -s -i "$URL/metrics"
+	[[ $output == "HTTP/1.1 503 Service Unavailable"* ]]
+	[[ $output == *"$OTHER_STATE"*unusable* ]]
+	[ "$(code "$URL/status")" = 503 ]
+	[ "$(code "$URL/status?state=$BULWARK_STATE")" = 200 ]
+	[ "$(code "$URL/healthz")" = 200 ]
+	# said once on standard error, not at every request
+	[ "$(grep -c unusable "$SERVE_ERR")" = 1 ]
+}
