@@ -8,6 +8,7 @@
 #   make bench      benchmarks (QUICK=1 for a one-minute smoke run)
 #   make demo       a real client against the fault server, with and without
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        build/bulwark_VERSION_ARCH.deb (dpkg-deb; pkg/deb/mkdeb)
 #   make fuzz       run the libFuzzer target for the policy parser
 
 PREFIX ?= /usr/local
@@ -28,7 +29,10 @@ BASE := -std=c11 -D_GNU_SOURCE -I. $(WARN) -g -DBW_VERSION='"$(VERSION)"'
 SHIM_LTO := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto=auto)
 SHIM_CFLAGS := $(BASE) -O2 -fPIC -fvisibility=hidden -fno-strict-aliasing \
 	-U_FILE_OFFSET_BITS -fno-plt -falign-functions=64 $(SHIM_LTO)
-CLI_CFLAGS := $(BASE) -O2
+# The Debian package installs the shim under /usr/lib/MULTIARCH/bulwark/,
+# where bulwark run and bulwark systemd look for it.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+CLI_CFLAGS := $(BASE) -O2 -DBW_MULTIARCH='"$(MULTIARCH)"'
 # Profile-guided build (GCC, like LTO; PGO=0 skips it): the shim is first
 # built instrumented (build/pgo), run by shim/pgo/train.c against an echo
 # server on loopback, then built with the profile that run wrote, so the
@@ -76,7 +80,7 @@ BENCHES := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 obj = $(patsubst %.c,$(B)/obj/$(1)/%.o,$(2))
 
 .PHONY: all deps test unit bats bench demo install uninstall clean fuzz \
-	probe lint check-deps
+	probe lint check-deps deb
 all: $(LIB) $(CLI) $(FIXTURES) probe
 
 # ---- objects ---------------------------------------------------------------
@@ -194,7 +198,8 @@ DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
 	zlib1g-dev systemtap-sdt-dev libjemalloc-dev libjemalloc2 bats curl \
 	wget python3 redis-server redis-tools socat netcat-openbsd nftables \
 	iproute2 haproxy nginx libnginx-mod-stream gnuplot-nox util-linux procps psmisc \
-	libclang-rt-14-dev
+	libclang-rt-14-dev \
+	prometheus lintian
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -218,6 +223,14 @@ install: all
 	install -m 0644 man/bulwark-policy.7 $(DESTDIR)$(PREFIX)/share/man/man7/bulwark-policy.7
 	if [ -x $(B)/bulwark-trace ]; then install -m 0755 $(B)/bulwark-trace \
 		$(DESTDIR)$(PREFIX)/lib/bulwark/bulwark-trace; fi
+
+# ---- Debian package ----------------------------------------------------------
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB := $(B)/bulwark_$(VERSION)_$(DEB_ARCH).deb
+deb: $(DEB)
+$(DEB): all pkg/deb/mkdeb pkg/deb/copyright pkg/deb/changelog man/bulwark.1 \
+		man/bulwark-policy.7 contrib/prometheus/bulwark-rules.yml
+	pkg/deb/mkdeb $(B) $(VERSION) $@
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/bulwark/libbulwark.so \

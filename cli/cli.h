@@ -46,6 +46,8 @@ extern const struct bw_cli_cmd bw_cli_cmd_status;
 extern const struct bw_cli_cmd bw_cli_cmd_reset;
 extern const struct bw_cli_cmd bw_cli_cmd_force;
 extern const struct bw_cli_cmd bw_cli_cmd_trace;
+extern const struct bw_cli_cmd bw_cli_cmd_serve;
+extern const struct bw_cli_cmd bw_cli_cmd_systemd;
 
 /* "bulwark CMD: message\n" on standard error. */
 void bw_cli_err(const char *cmd, const char *fmt, ...)
@@ -123,5 +125,57 @@ int bw_cli_state_exists(const char *name, char *path, size_t cap);
  * from bw_state_attach, else rc (-errno). */
 void bw_cli_state_unusable(const char *cmd, const char *name, const char *path,
 			   const char *why, int rc);
+
+/* ---- status's snapshots (cli/status.c), also served by bulwark serve ---- */
+
+struct bw_cli_row; /* one destination, copied out of the segment */
+
+/* What one shared state holds now. */
+struct bw_cli_snap {
+	const char *name;	 /* the state's name (not copied) */
+	bool exists;		 /* false: no program has used it yet */
+	struct bw_state st;	 /* attached read-only while exists */
+	struct bw_cli_row *rows; /* malloc'ed, sorted by destination */
+	size_t n;
+};
+
+/*
+ * Reads state name as bulwark status does (never creates a segment; a
+ * missing one is a snapshot with no rows and exists false; the only
+ * change made is giving back the bulkhead slots of dead processes).  An unusable
+ * segment returns BW_CLI_FAIL: said as "bulwark CMD: ..." when cmd is not
+ * NULL, and in why (may be NULL with why_cap 0).  Else BW_CLI_OK; release
+ * with bw_cli_snap_drop.
+ */
+int bw_cli_snap_take(const char *cmd, const char *name, struct bw_cli_snap *s,
+		     char *why, size_t why_cap);
+void bw_cli_snap_drop(struct bw_cli_snap *s);
+/* `bulwark status --json` of one snapshot, into f. */
+void bw_cli_print_json(FILE *f, const struct bw_cli_snap *s);
+/* `bulwark status --prometheus` of n snapshots, into f: each family once,
+ * samples labelled state_name="NAME". */
+void bw_cli_print_prometheus(FILE *f, const struct bw_cli_snap *snaps,
+			     size_t n);
+
+/*
+ * A file replaced at once: bw_cli_atomic_open creates a temporary file
+ * beside path (tmp gets its name; mode 0644 less the umask) and returns it
+ * open for writing, or NULL after saying why.  bw_cli_atomic_commit closes
+ * it and, when ok, renames it over path; else removes it.  Returns
+ * BW_CLI_OK, or BW_CLI_FAIL after saying why (the old file is left).
+ */
+FILE *bw_cli_atomic_open(const char *cmd, const char *path, char *tmp,
+			 size_t cap);
+int bw_cli_atomic_commit(const char *cmd, FILE *f, const char *tmp,
+			 const char *path, bool ok);
+
+/*
+ * The shim bulwark run preloads: BULWARK_LIB if set, else libbulwark.so
+ * beside the running binary (the build tree), else the installed layouts
+ * relative to it: ../lib/MULTIARCH/bulwark/ (the Debian package), then
+ * ../lib/bulwark/ (make install).  Returns 0 with an absolute path, or
+ * -ENOENT after saying where it looked (as "bulwark CMD: ...").
+ */
+int bw_cli_find_shim(const char *cmd, char *out, size_t cap);
 
 #endif

@@ -497,3 +497,119 @@ int bw_cli_dest_find(struct bw_state *st, const struct bw_cli_dest *d,
 	}
 	return n;
 }
+
+/* ---- files replaced at once (status --output) ---------------------------- */
+
+FILE *bw_cli_atomic_open(const char *cmd, const char *path, char *tmp,
+			 size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	const char *base = slash ? slash + 1 : path;
+
+	if (!*base) {
+		bw_cli_err(cmd, "%s: a file name is needed, not a directory",
+			   path);
+		return NULL;
+	}
+	/* A dot file beside it: the textfile collector reads *.prom only. */
+	if ((size_t)snprintf(tmp, cap, "%.*s.%s.tmp.%ld", dirlen, path, base,
+			     (long)getpid()) >= cap) {
+		bw_cli_err(cmd, "%s: name too long", path);
+		return NULL;
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+		      0644);
+	if (fd < 0) {
+		bw_cli_err(cmd, "cannot create %s: %s", tmp, strerror(errno));
+		return NULL;
+	}
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		bw_cli_err(cmd, "%s: %s", tmp, strerror(errno));
+		close(fd);
+		unlink(tmp);
+	}
+	return f;
+}
+
+int bw_cli_atomic_commit(const char *cmd, FILE *f, const char *tmp,
+			 const char *path, bool ok)
+{
+	bool written = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
+	int err = errno;
+
+	if (fclose(f) != 0 && written) {
+		written = false;
+		err = errno;
+	}
+	if (ok && !written)
+		bw_cli_err(cmd, "cannot write %s: %s", tmp, strerror(err));
+	if (!ok || !written) {
+		unlink(tmp);
+		return BW_CLI_FAIL;
+	}
+	if (rename(tmp, path) < 0) {
+		bw_cli_err(cmd, "cannot rename %s to %s: %s", tmp, path,
+			   strerror(errno));
+		unlink(tmp);
+		return BW_CLI_FAIL;
+	}
+	return BW_CLI_OK;
+}
+
+/* ---- the shim's file ----------------------------------------------------- */
+
+static bool is_file(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+int bw_cli_find_shim(const char *cmd, char *out, size_t cap)
+{
+	char dir[PATH_MAX], cand[3][PATH_MAX + 64];
+	const char *env = getenv("BULWARK_LIB");
+	int n = 0;
+
+	if (env && *env) {
+		if (!is_file(env)) {
+			bw_cli_err(cmd, "BULWARK_LIB=%s: no such file", env);
+			return -ENOENT;
+		}
+		if (!realpath(env, out))
+			snprintf(out, cap, "%s", env);
+		return 0;
+	}
+	if (bw_cli_exe_dir(dir, sizeof(dir)) < 0) {
+		bw_cli_err(cmd, "cannot find libbulwark.so: /proc/self/exe "
+				"is unreadable; set BULWARK_LIB");
+		return -ENOENT;
+	}
+	snprintf(cand[n++], sizeof(cand[0]), "%s/libbulwark.so", dir);
+#ifdef BW_MULTIARCH
+	if (BW_MULTIARCH[0])
+		snprintf(cand[n++], sizeof(cand[0]),
+			 "%s/../lib/%s/bulwark/libbulwark.so", dir,
+			 BW_MULTIARCH);
+#endif
+	snprintf(cand[n++], sizeof(cand[0]), "%s/../lib/bulwark/libbulwark.so",
+		 dir);
+	for (int i = 0; i < n; i++) {
+		char real[PATH_MAX];
+		if (!is_file(cand[i]))
+			continue;
+		if (!realpath(cand[i], real))
+			continue;
+		if ((size_t)snprintf(out, cap, "%s", real) >= cap)
+			continue;
+		return 0;
+	}
+	bw_cli_err(cmd,
+		   "cannot find libbulwark.so (looked for %s%s%s and %s); "
+		   "build it with make or set BULWARK_LIB",
+		   cand[0], n > 2 ? ", " : "", n > 2 ? cand[1] : "",
+		   cand[n - 1]);
+	return -ENOENT;
+}

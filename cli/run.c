@@ -32,7 +32,6 @@
 
 enum elf_kind { ELF_NOT = -1, ELF_STATIC = 0, ELF_DYNAMIC = 1 };
 
-static int find_shim(char *out, size_t cap);
 static int resolve_program(const char *prog, char *out, size_t cap);
 static enum elf_kind elf_kind(int fd);
 static bool elf_is_go(int fd);
@@ -80,7 +79,8 @@ static const char usage[] =
     "\n"
     "The shim is BULWARK_LIB if set, else libbulwark.so beside the bulwark "
     "binary,\n"
-    "else ../lib/bulwark/libbulwark.so relative to it.\n"
+    "else ../lib/MULTIARCH/bulwark/libbulwark.so (the Debian package), else\n"
+    "../lib/bulwark/libbulwark.so (make install), relative to it.\n"
     "\n"
     "Warnings: bulwark warns when PROGRAM is statically linked or setuid/"
     "setgid\n"
@@ -109,48 +109,6 @@ static bool is_file(const char *path)
 	struct stat sb;
 
 	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* The shim: BULWARK_LIB, else beside the binary (the build tree), else
- * the installed layout.  Returns 0 with an absolute path, or -ENOENT after
- * saying where it looked. */
-static int find_shim(char *out, size_t cap)
-{
-	char dir[PATH_MAX], cand[2][PATH_MAX + 32];
-	const char *env = getenv("BULWARK_LIB");
-
-	if (env && *env) {
-		if (!is_file(env)) {
-			bw_cli_err("run", "BULWARK_LIB=%s: no such file", env);
-			return -ENOENT;
-		}
-		if (!realpath(env, out))
-			snprintf(out, cap, "%s", env);
-		return 0;
-	}
-	if (bw_cli_exe_dir(dir, sizeof(dir)) < 0) {
-		bw_cli_err("run", "cannot find libbulwark.so: /proc/self/exe "
-				  "is unreadable; set BULWARK_LIB");
-		return -ENOENT;
-	}
-	snprintf(cand[0], sizeof(cand[0]), "%s/libbulwark.so", dir);
-	snprintf(cand[1], sizeof(cand[1]), "%s/../lib/bulwark/libbulwark.so",
-		 dir);
-	for (int i = 0; i < 2; i++) {
-		char real[PATH_MAX];
-		if (!is_file(cand[i]))
-			continue;
-		if (!realpath(cand[i], real))
-			continue;
-		if ((size_t)snprintf(out, cap, "%s", real) >= cap)
-			continue;
-		return 0;
-	}
-	bw_cli_err("run",
-		   "cannot find libbulwark.so (looked for %s and %s); "
-		   "build it with make or set BULWARK_LIB",
-		   cand[0], cand[1]);
-	return -ENOENT;
 }
 
 /* Resolves prog through PATH as execvp does.  Returns 0 with the path of
@@ -489,7 +447,7 @@ static int run_main(int argc, char **argv)
 	free(p);
 
 	char shim[PATH_MAX];
-	if (find_shim(shim, sizeof(shim)) < 0)
+	if (bw_cli_find_shim("run", shim, sizeof(shim)) < 0)
 		return BW_CLI_FAIL;
 
 	char abs_file[PATH_MAX];

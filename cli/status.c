@@ -3,7 +3,9 @@
  * cli/status.c: `bulwark status` (SPEC §5): one row per destination of a
  * shared state, as an aligned table, JSON (the keys of SPEC §5 first, in
  * that order, extras after) or the Prometheus text format; --watch redraws
- * the table until SIGINT/SIGTERM.
+ * the table until SIGINT/SIGTERM; --output writes a file whole.  Its
+ * printers write to any FILE and read snapshots (bw_cli_snap_take), which
+ * bulwark serve (cli/serve.c) shares.
  * Never: creates a segment or writes to one; a missing segment is "no state
  * yet", exit 0.  Reads each counter with one relaxed atomic load, so a row
  * is a near-consistent snapshot, not a transaction.
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +34,7 @@
 enum fmt { FMT_TABLE, FMT_JSON, FMT_PROM };
 
 /* One destination, copied out of the segment. */
-struct row {
+struct bw_cli_row {
 	struct bw_dest_key key;
 	char dest[BW_STATE_LABEL_MAX];
 	char rule[BW_STATE_RULE_MAX];
@@ -51,7 +54,8 @@ struct row {
 static volatile sig_atomic_t stop_watch;
 
 static const char usage[] =
-    "Usage: bulwark status [--state NAME] [--json | --prometheus]\n"
+    "Usage: bulwark status [--state NAME] [--json | --prometheus] "
+    "[--output FILE]\n"
     "       bulwark status [--state NAME] --watch [--interval S]\n"
     "\n"
     "Shows what the programs sharing a state have learnt: one row per\n"
@@ -89,9 +93,13 @@ static const char usage[] =
     "                     open_remaining_ms, then waiting, saturated,\n"
     "                     retries_succeeded, retries_denied, opened,\n"
     "                     avg_latency_ms\n"
-    "  -P, --prometheus   the Prometheus text format (metrics bulwark_*), "
-    "for\n"
-    "                     node_exporter's textfile collector\n"
+    "  -P, --prometheus   the Prometheus text format (metrics bulwark_*, "
+    "labels\n"
+    "                     destination, rule, state_name), for "
+    "node_exporter's\n"
+    "                     textfile collector or bulwark serve\n"
+    "  -o, --output FILE  write to FILE, whole: a temporary file beside it,\n"
+    "                     then renamed over it (not with --watch)\n"
     "  -w, --watch        redraw the table every interval until "
     "interrupted\n"
     "  -i, --interval S   seconds between redraws (default 1, at least "
@@ -113,7 +121,7 @@ static const char usage[] =
     "Examples:\n"
     "  bulwark status --state api\n"
     "  bulwark status --json | jq '.[] | select(.state != \"closed\")'\n"
-    "  bulwark status --prometheus > /var/lib/node_exporter/bulwark.prom\n";
+    "  bulwark status --prometheus -o /var/lib/node_exporter/bulwark.prom\n";
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -130,7 +138,7 @@ static double clamp01(double v)
 	return v < 0 ? 0 : v > 1 ? 1 : v;
 }
 
-static void fill_row(struct bw_dest *d, uint64_t now, struct row *r)
+static void fill_row(struct bw_dest *d, uint64_t now, struct bw_cli_row *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->key = d->key;
@@ -190,7 +198,7 @@ static int family_rank(uint8_t f)
 
 static int row_cmp(const void *a, const void *b)
 {
-	const struct row *x = a, *y = b;
+	const struct bw_cli_row *x = a, *y = b;
 	int fx = family_rank(x->key.family), fy = family_rank(y->key.family);
 
 	if (fx != fy)
@@ -206,10 +214,10 @@ static int row_cmp(const void *a, const void *b)
 }
 
 /* Copies every destination of st into *out (malloc'ed, sorted). */
-static int collect(struct bw_state *st, struct row **out, size_t *nout)
+static int collect(struct bw_state *st, struct bw_cli_row **out, size_t *nout)
 {
 	size_t n = 0, cap = 64;
-	struct row *rows = malloc(cap * sizeof(*rows));
+	struct bw_cli_row *rows = malloc(cap * sizeof(*rows));
 	uint64_t now = now_ns();
 
 	if (!rows)
@@ -222,7 +230,7 @@ static int collect(struct bw_state *st, struct row **out, size_t *nout)
 		if (!d)
 			continue;
 		if (n == cap) {
-			struct row *more =
+			struct bw_cli_row *more =
 			    realloc(rows, 2 * cap * sizeof(*rows));
 			if (!more) {
 				free(rows);
@@ -283,7 +291,7 @@ static void format_ms(int64_t ms, char *buf, size_t cap)
 		snprintf(buf, cap, "%.1fs", (double)ms / 1000.0);
 }
 
-static void row_cells(const struct row *r, char cells[NCOLS][CELL_MAX])
+static void row_cells(const struct bw_cli_row *r, char cells[NCOLS][CELL_MAX])
 {
 	snprintf(cells[COL_DEST], CELL_MAX, "%s", r->dest);
 	snprintf(cells[COL_RULE], CELL_MAX, "%s", r->rule[0] ? r->rule : "-");
@@ -315,22 +323,22 @@ static void row_cells(const struct row *r, char cells[NCOLS][CELL_MAX])
 
 /* The table's last line: how full the state is (the JSON array has no
  * room for it; --prometheus has bulwark_state_slots_used). */
-static void print_fullness(const struct bw_state *st)
+static void print_fullness(FILE *f, const struct bw_state *st)
 {
 	uint32_t used = bw_state_count_used(st);
 	uint64_t full = LD(st->hdr->full_events);
 
-	printf("\nslots: %" PRIu32 " of %u in use (a destination idle for "
+	fprintf(f, "\nslots: %" PRIu32 " of %u in use (a destination idle for "
 	       "%d minutes gives up its slot to a new one)",
 	       used, (unsigned)BW_STATE_SLOTS, BW_STATE_IDLE_S / 60);
 	if (full)
-		printf("; %" PRIu64 " new destination%s found no room and "
+		fprintf(f, "; %" PRIu64 " new destination%s found no room and "
 		       "went unprotected",
 		       full, full == 1 ? "" : "s");
-	putchar('\n');
+	fputc('\n', f);
 }
 
-static void print_table(const struct row *rows, size_t n,
+static void print_table(FILE *f, const struct bw_cli_row *rows, size_t n,
 			const struct bw_state *st)
 {
 	size_t width[NCOLS];
@@ -345,72 +353,72 @@ static void print_table(const struct row *rows, size_t n,
 				width[c] = strlen(cells[c]);
 	}
 	for (int c = 0; c < NCOLS; c++)
-		printf(c + 1 < NCOLS ? (col_left[c] ? "%-*s  " : "%*s  ")
+		fprintf(f, c + 1 < NCOLS ? (col_left[c] ? "%-*s  " : "%*s  ")
 				     : (col_left[c] ? "%-*s\n" : "%*s\n"),
 		       (int)width[c], col_names[c]);
 	for (size_t i = 0; i < n; i++) {
 		row_cells(&rows[i], cells);
 		for (int c = 0; c < NCOLS; c++) {
 			if (c + 1 == NCOLS) {
-				printf("%*s\n", (int)width[c], cells[c]);
+				fprintf(f, "%*s\n", (int)width[c], cells[c]);
 				break;
 			}
-			printf(col_left[c] ? "%-*s  " : "%*s  ", (int)width[c],
+			fprintf(f, col_left[c] ? "%-*s  " : "%*s  ", (int)width[c],
 			       cells[c]);
 		}
 	}
 	if (st)
-		print_fullness(st);
+		print_fullness(f, st);
 }
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-static void json_string(const char *s)
+static void json_string(FILE *f, const char *s)
 {
-	putchar('"');
+	fputc('"', f);
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
 		switch (*c) {
 		case '"':
-			fputs("\\\"", stdout);
+			fputs("\\\"", f);
 			break;
 		case '\\':
-			fputs("\\\\", stdout);
+			fputs("\\\\", f);
 			break;
 		case '\n':
-			fputs("\\n", stdout);
+			fputs("\\n", f);
 			break;
 		case '\r':
-			fputs("\\r", stdout);
+			fputs("\\r", f);
 			break;
 		case '\t':
-			fputs("\\t", stdout);
+			fputs("\\t", f);
 			break;
 		default:
 			if (*c < 0x20 || *c == 0x7f)
-				printf("\\u%04x", *c);
+				fprintf(f, "\\u%04x", *c);
 			else
-				putchar(*c);
+				fputc(*c, f);
 		}
 	}
-	putchar('"');
+	fputc('"', f);
 }
 
-static void print_json(const struct row *rows, size_t n)
+static void print_json(FILE *f, const struct bw_cli_row *rows, size_t n)
 {
 	if (n == 0) {
-		puts("[]");
+		fputs("[]\n", f);
 		return;
 	}
-	puts("[");
+	fputs("[\n", f);
 	for (size_t i = 0; i < n; i++) {
-		const struct row *r = &rows[i];
-		fputs("  {\"destination\": ", stdout);
-		json_string(r->dest);
-		fputs(", \"rule\": ", stdout);
-		json_string(r->rule);
-		fputs(", \"state\": ", stdout);
-		json_string(r->state);
-		printf(", \"failure_count\": %" PRIu32
+		const struct bw_cli_row *r = &rows[i];
+		fputs("  {\"destination\": ", f);
+		json_string(f, r->dest);
+		fputs(", \"rule\": ", f);
+		json_string(f, r->rule);
+		fputs(", \"state\": ", f);
+		json_string(f, r->state);
+		fprintf(f, ", \"failure_count\": %" PRIu32
 		       ", \"total_calls\": %" PRIu64
 		       ", \"successful_calls\": %" PRIu64
 		       ", \"failed_calls\": %" PRIu64
@@ -425,19 +433,19 @@ static void print_json(const struct row *rows, size_t n)
 		/* after the SPEC keys: the rest of the bulkhead's metrics,
 		 * and the wait-time distribution (bucket i: waits of 2^i to
 		 * 2^(i+1) microseconds; bucket 0 also holds no wait) */
-		printf(", \"waiting\": %" PRIu32 ", \"acquired\": %" PRIu64
+		fprintf(f, ", \"waiting\": %" PRIu32 ", \"acquired\": %" PRIu64
 		       ", \"saturated\": %" PRIu64
 		       ", \"corrupt\": %" PRIu32
 		       ", \"rejection_rate\": %.4f, \"wait_us_log2\": [",
 		       r->bh_waiting, r->bh_acquired, r->bh_saturated,
 		       r->bh_corrupt, r->bh_rejection_rate);
 		for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++)
-			printf("%s%" PRIu64, b ? ", " : "", r->bh_wait_hist[b]);
-		printf("]}"
+			fprintf(f, "%s%" PRIu64, b ? ", " : "", r->bh_wait_hist[b]);
+		fprintf(f, "]}"
 		       ", \"retries\": %" PRIu64
 		       ", \"open_remaining_ms\": %" PRId64,
 		       r->retries, r->open_remaining_ms);
-		printf(", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
+		fprintf(f, ", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
 		       ", \"retries_succeeded\": %" PRIu64
 		       ", \"retries_denied\": %" PRIu64 ", \"opened\": %" PRIu64
 		       ", \"avg_latency_ms\": %.3f}%s\n",
@@ -445,53 +453,77 @@ static void print_json(const struct row *rows, size_t n)
 		       r->retries_denied, r->opened, r->avg_latency_ms,
 		       i + 1 < n ? "," : "");
 	}
-	puts("]");
+	fputs("]\n", f);
 }
 
 /* ---- Prometheus ---------------------------------------------------------- */
 
 /* A label value: backslash, double quote and newline escaped. */
-static void prom_label(const char *s)
+static void prom_label(FILE *f, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '\\')
-			fputs("\\\\", stdout);
+			fputs("\\\\", f);
 		else if (*s == '"')
-			fputs("\\\"", stdout);
+			fputs("\\\"", f);
 		else if (*s == '\n')
-			fputs("\\n", stdout);
+			fputs("\\n", f);
 		else
-			putchar(*s);
+			fputc(*s, f);
 	}
 }
 
-static void prom_labels(const struct row *r)
+/* name{destination="...",rule="...",state_name="..." without the closing
+ * brace: a caller may add labels.  state_name is the shared state's name
+ * (--state), so that several states can be scraped, or collected, side by
+ * side; the label "state" is the breaker's. */
+static void prom_sample(FILE *f, const char *metric, const char *state_name,
+			const struct bw_cli_row *r)
 {
-	fputs("{destination=\"", stdout);
-	prom_label(r->dest);
-	fputs("\",rule=\"", stdout);
-	prom_label(r->rule);
-	putchar('"');
+	fputs(metric, f);
+	fputs("{destination=\"", f);
+	prom_label(f, r->dest);
+	fputs("\",rule=\"", f);
+	prom_label(f, r->rule);
+	fputs("\",state_name=\"", f);
+	prom_label(f, state_name);
+	fputc('"', f);
+}
+
+/* A sample of a metric of the whole state: name{state_name="..."} */
+static void prom_state_sample(FILE *f, const char *metric,
+			      const char *state_name)
+{
+	fputs(metric, f);
+	fputs("{state_name=\"", f);
+	prom_label(f, state_name);
+	fputs("\"} ", f);
+}
+
+static void prom_family(FILE *f, const char *name, const char *type,
+			const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 struct metric {
 	const char *name, *type, *help;
-	size_t off; /* offset of the field in struct row */
+	size_t off; /* offset of the field in struct bw_cli_row */
 	int size;   /* 4 or 8 for integers */
 	bool is_double;
 };
 
 #define M_U64(n, t, h, f)                                                      \
 	{                                                                      \
-		n, t, h, offsetof(struct row, f), 8, false                    \
+		n, t, h, offsetof(struct bw_cli_row, f), 8, false             \
 	}
 #define M_U32(n, t, h, f)                                                      \
 	{                                                                      \
-		n, t, h, offsetof(struct row, f), 4, false                    \
+		n, t, h, offsetof(struct bw_cli_row, f), 4, false             \
 	}
 #define M_DBL(n, t, h, f)                                                      \
 	{                                                                      \
-		n, t, h, offsetof(struct row, f), 8, true                     \
+		n, t, h, offsetof(struct bw_cli_row, f), 8, true              \
 	}
 
 static const struct metric metrics[] = {
@@ -537,148 +569,232 @@ static const struct metric metrics[] = {
 	  "Retries the retry budget or min_success refused.", retries_denied),
 };
 
-static void print_prometheus(const struct row *rows, size_t n,
-			     const struct bw_state *st)
+static void prom_value(FILE *f, const struct metric *mt,
+		       const struct bw_cli_row *r)
+{
+	const char *base = (const char *)r + mt->off;
+
+	if (mt->is_double) {
+		double v;
+		memcpy(&v, base, sizeof(v));
+		fprintf(f, "} %.6g\n", v);
+	} else if (mt->size == 4) {
+		uint32_t v;
+		memcpy(&v, base, sizeof(v));
+		fprintf(f, "} %" PRIu32 "\n", v);
+	} else {
+		uint64_t v;
+		memcpy(&v, base, sizeof(v));
+		fprintf(f, "} %" PRIu64 "\n", v);
+	}
+}
+
+/* Every family once (HELP and TYPE, then the samples of every state in
+ * snaps), as the text format wants: `bulwark serve --state a --state b`
+ * prints the states side by side, told apart by state_name. */
+void bw_cli_print_prometheus(FILE *f, const struct bw_cli_snap *snaps,
+			     size_t nsnaps)
 {
 	static const char *const states[] = {"closed", "open", "half_open",
 					     "forced_open", "disabled"};
+	size_t rows = 0;
 
-	printf("# HELP bulwark_destinations Destinations in the state.\n"
-	       "# TYPE bulwark_destinations gauge\n"
-	       "bulwark_destinations %zu\n",
-	       n);
-	if (st) {
-		printf("# HELP bulwark_state_full_total Lookups refused "
-		       "because every destination slot was taken.\n"
-		       "# TYPE bulwark_state_full_total counter\n"
-		       "bulwark_state_full_total %" PRIu64 "\n",
-		       (uint64_t)LD(st->hdr->full_events));
-		printf("# HELP bulwark_state_slots_used Destination slots in "
-		       "use (an idle destination gives its slot up to a new "
-		       "one).\n"
-		       "# TYPE bulwark_state_slots_used gauge\n"
-		       "bulwark_state_slots_used %" PRIu32 "\n"
-		       "# HELP bulwark_state_slots Destination slots in the "
-		       "state.\n"
-		       "# TYPE bulwark_state_slots gauge\n"
-		       "bulwark_state_slots %u\n",
-		       bw_state_count_used(st), (unsigned)BW_STATE_SLOTS);
+	prom_family(f, "bulwark_destinations", "gauge",
+		    "Destinations in the state.");
+	for (size_t k = 0; k < nsnaps; k++) {
+		prom_state_sample(f, "bulwark_destinations", snaps[k].name);
+		fprintf(f, "%zu\n", snaps[k].n);
+		rows += snaps[k].n;
 	}
-	if (n == 0)
+	bool any = false;
+	for (size_t k = 0; k < nsnaps; k++) {
+		if (!snaps[k].exists)
+			continue;
+		if (!any)
+			prom_family(f, "bulwark_state_full_total", "counter",
+				    "Lookups refused because every "
+				    "destination slot was taken.");
+		any = true;
+		prom_state_sample(f, "bulwark_state_full_total",
+				  snaps[k].name);
+		fprintf(f, "%" PRIu64 "\n",
+			(uint64_t)LD(snaps[k].st.hdr->full_events));
+	}
+	any = false;
+	for (size_t k = 0; k < nsnaps; k++) {
+		if (!snaps[k].exists)
+			continue;
+		if (!any)
+			prom_family(f, "bulwark_state_slots_used", "gauge",
+				    "Destination slots in use (an idle "
+				    "destination gives its slot up to a new "
+				    "one).");
+		any = true;
+		prom_state_sample(f, "bulwark_state_slots_used", snaps[k].name);
+		fprintf(f, "%" PRIu32 "\n", bw_state_count_used(&snaps[k].st));
+	}
+	any = false;
+	for (size_t k = 0; k < nsnaps; k++) {
+		if (!snaps[k].exists)
+			continue;
+		if (!any)
+			prom_family(f, "bulwark_state_slots", "gauge",
+				    "Destination slots in the state.");
+		any = true;
+		prom_state_sample(f, "bulwark_state_slots", snaps[k].name);
+		fprintf(f, "%u\n", (unsigned)BW_STATE_SLOTS);
+	}
+	if (rows == 0)
 		return;
-	printf("# HELP bulwark_breaker_state Breaker state: 1 for the current "
-	       "one.\n# TYPE bulwark_breaker_state gauge\n");
-	for (size_t i = 0; i < n; i++)
-		for (size_t s = 0; s < sizeof(states) / sizeof(states[0]);
-		     s++) {
-			fputs("bulwark_breaker_state", stdout);
-			prom_labels(&rows[i]);
-			printf(",state=\"%s\"} %d\n", states[s],
-			       strcmp(rows[i].state, states[s]) == 0);
-		}
+	prom_family(f, "bulwark_breaker_state", "gauge",
+		    "Breaker state: 1 for the current one.");
+	for (size_t k = 0; k < nsnaps; k++)
+		for (size_t i = 0; i < snaps[k].n; i++)
+			for (size_t s = 0; s < sizeof(states) / sizeof(states[0]);
+			     s++) {
+				const struct bw_cli_row *r = &snaps[k].rows[i];
+				prom_sample(f, "bulwark_breaker_state",
+					    snaps[k].name, r);
+				fprintf(f, ",state=\"%s\"} %d\n", states[s],
+					strcmp(r->state, states[s]) == 0);
+			}
 	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
 		const struct metric *mt = &metrics[m];
-		printf("# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
-		       mt->name, mt->type);
-		for (size_t i = 0; i < n; i++) {
-			const char *base = (const char *)&rows[i] + mt->off;
-			fputs(mt->name, stdout);
-			prom_labels(&rows[i]);
-			if (mt->is_double) {
-				double v;
-				memcpy(&v, base, sizeof(v));
-				printf("} %.6g\n", v);
-			} else if (mt->size == 4) {
-				uint32_t v;
-				memcpy(&v, base, sizeof(v));
-				printf("} %" PRIu32 "\n", v);
-			} else {
-				uint64_t v;
-				memcpy(&v, base, sizeof(v));
-				printf("} %" PRIu64 "\n", v);
+		prom_family(f, mt->name, mt->type, mt->help);
+		for (size_t k = 0; k < nsnaps; k++)
+			for (size_t i = 0; i < snaps[k].n; i++) {
+				prom_sample(f, mt->name, snaps[k].name,
+					    &snaps[k].rows[i]);
+				prom_value(f, mt, &snaps[k].rows[i]);
 			}
+	}
+	prom_family(f, "bulwark_bulkhead_wait_seconds", "histogram",
+		    "Time connects waited for a bulkhead slot.");
+	for (size_t k = 0; k < nsnaps; k++)
+		for (size_t i = 0; i < snaps[k].n; i++) {
+			const struct bw_cli_row *r = &snaps[k].rows[i];
+			const char *nm = snaps[k].name;
+			uint64_t cum = 0;
+			for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++) {
+				cum += r->bh_wait_hist[b];
+				prom_sample(f, "bulwark_bulkhead_wait_seconds_bucket",
+					    nm, r);
+				fprintf(f, ",le=\"%g\"} %" PRIu64 "\n",
+					(double)(2ull << b) / 1e6, cum);
+			}
+			prom_sample(f, "bulwark_bulkhead_wait_seconds_bucket", nm,
+				    r);
+			fprintf(f, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
+			prom_sample(f, "bulwark_bulkhead_wait_seconds_count", nm,
+				    r);
+			fprintf(f, "} %" PRIu64 "\n", cum);
+		}
+	prom_family(f, "bulwark_breaker_open_remaining_seconds", "gauge",
+		    "Time until an open breaker turns half-open.");
+	for (size_t k = 0; k < nsnaps; k++)
+		for (size_t i = 0; i < snaps[k].n; i++) {
+			const struct bw_cli_row *r = &snaps[k].rows[i];
+			prom_sample(f, "bulwark_breaker_open_remaining_seconds",
+				    snaps[k].name, r);
+			fprintf(f, "} %.3f\n",
+				(double)r->open_remaining_ms / 1000.0);
+		}
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+int bw_cli_snap_take(const char *cmd, const char *name, struct bw_cli_snap *s,
+		     char *why, size_t why_cap)
+{
+	char path[160];
+	int rc, exists = bw_cli_state_exists(name, path, sizeof(path));
+
+	memset(s, 0, sizeof(*s));
+	s->name = name;
+	if (why_cap)
+		why[0] = '\0';
+	if (exists == 1) {
+		char w[256] = "";
+		rc = bw_state_attach(&s->st, name, false, w, sizeof(w));
+		if (rc == -ENOENT) {
+			exists = 0;
+		} else if (rc < 0) {
+			if (why_cap)
+				snprintf(why, why_cap, "state '%s' (%s) is "
+				    "unusable: %s", name, path,
+				    w[0] ? w : strerror(-rc));
+			if (cmd)
+				bw_cli_state_unusable(cmd, name, path, w, rc);
+			memset(&s->st, 0, sizeof(s->st));
+			return BW_CLI_FAIL;
 		}
 	}
-	printf("# HELP bulwark_bulkhead_wait_seconds Time connects waited for "
-	       "a bulkhead slot.\n"
-	       "# TYPE bulwark_bulkhead_wait_seconds histogram\n");
-	for (size_t i = 0; i < n; i++) {
-		uint64_t cum = 0;
-		for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++) {
-			cum += rows[i].bh_wait_hist[b];
-			fputs("bulwark_bulkhead_wait_seconds_bucket", stdout);
-			prom_labels(&rows[i]);
-			printf(",le=\"%g\"} %" PRIu64 "\n",
-			       (double)(2ull << b) / 1e6, cum);
-		}
-		fputs("bulwark_bulkhead_wait_seconds_bucket", stdout);
-		prom_labels(&rows[i]);
-		printf(",le=\"+Inf\"} %" PRIu64 "\n", cum);
-		fputs("bulwark_bulkhead_wait_seconds_count", stdout);
-		prom_labels(&rows[i]);
-		printf("} %" PRIu64 "\n", cum);
+	if (exists != 1)
+		return BW_CLI_OK;
+	s->exists = true;
+	rc = collect(&s->st, &s->rows, &s->n);
+	if (rc < 0) {
+		bw_state_detach(&s->st);
+		memset(&s->st, 0, sizeof(s->st));
+		s->exists = false;
+		if (why_cap)
+			snprintf(why, why_cap, "%s", strerror(-rc));
+		if (cmd)
+			bw_cli_err(cmd, "%s", strerror(-rc));
+		return BW_CLI_FAIL;
 	}
-	printf("# HELP bulwark_breaker_open_remaining_seconds Time until an "
-	       "open breaker turns half-open.\n"
-	       "# TYPE bulwark_breaker_open_remaining_seconds gauge\n");
-	for (size_t i = 0; i < n; i++) {
-		fputs("bulwark_breaker_open_remaining_seconds", stdout);
-		prom_labels(&rows[i]);
-		printf("} %.3f\n", (double)rows[i].open_remaining_ms / 1000.0);
-	}
+	return BW_CLI_OK;
+}
+
+void bw_cli_snap_drop(struct bw_cli_snap *s)
+{
+	free(s->rows);
+	if (s->exists)
+		bw_state_detach(&s->st);
+	memset(s, 0, sizeof(*s));
+}
+
+void bw_cli_print_json(FILE *f, const struct bw_cli_snap *s)
+{
+	print_json(f, s->rows, s->n);
 }
 
 /* ---- the command --------------------------------------------------------- */
 
-/* Prints one snapshot.  Returns BW_CLI_OK or BW_CLI_FAIL. */
-static int show(const char *name, enum fmt fmt, bool quiet_missing)
+/* Prints one snapshot to f.  Returns BW_CLI_OK or BW_CLI_FAIL. */
+static int show(FILE *f, const char *name, enum fmt fmt, bool quiet_missing)
 {
-	char path[160];
-	struct bw_state st;
-	struct row *rows = NULL;
-	size_t n = 0;
-	int rc, exists = bw_cli_state_exists(name, path, sizeof(path));
+	struct bw_cli_snap s;
+	int rc = bw_cli_snap_take("status", name, &s, NULL, 0);
 
-	memset(&st, 0, sizeof(st));
-	if (exists == 1) {
-		char why[256] = "";
-		rc = bw_state_attach(&st, name, false, why, sizeof(why));
-		if (rc == -ENOENT) {
-			exists = 0;
-		} else if (rc < 0) {
-			bw_cli_state_unusable("status", name, path, why, rc);
-			return BW_CLI_FAIL;
-		}
-	}
-	if (exists != 1) {
-		if (!quiet_missing)
-			bw_cli_err(NULL,
-				   "no state '%s' yet (no program has run "
-				   "under bulwark with it)",
-				   name);
-		if (fmt == FMT_JSON)
-			puts("[]");
-		else if (fmt == FMT_PROM)
-			print_prometheus(NULL, 0, NULL);
-		else
-			print_table(NULL, 0, NULL);
-		return BW_CLI_OK;
-	}
-	rc = collect(&st, &rows, &n);
-	if (rc < 0) {
-		bw_state_detach(&st);
-		bw_cli_err("status", "%s", strerror(-rc));
-		return BW_CLI_FAIL;
-	}
+	if (rc != BW_CLI_OK)
+		return rc;
+	if (!s.exists && !quiet_missing)
+		bw_cli_err(NULL,
+			   "no state '%s' yet (no program has run "
+			   "under bulwark with it)",
+			   name);
 	if (fmt == FMT_JSON)
-		print_json(rows, n);
+		print_json(f, s.rows, s.n);
 	else if (fmt == FMT_PROM)
-		print_prometheus(rows, n, &st);
+		bw_cli_print_prometheus(f, &s, 1);
 	else
-		print_table(rows, n, &st);
-	free(rows);
-	bw_state_detach(&st);
+		print_table(f, s.rows, s.n, s.exists ? &s.st : NULL);
+	bw_cli_snap_drop(&s);
 	return BW_CLI_OK;
+}
+
+/* show() into FILE, replaced at once (a temporary file beside it, then
+ * rename): node_exporter's textfile collector never reads half a file. */
+static int show_to_file(const char *path, const char *name, enum fmt fmt)
+{
+	char tmp[PATH_MAX];
+	FILE *f = bw_cli_atomic_open("status", path, tmp, sizeof(tmp));
+
+	if (!f)
+		return BW_CLI_FAIL;
+	int rc = show(f, name, fmt, false);
+	return bw_cli_atomic_commit("status", f, tmp, path, rc == BW_CLI_OK);
 }
 
 static void on_signal(int sig)
@@ -711,7 +827,7 @@ static int watch(const char *name, double interval_s)
 			printf("no state '%s' yet (no program has run under "
 			       "bulwark with it)\n\n",
 			       name);
-		int rc = show(name, FMT_TABLE, true);
+		int rc = show(stdout, name, FMT_TABLE, true);
 		fflush(stdout);
 		if (rc != BW_CLI_OK)
 			return rc;
@@ -734,10 +850,12 @@ static int status_main(int argc, char **argv)
 	    {"prometheus", no_argument, NULL, 'P'},
 	    {"watch", no_argument, NULL, 'w'},
 	    {"interval", required_argument, NULL, 'i'},
+	    {"output", required_argument, NULL, 'o'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *name = getenv("BULWARK_STATE"), *interval = NULL;
+	const char *output = NULL;
 	enum fmt fmt = FMT_TABLE;
 	bool json = false, prom = false, do_watch = false;
 	double interval_s = BW_CLI_WATCH_DEFAULT_S;
@@ -746,7 +864,7 @@ static int status_main(int argc, char **argv)
 	if (!name || !*name)
 		name = "default";
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:s:jPwi:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:s:jPwi:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			name = optarg;
@@ -762,6 +880,9 @@ static int status_main(int argc, char **argv)
 			break;
 		case 'i':
 			interval = optarg;
+			break;
+		case 'o':
+			output = optarg;
 			break;
 		case 'h':
 			bw_cli_print_usage(&bw_cli_cmd_status, stdout);
@@ -781,6 +902,13 @@ static int status_main(int argc, char **argv)
 					  "--watch redraws the "
 					  "table; use --json or --prometheus "
 					  "without it");
+	if (output && do_watch)
+		return bw_cli_usage_error("status", "--output writes one "
+						    "snapshot; it does not go "
+						    "with --watch");
+	if (output && !*output)
+		return bw_cli_usage_error("status", "--output needs a file "
+						    "name");
 	if (interval && !do_watch)
 		return bw_cli_usage_error("status", "--interval goes with "
 						    "--watch");
@@ -806,7 +934,9 @@ static int status_main(int argc, char **argv)
 	fmt = json ? FMT_JSON : prom ? FMT_PROM : FMT_TABLE;
 	if (do_watch)
 		return watch(name, interval_s);
-	return show(name, fmt, false);
+	if (output)
+		return show_to_file(output, name, fmt);
+	return show(stdout, name, fmt, false);
 }
 
 const struct bw_cli_cmd bw_cli_cmd_status = {

@@ -43,7 +43,8 @@ static const char usage[] =
     "\n"
     "The reporter is a separate program, bulwark-trace, installed beside "
     "bulwark\n"
-    "or in ../lib/bulwark/; it is built only where clang, bpftool and "
+    "or in ../lib/MULTIARCH/bulwark/ or ../lib/bulwark/; it is built only\n"
+    "where clang, bpftool and "
     "libbpf\n"
     "are present (make deps && make).\n"
     "\n"
@@ -57,8 +58,12 @@ static const char usage[] =
 static int find_reporter(char *out, size_t cap)
 {
 	char dir[PATH_MAX];
-	static const char *const rel[] = {"/bulwark-trace",
-					  "/../lib/bulwark/bulwark-trace"};
+	static const char *const rel[] = {
+	    "/bulwark-trace",
+#ifdef BW_MULTIARCH
+	    "/../lib/" BW_MULTIARCH "/bulwark/bulwark-trace",
+#endif
+	    "/../lib/bulwark/bulwark-trace"};
 
 	if (bw_cli_exe_dir(dir, sizeof(dir)) < 0)
 		return -ENOENT;

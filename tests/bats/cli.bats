@@ -347,8 +347,9 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 	[ "$status" -eq 0 ]
 	[[ $output == *'# TYPE bulwark_calls_total counter'* ]]
 	[[ $output == *'# HELP bulwark_calls_total '* ]]
-	[[ $output == *'bulwark_breaker_state{destination="127.0.0.1:1",rule="(forced)",state="forced_open"} 1'* ]]
-	[[ $output == *'bulwark_bulkhead_active{destination="127.0.0.1:1",rule="(forced)"} 0'* ]]
+	[[ $output == *'bulwark_breaker_state{destination="127.0.0.1:1",rule="(forced)",state_name="'$STATE'",state="forced_open"} 1'* ]]
+	[[ $output == *'bulwark_bulkhead_active{destination="127.0.0.1:1",rule="(forced)",state_name="'$STATE'"} 0'* ]]
+	[[ $output == *'bulwark_destinations{state_name="'$STATE'"} 1'* ]]
 	# Every sample line is name{labels} value or name value.
 	run grep -Ev '^(# (HELP|TYPE) bulwark_[a-z_]+ .+|bulwark_[a-z_]+(\{[^}]*\})? [0-9.e+-]+)$' <<<"$output"
 	[ "$status" -eq 1 ]

@@ -254,7 +254,7 @@ print(n)"
 	[ "$output" = ok ]
 	grep -q 'event=state_error.*no room for this destination' "$BULWARK_LOG_FILE"
 	[ "$(field 127.0.0.1:$FS_PORT total_calls)" = 0 ] # passed through
-	"$BW_CLI" status --prometheus | grep -q '^bulwark_state_full_total [1-9]'
+	"$BW_CLI" status --prometheus | grep -q '^bulwark_state_full_total{state_name="'"$BULWARK_STATE"'"} [1-9]'
 }
 
 @test "sendto with MSG_FASTOPEN is a connect: counted, and refused by an open breaker" {

@@ -50,18 +50,23 @@ PY
 	local used=${BASH_REMATCH[1]}
 	[ "$used" -ge 16300 ]
 	run "$BW_CLI" status --prometheus
-	[[ $output == *$'\nbulwark_state_slots_used '"$used"$'\n'* ]]
-	[[ $output == *$'\nbulwark_state_slots 16384'* ]]
+	[[ $output == *$'\nbulwark_state_slots_used{state_name="'"$BULWARK_STATE"'"} '"$used"$'\n'* ]]
+	[[ $output == *$'\nbulwark_state_slots{state_name="'"$BULWARK_STATE"'"} 16384'* ]]
 	grep -q 'event=state_error.*no room' "$BW_TMP/log"
-	# A new destination finds no room while every one was used just now.
-	run run_shim python3 -c "import socket; s = socket.socket(); s.connect_ex(('127.0.0.1', $port))"
-	[ "$(bw_field "127.0.0.1:$port" failed_calls)" = 0 ]
+	# A destination that found no room finds none again while every slot
+	# was used just now (a new one could still land on one of the few
+	# free slots if its probe sequence crosses one: take one that did not).
+	local victim
+	victim=$(sed -n 's/.*event=state_error dest=\(127\.77\.[0-9.]*\):[0-9]* msg="no room.*/\1/p' "$BW_TMP/log" | tail -n 1)
+	[ -n "$victim" ]
+	run run_shim python3 -c "import socket; s = socket.socket(); s.connect_ex(('$victim', $port))"
+	[ "$(bw_field "$victim:$port" failed_calls)" = 0 ]
 	# Once they have been idle 10 minutes (aged in the segment), it takes
 	# the slot of one of them.
 	run "$POKE" "$(bw_state_file)" - age-all
 	[ "$status" -eq 0 ]
-	run run_shim python3 -c "import socket; s = socket.socket(); s.connect_ex(('127.0.0.1', $port))"
-	[ "$(bw_field "127.0.0.1:$port" failed_calls)" = 1 ]
+	run run_shim python3 -c "import socket; s = socket.socket(); s.connect_ex(('$victim', $port))"
+	[ "$(bw_field "$victim:$port" failed_calls)" = 1 ]
 	run "$BW_CLI" status
 	[[ ${lines[-1]} == "slots: $used of 16384 in use"* ]]
 	# reset --all frees every slot not forced.
