@@ -5,6 +5,10 @@
 #   make deps       install the Debian packages the build and tests need
 #   make test       unit tests (plain and ASan+UBSan), fuzz corpus replay,
 #                   bats integration tests; ends with "N passed, N failed"
+#   make conformance  CPython's networking tests (libpython3.11-testsuite),
+#                   plain and under the shim with a breaker, a bulkhead and
+#                   retries on every destination: fails when any test's
+#                   result differs (about 5 minutes; .ci/run runs it too)
 #   make bench      benchmarks (QUICK=1 for a one-minute smoke run)
 #   make demo       a real client against the fault server, with and without
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -80,7 +84,7 @@ BENCHES := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 obj = $(patsubst %.c,$(B)/obj/$(1)/%.o,$(2))
 
 .PHONY: all deps test unit bats bench demo install uninstall clean fuzz \
-	probe lint check-deps deb
+	probe lint check-deps deb conformance
 all: $(LIB) $(CLI) $(FIXTURES) probe
 
 # ---- objects ---------------------------------------------------------------
@@ -177,6 +181,13 @@ test: deps
 	@$(MAKE) --no-print-directory all unit $(BENCHES)
 	@tests/run
 
+# Other people's tests: every test of CPython's networking modules must
+# end the same plain and under the shim (tests/conformance/run, which
+# prints "N passed, N failed, N skipped" like tests/run).
+conformance: deps
+	@$(MAKE) --no-print-directory all
+	@tests/conformance/run
+
 fuzz: $(B)/fuzz/fuzz_policy
 	mkdir -p $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_policy -max_total_time=$${FUZZ_SECONDS:-60} \
@@ -198,7 +209,7 @@ DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
 	zlib1g-dev systemtap-sdt-dev libjemalloc-dev libjemalloc2 bats curl \
 	wget python3 redis-server redis-tools socat netcat-openbsd nftables \
 	iproute2 haproxy nginx libnginx-mod-stream gnuplot-nox util-linux procps psmisc \
-	libclang-rt-14-dev \
+	libclang-rt-14-dev libpython3.11-testsuite \
 	prometheus lintian
 
 deps:
