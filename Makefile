@@ -195,6 +195,8 @@ DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
 	wget python3 redis-server redis-tools socat netcat-openbsd nftables \
 	iproute2 haproxy nginx libnginx-mod-stream gnuplot-nox util-linux procps psmisc \
 	libclang-rt-14-dev
+# Acceptance tests of the event-loop work (tests/bats/eventloop_*.bats).
+DEB_PKGS += nodejs
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
