@@ -230,7 +230,7 @@ static void launch(struct bw_conn *c, int fd, int family, struct race *r,
 	if (copy_opts(fd, sp, family, r->to.ss_family) < 0 ||
 	    (d && !bw_retry_budget_take(d, s, now_ns)))
 		goto fail;
-	if (bw_call_admit(&r->h, sp, now_ns) < 0)
+	if (bw_call_admit(&r->h, sp, false, now_ns) < 0)
 		goto fail;
 	r->t0_ns = bw_clock_ns();
 	if (bw_real.connect(sp, (struct sockaddr *)&r->to, r->tolen) < 0 &&

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
@@ -25,8 +26,16 @@
 /* fd is going away: settle its connection if it was the last fd. */
 static void forget(int fd)
 {
+	struct bw_conn *a = bw_fd_conn(fd);
+	if (a && BW_UNLIKELY(atomic_load(&a->aphase)))
+		BW_KEEP_ERRNO(bw_async_fd_gone(a, fd));
 	struct bw_conn *c = bw_fd_drop(fd);
 	if (c) {
+		/* A connect closed before it completed: a queued ticket
+		 * leaves the queue; the settle below counts it as neither
+		 * success nor failure (LESSONS 6). */
+		if (BW_UNLIKELY(atomic_load(&c->aphase)))
+			BW_KEEP_ERRNO(bw_async_cancel(c));
 		BW_KEEP_ERRNO(bw_io_settle(c, fd));
 		bw_conn_free(c);
 	}

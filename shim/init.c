@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/bulkhead.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
@@ -195,6 +196,8 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	bw_bulkhead_forked(true);
+	/* The parent goes on with its pending connects. */
+	bw_async_fork_child();
 }
 
 static void init_once(void)
