@@ -145,7 +145,8 @@ sys.exit(0 if a[1] <= a[0] + 10 else 1)' "$pw" "$sw"; then
 	((met == 1))
 }
 
-# haproxy_conf PORT BACKEND: HAProxy in HTTP mode on 127.0.0.1:PORT, one
+# haproxy_conf PORT BACKEND [MODE]: HAProxy in MODE (http, the default, or
+# tcp) on 127.0.0.1:PORT, one
 # backend server 127.0.0.1:BACKEND without health checks, `retries 0`, a
 # stats socket $BW_TMP/haproxy.sock; prints the config path.
 haproxy_conf() {
@@ -154,7 +155,7 @@ global
     maxconn 100
     stats socket $BW_TMP/haproxy.sock mode 600 level admin
 defaults
-    mode http
+    mode ${3:-http}
     timeout connect 5s
     timeout client 10s
     timeout server 10s
@@ -192,12 +193,14 @@ for l in lines[1:]:
 EOF
 }
 
-@test "eventloop: HAProxy (retries 0), backend down for its first 500 ms: the shim retries HAProxy's connect, the request succeeds" {
+# haproxy_restart MODE: HAProxy (MODE) under the shim, its backend down for
+# the first 500 ms of the request.
+haproxy_restart() {
 	require_cmd haproxy curl
 	local fport bport cfg
 	fport=$(free_port)
 	bport=$(free_port)
-	cfg=$(haproxy_conf "$fport" "$bport")
+	cfg=$(haproxy_conf "$fport" "$bport" "$1")
 	haproxy -c -f "$cfg" >/dev/null
 	BULWARK_POLICY="127.0.0.1:$bport retry.attempts=4 retry.backoff=200ms; * retry.attempts=1" \
 		start_bg --shim haproxy -db -f "$cfg"
@@ -217,6 +220,14 @@ EOF
 	[ "$(haproxy_stat wretr)" -eq 0 ]
 	[ "$(haproxy_stat stot)" -eq 1 ]
 	(($(stats_get accepted) == 1))
+}
+
+@test "eventloop: HAProxy (http, retries 0), backend down for its first 500 ms: the shim retries HAProxy's connect, the request succeeds" {
+	haproxy_restart http
+}
+
+@test "eventloop: HAProxy (tcp, retries 0), backend down for its first 500 ms: the shim retries HAProxy's connect, the request succeeds" {
+	haproxy_restart tcp
 }
 
 @test "eventloop: HAProxy without the shim answers 503 while its backend is down (the test's premise)" {
