@@ -15,6 +15,7 @@
 
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
@@ -27,6 +28,9 @@ static void forget(int fd)
 {
 	struct bw_conn *c = bw_fd_drop(fd);
 	if (c) {
+		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+						     memory_order_relaxed)))
+			BW_KEEP_ERRNO(bw_hedge_nb_forget(c));
 		BW_KEEP_ERRNO(bw_io_settle(c, fd));
 		bw_conn_free(c);
 	}

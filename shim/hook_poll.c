@@ -17,6 +17,7 @@
 
 #include "shim/connect.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
@@ -66,6 +67,39 @@ static int left_ms(int timeout, uint64_t t0)
 	return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
 }
 
+/* The real poll; while a non-blocking connect's hedge is armed or runs,
+ * hedge.c's, which runs the race inside the same wait. */
+static int real_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+					     memory_order_relaxed))) {
+		uint64_t dl = timeout < 0    ? UINT64_MAX
+			      : timeout == 0 ? 0
+					     : bw_clock_ns() +
+						       (uint64_t)timeout * 1000000ull;
+		return bw_hedge_nb_poll(fds, n, dl, NULL);
+	}
+	return bw_real.poll(fds, n, timeout);
+}
+
+static int real_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		      const sigset_t *mask)
+{
+	if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+					     memory_order_relaxed))) {
+		uint64_t dl = UINT64_MAX;
+		if (ts && ts->tv_sec >= 0 &&
+		    (uint64_t)ts->tv_sec < 1000000000ull)
+			dl = bw_clock_ns() +
+			     (uint64_t)ts->tv_sec * 1000000000ull +
+			     (uint64_t)ts->tv_nsec;
+		if (ts && !ts->tv_sec && !ts->tv_nsec)
+			dl = 0;
+		return bw_hedge_nb_poll(fds, n, dl, mask);
+	}
+	return bw_real.ppoll(fds, n, ts, mask);
+}
+
 /* The program's timeout counts from its call, and covers the real polls
  * and the retries' backoff made inside: the start is read before the
  * first poll (only when a retry could need it: a positive timeout). */
@@ -75,7 +109,7 @@ BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	uint64_t deadline = timeout < 0 ? UINT64_MAX
 					: t0 + (uint64_t)timeout * 1000000ull;
 	for (;;) {
-		int rc = bw_real.poll(fds, n, timeout);
+		int rc = real_poll(fds, n, timeout);
 		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
 						     memory_order_relaxed))
 			return rc;
@@ -103,7 +137,7 @@ BW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 	struct timespec left;
 	const struct timespec *cur = ts;
 	for (;;) {
-		int rc = bw_real.ppoll(fds, n, cur, mask);
+		int rc = real_ppoll(fds, n, cur, mask);
 		if (rc <= 0 || !atomic_load_explicit(&bw_g.ready,
 						     memory_order_relaxed))
 			return rc;
