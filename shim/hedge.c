@@ -584,6 +584,15 @@ static uint64_t nb_pump(uint64_t now, int *running)
 	return next;
 }
 
+uint64_t bw_hedge_nb_pump(uint64_t now_ns)
+{
+	int running;
+	uint64_t next = nb_pump(now_ns, &running);
+	if (running && now_ns + NB_RECHECK_NS < next)
+		next = now_ns + NB_RECHECK_NS;
+	return next;
+}
+
 /* Appends a pollfd for every running spare to p (room for cap). */
 static nfds_t nb_spares(struct pollfd *p, nfds_t cap)
 {
@@ -608,6 +617,25 @@ void bw_hedge_nb_forget(struct bw_conn *c)
 		if (atomic_compare_exchange_strong(&x->st, &want, NB_BUSY))
 			nb_end(x, false);
 	}
+}
+
+void bw_hedge_nb_fork_child(void)
+{
+	/* The parent runs its races on; the child's copies of the spares
+	 * are closed, and a slot a parent thread held at the fork is freed
+	 * (that thread does not exist here). */
+	for (int i = 0; i < NB_MAX; i++) {
+		struct nb_race *x = &races[i];
+		if (atomic_load(&x->st) == NB_FREE)
+			continue;
+		if (x->r.spare >= 0)
+			bw_real.close(x->r.spare);
+		x->r.spare = -1;
+		atomic_store(&x->pub, -1);
+		atomic_store(&x->c, NULL);
+		atomic_store(&x->st, NB_FREE);
+	}
+	atomic_store(&bw_hedge_nb_live, 0);
 }
 
 int bw_hedge_nb_poll(struct pollfd *fds, nfds_t n, uint64_t deadline_ns,

@@ -61,7 +61,17 @@ void bw_hedge_nb_arm(struct bw_conn *c, int fd, const struct sockaddr *sa,
 int bw_hedge_nb_poll(struct pollfd *fds, nfds_t n, uint64_t deadline_ns,
 		     const sigset_t *mask);
 
+/* For a wait that cannot watch the spares (epoll, select): runs the
+ * races' due work now; returns when to run it again (a due hedge, or
+ * every 10 ms while a spare's connect runs), UINT64_MAX for never. */
+uint64_t bw_hedge_nb_pump(uint64_t now_ns);
+
 /* c's last fd is going away: its race, if any, ends unswapped. */
 void bw_hedge_nb_forget(struct bw_conn *c);
+
+/* In a fork child: every race is the parent's; the child's copies of the
+ * spares are closed.  Not AS-safe against the parent's threads (there
+ * are none in the child). */
+void bw_hedge_nb_fork_child(void);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "shim/bulkhead.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -195,6 +196,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	bw_bulkhead_forked(true);
+	bw_hedge_nb_fork_child(); /* non-blocking hedges: the parent's */
 }
 
 static void init_once(void)

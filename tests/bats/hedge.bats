@@ -224,7 +224,9 @@ print(ms, s.getpeername()[0], s.gettimeout(), status)
 	[ "$peer" = 127.0.0.1 ]
 	[ "$tmo" = 3.0 ]                       # still the program's timeout mode
 	[ "$st" = HTTP/1.1 ]
-	# One connect, on the winner's destination; the loser is no call.
+	# One connect, on the winner's destination (its connect, then the
+	# request's exchange); the loser is no call.
+	[ "$(stat "127.0.0.1:$PORT" successful_calls)" = 2 ]
 	[ "$(stat "127.0.0.1:$PORT" failed_calls)" = 0 ]
 	[ "$(stat "$BH:$PORT" total_calls)" = 0 ]
 }
@@ -309,4 +311,40 @@ s.close()
 	sed -n '/socket(AF_INET, SOCK_STREAM/,$p' "$BW_TMP/trace" >"$BW_TMP/tcp"
 	[ "$(grep -c 'socket(AF_INET, SOCK_STREAM' "$BW_TMP/tcp")" = 1 ]
 	! grep -q 'dup3' "$BW_TMP/tcp"
+}
+
+@test "hedge: an epoll client's registration survives the swap (EPOLLOUT, then its data)" {
+	# The race runs inside epoll_wait only where the shim hooks it.
+	nm -D --defined-only "$BW_LIB" | grep -qw epoll_wait ||
+		skip "this shim does not hook epoll_wait"
+	hedge_env
+	names "$BH" 127.0.0.1
+	export BULWARK_POLICY="* hedge.delay=100ms retry.attempts=1"
+	run in_names env LD_PRELOAD="$BW_LIB" "$PY" -c '
+import select, socket, sys, time
+ai = socket.getaddrinfo(sys.argv[1], int(sys.argv[2]), socket.AF_INET,
+                        socket.SOCK_STREAM)[0]
+s = socket.socket(ai[0], ai[1] | socket.SOCK_NONBLOCK)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+ep = select.epoll()
+ep.register(s.fileno(), select.EPOLLOUT)     # before the connect
+t0 = time.monotonic()
+assert s.connect_ex(ai[4]) == 115            # EINPROGRESS
+ev = ep.poll(3)
+ms = int((time.monotonic() - t0) * 1000)
+err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+s.send(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+ep.modify(s.fileno(), select.EPOLLIN)
+ev2 = ep.poll(3)
+data = s.recv(100).split(b"\r\n")[0].decode() if ev2 else ""
+print(ms, err, ev, ev2, s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+      data.replace(" ", "_"))
+' "$NAME" "$PORT"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	read -r ms err _ <<<"$output"
+	((ms < 800))
+	[ "$err" = 0 ]
+	[[ $output =~ \[\([0-9]+,\ 4\)\] ]]   # EPOLLOUT alone, its fd as data
+	[[ $output == *" 1 HTTP/1.1_200_OK" ]]
 }
