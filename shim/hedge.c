@@ -69,6 +69,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
@@ -230,7 +231,7 @@ static void launch(struct bw_conn *c, int fd, int family, struct race *r,
 	if (copy_opts(fd, sp, family, r->to.ss_family) < 0 ||
 	    (d && !bw_retry_budget_take(d, s, now_ns)))
 		goto fail;
-	if (bw_call_admit(&r->h, sp, now_ns) < 0)
+	if (bw_call_admit(&r->h, sp, false, now_ns) < 0)
 		goto fail;
 	r->t0_ns = bw_clock_ns();
 	if (bw_real.connect(sp, (struct sockaddr *)&r->to, r->tolen) < 0 &&
@@ -250,8 +251,15 @@ fail:
 static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 {
 	int fdfl = bw_real.fcntl(fd, F_GETFD);
-	if (fdfl < 0 || bw_real.fcntl(r->spare, F_SETFL, fl) < 0 ||
-	    bw_real.dup3(r->spare, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+	if (fdfl < 0 || bw_real.fcntl(r->spare, F_SETFL, fl) < 0)
+		return -1;
+	/* The program's epoll registrations name the open file the dup3
+	 * closes: out of the kernel's sets before, back in after, on the
+	 * winner (shim/async.c keeps them; none for a blocking connect). */
+	bw_async_ep_hide(c);
+	int rc = bw_real.dup3(r->spare, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
+	bw_async_ep_show(c);
+	if (rc < 0)
 		return -1;
 	bw_real.close(r->spare);
 	r->spare = -1;
@@ -481,6 +489,9 @@ void bw_hedge_nb_arm(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		x->r.to = to;
 		x->r.tolen = tolen;
 		atomic_fetch_add(&bw_hedge_nb_live, 1);
+		/* The program's waits take their working path (hook_wait.c)
+		 * while a race is on, as for an async connect. */
+		atomic_fetch_add(&bw_async_pending, 1);
 		atomic_store(&x->st, NB_IDLE);
 		break;
 	}
@@ -500,6 +511,7 @@ static void nb_end(struct nb_race *x, bool spare_gone)
 	drop_spare(&x->r);
 	atomic_store(&x->pub, -1);
 	atomic_store(&x->c, NULL);
+	atomic_fetch_sub(&bw_async_pending, 1);
 	atomic_fetch_sub(&bw_hedge_nb_live, 1);
 	atomic_store(&x->st, NB_FREE);
 }
@@ -508,9 +520,12 @@ static void nb_end(struct nb_race *x, bool spare_gone)
 static bool nb_valid(const struct nb_race *x)
 {
 	struct bw_conn *c = x->c;
+	uint8_t ap;
 	return !atomic_load(&x->cancel) && bw_fd_conn(x->fd) == c &&
 	       atomic_load_explicit(&c->refs, memory_order_relaxed) == 1 &&
-	       atomic_load(&c->state) == BW_CONN_CONNECTING;
+	       atomic_load(&c->state) == BW_CONN_CONNECTING &&
+	       ((ap = atomic_load(&c->aphase)) == BW_ASYNC_NONE ||
+		ap == BW_ASYNC_ATTEMPT);
 }
 
 /* Runs x's due work (x owned).  Returns whether the race goes on. */

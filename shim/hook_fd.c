@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
 #include "shim/hedge.h"
@@ -26,11 +27,19 @@
 /* fd is going away: settle its connection if it was the last fd. */
 static void forget(int fd)
 {
+	struct bw_conn *a = bw_fd_conn(fd);
+	if (a && BW_UNLIKELY(atomic_load(&a->aphase)))
+		BW_KEEP_ERRNO(bw_async_fd_gone(a, fd));
 	struct bw_conn *c = bw_fd_drop(fd);
 	if (c) {
 		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
 						     memory_order_relaxed)))
 			BW_KEEP_ERRNO(bw_hedge_nb_forget(c));
+		/* A connect closed before it completed: a queued ticket
+		 * leaves the queue; the settle below counts it as neither
+		 * success nor failure (LESSONS 6). */
+		if (BW_UNLIKELY(atomic_load(&c->aphase)))
+			BW_KEEP_ERRNO(bw_async_cancel(c));
 		BW_KEEP_ERRNO(bw_io_settle(c, fd));
 		bw_conn_free(c);
 	}

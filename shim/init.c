@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/bulkhead.h"
 #include "shim/fd_table.h"
 #include "shim/hedge.h"
@@ -197,6 +198,8 @@ static void fork_child(void)
 {
 	bw_bulkhead_forked(true);
 	bw_hedge_nb_fork_child(); /* non-blocking hedges: the parent's */
+	/* The parent goes on with its pending connects. */
+	bw_async_fork_child();
 }
 
 static void init_once(void)
