@@ -399,33 +399,42 @@ pass:
 
 /*
  * A non-blocking connect returns EINPROGRESS at once; its hedge cannot run
- * in the connect call.  bw_hedge_nb_arm records the race instead (a slot
- * of races[], due at t0 + hedge.delay), and the program's waits run it
- * (bw_hedge_nb_poll, from the poll hooks): when the slot is due the spare
- * is launched as for a blocking connect (launch: options copied, admitted,
- * connect to the name's next address); from then on every real poll of
- * the program also watches the spares, so the first to connect wakes it.
+ * in the connect call.  bw_hedge_nb_check (before the connect: the bind
+ * check needs the unbound socket) and bw_hedge_nb_arm (after EINPROGRESS)
+ * record the race instead (a slot of races[], due at t0 + hedge.delay),
+ * and the program's waits run it (shim/hook_wait.c): the race counts in
+ * bw_async_pending, so every wait takes its working path; when the slot
+ * is due the spare is launched as for a blocking connect (launch: options
+ * copied, admitted, connect to the name's next address).  From then on a
+ * poll or ppoll watches the spares with the program's fds
+ * (bw_hedge_nb_poll: the spare's connect wakes it); select, pselect and
+ * the epoll waits look at them every NB_RECHECK_NS (bw_hedge_nb_pump).
  *
  *   program's attempt completes first (connected or failed: the program
  *     sees it as without the shim) -> the spare is dropped, neither
  *     success nor failure;
- *   spare connects first -> adopt(): dup3 onto the program's fd with the
- *     program's file status flags (O_NONBLOCK) and FD_CLOEXEC, c rebound
- *     to the winner's destination; the program's attempt is closed by the
- *     dup3 and counts as neither; the program's next poll sees POLLOUT and
- *     its SO_ERROR read 0, which records the one connect (exchange.c);
+ *   spare connects first -> adopt(): the program's epoll registrations
+ *     taken out of the kernel's sets, dup3 onto the program's fd with the
+ *     program's file status flags (O_NONBLOCK) and FD_CLOEXEC, the
+ *     registrations put back (they now watch the winner: its EPOLLOUT is
+ *     reported), c rebound to the winner's destination; the program's
+ *     attempt is closed by the dup3 and counts as neither; the program's
+ *     next wait sees the fd writable and its SO_ERROR read 0, which
+ *     records the one connect (exchange.c, async.c);
  *   spare fails -> dropped; the program's attempt goes on;
  *   the program closes the fd, connects it elsewhere (AF_UNSPEC), dups it
- *     (two fds would keep different sockets) -> the race ends unswapped.
+ *     (two fds would keep different sockets), or its connect leaves the
+ *     ATTEMPT phase (connect.timeout, a failure retried) -> the race ends
+ *     unswapped.
  *
  * Each slot is owned by whichever thread holds its BUSY state (CAS, never
  * waited for); a close that finds it busy leaves NB_CANCEL for the owner.
  * Limits: a program's attempt that fails ends the race (its failure goes
  * to the program and its retries, not to the spare); a program polling
- * more than NB_POLL_MAX fds has the spares checked every NB_RECHECK_NS
- * instead of waking it; select/pselect and epoll waits do not run the
- * race (the spare is launched only by a poll); a program that registered
- * the fd in an epoll set loses that registration by the swap.
+ * more than NB_POLL_MAX - NB_MAX fds, and select/epoll waits, see a
+ * spare's win up to NB_RECHECK_NS late; a program that never waits (busy
+ * loops on connect/SO_ERROR) gets no hedge; more than BW_EPREG_MAX epoll
+ * registrations of one fd are not all carried (async.c).
  */
 
 #define NB_MAX 32          /* races at once; more connects go unhedged */
