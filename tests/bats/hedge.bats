@@ -348,3 +348,26 @@ print(ms, err, ev, ev2, s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
 	[[ $output =~ \[\([0-9]+,\ 4\)\] ]]   # EPOLLOUT alone, its fd as data
 	[[ $output == *" 1 HTTP/1.1_200_OK" ]]
 }
+
+@test "hedge: a non-blocking connect with connect.timeout and retries (an async attempt) is hedged too; one connect counted" {
+	hedge_env
+	names "$BH" 127.0.0.1
+	export BULWARK_POLICY="* hedge.delay=100ms connect.timeout=2s retry.attempts=3"
+	run in_names env LD_PRELOAD="$BW_LIB" "$PY" -c '
+import socket, sys, time
+t0 = time.monotonic()
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+ms = int((time.monotonic() - t0) * 1000)
+s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+print(ms, s.getpeername()[0], s.makefile("rb").readline().decode().split()[1])
+' "$NAME" "$PORT"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	read -r ms peer code <<<"$output"
+	((ms < 800))                           # not connect.timeout (2 s)
+	[ "$peer" = 127.0.0.1 ]
+	[ "$code" = 200 ]
+	[ "$(stat "127.0.0.1:$PORT" successful_calls)" = 2 ]
+	[ "$(stat "127.0.0.1:$PORT" failed_calls)" = 0 ]
+	[ "$(stat "$BH:$PORT" total_calls)" = 0 ]
+}
