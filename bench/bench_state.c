@@ -46,6 +46,18 @@
 /* The shim's configuration: shim/init.c defines it in the library, from
  * the environment; here main sets up the part the exchange path reads. */
 struct bw_global bw_g;
+/* Also shim/init.c's (settings of a destination no rule matches; the
+ * bench's policy matches every destination, so never read here). */
+const struct bw_settings bw_observed_settings = {
+	.breaker_on = false,
+	.rate = -1,
+	.slow_rate = -1,
+	.probes = 1,
+	.breaker_errno = ECONNREFUSED,
+	.bulkhead_errno = ECONNREFUSED,
+	.retry_attempts = 1,
+	.retry_multiplier = 1,
+};
 
 struct worker {
 	pthread_t tid;

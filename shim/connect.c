@@ -440,9 +440,16 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			     ? bw_hedge_connect(c, fd, sa, len,
 						s->hedge_delay_ns, tmo)
 			     : BW_HEDGE_PASS;
-		if (rc == BW_HEDGE_PASS)
+		bool nb_hedge = false;
+		if (rc == BW_HEDGE_PASS) {
+			/* hedge.c: non-blocking, the race runs in the
+			 * program's waits (the bind is checked before the
+			 * connect binds the socket) */
+			nb_hedge = BW_UNLIKELY(s->hedge_delay_ns) &&
+				   bw_hedge_nb_check(c, fd, sa, len);
 			rc = tmo ? timed_connect(fd, sa, len, tmo)
 				 : bw_real.connect(fd, sa, len);
+		}
 		err = rc == 0 ? 0 : errno;
 		if (rc == 0) {
 			bw__connect_done(c, 0, bw_clock_ns());
@@ -457,6 +464,9 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			 * address. */
 			remember_peer(c, sa);
 			atomic_store(&c->state, BW_CONN_CONNECTING);
+			if (nb_hedge && err == EINPROGRESS)
+				bw_hedge_nb_arm(c, fd, sa, len,
+						c->t0_ns + s->hedge_delay_ns);
 			if (err == EINPROGRESS && c->rule >= 0 &&
 			    (s->retry_attempts > 1 || tmo))
 				bw_async_enter(c, fd, BW_ASYNC_ATTEMPT,

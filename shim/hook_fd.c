@@ -16,6 +16,7 @@
 #include "shim/async.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
@@ -31,6 +32,9 @@ static void forget(int fd)
 		BW_KEEP_ERRNO(bw_async_fd_gone(a, fd));
 	struct bw_conn *c = bw_fd_drop(fd);
 	if (c) {
+		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+						     memory_order_relaxed)))
+			BW_KEEP_ERRNO(bw_hedge_nb_forget(c));
 		/* A connect closed before it completed: a queued ticket
 		 * leaves the queue; the settle below counts it as neither
 		 * success nor failure (LESSONS 6). */

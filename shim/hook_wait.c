@@ -28,6 +28,7 @@
 
 #include "shim/async.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
@@ -128,7 +129,11 @@ static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline,
 			}
 		}
 		int rc;
-		if (pp) {
+		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+						     memory_order_relaxed))) {
+			/* hedge.c: the spares watched with fds until then */
+			rc = bw_hedge_nb_poll(fds, n, until, pp ? mask : NULL);
+		} else if (pp) {
 			struct timespec ts;
 			rc = bw_real.ppoll(fds, n, ts_until(until, now, &ts),
 					   mask);
@@ -253,6 +258,9 @@ static int select_loop(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	for (;;) {
 		uint64_t now = bw_clock_ns();
 		uint64_t until = min64(deadline, bw_async_pump(now));
+		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+						     memory_order_relaxed)))
+			until = min64(until, bw_hedge_nb_pump(now));
 		fds_copy(r, &r0);
 		fds_copy(w, &w0);
 		fds_copy(e, &e0);
@@ -374,6 +382,9 @@ static int ep_loop(int kind, int epfd, struct epoll_event *ev, int max,
 	for (;;) {
 		uint64_t now = bw_clock_ns();
 		uint64_t until = min64(deadline, bw_async_pump(now));
+		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+						     memory_order_relaxed)))
+			until = min64(until, bw_hedge_nb_pump(now));
 		int rc = ep_call(kind, epfd, ev, max, until, now, mask);
 		if (rc < 0)
 			return rc;

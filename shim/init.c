@@ -20,6 +20,7 @@
 #include "shim/async.h"
 #include "shim/bulkhead.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -196,6 +197,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	bw_bulkhead_forked(true);
+	bw_hedge_nb_fork_child(); /* non-blocking hedges: the parent's */
 	/* The parent goes on with its pending connects. */
 	bw_async_fork_child();
 }
