@@ -57,20 +57,24 @@ late_server() {
 }
 
 # retried_to_late_server MODE: MODE's loop, against late_server, connects
-# through the retries (attempts at 0, 200, 600, 1400 ms +-10 %: the fourth
-# one finds the server listening) and its ticks go on meanwhile.
+# through the retries (attempts at 0, 200, 600, 1400 ms +-10 % after the
+# client's start: a later one finds the server listening) and its ticks go
+# on meanwhile.
 retried_to_late_server() {
 	late_server
 	export BULWARK_POLICY="127.0.0.1:$FS_PORT retry.attempts=6 retry.backoff=200ms; * retry.attempts=1"
 	loop "$1" "$FS_PORT"
 	[ "$(js result)" = ok ]
 	[ "$(js status)" = "HTTP/1.1 200 OK" ]
-	# Retried (the server refused its first 700 ms): the program saw one
-	# connect in progress until it succeeded.
-	(($(js connect_ms) >= 600))
-	(($(field "127.0.0.1:$FS_PORT" retries) >= 2))
-	# The loop went on ticking meanwhile: about 5 ms per tick.
-	(($(js ticks) >= 50))
+	# Retried (the server refused its first 700 ms; how much of that is
+	# left when the client starts depends on the machine, so at least one
+	# backoff): the program saw one connect in progress until it
+	# succeeded.
+	(($(js connect_ms) >= 150))
+	(($(field "127.0.0.1:$FS_PORT" retries) >= 1))
+	# The loop went on ticking meanwhile: about 5 ms per tick (at least
+	# one per 10 ms), none of them held.
+	(($(js ticks) * 10 >= $(js connect_ms)))
 	ms_le "$(js worst_gap_ms)" 20
 }
 
@@ -179,9 +183,9 @@ http.get({ host: "127.0.0.1", port: port, path: "/", agent: false }, (res) => {
 	[ "$(js error)" = None ]
 	[ "$(js status)" = 200 ]
 	[ "$(js body)" = ok ]
-	(($(js ms) >= 600))
-	(($(field "127.0.0.1:$FS_PORT" retries) >= 2))
-	(($(js ticks) >= 50))
+	(($(js ms) >= 150))                # at least one backoff
+	(($(field "127.0.0.1:$FS_PORT" retries) >= 1))
+	(($(js ticks) * 10 >= $(js ms)))   # about one tick per 5 ms
 	ms_le "$(js worst_gap_ms)" 20
 }
 
