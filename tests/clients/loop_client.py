@@ -14,6 +14,7 @@
 #   ticks        loop iterations
 #   worst_gap_ms the longest time between two ticks: with nothing stalling
 #                the loop it is the 5 ms wait plus scheduling noise
+#   worst_at_ms  when that gap ended (from the connect call)
 # The loop gives up after LIMIT_S (default 10) seconds: result "limit".
 import errno
 import json
@@ -72,11 +73,12 @@ elif err not in (errno.EINPROGRESS, errno.EAGAIN):
 data = b""
 # The connect call is part of the loop: a connect that sleeps stalls it.
 last = t0
-worst = time.monotonic() - t0
+worst = worst_at = time.monotonic() - t0
 while state != "done":
     ready = wait(state in ("connecting", "send"))
     now = time.monotonic()
-    worst = max(worst, now - last)
+    if now - last > worst:
+        worst, worst_at = now - last, now - t0
     last = now
     out["ticks"] += 1
     if now - t0 > limit:
@@ -105,8 +107,10 @@ while state != "done":
             state = "done"
         data += b
 # Up to the end: a final getsockopt or recv that sleeps stalls it too.
-worst = max(worst, time.monotonic() - last)
+if time.monotonic() - last > worst:
+    worst, worst_at = time.monotonic() - last, time.monotonic() - t0
 out["status"] = data.split(b"\r\n")[0].decode(errors="replace")
 out["worst_gap_ms"] = round(worst * 1000, 1)
+out["worst_at_ms"] = int(worst_at * 1000)
 s.close()
 print(json.dumps(out))
