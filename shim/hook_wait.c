@@ -218,7 +218,7 @@ BW_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n,
 
 static void fds_copy(fd_set *to, const fd_set *from)
 {
-	if (from)
+	if (to && from)
 		memcpy(to, from, sizeof(*to));
 }
 
