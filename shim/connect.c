@@ -191,12 +191,17 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 
 /* Aborts fd's connect attempt, or forgets its failure: the socket can
  * connect again, and no stale error (ECONNABORTED) answers the next
- * connect.  connect(2) with AF_UNSPEC. */
+ * connect.  connect(2) with AF_UNSPEC; aborting an attempt still in
+ * SYN_SENT leaves ECONNRESET in the socket's error, which is ours (the
+ * caller decided the outcome): read away, so neither the program's
+ * SO_ERROR nor its next call sees it. */
 void bw__connect_dissolve(int fd)
 {
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	int saved = errno;
+	int saved = errno, e = 0;
+	socklen_t l = sizeof(e);
 	bw_real.connect(fd, &unspec, sizeof(unspec));
+	bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l);
 	errno = saved;
 }
 

@@ -56,7 +56,7 @@ static struct bw_conn *conn_claim(int fd)
 		c->nepreg = 0;
 		c->afd = -1;
 		c->adue_ns = 0;
-		memset(&c->ticket, 0, sizeof(c->ticket));
+		c->ticket.kind = 0; /* the rest is written when queued */
 		/* A connection freed without a cancel (its fd closed behind
 		 * our back) may still sit in the async set: aslot is left for
 		 * the pump to clear (shim/async.c, still_ours). */

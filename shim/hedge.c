@@ -595,8 +595,12 @@ static uint64_t nb_pump(uint64_t now, int *running)
 	for (int i = 0; i < NB_MAX; i++) {
 		struct nb_race *x = &races[i];
 		uint32_t want = NB_IDLE;
-		if (!atomic_compare_exchange_strong(&x->st, &want, NB_BUSY))
+		if (!atomic_compare_exchange_strong(&x->st, &want, NB_BUSY)) {
+			/* Another thread is on it: look again soon. */
+			if (want == NB_BUSY && now + 1000000 < next)
+				next = now + 1000000;
 			continue;
+		}
 		if (!nb_step(x, now))
 			continue; /* ended: the slot is free */
 		if (x->due_ns && x->due_ns < next)

@@ -88,7 +88,7 @@ BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
 	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR && val &&
 	    len && *len >= sizeof(int)) {
 		int *v = val;
-		if (c->pending_err && *v == 0) {
+		if (c->pending_err) {
 			*v = c->pending_err; /* owed: read or decided by us */
 			c->pending_err = 0;
 		} else if (BW_UNLIKELY(atomic_load(&c->aphase))) {
