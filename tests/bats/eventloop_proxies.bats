@@ -66,6 +66,36 @@ EOF
 	echo "$d/nginx.conf"
 }
 
+# nginx_bh_conf NAME PORT UPSTREAM: a one-worker foreground nginx on
+# 127.0.0.1:PORT proxying everything to 127.0.0.1:UPSTREAM; prints the
+# config path.  (nginx registers its upstream sockets edge-triggered:
+# EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET.)
+nginx_bh_conf() {
+	local d=$BW_TMP/$1
+	mkdir -p "$d"
+	cat >"$d/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 512; }
+http {
+    access_log off;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    server {
+        listen 127.0.0.1:$2 backlog=512;
+        location / { proxy_pass http://127.0.0.1:$3; proxy_read_timeout 30s; }
+    }
+}
+EOF
+	echo "$d/nginx.conf"
+}
+
 # The measuring client (no shim): 3 threads keep asking /bad of the
 # shimmed proxy (each such request holds its upstream connect in the
 # retries for 1.4 s), while the main thread asks /good of the plain and the
@@ -143,6 +173,33 @@ sys.exit(0 if a[1] <= a[0] + 10 else 1)' "$pw" "$sw"; then
 	(($(field "127.0.0.1:$bad" retries) >= 6))
 	# ...and the healthy upstream's requests kept their latency.
 	((met == 1))
+}
+
+@test "eventloop: nginx (one worker) under bulkhead.max=4 bulkhead.wait=20s, 24 concurrent clients: all served, upstream peak <= 4" {
+	require_cmd nginx curl
+	start_faultsrv --mode stall --stall 300 --http
+	local up=$FS_PORT port conf i pids=()
+	port=$(free_port)
+	conf=$(nginx_bh_conf bh "$port" "$up")
+	BULWARK_POLICY="127.0.0.1:$up bulkhead.max=4 bulkhead.wait=20s; * retry.attempts=1" \
+		start_bg --shim nginx -e "$BW_TMP/bh/error.log" -p "$BW_TMP/bh" -c "$conf"
+	wait_until 5 test -s "$BW_TMP/bh/nginx.pid"
+	# 24 requests at once (no shim on the clients): 4 upstream connects
+	# at a time, each held 300 ms by the server, the others queued in
+	# nginx's own epoll_wait: 6 rounds, about 1.8 s.
+	for i in $(seq 1 24); do
+		curl -s -o /dev/null --max-time 25 -w '%{http_code} %{time_total}\n' \
+			"http://127.0.0.1:$port/r$i" >"$BW_TMP/out.$i" 2>&1 &
+		pids+=($!)
+	done
+	timeout 30 bash -c 'for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done' _ "${pids[@]}" || true
+	wait "${pids[@]}" 2>/dev/null || true
+	echo "# answers: $(cut -d' ' -f1 "$BW_TMP"/out.* | sort | uniq -c | tr '\n' ' ') $(cat "$FS_STATS")" >&3
+	[ "$(cat "$BW_TMP"/out.* | grep -c '^200 ')" -eq 24 ]
+	[ "$(stats_get peak)" -le 4 ]
+	[ "$(stats_get accepted)" -eq 24 ]
+	[ "$(field "127.0.0.1:$up" rejected_calls)" -eq 0 ]
+	wait_until 5 test "$(field "127.0.0.1:$up" bulkhead.active)" -eq 0
 }
 
 # haproxy_conf PORT BACKEND [MODE]: HAProxy in MODE (http, the default, or
@@ -243,4 +300,63 @@ haproxy_restart() {
 		"http://127.0.0.1:$fport/"
 	[ "$output" = 503 ]
 	(($(haproxy_stat econ) >= 1))
+}
+
+@test "eventloop: HAProxy, backend never up: the final error after the shim's schedule (503), and HAProxy keeps serving meanwhile" {
+	require_cmd haproxy curl
+	start_faultsrv --mode refuse
+	local dead=$FS_PORT
+	start_faultsrv --mode http
+	local good=$FS_PORT fport gport
+	fport=$(free_port)
+	gport=$(free_port)
+	# Two frontends: one before the dead backend, one before a healthy
+	# one; one thread serves both.
+	cat >"$BW_TMP/haproxy.cfg" <<EOF
+global
+    maxconn 100
+    nbthread 1
+    stats socket $BW_TMP/haproxy.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 10s
+    timeout client 10s
+    timeout server 10s
+    retries 0
+frontend fe
+    bind 127.0.0.1:$fport
+    default_backend be
+frontend fg
+    bind 127.0.0.1:$gport
+    default_backend bg
+backend be
+    server s1 127.0.0.1:$dead
+backend bg
+    server g1 127.0.0.1:$good
+EOF
+	# attempts at 0, 200, 600 ms (+-10 %), then the final ECONNREFUSED.
+	BULWARK_POLICY="127.0.0.1:$dead retry.attempts=3 retry.backoff=200ms breaker=off; * retry.attempts=1" \
+		start_bg --shim haproxy -db -f "$BW_TMP/haproxy.cfg"
+	wait_until 5 test -S "$BW_TMP/haproxy.sock"
+	curl -s -o /dev/null --max-time 10 -w '%{http_code} %{time_total}' \
+		"http://127.0.0.1:$fport/" >"$BW_TMP/dead.w" 2>&1 &
+	local dpid=$!
+	# Meanwhile the healthy frontend answers fast.
+	local t worst=0 i
+	for i in $(seq 1 10); do
+		t=$(curl -s -o /dev/null --max-time 5 -w '%{time_total}' "http://127.0.0.1:$gport/")
+		t=$("$PY" -c 'import sys; print(int(float(sys.argv[1]) * 1000))' "$t")
+		((t <= worst)) || worst=$t
+		sleep 0.05
+	done
+	timeout 15 bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 0.05; done' _ "$dpid" || true
+	wait "$dpid" || true
+	local code dt
+	read -r code dt <"$BW_TMP/dead.w" || true # no newline at its end
+	echo "# dead backend: $code after ${dt}s; healthy frontend worst ${worst} ms meanwhile; econ=$(haproxy_stat econ) shim retries=$(field "127.0.0.1:$dead" retries)" >&3
+	[ "$code" = 503 ]
+	"$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.5 else 1)' "$dt" # the schedule ran
+	[ "$(field "127.0.0.1:$dead" retries)" -eq 2 ]
+	(($(haproxy_stat econ) == 1)) # HAProxy saw one connect fail: the final one
+	((worst < 150))               # never held for a backoff (200, 400 ms)
 }
