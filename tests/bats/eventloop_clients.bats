@@ -177,6 +177,28 @@ never_listens_round() {
 	[ "$(field "127.0.0.1:$good" retries)" -eq 0 ]
 }
 
+@test "eventloop: curl --parallel, 12 transfers under bulkhead.max=3 bulkhead.wait=20s: all succeed, server peak <= 3" {
+	require_cmd curl
+	start_faultsrv --mode stall --stall 300 --http
+	local urls=() outs=() i
+	for i in $(seq 1 12); do
+		urls+=("http://127.0.0.1:$FS_PORT/t$i")
+		outs+=(-o /dev/null)
+	done
+	# One curl thread, 12 connects: 3 at a time, the others queued
+	# inside curl's own poll (4 rounds of 300 ms).
+	export BULWARK_POLICY="127.0.0.1:$FS_PORT bulkhead.max=3 bulkhead.wait=20s; * retry.attempts=1"
+	run timeout 30 env LD_PRELOAD="$BW_LIB" curl -s --no-progress-meter --parallel --parallel-immediate \
+		--parallel-max 12 --write-out '%{exitcode} %{http_code} %{time_total}\n' \
+		"${outs[@]}" "${urls[@]}"
+	echo "# $(tr '\n' ' ' <<<"$output") $(cat "$FS_STATS")" >&3
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^0 200 ' <<<"$output")" -eq 12 ]
+	[ "$(stats_get peak)" -le 3 ]
+	[ "$(stats_get accepted)" -eq 12 ]
+	[ "$(field "127.0.0.1:$FS_PORT" rejected_calls)" -eq 0 ]
+}
+
 NODE_CLIENT='
 const http = require("http");
 const port = Number(process.argv[1]);
