@@ -182,6 +182,7 @@ static int connect_fake(int fd, struct bw_state *st, struct bw_dest *d)
 		return -1;
 	c->rule = 0;
 	c->d = d;
+	c->ten = bw_state_ten(st, i); /* d is used only while it holds it */
 	c->phase = BW_PHASE_IDLE;
 	atomic_store(&c->state, BW_CONN_ESTABLISHED);
 	return 0;

@@ -433,8 +433,11 @@ pass:
  * to the program and its retries, not to the spare); a program polling
  * more than NB_POLL_MAX - NB_MAX fds, and select/epoll waits, see a
  * spare's win up to NB_RECHECK_NS late; a program that never waits (busy
- * loops on connect/SO_ERROR) gets no hedge; more than BW_EPREG_MAX epoll
- * registrations of one fd are not all carried (async.c).
+ * loops on connect/SO_ERROR) gets no hedge; options the program sets
+ * between the spare's launch and the swap are not carried (they are
+ * copied at the launch); more than BW_EPREG_MAX epoll registrations of
+ * one fd are not all carried (async.c); a closefrom() in another thread
+ * may close a spare (its race then ends as "hedge failed").
  */
 
 #define NB_MAX 32          /* races at once; more connects go unhedged */

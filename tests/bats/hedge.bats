@@ -244,6 +244,7 @@ fd = s.fileno()
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)
+before = sorted(os.listdir("/proc/self/fd"))
 t0 = time.monotonic()
 assert s.connect_ex(ai[4]) == 115            # EINPROGRESS
 p = select.poll()
@@ -257,11 +258,11 @@ print(ms, err, ev[0][1] if ev else 0, s.fileno() == fd,
       s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
       bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK),
       bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC),
-      s.getpeername()[0])
+      s.getpeername()[0], sorted(os.listdir("/proc/self/fd")) == before)
 ' "$NAME" "$PORT"
 	echo "# $output" >&3
 	[ "$status" -eq 0 ]
-	read -r ms err ev same nodelay ka idle nb cloexec peer <<<"$output"
+	read -r ms err ev same nodelay ka idle nb cloexec peer fds <<<"$output"
 	((ms >= 90 && ms < 800))               # not before the delay
 	[ "$err" = 0 ]
 	[ "$ev" = 4 ]                          # POLLOUT alone
@@ -272,6 +273,7 @@ print(ms, err, ev[0][1] if ev else 0, s.fileno() == fd,
 	[ "$nb" = True ]
 	[ "$cloexec" = True ]
 	[ "$peer" = 127.0.0.1 ]
+	[ "$fds" = True ]                      # the spare's fd is gone
 }
 
 @test "hedge: curl connects through the second address in well under a second" {
