@@ -567,9 +567,11 @@ uint64_t bw_async_pump(uint64_t now)
 
 int bw_async_result(struct bw_conn *c, bool err, bool out)
 {
-	if (!trylock(c))
-		/* Another thread is settling it: its step decides. */
-		return BW_ASYNC_HIDE;
+	/* Waits for another thread's step on c (a few system calls at
+	 * most): hiding this result meanwhile could lose an edge-triggered
+	 * event that step does not produce again (a success). */
+	if (!lock(c))
+		return BW_ASYNC_SHOW; /* a handler inside our own step */
 	int r = BW_ASYNC_SHOW;
 	if (!still_ours(c)) {
 		r = c->pending_err ? BW_ASYNC_SHOW_ERR : BW_ASYNC_SHOW;
