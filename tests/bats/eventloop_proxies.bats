@@ -360,3 +360,46 @@ EOF
 	(($(haproxy_stat econ) == 1)) # HAProxy saw one connect fail: the final one
 	((worst < 150))               # never held for a backoff (200, 400 ms)
 }
+
+@test "eventloop: HAProxy (2 threads), 20 concurrent requests while its backend is down for 500 ms: all retried by the shim, all 200" {
+	require_cmd haproxy curl
+	local fport bport i pids=()
+	fport=$(free_port)
+	bport=$(free_port)
+	cat >"$BW_TMP/haproxy.cfg" <<EOF
+global
+    maxconn 200
+    nbthread 2
+    stats socket $BW_TMP/haproxy.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+    retries 0
+frontend fe
+    bind 127.0.0.1:$fport
+    default_backend be
+backend be
+    server s1 127.0.0.1:$bport maxconn 100
+EOF
+	# One retry each, after 700 ms (+-10 %): the retry budget (at most
+	# 100 % of the connects) allows one per connect.
+	BULWARK_POLICY="127.0.0.1:$bport retry.attempts=3 retry.backoff=700ms retry.budget=100% breaker=off; * retry.attempts=1" \
+		start_bg --shim haproxy -db -f "$BW_TMP/haproxy.cfg"
+	wait_until 5 test -S "$BW_TMP/haproxy.sock"
+	start_faultsrv --mode http --refuse-for 500 --listen "127.0.0.1:$bport"
+	for i in $(seq 1 20); do
+		curl -s -o /dev/null --max-time 10 -w '%{http_code} %{time_total}\n' \
+			"http://127.0.0.1:$fport/r$i" >"$BW_TMP/out.$i" 2>&1 &
+		pids+=($!)
+	done
+	timeout 20 bash -c 'for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done' _ "${pids[@]}" || true
+	wait "${pids[@]}" 2>/dev/null || true
+	echo "# answers: $(cut -d' ' -f1 "$BW_TMP"/out.* | sort | uniq -c | tr '\n' ' ') econ=$(haproxy_stat econ) wretr=$(haproxy_stat wretr) stot=$(haproxy_stat stot) shim retries=$(field "127.0.0.1:$bport" retries)" >&3
+	[ "$(cat "$BW_TMP"/out.* | grep -c '^200 ')" -eq 20 ]
+	[ "$(field "127.0.0.1:$bport" retries)" -eq 20 ]
+	[ "$(haproxy_stat econ)" -eq 0 ]
+	[ "$(haproxy_stat wretr)" -eq 0 ]
+	[ "$(stats_get accepted)" -eq 20 ]
+}
