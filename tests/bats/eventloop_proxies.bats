@@ -202,6 +202,26 @@ sys.exit(0 if a[1] <= a[0] + 10 else 1)' "$pw" "$sw"; then
 	wait_until 5 test "$(field "127.0.0.1:$up" bulkhead.active)" -eq 0
 }
 
+@test "eventloop: nginx (one worker, edge-triggered epoll), upstream down for its first 500 ms: the request is retried by the shim and served" {
+	require_cmd nginx curl
+	local up port conf
+	up=$(free_port)
+	port=$(free_port)
+	conf=$(nginx_bh_conf late "$port" "$up")
+	BULWARK_POLICY="127.0.0.1:$up retry.attempts=4 retry.backoff=200ms; * retry.attempts=1" \
+		start_bg --shim nginx -e "$BW_TMP/late/error.log" -p "$BW_TMP/late" -c "$conf"
+	wait_until 5 test -s "$BW_TMP/late/nginx.pid"
+	# attempts at 0, 200, 600 ms (+-10 %): the third finds it listening
+	start_faultsrv --mode http --refuse-for 500 --listen "127.0.0.1:$up"
+	run timeout 20 curl -s --max-time 10 -w ' %{http_code} %{time_total}' "http://127.0.0.1:$port/"
+	echo "# $output; retries=$(field "127.0.0.1:$up" retries)" >&3
+	[ "$status" -eq 0 ]
+	[ "$output" != "${output#ok}" ]         # the upstream's body
+	[[ $output == *" 200 "* ]]
+	(($(field "127.0.0.1:$up" retries) >= 1))
+	[ "$(stats_get accepted)" -eq 1 ]
+}
+
 # haproxy_conf PORT BACKEND [MODE]: HAProxy in MODE (http, the default, or
 # tcp) on 127.0.0.1:PORT, one
 # backend server 127.0.0.1:BACKEND without health checks, `retries 0`, a
