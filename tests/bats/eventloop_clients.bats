@@ -199,6 +199,43 @@ never_listens_round() {
 	[ "$(field "127.0.0.1:$FS_PORT" rejected_calls)" -eq 0 ]
 }
 
+@test "eventloop: curl --parallel, one URL's SYNs dropped: connect.timeout ends its attempts in curl's own poll, the others are not held" {
+	require_cmd curl
+	start_faultsrv --mode queue-full
+	local full=$FS_PORT
+	start_faultsrv --mode http
+	local good=$FS_PORT i urls=("http://127.0.0.1:$full/full") outs=(-o /dev/null)
+	for i in 1 2 3; do
+		urls+=("http://127.0.0.1:$good/good$i")
+		outs+=(-o /dev/null)
+	done
+	# Two attempts of 300 ms, 100 ms apart: ETIMEDOUT after about
+	# 0.7 s, long before curl's own --connect-timeout (5 s).
+	export BULWARK_POLICY="127.0.0.1:$full connect.timeout=300ms retry.attempts=2 retry.backoff=100ms breaker=off; * retry.attempts=1"
+	run timeout 30 env LD_PRELOAD="$BW_LIB" curl -s --no-progress-meter --parallel \
+		--parallel-immediate --parallel-max 4 --connect-timeout 5 \
+		--write-out '%{url} %{exitcode} %{http_code} %{time_total}\n' \
+		"${outs[@]}" "${urls[@]}"
+	echo "# $(tr '\n' ' ' <<<"$output")" >&3
+	local url rc code t
+	while read -r url rc code t; do
+		case $url in
+		*/good*)
+			[ "$code" = 200 ]
+			ms_le "$t" 0.25
+			;;
+		*/full)
+			[ "$rc" -ne 0 ]
+			ms_le 0.55 "$t" # both attempts ran
+			ms_le "$t" 2    # ...and ended by the shim, not curl
+			;;
+		esac
+	done <<<"$output"
+	[ "$(grep -c ' 0 200 ' <<<"$output")" -eq 3 ]
+	[ "$(field "127.0.0.1:$full" retries)" -eq 1 ]
+	[ "$(field "127.0.0.1:$full" failed_calls)" -eq 2 ]
+}
+
 NODE_CLIENT='
 const http = require("http");
 const port = Number(process.argv[1]);
