@@ -28,8 +28,16 @@
 static void forget(int fd)
 {
 	struct bw_conn *a = bw_fd_conn(fd);
-	if (a && BW_UNLIKELY(atomic_load(&a->aphase)))
+	if (a && BW_UNLIKELY(atomic_load(&a->aphase))) {
+		/* A vfork child (Python's subprocess: close_range before
+		 * exec) shares our memory: the parent's connect goes on. */
+		int saved = errno;
+		bool child = bw_async_vfork_child();
+		errno = saved;
+		if (child)
+			return;
 		BW_KEEP_ERRNO(bw_async_fd_gone(a, fd));
+	}
 	struct bw_conn *c = bw_fd_drop(fd);
 	if (c) {
 		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
@@ -58,9 +66,23 @@ BW_EXPORT int close(int fd)
 static void forget_range(unsigned lo, unsigned hi)
 {
 	unsigned top = (unsigned)bw_fd_high();
+	bool asked = false;
 	for (unsigned fd = lo; fd <= hi && fd < top; fd++)
-		if (bw_fd_conn((int)fd))
+		if (bw_fd_conn((int)fd)) {
+			/* A vfork child closes everything before its exec
+			 * (Python's subprocess, posix_spawn): in our memory,
+			 * so the parent's table is left alone.  Asked once,
+			 * only when the range holds a tracked fd. */
+			if (!asked) {
+				asked = true;
+				int saved = errno;
+				bool child = bw_async_vfork_child();
+				errno = saved;
+				if (child)
+					return;
+			}
 			forget((int)fd);
+		}
 }
 
 /* close_range(2).  AS-safe: yes. */

@@ -297,3 +297,29 @@ os.waitpid(pid, 0)' "$FS_PORT"
 	echo "# $output" >&3
 	[ "$output" = "parent 0" ]
 }
+
+@test "a subprocess spawned during a backoff (vfork, close_range in the child) leaves the parent's connect going" {
+	[[ -x /usr/bin/python3.11 ]] || skip "Debian's python3.11 (vfork in subprocess)"
+	start_faultsrv --mode http --refuse-for 400
+	BULWARK_POLICY="127.0.0.1 retry.attempts=6 retry.backoff=100ms retry.budget=100%" \
+		run run_shim /usr/bin/python3.11 -c '
+import socket, select, subprocess, sys, time
+s = socket.socket(); s.setblocking(False)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+except BlockingIOError:
+    pass
+p = select.poll(); p.register(s, select.POLLOUT)
+p.poll(50)                      # the first attempt is refused: a backoff
+subprocess.run(["true"])        # vfork; the child close_ranges fd 3 away
+t0 = time.monotonic()
+while not p.poll(10):
+    if time.monotonic() - t0 > 10:
+        print("stuck"); sys.exit(1)
+try:
+    print("connected", s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), s.getpeername()[1] == int(sys.argv[1]))
+except OSError as e:
+    print("not connected", e)' "$FS_PORT"
+	echo "# $output" >&3
+	[ "$output" = "connected 0 True" ]
+}
