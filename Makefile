@@ -211,6 +211,8 @@ DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
 	iproute2 haproxy nginx libnginx-mod-stream gnuplot-nox util-linux procps psmisc \
 	libclang-rt-14-dev libpython3.11-testsuite \
 	prometheus lintian
+# Acceptance tests of the event-loop work (tests/bats/eventloop_*.bats).
+DEB_PKGS += nodejs
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \

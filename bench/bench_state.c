@@ -46,7 +46,6 @@
 /* The shim's configuration: shim/init.c defines it in the library, from
  * the environment; here main sets up the part the exchange path reads. */
 struct bw_global bw_g;
-
 struct worker {
 	pthread_t tid;
 	struct bw_state *st;
@@ -170,6 +169,7 @@ static int connect_fake(int fd, struct bw_state *st, struct bw_dest *d)
 		return -1;
 	c->rule = 0;
 	c->d = d;
+	c->ten = bw_state_ten(st, i); /* d is used only while it holds it */
 	c->phase = BW_PHASE_IDLE;
 	atomic_store(&c->state, BW_CONN_ESTABLISHED);
 	return 0;

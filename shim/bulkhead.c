@@ -1120,6 +1120,39 @@ static bool leave(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 }
 
 /*
+ * One look at b for ticket t (record idx, WAITING in *rw; 0: private),
+ * with bh_word w and serving s as read: takes a slot when the ticket is
+ * admitted (FIFO: fewer tickets before it still queued than slots free),
+ * or when overtake (the no-progress rule) and a slot is free.  Returns 0
+ * taken (*rw HELD, serving advanced), 1 not now, -1 the record is not ours
+ * any more.  Shared by the blocking wait and the non-blocking try.
+ */
+static int try_take(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
+		    uint32_t max, uint64_t w, uint32_t s, bool overtake,
+		    uint32_t pid, uint64_t start)
+{
+	uint32_t act = bh_active(w);
+
+	if (act >= max ||
+	    !((int32_t)(t - s) < (int32_t)(max - act) || overtake))
+		return 1;
+	uint64_t iw = hw_make(ST_I_TAKE, b->didx, 0, 0);
+
+	if (b->st && !retarget(b->st, idx, rw, ST_I_TAKE, pid, start))
+		return -1;
+	if (commit(b, idx, b->st ? *rw : iw, max, 0) == 0) {
+		if (b->st)
+			*rw = completed(*rw);
+		/* Wakes whom room left over admits. */
+		advance(b, t);
+		return 0;
+	}
+	if (b->st)
+		retarget(b->st, idx, rw, 0, pid, start);
+	return 1;
+}
+
+/*
  * Waits on b for a slot with record idx (0: private) in state WAITING
  * (*rw) holding ticket t.  Returns 0 with the slot taken (*rw HELD),
  * -EBUSY when the deadline passed or -EINTR when a signal handler
@@ -1144,26 +1177,15 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 		uint64_t w = atomic_load(b->word);
 		uint32_t s = atomic_load(b->serving);
 		uint64_t now = bw_clock_ns();
-		uint32_t act = bh_active(w);
 		int rc;
 
-		if (act < max &&
-		    ((int32_t)(t - s) < (int32_t)(max - act) || overtake)) {
-			uint64_t iw = hw_make(ST_I_TAKE, b->didx, 0, 0);
-
-			if (b->st && !retarget(b->st, idx, rw, ST_I_TAKE, pid,
-					       start))
-				return -EBUSY;
-			if (commit(b, idx, b->st ? *rw : iw, max, 0) == 0) {
-				if (b->st)
-					*rw = completed(*rw);
-				*waited = now - t0;
-				/* Wakes whom room left over admits. */
-				advance(b, t);
-				return 0;
-			}
-			if (b->st)
-				retarget(b->st, idx, rw, 0, pid, start);
+		int tk = try_take(b, idx, rw, t, max, w, s, overtake, pid,
+				  start);
+		if (tk < 0)
+			return -EBUSY;
+		if (tk == 0) {
+			*waited = now - t0;
+			return 0;
 		}
 		overtake = false;
 		if (now >= deadline) {
@@ -1208,10 +1230,15 @@ static bool can_wait(int may_wait)
 	return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
+static void ticket_fill(struct bw_bh_ticket *tk, uint8_t kind, uint32_t idx,
+			uint64_t rw, uint32_t t, uint32_t didx, uint32_t forks,
+			uint64_t now_ns, const struct bw_settings *s);
+
 /* scope=process: the same counts in private memory, no records. */
 static int acquire_private(struct bw_dest *d, uint32_t didx,
 			   const struct bw_settings *s, uint32_t max,
-			   int may_wait, uint64_t now_ns, struct bw_slot *out)
+			   int may_wait, uint64_t now_ns, struct bw_slot *out,
+			   struct bw_bh_ticket *tk)
 {
 	struct bh b;
 	uint64_t waited = 0, rw = 0;
@@ -1226,13 +1253,19 @@ static int acquire_private(struct bw_dest *d, uint32_t didx,
 		return 0;
 	}
 	atomic_fetch_add_explicit(&d->bh_saturated, 1, memory_order_relaxed);
-	if (s->bulkhead_wait_ns == 0 || !can_wait(may_wait))
+	bool blocking = s->bulkhead_wait_ns && can_wait(may_wait);
+	if (s->bulkhead_wait_ns == 0 || (!blocking && !tk))
 		return refuse(d, s);
 	t = atomic_fetch_add(b.ticket, 1);
 	if (commit(&b, 0, hw_make(ST_I_ENQ, didx, 0, 0), max,
 		   s->bulkhead_queue) < 0) {
 		advance(&b, t); /* our ticket is void */
 		return refuse(d, s);
+	}
+	if (!blocking) {
+		ticket_fill(tk, BW_SLOT_PROCESS, 0, 0, t, didx, out->forks,
+			    now_ns, s);
+		return 1;
 	}
 	int rc = wait_slot(&b, 0, &rw, t, max, now_ns,
 			   now_ns + s->bulkhead_wait_ns, &waited);
@@ -1245,10 +1278,29 @@ static int acquire_private(struct bw_dest *d, uint32_t didx,
 	return 0;
 }
 
-int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
-			const struct bw_settings *s, int may_wait,
-			uint64_t sock_ino, uint64_t now_ns,
-			struct bw_slot *out)
+/* A queued non-blocking connect's ticket: what the blocking wait keeps
+ * on its stack, kept in the connection instead (bw_bulkhead_try). */
+static void ticket_fill(struct bw_bh_ticket *tk, uint8_t kind, uint32_t idx,
+			uint64_t rw, uint32_t t, uint32_t didx, uint32_t forks,
+			uint64_t now_ns, const struct bw_settings *s)
+{
+	*tk = (struct bw_bh_ticket){
+		.kind = kind,
+		.idx = idx,
+		.rw = rw,
+		.t = t,
+		.didx = didx,
+		.forks = forks,
+		.t0_ns = now_ns,
+		.check_ns = now_ns,
+		.deadline_ns = now_ns + s->bulkhead_wait_ns,
+	};
+}
+
+static int acquire(struct bw_state *st, struct bw_dest *d,
+		   const struct bw_settings *s, int may_wait,
+		   uint64_t sock_ino, uint64_t now_ns, struct bw_slot *out,
+		   struct bw_bh_ticket *tk)
 {
 	uint32_t max, didx, idx, pid, t;
 	uint64_t start, rw, waited = 0;
@@ -1269,7 +1321,8 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	out->dest = didx;
 	out->forks = atomic_load_explicit(&fork_count, memory_order_relaxed);
 	if (s->bulkhead_scope == BW_SCOPE_PROCESS) {
-		rc = acquire_private(d, didx, s, max, may_wait, now_ns, out);
+		rc = acquire_private(d, didx, s, max, may_wait, now_ns, out,
+				     tk);
 		goto out;
 	}
 	if (!st->holds)
@@ -1305,7 +1358,8 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 	    atomic_load(&d->bh_word) != bh_seen)
 		if (commit(&b, idx, rw, max, 0) == 0)
 			goto got;
-	if (s->bulkhead_wait_ns == 0 || !can_wait(may_wait)) {
+	bool blocking = s->bulkhead_wait_ns && can_wait(may_wait);
+	if (s->bulkhead_wait_ns == 0 || (!blocking && !tk)) {
 		retarget(st, idx, &rw, 0, pid, start);
 		rc = refuse(d, s);
 		goto out;
@@ -1319,6 +1373,13 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 		goto out;
 	}
 	rw = completed(rw);
+	if (!blocking) {
+		/* Queued; the program's waits try the ticket. */
+		ticket_fill(tk, BW_SLOT_SHARED, idx, rw, t, didx, out->forks,
+			    now_ns, s);
+		rc = 1;
+		goto out;
+	}
 	rc = wait_slot(&b, idx, &rw, t, max, now_ns,
 		       now_ns + s->bulkhead_wait_ns, &waited);
 	if (rc < 0) {
@@ -1342,6 +1403,123 @@ got:
 out:
 	errno = saved;
 	return rc;
+}
+
+int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
+			const struct bw_settings *s, int may_wait,
+			uint64_t sock_ino, uint64_t now_ns,
+			struct bw_slot *out)
+{
+	return acquire(st, d, s, may_wait, sock_ino, now_ns, out, NULL);
+}
+
+int bw_bulkhead_acquire_nb(struct bw_state *st, struct bw_dest *d,
+			   const struct bw_settings *s, int may_wait,
+			   uint64_t now_ns, struct bw_slot *out,
+			   struct bw_bh_ticket *tk)
+{
+	tk->kind = BW_SLOT_NONE;
+	return acquire(st, d, s, may_wait, 0, now_ns, out, tk);
+}
+
+/* The bulkhead a ticket waits in. */
+static bool ticket_bh(struct bw_state *st, const struct bw_bh_ticket *tk,
+		      struct bh *b)
+{
+	if (tk->kind == BW_SLOT_PROCESS) {
+		if (!st || !st->dests)
+			return false;
+		bh_of_priv(b, &st->dests[tk->didx & HW_DEST_MASK], tk->didx);
+		return true;
+	}
+	if (tk->kind != BW_SLOT_SHARED || !st || !st->holds || !st->dests)
+		return false;
+	bh_of_dest(b, st, tk->didx);
+	return true;
+}
+
+int bw_bulkhead_try(struct bw_state *st, const struct bw_settings *s,
+		    struct bw_bh_ticket *tk, uint64_t now_ns,
+		    struct bw_slot *out)
+{
+	struct bh b;
+	uint32_t pid = 0;
+	uint64_t start = 0;
+	int saved = errno, rc = 1;
+
+	*out = (struct bw_slot){ .kind = BW_SLOT_NONE };
+	if (!ticket_bh(st, tk, &b)) {
+		tk->kind = BW_SLOT_NONE;
+		rc = 0; /* nothing to wait for: passes uncounted */
+		goto out;
+	}
+	if (b.st)
+		pid = self(&start);
+	uint32_t max = atomic_load(b.max);
+	bool overtake = false;
+	if (now_ns - tk->check_ns >= RECHECK_NS) {
+		/* The no-progress rule of the blocking wait, at the same
+		 * pace: free slots and no progress over two re-checks. */
+		uint32_t s2 = atomic_load(b.serving);
+		overtake = tk->rechecked && s2 == tk->stuck_at;
+		tk->rechecked = 1;
+		tk->stuck_at = s2;
+		tk->check_ns = now_ns;
+		if (b.st)
+			bw_bulkhead_sweep(b.st, b.d, now_ns, false);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		int t = try_take(&b, tk->idx, &tk->rw, tk->t, max,
+				 atomic_load(b.word), atomic_load(b.serving),
+				 overtake, pid, start);
+		if (t < 0) {
+			/* A sweeper judged us dead and freed the record. */
+			tk->kind = BW_SLOT_NONE;
+			rc = refuse(b.d, s);
+			goto out;
+		}
+		if (t == 0) {
+			out->kind = tk->kind;
+			out->dest = tk->didx;
+			out->forks = tk->forks;
+			if (tk->kind == BW_SLOT_SHARED) {
+				out->hold = tk->idx;
+				out->word = tk->rw;
+			}
+			note_acquired(b.d, out, now_ns - tk->t0_ns);
+			tk->kind = BW_SLOT_NONE;
+			rc = 0;
+			goto out;
+		}
+		if (!overtake)
+			break;
+		overtake = false;
+	}
+	if (now_ns >= tk->deadline_ns) {
+		out->wait_ns = now_ns - tk->t0_ns;
+		leave(&b, tk->idx, &tk->rw, tk->t, pid, start);
+		tk->kind = BW_SLOT_NONE;
+		rc = refuse(b.d, s);
+	}
+out:
+	errno = saved;
+	return rc;
+}
+
+void bw_bulkhead_leave(struct bw_state *st, struct bw_bh_ticket *tk)
+{
+	struct bh b;
+	uint32_t pid = 0;
+	uint64_t start = 0;
+	int saved = errno;
+
+	if (tk->kind && ticket_bh(st, tk, &b)) {
+		if (b.st)
+			pid = self(&start);
+		leave(&b, tk->idx, &tk->rw, tk->t, pid, start);
+	}
+	tk->kind = BW_SLOT_NONE;
+	errno = saved;
 }
 
 void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)

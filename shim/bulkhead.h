@@ -89,6 +89,48 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 			uint64_t sock_ino, uint64_t now_ns,
 			struct bw_slot *out);
 
+/* A non-blocking connect's place in the queue (bw_bulkhead_acquire_nb),
+ * kept in its connection until it takes a slot, leaves, or times out.
+ * Zeroed (kind NONE) = none. */
+struct bw_bh_ticket {
+	uint8_t kind;	   /* enum bw_slot_kind of the bulkhead, NONE: none */
+	uint8_t rechecked;
+	uint32_t idx;	   /* hold record (SHARED), WAITING */
+	uint32_t t;	   /* the ticket number */
+	uint32_t didx;	   /* state slot index of the destination */
+	uint32_t stuck_at; /* serving at the last re-check */
+	uint32_t forks;
+	uint64_t rw;	   /* the record's word */
+	uint64_t t0_ns, check_ns, deadline_ns;
+};
+
+/*
+ * bw_bulkhead_acquire for a connect that must not wait in the call (a
+ * non-blocking socket; may_wait as for acquire: a blocking one still
+ * waits here): when the bulkhead is full and bulkhead.wait > 0, takes a
+ * ticket in the same FIFO as the blocking waiters and returns 1 with *tk
+ * filled (bulkhead.queue bounds it as for them).  Otherwise as
+ * bw_bulkhead_acquire: 0 with *out, or -bulkhead.errno.  AS-safe: yes.
+ */
+int bw_bulkhead_acquire_nb(struct bw_state *st, struct bw_dest *d,
+			   const struct bw_settings *s, int may_wait,
+			   uint64_t now_ns, struct bw_slot *out,
+			   struct bw_bh_ticket *tk);
+/*
+ * One non-blocking look for a queued ticket: 0 with *out (the slot, its
+ * wait recorded), 1 still queued, or -bulkhead.errno when bulkhead.wait
+ * ran out (the ticket left the queue, the refusal counted).  Runs the
+ * no-progress rule and the sweep every 100 ms, as a blocking waiter
+ * does.  The caller looks again at its own pace (the program's waits:
+ * shim/async.c).  AS-safe: yes.
+ */
+int bw_bulkhead_try(struct bw_state *st, const struct bw_settings *s,
+		    struct bw_bh_ticket *tk, uint64_t now_ns,
+		    struct bw_slot *out);
+/* Leaves the queue (the connect was closed or cancelled); nothing when
+ * the ticket is empty.  AS-safe: yes. */
+void bw_bulkhead_leave(struct bw_state *st, struct bw_bh_ticket *tk);
+
 /*
  * Gives back the slot: the connect failed, or the last fd of the
  * connection's open file description in this process was closed.  If this

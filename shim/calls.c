@@ -114,39 +114,71 @@ static void note_corrupt(struct bw_dest *d)
 					      memory_order_relaxed));
 }
 
+/* A bulkhead refusal: counted and logged. */
+static void note_bulkhead_refused(struct bw_conn *c, struct bw_dest *d,
+				  const struct bw_settings *s, int rc)
+{
+	char label[BW_STATE_LABEL_MAX];
+	atomic_fetch_add_explicit(&d->rejected_calls, 1, memory_order_relaxed);
+	bw_state_label(d, label, sizeof(label));
+	bw_log(BW_LOG_WARN, "reject_bulkhead", label,
+	       "errno=%s max=%u waited=%D",
+	       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc) : "?",
+	       s->bulkhead_max, c->slot.wait_ns);
+	BW_USDT_REJECT(d, "reject_bulkhead", -rc);
+}
+
 /* Takes a bulkhead slot for the attempt when the rule has a bulkhead: a
- * blocking connect may wait bulkhead.wait for it, a non-blocking one never
- * waits (SPEC §3).  Returns 0 or -bulkhead.errno (counted, logged). */
+ * blocking connect may wait bulkhead.wait for it in the call; a
+ * non-blocking one takes a ticket in the same queue and waits in the
+ * program's own waits (shim/async.c).  Returns 0, 1 queued (c->ticket),
+ * or -bulkhead.errno (counted, logged). */
 static int take_slot(struct bw_conn *c, struct bw_dest *d,
-		     const struct bw_settings *s, int fd, uint64_t now_ns)
+		     const struct bw_settings *s, int fd, bool may_queue,
+		     uint64_t now_ns)
 {
 	/* errno: the bulkhead never changes it. */
 	uint32_t bad = atomic_load_explicit(&d->bh_corrupt,
 					    memory_order_relaxed);
-	int rc = bw_bulkhead_acquire(&bw_g.state, d, s,
-				     BW_BULKHEAD_IF_BLOCKING(fd), 0, now_ns,
-				     &c->slot);
+	int rc = may_queue
+			 ? bw_bulkhead_acquire_nb(&bw_g.state, d, s,
+						  BW_BULKHEAD_IF_BLOCKING(fd),
+						  now_ns, &c->slot, &c->ticket)
+			 : bw_bulkhead_acquire(&bw_g.state, d, s,
+					       BW_BULKHEAD_IF_BLOCKING(fd), 0,
+					       now_ns, &c->slot);
 	if (BW_UNLIKELY(atomic_load_explicit(&d->bh_corrupt,
 					     memory_order_relaxed) != bad))
 		note_corrupt(d);
 	/* A signal handler without SA_RESTART cut the wait short: the
 	 * connect fails with EINTR, as the kernel's would; not a refusal. */
-	if (rc < 0 && rc != -EINTR) {
-		char label[BW_STATE_LABEL_MAX];
-		atomic_fetch_add_explicit(&d->rejected_calls, 1,
-					  memory_order_relaxed);
-		bw_state_label(d, label, sizeof(label));
-		bw_log(BW_LOG_WARN, "reject_bulkhead", label,
-		       "errno=%s max=%u waited=%D",
-		       bw_policy_errno_name(-rc) ? bw_policy_errno_name(-rc)
-						 : "?",
-		       s->bulkhead_max, c->slot.wait_ns);
-		BW_USDT_REJECT(d, "reject_bulkhead", -rc);
+	if (rc < 0 && rc != -EINTR)
+		note_bulkhead_refused(c, d, s, rc);
+	return rc;
+}
+
+int bw_call_try_queued(struct bw_conn *c, uint64_t now_ns)
+{
+	const struct bw_settings *s = bw_settings_for(c->rule);
+	int rc = bw_bulkhead_try(&bw_g.state, s, &c->ticket, now_ns,
+				 &c->slot);
+	if (rc < 0) {
+		struct bw_dest *d = bw_state_live(c->d, c->ten);
+		if (d)
+			note_bulkhead_refused(c, d, s, rc);
+		bw_call_release(c);
 	}
 	return rc;
 }
 
-int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
+void bw_call_leave_queue(struct bw_conn *c)
+{
+	if (c->ticket.kind)
+		bw_bulkhead_leave(&bw_g.state, &c->ticket);
+}
+
+int bw_call_admit(struct bw_conn *c, int fd, bool may_queue,
+		  uint64_t now_ns)
 {
 	/* A slot reclaimed since the bind holds another destination now
 	 * (shim/state.c, T2): this connection goes on untracked.  Observed only:
@@ -178,11 +210,12 @@ int bw_call_admit(struct bw_conn *c, int fd, uint64_t now_ns)
 	}
 	c->probe = rc;
 	if (s->bulkhead_max > 0) {
-		int full = take_slot(c, d, s, fd, now_ns);
+		int full = take_slot(c, d, s, fd, may_queue, now_ns);
 		if (full < 0) {
 			bw_call_release(c);
 			return full;
 		}
+		return full; /* 0, or 1: queued */
 	}
 	return 0;
 }

@@ -18,6 +18,7 @@
 
 #include "policy/text.h"
 #include "shim/addr.h"
+#include "shim/async.h"
 #include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
@@ -190,12 +191,17 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 
 /* Aborts fd's connect attempt, or forgets its failure: the socket can
  * connect again, and no stale error (ECONNABORTED) answers the next
- * connect.  connect(2) with AF_UNSPEC. */
-static void dissolve(int fd)
+ * connect.  connect(2) with AF_UNSPEC; aborting an attempt still in
+ * SYN_SENT leaves ECONNRESET in the socket's error, which is ours (the
+ * caller decided the outcome): read away, so neither the program's
+ * SO_ERROR nor its next call sees it. */
+void bw__connect_dissolve(int fd)
 {
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	int saved = errno;
+	int saved = errno, e = 0;
+	socklen_t l = sizeof(e);
 	bw_real.connect(fd, &unspec, sizeof(unspec));
+	bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l);
 	errno = saved;
 }
 
@@ -227,7 +233,7 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n != -EINTR || stop_on_signal)
 			return -n;
 	}
-	dissolve(fd);
+	bw__connect_dissolve(fd);
 	return ETIMEDOUT;
 }
 
@@ -255,7 +261,7 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (err == EINPROGRESS) {
 		err = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
 		if (err && err != ETIMEDOUT && err != EINTR)
-			dissolve(fd); /* read from SO_ERROR: still held */
+			bw__connect_dissolve(fd); /* read from SO_ERROR: still held */
 	}
 	bw_real.fcntl(fd, F_SETFL, fl);
 	errno = err ? err : saved;
@@ -264,7 +270,8 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 
 
 
-/* Keeps the address of a connect, for the retries of bw_connect_resume. */
+/* Keeps the address of a connect, for the retries made in the program's
+ * waits (shim/async.c). */
 static void remember_peer(struct bw_conn *c, const struct sockaddr *sa)
 {
 	memset(&c->peer, 0, sizeof(c->peer));
@@ -282,8 +289,8 @@ static void remember_peer(struct bw_conn *c, const struct sockaddr *sa)
 	}
 }
 
-static socklen_t peer_sockaddr(const struct bw_conn *c,
-			       struct sockaddr_storage *ss)
+socklen_t bw__connect_peer(const struct bw_conn *c,
+			  struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (c->peer.family == AF_INET) {
@@ -305,8 +312,8 @@ static socklen_t peer_sockaddr(const struct bw_conn *c,
 static _Atomic uint64_t jitter_seed;
 
 /*
- * Sleeps (until until_ns) the backoff before the next attempt of c on fd,
- * or the part of it a poll's timeout leaves (retry_async).  Returns 0 to go
+ * Sleeps (until until_ns) the backoff before the next attempt of c on fd
+ * (a blocking connect: the program asked to wait).  Returns 0 to go
  * on, -EINTR when a signal that would interrupt the program's connect
  * arrived (one with SA_RESTART, or ignored, does not end the sleep: wait.c),
  * or -EBADF when fd was closed meanwhile by another thread: the attempt
@@ -338,8 +345,8 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
  * open, never for an errno outside retry.on, within retry.attempts, the
  * budget and retry.min_success.  Logs retry / retry_exhausted.
  */
-static bool retry_after(struct bw_conn *c, unsigned n, int err,
-			uint64_t *delay_ns)
+bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
+			     uint64_t *delay_ns)
 {
 	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	const struct bw_settings *s = bw_settings_for(c->rule);
@@ -379,11 +386,21 @@ static bool retry_after(struct bw_conn *c, unsigned n, int err,
  * connect.timeout_growth), and accounted as a call; a blocking connect
  * that fails in a retry.on class is tried again on the same fd after the
  * backoff (a failed blocking connect leaves the socket reconnectable, and
- * a timed-out one was aborted: LESSONS 7).  A non-blocking connect that
- * fails at once is retried the same way; one still in progress returns
- * EINPROGRESS, and its retries happen where the program learns that it
- * failed (bw_connect_resume).
+ * a timed-out one was aborted: LESSONS 7).  A non-blocking connect never
+ * waits here: one the bulkhead queues, one in progress (EINPROGRESS) and
+ * one that failed at once and is retried are handed to shim/async.c,
+ * whose work happens in the program's own waits; the program sees
+ * EINPROGRESS.
  */
+/* Whether fd is non-blocking (asked only on the failure path). */
+static bool nonblocking(int fd)
+{
+	int saved = errno;
+	int fl = bw_real.fcntl(fd, F_GETFL);
+	errno = saved;
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
 static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		    socklen_t len)
 {
@@ -397,7 +414,22 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	for (unsigned n = 1;; n++) {
 		c->attempt = n;
 		c->t0_ns = n == 1 ? now : bw_clock_ns();
-		int refused = bw_call_admit(c, fd, c->t0_ns);
+		int refused = bw_call_admit(c, fd, true, c->t0_ns);
+		if (refused == 1) {
+			/* A non-blocking connect queued by the bulkhead: it
+			 * starts when a slot frees (shim/async.c). */
+			remember_peer(c, sa);
+			atomic_store(&c->state, BW_CONN_CONNECTING);
+			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED,
+					   c->t0_ns) == 0) {
+				errno = EINPROGRESS;
+				return -1;
+			}
+			bw_call_leave_queue(c);
+			bw_call_release(c);
+			atomic_store(&c->state, BW_CONN_FRESH);
+			return bw_hook_fail(-s->bulkhead_errno);
+		}
 		if (refused == -EINTR) {
 			/* A signal ended the bulkhead wait: the program sees
 			 * EINTR, and learns the outcome the way it learns an
@@ -413,9 +445,16 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			     ? bw_hedge_connect(c, fd, sa, len,
 						s->hedge_delay_ns, tmo)
 			     : BW_HEDGE_PASS;
-		if (rc == BW_HEDGE_PASS)
+		bool nb_hedge = false;
+		if (rc == BW_HEDGE_PASS) {
+			/* hedge.c: non-blocking, the race runs in the
+			 * program's waits (the bind is checked before the
+			 * connect binds the socket) */
+			nb_hedge = BW_UNLIKELY(s->hedge_delay_ns) &&
+				   bw_hedge_nb_check(c, fd, sa, len);
 			rc = tmo ? timed_connect(fd, sa, len, tmo)
 				 : bw_real.connect(fd, sa, len);
+		}
 		err = rc == 0 ? 0 : errno;
 		if (rc == 0) {
 			bw__connect_done(c, 0, bw_clock_ns());
@@ -425,10 +464,18 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			return 0;
 		}
 		if (err == EINPROGRESS || err == EINTR) {
-			/* Its outcome comes later; so may its retries
-			 * (bw_connect_resume), which need the address. */
+			/* Its outcome comes later; so may its retries and its
+			 * connect.timeout (shim/async.c), which need the
+			 * address. */
 			remember_peer(c, sa);
 			atomic_store(&c->state, BW_CONN_CONNECTING);
+			if (nb_hedge && err == EINPROGRESS)
+				bw_hedge_nb_arm(c, fd, sa, len,
+						c->t0_ns + s->hedge_delay_ns);
+			if (err == EINPROGRESS && c->rule >= 0 &&
+			    (s->retry_attempts > 1 || tmo))
+				bw_async_enter(c, fd, BW_ASYNC_ATTEMPT,
+					       tmo ? c->t0_ns + tmo : 0);
 			break;
 		}
 		if (c->stale && bw_call_connect_failed(err)) {
@@ -443,8 +490,22 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		}
 		bw__connect_done(c, err, bw_clock_ns());
 		uint64_t delay = 0;
-		if (!retry_after(c, n, err, &delay))
+		if (!bw__connect_retry_after(c, n, err, &delay))
 			break;
+		if (nonblocking(fd)) {
+			/* Retried in the program's waits, after the backoff:
+			 * still in progress to the program. */
+			remember_peer(c, sa);
+			bw__connect_dissolve(fd);
+			atomic_store(&c->state, BW_CONN_CONNECTING);
+			if (bw_async_enter(c, fd, BW_ASYNC_BACKOFF,
+					   bw_clock_ns() + delay) == 0) {
+				err = EINPROGRESS;
+				break;
+			}
+			atomic_store(&c->state, BW_CONN_FRESH);
+			break; /* no room: the failure, as without retries */
+		}
 		int b = backoff(c, fd, bw_clock_ns() + delay);
 		if (b < 0) {
 			/* EINTR: as an interrupted connect, whose outcome the
@@ -475,23 +536,25 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 
 	int st = atomic_load(&c->state);
 	if (st == BW_CONN_IGNORED || st == BW_CONN_DEAD ||
-	    st == BW_CONN_ESTABLISHED)
+	    st == BW_CONN_ESTABLISHED || st == BW_CONN_EPOLL)
 		return bw_real.connect(fd, sa, len);
 	if (sa->sa_family == AF_UNSPEC) {
-		/* Dissolves the association; the socket may connect again. */
-		int rc = bw_real.connect(fd, sa, len);
-		if (rc == 0) {
-			c->retry_due_ns = 0;
-			atomic_store(&c->state, BW_CONN_FRESH);
+		/* Dissolves the association; the socket may connect again.
+		 * A connect the shim was still working on ends here as if
+		 * closed: neither a success nor a failure. */
+		if (BW_UNLIKELY(atomic_load(&c->aphase))) {
+			bw_async_cancel(c);
+			bw_call_release(c);
 		}
+		int rc = bw_real.connect(fd, sa, len);
+		if (rc == 0)
+			atomic_store(&c->state, BW_CONN_FRESH);
 		return rc;
 	}
-	if (st == BW_CONN_CONNECTING && c->retry_due_ns) {
-		/* A retry a poll left due: still in progress to the program,
-		 * which learns the outcome from its next poll or SO_ERROR. */
-		errno = EALREADY;
-		return -1;
-	}
+	if (BW_UNLIKELY(atomic_load(&c->aphase)))
+		/* In progress to the program (HAProxy asks connect itself):
+		 * EALREADY, then 0/EISCONN or the final error. */
+		return bw_async_connect(c, fd, sa, len);
 	if (st == BW_CONN_CONNECTING) {
 		/* The program polls a pending connect with connect itself:
 		 * EALREADY while pending, then 0/EISCONN or the error. */
@@ -524,146 +587,6 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	return attempts(c, fd, sa, len);
 }
 
-/*
- * The retries of a non-blocking connect that failed with err (already
- * read from SO_ERROR, by the program or by us): each waits its backoff,
- * dissolves the failed attempt (LESSONS 7) and connects again on the same
- * fd.  With wait, each new attempt is waited for here (at most
- * connect.timeout, else BW_CONNECT_RESUME_WAIT_NS); without, the first one
- * under way is left to the program's poll.  Returns 0 connected,
- * EINPROGRESS (only without wait) an attempt under way or a retry due
- * later, EBADF when another thread closed fd during a backoff (c is then
- * no longer the caller's), or the last error.
- *
- * A backoff never runs past deadline_ns (the end of the program's poll;
- * UINT64_MAX otherwise): a retry due later is kept in c->retry_due_ns
- * (with the failure it replaces in c->retry_err) and the poll returns;
- * the program's next poll (the failed socket is reported at once) or its
- * SO_ERROR read goes on from there.  Keeps c->stale true exactly when the
- * kernel still holds a failed connect that the next connect(2) would
- * report.
- */
-static int retry_async(struct bw_conn *c, int fd, int err, bool wait,
-		       uint64_t deadline_ns)
-{
-	const struct bw_settings *s = bw_settings_for(c->rule);
-	struct bw_dest *d = bw_state_live(c->d, c->ten);
-	unsigned n = c->attempt ? c->attempt : 1;
-	struct sockaddr_storage ss;
-	socklen_t len = peer_sockaddr(c, &ss);
-	uint64_t due = c->retry_due_ns;
-
-	c->retry_due_ns = 0;
-	if (due) {
-		/* Decided by an earlier poll: the attempt failed then. */
-		err = c->retry_err;
-		atomic_store(&c->state, BW_CONN_FRESH);
-	} else {
-		bw__connect_done(c, err, bw_clock_ns());
-		c->stale = 1; /* read from SO_ERROR: the kernel still holds it */
-	}
-	for (;;) {
-		if (!due) {
-			uint64_t delay = 0;
-			if (!c->peer.family || !retry_after(c, n, err, &delay))
-				return err;
-			due = bw_clock_ns() + delay;
-		}
-		int b = backoff(c, fd, due < deadline_ns ? due : deadline_ns);
-		if (b == -EBADF)
-			return EBADF; /* c is no longer this fd's */
-		if (b < 0)
-			return err; /* a signal ends the retries */
-		if (due > deadline_ns && bw_clock_ns() < due) {
-			/* The program's poll ends first: to the program, the
-			 * connect is still in progress. */
-			c->retry_due_ns = due;
-			c->retry_err = (uint8_t)err;
-			atomic_store(&c->state, BW_CONN_CONNECTING);
-			return EINPROGRESS;
-		}
-		due = 0;
-		dissolve(fd);
-		c->stale = 0;
-		c->attempt = ++n;
-		c->t0_ns = bw_clock_ns();
-		if (bw_call_admit(c, fd, c->t0_ns) < 0)
-			return err;
-		int e = 0;
-		if (bw_real.connect(fd, (struct sockaddr *)&ss, len) < 0) {
-			e = errno;
-			if (e == EINPROGRESS && !wait) {
-				atomic_store(&c->state, BW_CONN_CONNECTING);
-				return EINPROGRESS;
-			}
-			if (e == EINPROGRESS) {
-				uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
-				e = wait_connected(
-					fd,
-					bw_clock_ns() +
-						(tmo ? tmo
-						     : BW_CONNECT_RESUME_WAIT_NS),
-					false);
-				/* an error read from SO_ERROR leaves the
-				 * attempt pending in the kernel; a timed-out
-				 * one was aborted */
-				c->stale = e != 0 && e != ETIMEDOUT;
-			}
-		}
-		if (e == 0) {
-			bw__connect_done(c, 0, bw_clock_ns());
-			if (d)
-				bw_retry_note_success(d);
-			return 0;
-		}
-		if (!bw_call_connect_failed(e)) {
-			bw_call_release(c);
-			return e;
-		}
-		bw__connect_done(c, e, bw_clock_ns());
-		err = e;
-	}
-}
-
-int bw_connect_resume(struct bw_conn *c, int fd, int err)
-{
-	int saved = errno;
-	int rc = retry_async(c, fd, err, true, UINT64_MAX);
-	errno = saved;
-	return rc;
-}
-
-int bw_connect_poll_failed(struct bw_conn *c, int fd, uint64_t deadline_ns)
-{
-	int err = 0, saved = errno;
-	socklen_t l = sizeof(err);
-	/* Observed only: never retried, so the error is left for the
-	 * program to read itself (its SO_ERROR read, send or receive counts
-	 * the failure, exchange.c). */
-	if (c->rule < 0)
-		return 0;
-	if (c->retry_due_ns) {
-		/* A retry an earlier poll decided: its error was read then. */
-	} else if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
-	    err == 0 || !bw_call_connect_failed(err)) {
-		/* Not a connect failure after all: what we read is owed to
-		 * the program (0 is what it would read anyway). */
-		if (err)
-			c->pending_err = (uint8_t)err;
-		errno = saved;
-		return 0;
-	}
-	int rc = retry_async(c, fd, err, false, deadline_ns);
-	if (rc == EBADF) {
-		errno = saved; /* closed by another thread meanwhile */
-		return 0;
-	}
-	if (rc != 0 && rc != EINPROGRESS)
-		c->pending_err = (uint8_t)rc; /* reported as the kernel would */
-	errno = saved;
-	return rc == 0 || rc == EINPROGRESS;
-}
-
 int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			socklen_t len)
 {
@@ -682,7 +605,7 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	c->t0_ns = bw_clock_ns();
 	if (d)
 		bw_retry_note_connect(d, c->t0_ns);
-	int refused = bw_call_admit(c, fd, c->t0_ns);
+	int refused = bw_call_admit(c, fd, false, c->t0_ns);
 	if (refused < 0)
 		return refused; /* never reaches the network */
 	/* The send settles it, or the program learns it later, as for any

@@ -55,8 +55,15 @@ static struct bw_conn *conn_claim(int fd)
 		c->io_timeout = 0;
 		c->attempt = 0;
 		c->pending_err = 0;
-		c->retry_err = 0;
-		c->retry_due_ns = 0;
+		c->ahidden = 0;
+		c->nepreg = 0;
+		c->afd = -1;
+		c->adue_ns = 0;
+		c->ticket.kind = 0; /* the rest is written when queued */
+		/* A connection freed without a cancel (its fd closed behind
+		 * our back) may still sit in the async set: aslot is left for
+		 * the pump to clear (shim/async.c, still_ours). */
+		atomic_store_explicit(&c->aphase, 0, memory_order_relaxed);
 		c->wr_shut = 0;
 		memset(&c->slot, 0, sizeof(c->slot));
 		c->stale = 0;

@@ -39,6 +39,28 @@ enum bw_conn_state {
 	BW_CONN_ESTABLISHED,
 	BW_CONN_DEAD,        /* failed or reset: nothing more is counted */
 	BW_CONN_IGNORED,     /* a rule says off, or no room in the state */
+	BW_CONN_EPOLL,       /* an epoll fd (shim/async.c): only its
+				registrations matter */
+};
+
+/* Async phases of a non-blocking connect the shim manages (shim/async.c). */
+enum bw_async_phase {
+	BW_ASYNC_NONE = 0,
+	BW_ASYNC_ATTEMPT,    /* a real connect in progress in the kernel */
+	BW_ASYNC_BACKOFF,    /* the last attempt failed; next due at adue_ns */
+	BW_ASYNC_QUEUED,     /* waiting for a bulkhead slot (c->ticket) */
+};
+
+/* Epoll sets one connection may be registered in, as the shim knows them. */
+#define BW_EPREG_MAX 3
+
+/* One program registration of the connection's fd in an epoll set. */
+struct bw_epreg {
+	int32_t epfd;            /* -1: free */
+	int32_t fd;              /* the fd number registered */
+	uint32_t ep_gen;         /* the epoll fd's generation (its conn's ten) */
+	uint32_t events;
+	uint64_t data;
 };
 
 /* Exchange phase of an established connection. */
@@ -56,7 +78,12 @@ struct bw_conn {
 				    reports it again or ECONNABORTED (LESSONS 7) */
 	uint8_t pending_err;     /* a connect error bulwark read from SO_ERROR
 				    and owes the program (poll retries) */
-	uint8_t retry_err;       /* with retry_due_ns: the failure it retries */
+	_Atomic uint8_t aphase;  /* enum bw_async_phase */
+	_Atomic uint8_t alock;   /* async fields' lock (shim/async.c) */
+	uint8_t ahidden;         /* the epoll registrations are out of the
+				    kernel's sets (BACKOFF, QUEUED) */
+	uint8_t nepreg;          /* registrations in epreg (0..MAX), or
+				    MAX + 1: some were not recorded */
 	uint8_t wr_shut;         /* the program shut down its sending side:
 				    the peer's close then answers (one-way
 				    protocols), it is no failure */
@@ -73,8 +100,13 @@ struct bw_conn {
 	uint32_t ten;            /* d's tenancy when bound: d is used only
 				    while bw_state_live(d, ten) */
 	uint64_t t0_ns;          /* connect start, or exchange start */
-	uint64_t retry_due_ns;   /* a retry a poll decided, due then (its
-				    backoff outlasted the poll); 0: none */
+	int32_t afd;             /* the fd the shim connects on (async) */
+	uint32_t aslot;          /* index + 1 in the async set, 0: none */
+	uint64_t adue_ns;        /* ATTEMPT: connect.timeout deadline (0:
+				    none); BACKOFF: next attempt; QUEUED: next
+				    look at the bulkhead */
+	struct bw_bh_ticket ticket; /* QUEUED: the place in the queue */
+	struct bw_epreg epreg[BW_EPREG_MAX];
 };
 
 extern _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];

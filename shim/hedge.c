@@ -69,6 +69,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
@@ -230,7 +231,7 @@ static void launch(struct bw_conn *c, int fd, int family, struct race *r,
 	if (copy_opts(fd, sp, family, r->to.ss_family) < 0 ||
 	    (d && !bw_retry_budget_take(d, s, now_ns)))
 		goto fail;
-	if (bw_call_admit(&r->h, sp, now_ns) < 0)
+	if (bw_call_admit(&r->h, sp, false, now_ns) < 0)
 		goto fail;
 	r->t0_ns = bw_clock_ns();
 	if (bw_real.connect(sp, (struct sockaddr *)&r->to, r->tolen) < 0 &&
@@ -250,8 +251,15 @@ fail:
 static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 {
 	int fdfl = bw_real.fcntl(fd, F_GETFD);
-	if (fdfl < 0 || bw_real.fcntl(r->spare, F_SETFL, fl) < 0 ||
-	    bw_real.dup3(r->spare, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+	if (fdfl < 0 || bw_real.fcntl(r->spare, F_SETFL, fl) < 0)
+		return -1;
+	/* The program's epoll registrations name the open file the dup3
+	 * closes: out of the kernel's sets before, back in after, on the
+	 * winner (shim/async.c keeps them; none for a blocking connect). */
+	bw_async_ep_hide(c);
+	int rc = bw_real.dup3(r->spare, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
+	bw_async_ep_show(c);
+	if (rc < 0)
 		return -1;
 	bw_real.close(r->spare);
 	r->spare = -1;
@@ -385,4 +393,322 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 pass:
 	errno = saved;
 	return BW_HEDGE_PASS;
+}
+
+/* ---- non-blocking connects: the race inside the program's waits ------- */
+
+/*
+ * A non-blocking connect returns EINPROGRESS at once; its hedge cannot run
+ * in the connect call.  bw_hedge_nb_check (before the connect: the bind
+ * check needs the unbound socket) and bw_hedge_nb_arm (after EINPROGRESS)
+ * record the race instead (a slot of races[], due at t0 + hedge.delay),
+ * and the program's waits run it (shim/hook_wait.c): the race counts in
+ * bw_async_pending, so every wait takes its working path; when the slot
+ * is due the spare is launched as for a blocking connect (launch: options
+ * copied, admitted, connect to the name's next address).  From then on a
+ * poll or ppoll watches the spares with the program's fds
+ * (bw_hedge_nb_poll: the spare's connect wakes it); select, pselect and
+ * the epoll waits look at them every NB_RECHECK_NS (bw_hedge_nb_pump).
+ *
+ *   program's attempt completes first (connected or failed: the program
+ *     sees it as without the shim) -> the spare is dropped, neither
+ *     success nor failure;
+ *   spare connects first -> adopt(): the program's epoll registrations
+ *     taken out of the kernel's sets, dup3 onto the program's fd with the
+ *     program's file status flags (O_NONBLOCK) and FD_CLOEXEC, the
+ *     registrations put back (they now watch the winner: its EPOLLOUT is
+ *     reported), c rebound to the winner's destination; the program's
+ *     attempt is closed by the dup3 and counts as neither; the program's
+ *     next wait sees the fd writable and its SO_ERROR read 0, which
+ *     records the one connect (exchange.c, async.c);
+ *   spare fails -> dropped; the program's attempt goes on;
+ *   the program closes the fd, connects it elsewhere (AF_UNSPEC), dups it
+ *     (two fds would keep different sockets), or its connect leaves the
+ *     ATTEMPT phase (connect.timeout, a failure retried) -> the race ends
+ *     unswapped.
+ *
+ * Each slot is owned by whichever thread holds its BUSY state (CAS, never
+ * waited for); a close that finds it busy leaves NB_CANCEL for the owner.
+ * Limits: a program's attempt that fails ends the race (its failure goes
+ * to the program and its retries, not to the spare); a program polling
+ * more than NB_POLL_MAX - NB_MAX fds, and select/epoll waits, see a
+ * spare's win up to NB_RECHECK_NS late; a program that never waits (busy
+ * loops on connect/SO_ERROR) gets no hedge; options the program sets
+ * between the spare's launch and the swap are not carried (they are
+ * copied at the launch); more than BW_EPREG_MAX epoll registrations of
+ * one fd are not all carried (async.c); a closefrom() in another thread
+ * may close a spare (its race then ends as "hedge failed").
+ */
+
+#define NB_MAX 32          /* races at once; more connects go unhedged */
+#define NB_POLL_MAX 256    /* a program poll of more fds: no spare added */
+#define NB_RECHECK_NS 10000000ull
+
+enum { NB_FREE, NB_IDLE, NB_BUSY };
+
+struct nb_race {
+	_Atomic uint32_t st;     /* NB_FREE, NB_IDLE (owned, at rest), NB_BUSY */
+	_Atomic uint32_t cancel; /* the program's fd went away */
+	_Atomic int pub;         /* the running spare, for other threads' polls */
+	struct bw_conn *_Atomic c;
+	int fd, family;
+	uint64_t due_ns;         /* the hedge's time; 0 once launched */
+	struct race r;           /* r.spare >= 0: the spare's connect runs */
+};
+
+static struct nb_race races[NB_MAX];
+_Atomic uint32_t bw_hedge_nb_live;
+
+bool bw_hedge_nb_check(struct bw_conn *c, int fd, const struct sockaddr *sa,
+		       socklen_t len)
+{
+	int saved = errno;
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	bool ok = atomic_load_explicit(&c->refs, memory_order_relaxed) == 1 &&
+		  bw_names_next(sa, len, &to, &tolen);
+	if (ok) {
+		int fl = bw_real.fcntl(fd, F_GETFL);
+		ok = fl >= 0 && (fl & O_NONBLOCK) && !bound(fd);
+	}
+	errno = saved;
+	return ok;
+}
+
+void bw_hedge_nb_arm(struct bw_conn *c, int fd, const struct sockaddr *sa,
+		     socklen_t len, uint64_t due_ns)
+{
+	int saved = errno, family = 0;
+	socklen_t flen = sizeof(family);
+	struct sockaddr_storage to;
+	socklen_t tolen;
+
+	if (!bw_names_next(sa, len, &to, &tolen) ||
+	    bw_real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) < 0)
+		goto out;
+	for (int i = 0; i < NB_MAX; i++) {
+		uint32_t want = NB_FREE;
+		struct nb_race *x = &races[i];
+		if (!atomic_compare_exchange_strong(&x->st, &want, NB_BUSY))
+			continue;
+		atomic_store(&x->cancel, 0);
+		x->c = c;
+		x->fd = fd;
+		x->family = family;
+		x->due_ns = due_ns ? due_ns : 1;
+		x->r.spare = -1;
+		atomic_store(&x->pub, -1);
+		x->r.to = to;
+		x->r.tolen = tolen;
+		atomic_fetch_add(&bw_hedge_nb_live, 1);
+		/* The program's waits take their working path (hook_wait.c)
+		 * while a race is on, as for an async connect. */
+		atomic_fetch_add(&bw_async_pending, 1);
+		atomic_store(&x->st, NB_IDLE);
+		break;
+	}
+out:
+	errno = saved;
+}
+
+/* Ends x's race (its owner: NB_BUSY held): the spare, if any, dropped as
+ * neither success nor failure; a spare that a program's closefrom() took
+ * (POLLNVAL) is not closed again: the number may be the program's now. */
+static void nb_end(struct nb_race *x, bool spare_gone)
+{
+	if (x->r.spare >= 0 && spare_gone) {
+		bw_call_release(&x->r.h);
+		x->r.spare = -1;
+	}
+	drop_spare(&x->r);
+	atomic_store(&x->pub, -1);
+	atomic_store(&x->c, NULL);
+	atomic_fetch_sub(&bw_async_pending, 1);
+	atomic_fetch_sub(&bw_hedge_nb_live, 1);
+	atomic_store(&x->st, NB_FREE);
+}
+
+/* Whether x's program fd is still the one connect it raced for. */
+static bool nb_valid(const struct nb_race *x)
+{
+	struct bw_conn *c = x->c;
+	uint8_t ap;
+	return !atomic_load(&x->cancel) && bw_fd_conn(x->fd) == c &&
+	       atomic_load_explicit(&c->refs, memory_order_relaxed) == 1 &&
+	       atomic_load(&c->state) == BW_CONN_CONNECTING &&
+	       ((ap = atomic_load(&c->aphase)) == BW_ASYNC_NONE ||
+		ap == BW_ASYNC_ATTEMPT);
+}
+
+/* Runs x's due work (x owned).  Returns whether the race goes on. */
+static bool nb_step(struct nb_race *x, uint64_t now)
+{
+	if (!nb_valid(x)) {
+		nb_end(x, false);
+		return false;
+	}
+	if (x->due_ns) {
+		if (now < x->due_ns)
+			return true;
+		x->due_ns = 0;
+		launch(x->c, x->fd, x->family, &x->r, now);
+		if (x->r.spare < 0) { /* not admitted: no hedge */
+			nb_end(x, false);
+			return false;
+		}
+		atomic_store(&x->pub, x->r.spare);
+	}
+	struct pollfd p[2] = {
+		{ .fd = x->fd, .events = POLLOUT },
+		{ .fd = x->r.spare, .events = POLLOUT },
+	};
+	if (bw_real.poll(p, 2, 0) <= 0)
+		return true;
+	if (p[0].revents) { /* the program's attempt ended first */
+		nb_end(x, false);
+		return false;
+	}
+	if (p[1].revents & POLLNVAL) {
+		nb_end(x, true);
+		return false;
+	}
+	int fl = bw_real.fcntl(x->fd, F_GETFL);
+	if (so_error(x->r.spare) == 0 && fl >= 0 && !atomic_load(&x->cancel))
+		adopt(x->c, x->fd, fl, &x->r);
+	nb_end(x, false); /* adopted (the spare is -1 then) or failed */
+	return false;
+}
+
+/* Releases x after work, or cleans up for a cancel that came meanwhile. */
+static void nb_put(struct nb_race *x)
+{
+	atomic_store(&x->st, NB_IDLE);
+	uint32_t want = NB_IDLE;
+	if (atomic_load(&x->cancel) &&
+	    atomic_compare_exchange_strong(&x->st, &want, NB_BUSY))
+		nb_end(x, false);
+}
+
+/* Runs every race's due work; the next due time (UINT64_MAX: none), and
+ * in *running the number of spares whose connect runs. */
+static uint64_t nb_pump(uint64_t now, int *running)
+{
+	uint64_t next = UINT64_MAX;
+	*running = 0;
+	for (int i = 0; i < NB_MAX; i++) {
+		struct nb_race *x = &races[i];
+		uint32_t want = NB_IDLE;
+		if (!atomic_compare_exchange_strong(&x->st, &want, NB_BUSY)) {
+			/* Another thread is on it: look again soon. */
+			if (want == NB_BUSY && now + 1000000 < next)
+				next = now + 1000000;
+			continue;
+		}
+		if (!nb_step(x, now))
+			continue; /* ended: the slot is free */
+		if (x->due_ns && x->due_ns < next)
+			next = x->due_ns;
+		if (x->r.spare >= 0)
+			++*running;
+		nb_put(x);
+	}
+	return next;
+}
+
+uint64_t bw_hedge_nb_pump(uint64_t now_ns)
+{
+	int running;
+	uint64_t next = nb_pump(now_ns, &running);
+	if (running && now_ns + NB_RECHECK_NS < next)
+		next = now_ns + NB_RECHECK_NS;
+	return next;
+}
+
+/* Appends a pollfd for every running spare to p (room for cap). */
+static nfds_t nb_spares(struct pollfd *p, nfds_t cap)
+{
+	nfds_t k = 0;
+	for (int i = 0; i < NB_MAX && k < cap; i++) {
+		struct nb_race *x = &races[i];
+		int sp = atomic_load(&x->pub); /* stale: wakes us early */
+		if (sp >= 0)
+			p[k++] = (struct pollfd){ .fd = sp, .events = POLLOUT };
+	}
+	return k;
+}
+
+void bw_hedge_nb_forget(struct bw_conn *c)
+{
+	for (int i = 0; i < NB_MAX; i++) {
+		struct nb_race *x = &races[i];
+		if (atomic_load(&x->st) == NB_FREE || atomic_load(&x->c) != c)
+			continue;
+		atomic_store(&x->cancel, 1);
+		uint32_t want = NB_IDLE;
+		if (atomic_compare_exchange_strong(&x->st, &want, NB_BUSY))
+			nb_end(x, false);
+	}
+}
+
+void bw_hedge_nb_fork_child(void)
+{
+	/* The parent runs its races on; the child's copies of the spares
+	 * are closed, and a slot a parent thread held at the fork is freed
+	 * (that thread does not exist here). */
+	for (int i = 0; i < NB_MAX; i++) {
+		struct nb_race *x = &races[i];
+		if (atomic_load(&x->st) == NB_FREE)
+			continue;
+		if (x->r.spare >= 0)
+			bw_real.close(x->r.spare);
+		x->r.spare = -1;
+		atomic_store(&x->pub, -1);
+		atomic_store(&x->c, NULL);
+		atomic_store(&x->st, NB_FREE);
+	}
+	atomic_store(&bw_hedge_nb_live, 0);
+}
+
+int bw_hedge_nb_poll(struct pollfd *fds, nfds_t n, uint64_t deadline_ns,
+		     const sigset_t *mask)
+{
+	struct pollfd ext[NB_POLL_MAX];
+	for (;;) {
+		int running;
+		uint64_t now = bw_clock_ns();
+		uint64_t until = nb_pump(now, &running);
+		bool fit = n + NB_MAX <= NB_POLL_MAX;
+		nfds_t k = 0;
+		if (deadline_ns < until)
+			until = deadline_ns;
+		if (fit && running) {
+			memcpy(ext, fds, n * sizeof(*fds));
+			k = nb_spares(ext + n, NB_MAX);
+		} else if (running && now + NB_RECHECK_NS < until) {
+			until = now + NB_RECHECK_NS;
+		}
+		struct timespec ts = { 0, 0 }, *tsp = NULL;
+		if (until != UINT64_MAX) {
+			uint64_t left = until > now ? until - now : 0;
+			ts.tv_sec = (time_t)(left / 1000000000ull);
+			ts.tv_nsec = (long)(left % 1000000000ull);
+			tsp = &ts;
+		}
+		int rc = k ? bw_real.ppoll(ext, n + k, tsp, mask)
+			   : bw_real.ppoll(fds, n, tsp, mask);
+		if (rc < 0)
+			return rc;
+		if (k) {
+			int seen = 0;
+			for (nfds_t i = 0; i < n; i++) {
+				fds[i].revents = ext[i].revents;
+				seen += fds[i].revents != 0;
+			}
+			if (seen < rc) /* a spare answered: settle it now */
+				nb_pump(bw_clock_ns(), &running);
+			rc = seen;
+		}
+		if (rc > 0 || bw_clock_ns() >= deadline_ns)
+			return rc;
+	}
 }

@@ -17,8 +17,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
@@ -32,8 +34,27 @@
 /* fd is going away: settle its connection if it was the last fd. */
 static void forget(int fd)
 {
+	struct bw_conn *a = bw_fd_conn(fd);
+	if (a && BW_UNLIKELY(atomic_load(&a->aphase))) {
+		/* A vfork child (Python's subprocess: close_range before
+		 * exec) shares our memory: the parent's connect goes on. */
+		int saved = errno;
+		bool child = bw_async_vfork_child();
+		errno = saved;
+		if (child)
+			return;
+		BW_KEEP_ERRNO(bw_async_fd_gone(a, fd));
+	}
 	struct bw_conn *c = bw_fd_drop(fd);
 	if (c) {
+		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
+						     memory_order_relaxed)))
+			BW_KEEP_ERRNO(bw_hedge_nb_forget(c));
+		/* A connect closed before it completed: a queued ticket
+		 * leaves the queue; the settle below counts it as neither
+		 * success nor failure (LESSONS 6). */
+		if (BW_UNLIKELY(atomic_load(&c->aphase)))
+			BW_KEEP_ERRNO(bw_async_cancel(c));
 		BW_KEEP_ERRNO(bw_io_settle(c, fd));
 		bw_conn_free(c);
 	}
@@ -52,9 +73,23 @@ BW_EXPORT int close(int fd)
 static void forget_range(unsigned lo, unsigned hi)
 {
 	unsigned top = (unsigned)bw_fd_high();
+	bool asked = false;
 	for (unsigned fd = lo; fd <= hi && fd < top; fd++)
-		if (bw_fd_conn((int)fd))
+		if (bw_fd_conn((int)fd)) {
+			/* A vfork child closes everything before its exec
+			 * (Python's subprocess, posix_spawn): in our memory,
+			 * so the parent's table is left alone.  Asked once,
+			 * only when the range holds a tracked fd. */
+			if (!asked) {
+				asked = true;
+				int saved = errno;
+				bool child = bw_async_vfork_child();
+				errno = saved;
+				if (child)
+					return;
+			}
 			forget((int)fd);
+		}
 }
 
 /* Whether the kernel has close_range (Linux 5.9): asked once, with a

@@ -11,15 +11,29 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
+/* A connect the shim works on (shim/async.c): its due work first; while
+ * in backoff or queued, EAGAIN, as for a connect still in progress. */
+#define ASYNC_FIRST(c, fd)                                                    \
+	do {                                                                  \
+		if (BW_UNLIKELY(atomic_load_explicit(&(c)->aphase,            \
+						     memory_order_relaxed))) {\
+			int a_ = bw_async_io(c, fd);                          \
+			if (a_ < 0)                                           \
+				return bw_hook_fail(a_);                      \
+		}                                                             \
+	} while (0)
+
 /* The tracked paths, shared by every send-like and receive-like hook. */
 #define SEND_TRACKED(c, fd, call)                                             \
 	do {                                                                  \
+		ASYNC_FIRST(c, fd);                                           \
 		if (BW_UNLIKELY((c)->pending_err))                            \
 			return bw_hook_fail(bw_io_take_pending(c));           \
 		uint64_t t0_ = bw_io_before_send(c);                          \
@@ -30,6 +44,7 @@
 
 #define RECV_TRACKED(c, fd, want, fl, call)                                   \
 	do {                                                                  \
+		ASYNC_FIRST(c, fd);                                           \
 		if (BW_UNLIKELY((c)->pending_err))                            \
 			return bw_hook_fail(bw_io_take_pending(c));           \
 		if (BW_UNLIKELY((c)->io_timeout)) {                           \

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
 #include "shim/exchange.h"
@@ -27,6 +28,8 @@ static inline void fresh(int fd)
 	if (BW_UNLIKELY(bw_fd_conn(fd) != NULL)) {
 		struct bw_conn *c = bw_fd_drop(fd);
 		if (c) {
+			if (atomic_load(&c->aphase))
+				bw_async_cancel(c);
 			bw_call_end(c); /* closed behind our back */
 			bw_conn_free(c);
 		}
@@ -85,16 +88,13 @@ BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
 	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR && val &&
 	    len && *len >= sizeof(int)) {
 		int *v = val;
-		if (c->pending_err && *v == 0) {
-			*v = c->pending_err; /* read by bulwark in poll */
+		if (c->pending_err) {
+			*v = c->pending_err; /* owed: read or decided by us */
 			c->pending_err = 0;
-		} else if (atomic_load(&c->state) == BW_CONN_CONNECTING &&
-			   ((*v && bw_call_connect_failed(*v)) ||
-			    (!*v && c->retry_due_ns))) {
-			/* retries, maybe; or the one a poll left due */
-			*v = bw_connect_resume(c, fd, *v);
-		}
-		else {
+		} else if (BW_UNLIKELY(atomic_load(&c->aphase))) {
+			/* a connect the shim works on: retried, not failed */
+			BW_KEEP_ERRNO(bw_async_sockerr(c, fd, v));
+		} else {
 			BW_KEEP_ERRNO(bw_io_sockerr(c, fd, *v));
 		}
 	}

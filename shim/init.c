@@ -18,8 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shim/async.h"
 #include "shim/bulkhead.h"
 #include "shim/fd_table.h"
+#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -182,6 +184,9 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	bw_bulkhead_forked(true);
+	bw_hedge_nb_fork_child(); /* non-blocking hedges: the parent's */
+	/* The parent goes on with its pending connects. */
+	bw_async_fork_child();
 }
 
 /* The parent's half of fork's handlers for a child they do not run for;
@@ -257,6 +262,7 @@ static void init_once(void)
 	/* Bulkhead slots belong to open file descriptions, which a fork
 	 * shares (LESSONS 8). */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	bw_async_note_pid();
 	goto out;
 bad:
 	say_policy_error(&err);

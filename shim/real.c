@@ -8,6 +8,7 @@
  * the shim itself (a second copy of us loaded under another name).
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <link.h>
 #include <stdint.h>
 #include <fcntl.h>
@@ -197,6 +198,66 @@ static int fb_ppoll(struct pollfd *p, nfds_t n, const struct timespec *ts,
 	return (int)syscall(SYS_ppoll, p, n, ts, mask, _NSIG / 8);
 }
 
+static int fb_pselect(int n, fd_set *r, fd_set *w, fd_set *e,
+		      const struct timespec *ts, const __sigset_t *mask)
+{
+	struct {
+		const void *ss;
+		size_t len;
+	} data = { mask, _NSIG / 8 };
+	return (int)syscall(SYS_pselect6, n, r, w, e, ts, mask ? &data : NULL);
+}
+
+static int fb_select(int n, fd_set *r, fd_set *w, fd_set *e,
+		     struct timeval *tv)
+{
+	struct timespec ts;
+	if (tv) {
+		ts.tv_sec = tv->tv_sec;
+		ts.tv_nsec = tv->tv_usec * 1000L;
+	}
+	return fb_pselect(n, r, w, e, tv ? &ts : NULL, NULL);
+}
+
+static int fb_epoll_create1(int fl)
+{
+	return (int)syscall(SYS_epoll_create1, fl);
+}
+
+static int fb_epoll_create(int size)
+{
+	if (size <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return fb_epoll_create1(0);
+}
+
+static int fb_epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
+{
+	return (int)syscall(SYS_epoll_ctl, ep, op, fd, ev);
+}
+
+static int fb_epoll_pwait(int ep, struct epoll_event *ev, int n, int ms,
+			  const __sigset_t *mask)
+{
+	return (int)syscall(SYS_epoll_pwait, ep, ev, n, ms, mask, _NSIG / 8);
+}
+
+static int fb_epoll_wait(int ep, struct epoll_event *ev, int n, int ms)
+{
+	return fb_epoll_pwait(ep, ev, n, ms, NULL);
+}
+
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441
+#endif
+static int fb_epoll_pwait2(int ep, struct epoll_event *ev, int n,
+			   const struct timespec *ts, const __sigset_t *mask)
+{
+	return (int)syscall(SYS_epoll_pwait2, ep, ev, n, ts, mask, _NSIG / 8);
+}
+
 /* Functions with no system call behind them resolve themselves on first
  * use; they are never on an allocator's start-up path. */
 static void *lazy(const char *name)
@@ -335,6 +396,14 @@ struct bw_real bw_real = {
 	.posix_spawnp = fb_posix_spawnp,
 	.system = fb_system,
 	.popen = fb_popen,
+	.select = fb_select,
+	.pselect = fb_pselect,
+	.epoll_create = fb_epoll_create,
+	.epoll_create1 = fb_epoll_create1,
+	.epoll_ctl = fb_epoll_ctl,
+	.epoll_wait = fb_epoll_wait,
+	.epoll_pwait = fb_epoll_pwait,
+	.epoll_pwait2 = fb_epoll_pwait2,
 	.getaddrinfo = fb_getaddrinfo,
 	.gethostbyname = fb_gethostbyname,
 	.gethostbyname2 = fb_gethostbyname2,
@@ -428,6 +497,14 @@ void bw_real_bind(void)
 	BIND(posix_spawnp, "posix_spawnp");
 	BIND(system, "system");
 	BIND(popen, "popen");
+	BIND(select, "select");
+	BIND(pselect, "pselect");
+	BIND(epoll_create, "epoll_create");
+	BIND(epoll_create1, "epoll_create1");
+	BIND(epoll_ctl, "epoll_ctl");
+	BIND(epoll_wait, "epoll_wait");
+	BIND(epoll_pwait, "epoll_pwait");
+	BIND(epoll_pwait2, "epoll_pwait2");
 	BIND(getaddrinfo, "getaddrinfo");
 	BIND(gethostbyname, "gethostbyname");
 	BIND(gethostbyname2, "gethostbyname2");

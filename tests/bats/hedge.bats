@@ -198,3 +198,178 @@ syscalls() {
 	[ "$(grep -c 'socket(AF_INET, SOCK_STREAM' "$BW_TMP/tcp")" = 1 ]
 	! grep -q 'dup3' "$BW_TMP/tcp"
 }
+
+# ---- non-blocking connects: the race runs inside the program's waits ----
+
+@test "hedge: socket.create_connection(timeout=3) gets through the second address in well under a second" {
+	hedge_env
+	names "$BH" 127.0.0.1
+	export BULWARK_POLICY="* hedge.delay=100ms retry.attempts=1"
+	# create_connection with a timeout connects non-blocking and waits in
+	# poll(); without the race in that poll it waits the whole 3 s on the
+	# blackholed first address.
+	run in_names env LD_PRELOAD="$BW_LIB" "$PY" -c '
+import socket, sys, time
+t0 = time.monotonic()
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+ms = int((time.monotonic() - t0) * 1000)
+s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+status = s.makefile("rb").readline().decode().strip()
+print(ms, s.getpeername()[0], s.gettimeout(), status)
+' "$NAME" "$PORT"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	read -r ms peer tmo st _ <<<"$output"
+	((ms < 800))
+	[ "$peer" = 127.0.0.1 ]
+	[ "$tmo" = 3.0 ]                       # still the program's timeout mode
+	[ "$st" = HTTP/1.1 ]
+	# One connect, on the winner's destination (its connect, then the
+	# request's exchange); the loser is no call.
+	[ "$(stat "127.0.0.1:$PORT" successful_calls)" = 2 ]
+	[ "$(stat "127.0.0.1:$PORT" failed_calls)" = 0 ]
+	[ "$(stat "$BH:$PORT" total_calls)" = 0 ]
+}
+
+@test "hedge: options set before a non-blocking connect survive the swap; the fd keeps its flags" {
+	hedge_env
+	names "$BH" 127.0.0.1
+	export BULWARK_POLICY="* hedge.delay=100ms retry.attempts=1"
+	run in_names env LD_PRELOAD="$BW_LIB" "$PY" -c '
+import fcntl, os, select, socket, sys, time
+ai = socket.getaddrinfo(sys.argv[1], int(sys.argv[2]), socket.AF_INET,
+                        socket.SOCK_STREAM)[0]
+s = socket.socket(ai[0], ai[1] | socket.SOCK_NONBLOCK)
+fd = s.fileno()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)
+before = sorted(os.listdir("/proc/self/fd"))
+t0 = time.monotonic()
+assert s.connect_ex(ai[4]) == 115            # EINPROGRESS
+p = select.poll()
+p.register(fd, select.POLLOUT)
+ev = p.poll(3000)
+ms = int((time.monotonic() - t0) * 1000)
+err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+print(ms, err, ev[0][1] if ev else 0, s.fileno() == fd,
+      s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+      s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+      s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+      bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK),
+      bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC),
+      s.getpeername()[0], sorted(os.listdir("/proc/self/fd")) == before)
+' "$NAME" "$PORT"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	read -r ms err ev same nodelay ka idle nb cloexec peer fds <<<"$output"
+	((ms >= 90 && ms < 800))               # not before the delay
+	[ "$err" = 0 ]
+	[ "$ev" = 4 ]                          # POLLOUT alone
+	[ "$same" = True ]
+	[ "$nodelay" = 1 ]
+	[ "$ka" = 1 ]
+	[ "$idle" = 77 ]
+	[ "$nb" = True ]
+	[ "$cloexec" = True ]
+	[ "$peer" = 127.0.0.1 ]
+	[ "$fds" = True ]                      # the spare's fd is gone
+}
+
+@test "hedge: curl connects through the second address in well under a second" {
+	require_cmd curl
+	hedge_env
+	names "$BH" 127.0.0.1
+	export BULWARK_POLICY="* hedge.delay=100ms retry.attempts=1"
+	# --connect-timeout 7: without the race curl gives the first address
+	# half of it (3.5 s) before it tries the second.
+	run in_names env LD_PRELOAD="$BW_LIB" curl -s -o /dev/null \
+		--connect-timeout 7 -w '%{http_code} %{time_connect}\n' \
+		"http://$NAME:$PORT/"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	read -r code tc <<<"$output"
+	[ "$code" = 200 ]
+	awk -v t="$tc" 'BEGIN {exit !(t < 0.8)}'
+	[ "$(stat "$BH:$PORT" total_calls)" = 0 ]
+}
+
+@test "hedge: a non-blocking connect that completes before hedge.delay makes no second socket" {
+	require_cmd strace
+	PORT=$(free_port)
+	start_faultsrv --mode http --listen "127.0.0.1:$PORT"
+	names 127.0.0.1 127.0.0.2
+	export BULWARK_POLICY="* hedge.delay=200ms retry.attempts=1"
+	run in_names env LD_PRELOAD="$BW_LIB" strace -f -qq -o "$BW_TMP/trace" \
+		-e trace=socket,connect,dup3 "$PY" -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+print(s.getpeername()[0])
+s.close()
+' "$NAME" "$PORT"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	[ "$output" = 127.0.0.1 ]
+	sed -n '/socket(AF_INET, SOCK_STREAM/,$p' "$BW_TMP/trace" >"$BW_TMP/tcp"
+	[ "$(grep -c 'socket(AF_INET, SOCK_STREAM' "$BW_TMP/tcp")" = 1 ]
+	! grep -q 'dup3' "$BW_TMP/tcp"
+}
+
+@test "hedge: an epoll client's registration survives the swap (EPOLLOUT, then its data)" {
+	# The race runs inside epoll_wait only where the shim hooks it.
+	nm -D --defined-only "$BW_LIB" | grep -qw epoll_wait ||
+		skip "this shim does not hook epoll_wait"
+	hedge_env
+	names "$BH" 127.0.0.1
+	export BULWARK_POLICY="* hedge.delay=100ms retry.attempts=1"
+	run in_names env LD_PRELOAD="$BW_LIB" "$PY" -c '
+import select, socket, sys, time
+ai = socket.getaddrinfo(sys.argv[1], int(sys.argv[2]), socket.AF_INET,
+                        socket.SOCK_STREAM)[0]
+s = socket.socket(ai[0], ai[1] | socket.SOCK_NONBLOCK)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+ep = select.epoll()
+ep.register(s.fileno(), select.EPOLLOUT)     # before the connect
+t0 = time.monotonic()
+assert s.connect_ex(ai[4]) == 115            # EINPROGRESS
+ev = ep.poll(3)
+ms = int((time.monotonic() - t0) * 1000)
+err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+s.send(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+ep.modify(s.fileno(), select.EPOLLIN)
+ev2 = ep.poll(3)
+data = s.recv(100).split(b"\r\n")[0].decode() if ev2 else ""
+print(ms, err, ev, ev2, s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+      data.replace(" ", "_"))
+' "$NAME" "$PORT"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	read -r ms err _ <<<"$output"
+	((ms < 800))
+	[ "$err" = 0 ]
+	[[ $output =~ \[\([0-9]+,\ 4\)\] ]]   # EPOLLOUT alone, its fd as data
+	[[ $output == *" 1 HTTP/1.1_200_OK" ]]
+}
+
+@test "hedge: a non-blocking connect with connect.timeout and retries (an async attempt) is hedged too; one connect counted" {
+	hedge_env
+	names "$BH" 127.0.0.1
+	export BULWARK_POLICY="* hedge.delay=100ms connect.timeout=2s retry.attempts=3"
+	run in_names env LD_PRELOAD="$BW_LIB" "$PY" -c '
+import socket, sys, time
+t0 = time.monotonic()
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+ms = int((time.monotonic() - t0) * 1000)
+s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+print(ms, s.getpeername()[0], s.makefile("rb").readline().decode().split()[1])
+' "$NAME" "$PORT"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	read -r ms peer code <<<"$output"
+	((ms < 800))                           # not connect.timeout (2 s)
+	[ "$peer" = 127.0.0.1 ]
+	[ "$code" = 200 ]
+	[ "$(stat "127.0.0.1:$PORT" successful_calls)" = 2 ]
+	[ "$(stat "127.0.0.1:$PORT" failed_calls)" = 0 ]
+	[ "$(stat "$BH:$PORT" total_calls)" = 0 ]
+}

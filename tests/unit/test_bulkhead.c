@@ -150,6 +150,103 @@ static void test_bulkhead_no_bulkhead_passes(void)
 	close_dest(&st, name);
 }
 
+/* A non-blocking connect queues (acquire_nb), tries without sleeping,
+ * takes the slot a release frees, in FIFO order with another ticket, and
+ * leaves on its deadline or on a cancel; both scopes. */
+static void nb_queue(int scope)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot held, a, b, c;
+	struct bw_bh_ticket ta, tb, tc;
+	char name[64];
+	struct bw_settings s = cfg(1, 200 * MS, 0, scope);
+	uint64_t now = mono_ns();
+	/* The view reads the shared counts; a private bulkhead's are the
+	 * process's own (the order and the outcomes are checked alike). */
+	bool sh = scope == BW_SCOPE_SHARED;
+
+	BW_ASSERT_EQ(open_dest(&st, scope == BW_SCOPE_SHARED ? "nbs" : "nbp",
+			       name, sizeof(name), &d),
+		     0);
+	/* A free slot: taken at once, no ticket. */
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, now, &held, &ta),
+		     0);
+	BW_ASSERT(held.kind != BW_SLOT_NONE);
+	BW_ASSERT_EQ(ta.kind, BW_SLOT_NONE);
+	/* Full: two tickets, in order. */
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, now, &a, &ta), 1);
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, now, &b, &tb), 1);
+	BW_ASSERT(!sh || waiting(d) == 2);
+	BW_ASSERT_EQ(bw_bulkhead_try(&st, &s, &ta, mono_ns(), &a), 1);
+	/* The slot frees: the first ticket gets it, not the second. */
+	bw_bulkhead_release(&st, &held);
+	BW_ASSERT_EQ(bw_bulkhead_try(&st, &s, &tb, mono_ns(), &b), 1);
+	BW_ASSERT_EQ(bw_bulkhead_try(&st, &s, &ta, mono_ns(), &a), 0);
+	BW_ASSERT(a.kind != BW_SLOT_NONE);
+	BW_ASSERT_EQ(ta.kind, BW_SLOT_NONE);
+	BW_ASSERT(!sh || active(d) == 1);
+	BW_ASSERT(!sh || waiting(d) == 1);
+	/* A third queues, and is cancelled (the program closed it). */
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &c, &tc),
+		     1);
+	BW_ASSERT(!sh || waiting(d) == 2);
+	bw_bulkhead_leave(&st, &tc);
+	BW_ASSERT(!sh || waiting(d) == 1);
+	bw_bulkhead_leave(&st, &tc); /* twice: nothing */
+	/* The second's bulkhead.wait runs out: refused, out of the queue. */
+	BW_ASSERT_EQ(bw_bulkhead_try(&st, &s, &tb, now + 300 * MS, &b),
+		     -ECONNREFUSED);
+	BW_ASSERT(!sh || waiting(d) == 0);
+	BW_ASSERT_EQ(tb.kind, BW_SLOT_NONE);
+	bw_bulkhead_release(&st, &a);
+	BW_ASSERT(!sh || active(d) == 0);
+	if (scope == BW_SCOPE_SHARED)
+		BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close_dest(&st, name);
+}
+
+static void test_bulkhead_nonblocking_queue_shared(void)
+{
+	nb_queue(BW_SCOPE_SHARED);
+}
+
+static void test_bulkhead_nonblocking_queue_process(void)
+{
+	nb_queue(BW_SCOPE_PROCESS);
+}
+
+/* bulkhead.queue bounds the non-blocking tickets as the blocking ones;
+ * bulkhead.wait=0 refuses at once. */
+static void test_bulkhead_nonblocking_queue_bound(void)
+{
+	struct bw_state st;
+	struct bw_dest *d;
+	struct bw_slot held, x;
+	struct bw_bh_ticket t1, t2;
+	char name[64];
+	struct bw_settings s = cfg(1, 200 * MS, 1, BW_SCOPE_SHARED);
+	struct bw_settings s0 = cfg(1, 0, 0, BW_SCOPE_SHARED);
+
+	BW_ASSERT_EQ(open_dest(&st, "nbq", name, sizeof(name), &d), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &held,
+					    &t1),
+		     0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s0, 0, mono_ns(), &x, &t1),
+		     -ECONNREFUSED);
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &x, &t1),
+		     1);
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &x, &t2),
+		     -ECONNREFUSED);
+	BW_ASSERT_EQ(t2.kind, BW_SLOT_NONE);
+	bw_bulkhead_leave(&st, &t1);
+	bw_bulkhead_release(&st, &held);
+	BW_ASSERT_EQ(waiting(d), 0);
+	BW_ASSERT_EQ(active(d), 0);
+	BW_ASSERT_EQ(holds_in_use(&st), 0);
+	close_dest(&st, name);
+}
+
 static void test_bulkhead_limits(void)
 {
 	struct bw_state st;
@@ -1239,6 +1336,9 @@ static const struct bw_test tests[] = {
 	BW_TEST(test_bulkhead_negative_count_rebuilt),
 	BW_TEST(test_bulkhead_corrupt_count_repaired),
 	BW_TEST(test_bulkhead_other_pid_namespace_kept),
+	BW_TEST(test_bulkhead_nonblocking_queue_shared),
+	BW_TEST(test_bulkhead_nonblocking_queue_process),
+	BW_TEST(test_bulkhead_nonblocking_queue_bound),
 };
 
 BW_TEST_MAIN(tests)
