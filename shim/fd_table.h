@@ -60,7 +60,8 @@ struct bw_conn {
 	uint8_t wr_shut;         /* the program shut down its sending side:
 				    the peer's close then answers (one-way
 				    protocols), it is no failure */
-	int16_t rule;            /* policy rule, -1: defaults */
+	int16_t rule;            /* encoded rule (shim/live.h), -1: observed
+				    only; written with bw_conn_set_rule */
 	int32_t probe;           /* breaker probe ticket, 0: not a probe */
 	uint32_t attempt;        /* connect attempt number of this connect */
 	struct bw_slot slot;     /* bulkhead slot held (kind NONE: none) */
@@ -76,6 +77,17 @@ struct bw_conn {
 	uint64_t retry_due_ns;   /* a retry a poll decided, due then (its
 				    backoff outlasted the poll); 0: none */
 };
+
+/* c's rule, as shim/live.c's scan reads it from another thread (a
+ * relaxed atomic store; the owner's own reads stay plain). */
+static inline void bw_conn_set_rule(struct bw_conn *c, int rule)
+{
+	__atomic_store_n(&c->rule, (int16_t)rule, __ATOMIC_RELAXED);
+}
+static inline int bw_conn_rule_peek(const struct bw_conn *c)
+{
+	return __atomic_load_n(&c->rule, __ATOMIC_RELAXED);
+}
 
 extern _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
 extern struct bw_conn bw_conns[BW_CONN_MAX];
