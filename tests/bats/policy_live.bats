@@ -272,3 +272,51 @@ print(sum(n))' "$PORT" "$BW_TMP/stop"
 		! grep -q 'policy_error\|state_error' "$BW_TMP/bg.$i.err"
 	done
 }
+
+@test "raising bulkhead.max wakes a waiter at the next connect; lowering it closes nothing" {
+	require_faultsrv
+	start_faultsrv --mode stall
+	local pol="127.0.0.1 retry.attempts=1 bulkhead.max=1 bulkhead.wait=20s"
+	# The holder: connects, says so, keeps the connection until told to
+	# stop, then sends on it.
+	BULWARK_POLICY=$pol start_bg --shim "$PY" -c '
+import os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print("held", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+s.sendall(b"x")
+print("alive", flush=True)' "$FS_PORT" "$BW_TMP/stop"
+	local holder=$BG_PID hout=$BW_TMP/bg.$BW_SERVER_N.out
+	wait_until 10 grep -q held "$hout"
+	# The waiter: a blocking connect that finds the bulkhead full.
+	BULWARK_POLICY=$pol start_bg --shim "$PY" -c '
+import socket, sys, time
+t = time.monotonic()
+s = socket.socket()
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1]))); r = "ok"
+except OSError as e:
+    r = "error %d" % e.errno
+print(r, int((time.monotonic() - t) * 1000), flush=True)' "$FS_PORT"
+	local waiter=$BG_PID wout=$BW_TMP/bg.$BW_SERVER_N.out
+	# Asleep on the bulkhead's futex (system call 202).
+	wait_until 10 grep -q '^202 ' "/proc/$waiter/syscall"
+	run "$BW_CLI" policy push "127.0.0.1 retry.attempts=1 bulkhead.max=2 bulkhead.wait=20s"
+	[ "$status" -eq 0 ]
+	# The next connect under the raised limit wakes the waiter, which
+	# takes the new slot (first come, first served).
+	BULWARK_POLICY=$pol start_bg --shim "$PY" -c '
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])))' "$FS_PORT"
+	wait_until 10 grep -q . "$wout"
+	run cat "$wout"
+	echo "$output"
+	[[ $output == ok* ]]
+	(( ${output#ok } < 10000 ))
+	# Lowering the limit revokes no connection: the holder still sends.
+	run "$BW_CLI" policy push "$pol"
+	[ "$status" -eq 0 ]
+	touch "$BW_TMP/stop"
+	wait_until 10 grep -q alive "$hout"
+}
