@@ -36,7 +36,10 @@
  *     connection whose last fd is being closed at that very instant may
  *     be missed: its settle would then read settings of a rewritten
  *     object (static memory: wrong thresholds for that one call, never a
- *     crash).  It needs two pushes inside one close.
+ *     crash).  It needs two pushes inside one close.  Likewise a
+ *     hedge's own binding (shim/hedge.c, on its thread's stack) until it
+ *     is adopted into the connection, which is bound to the same or an
+ *     older generation.
  * A connection keeps the rule (and the settings) of the generation it
  * connected under until its next connect; a new connect binds under the
  * generation in force.  Counters, breakers and bulkhead slots live in
