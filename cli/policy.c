@@ -6,7 +6,7 @@
  * A push is validated exactly as `bulwark check` validates (same
  * messages, exit 2, nothing stored), then stored with a new generation
  * (shim/livestore.c); every process sharing the state applies it at its
- * next connect or name lookup (shim/live.c).  rollback pushes the
+ * next connect, request or name lookup (shim/live.c).  rollback pushes the
  * generation before the one in force again, as a new generation; clear
  * pushes a record that puts every process back on its own policy.
  * show and history read the records; show also counts the live processes
@@ -44,19 +44,19 @@ static const char usage[] =
     "number.\n"
     "            Every process sharing the state applies it within a "
     "second\n"
-    "            (at its next connect or name lookup; one that makes "
-    "none\n"
-    "            applies it at the next it makes), and a process started "
+    "            (at its next connect, request or name lookup; an idle "
+    "one\n"
+    "            at the next it makes), and a process started "
     "later\n"
     "            starts with it.  It replaces the process's own rules\n"
     "            (BULWARK_POLICY, BULWARK_POLICY_FILE); BULWARK_<KEY> "
     "defaults\n"
     "            still apply.  Counters, open breakers and bulkhead slots "
     "are\n"
-    "            kept; the new limits apply from the next call.  A "
+    "            kept; the new limits apply from the next call: a "
     "connection\n"
-    "            open before keeps the rule it connected under until it\n"
-    "            connects again.  At most 64 KiB of rules.\n"
+    "            open before takes the new rule for its peer at its next\n"
+    "            request.  At most 64 KiB of rules.\n"
     "  show      the generation in force: when and by whom (uid, pid) it "
     "was\n"
     "            pushed, how many live processes run it, its text and "

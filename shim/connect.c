@@ -130,6 +130,7 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 {
 	int id = bw_live_enter();
 	int rc = bind_in(c, sa, len, id);
+	c->live_gen = (uint32_t)bw_live_gen_of(id);
 	bw_live_leave(id);
 	return rc;
 }

@@ -63,6 +63,7 @@ static struct bw_conn *conn_claim(int fd)
 		bw_conn_set_rule(c, -1);
 		c->d = NULL;
 		c->ten = 0;
+		c->live_gen = 0;
 		c->peer.family = 0; /* set by the connect that may need it */
 		c->t0_ns = 0;
 		/* Published by the map's release store (bw_fd_track). */

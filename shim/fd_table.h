@@ -73,6 +73,8 @@ struct bw_conn {
 	struct bw_dest *d;       /* its destination's slot, NULL: none */
 	uint32_t ten;            /* d's tenancy when bound: d is used only
 				    while bw_state_live(d, ten) */
+	uint32_t live_gen;       /* generation of the policy its rule was
+				    matched under (shim/live.h) */
 	uint64_t t0_ns;          /* connect start, or exchange start */
 	uint64_t retry_due_ns;   /* a retry a poll decided, due then (its
 				    backoff outlasted the poll); 0: none */

@@ -9,7 +9,8 @@
  * system call on the hot path.
  *
  * Hot path: bw_live_poll is one relaxed load of the published generation
- * and a compare with the one handled last.  When they differ, the thread
+ * and a compare with the one handled last, at each connect, name lookup
+ * and exchange start.  When they differ, the thread
  * that wins the try-lock (the others go on with the policy in force)
  * copies the record (livestore.c: never a torn or mixed one), parses it
  * into a free object (the parser allocates nothing: policy.h), and makes
@@ -40,17 +41,23 @@
  *     hedge's own binding (shim/hedge.c, on its thread's stack) until it
  *     is adopted into the connection, which is bound to the same or an
  *     older generation.
- * A connection keeps the rule (and the settings) of the generation it
- * connected under until its next connect; a new connect binds under the
- * generation in force.  Counters, breakers and bulkhead slots live in
- * the shared state, untouched by a push.
+ * A new connect binds under the generation in force; a connection bound
+ * under another takes, at the start of its next exchange (its next
+ * request: bw_live_exchange from exchange.c), the rule the policy in
+ * force has for its peer (bw_live_rebind: getpeername once per
+ * connection and generation), keeping its destination.  Counters,
+ * breakers and bulkhead slots live in the shared state, untouched by a
+ * push.
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "shim/addr.h"
 #include "shim/clock.h"
 #include "shim/fd_table.h"
+#include "shim/hostmap.h"
 #include "shim/live.h"
 #include "shim/livestore.h"
 #include "shim/log.h"
@@ -59,6 +66,7 @@ struct bw_policy bw_live_objs[1 + BW_LIVE_OBJS];
 _Atomic int bw_live_cur;
 struct bw_policy_area *bw_live_area;
 _Atomic uint64_t bw_live_seen;
+_Atomic uint32_t bw_live_gen;
 
 static struct bw_state *live_st;
 static _Atomic uint32_t pins[1 + BW_LIVE_OBJS];
@@ -175,6 +183,7 @@ static void apply_locked(void)
 		/* The segment was lost (private memory now): our own. */
 		atomic_store(&obj_gen[0], 0);
 		atomic_store(&bw_live_cur, 0);
+		atomic_store(&bw_live_gen, 0);
 		atomic_store_explicit(&bw_live_seen, 0, memory_order_relaxed);
 		return;
 	}
@@ -224,8 +233,45 @@ static void apply_locked(void)
 	}
 	atomic_store(&obj_gen[id], id ? gen : 0);
 	atomic_store(&bw_live_cur, id); /* I2: before anyone reads pins */
+	atomic_store(&bw_live_gen, (uint32_t)(id ? gen : 0));
 	atomic_store_explicit(&bw_live_seen, gen, memory_order_relaxed);
 	say_applied(gen, &m, id);
+}
+
+void bw_live_rebind(struct bw_conn *c, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct bw_hostmask hosts;
+	uint8_t addr[16];
+	int saved = errno;
+	int id = bw_live_enter();
+	uint32_t g = (uint32_t)bw_live_gen_of(id);
+	const struct bw_policy *p = &bw_live_objs[id];
+
+	if (c->live_gen == g)
+		goto out;
+	c->live_gen = g;
+	/* Once per connection and generation: not the hot path.  Not
+	 * interposed, so no bw_real entry. */
+	if (syscall(SYS_getpeername, fd, &ss, &len) < 0)
+		goto out; /* keeps the rule it has */
+	int family = bw_sa_addr((struct sockaddr *)&ss, addr, NULL);
+	if (!family)
+		goto out;
+	bool named = p->has_host_rules &&
+		     bw_hostmap_lookup(family, addr, &hosts);
+	int r = bw_policy_match(p, (struct sockaddr *)&ss, len,
+				named ? bw_hostmap_hit : NULL, &hosts);
+	/* Its destination (counters, breaker, bulkhead slot) stays the one
+	 * it connected to; only the settings change.  A rule that says off,
+	 * or none: observed only from now on. */
+	int nr = r < 0 || p->rules[r].off ? -1 : bw_live_rule(id, r);
+	bw_conn_set_rule(c, nr);
+	c->io_timeout = nr >= 0 && bw_live_rule_of(nr)->s.io_timeout_ns > 0;
+out:
+	bw_live_leave(id);
+	errno = saved;
 }
 
 void bw_live_apply(void)

@@ -85,6 +85,27 @@ static inline const struct bw_policy *bw_policy_now(void)
 	return &bw_live_objs[atomic_load_explicit(&bw_live_cur,
 						  memory_order_acquire)];
 }
+/* Generation of the policy in force (0: the process's own), as
+ * struct bw_conn.live_gen records it. */
+extern _Atomic uint32_t bw_live_gen;
+
+struct bw_conn;
+void bw_live_rebind(struct bw_conn *c, int fd);
+
+/* At the start of an exchange on c (fd): polls, and gives c the rule
+ * that the policy in force has for its peer if c was matched under
+ * another generation (one load and a compare when not). */
+static inline void bw_live_exchange(struct bw_conn *c, uint32_t live_gen,
+				    int fd)
+{
+	bw_live_poll();
+	if (__builtin_expect(live_gen != atomic_load_explicit(
+					      &bw_live_gen,
+					      memory_order_relaxed),
+			     0))
+		bw_live_rebind(c, fd);
+}
+
 /* Whether the policy in force has host rules (resolver hooks). */
 bool bw_live_host_rules(void);
 /* The generation object id holds (0: the process's own policy). */

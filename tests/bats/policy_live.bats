@@ -6,7 +6,9 @@
 # every 50 ms to a refused port under a breaker that never trips gets the
 # pushed breaker's errno within a second, without a restart; rollback and
 # clear undo it the same way; an invalid push exits 2 with check's message
-# and changes nothing; show and history say who pushed what; 8 processes
+# and changes nothing; show and history say who pushed what; a connection
+# open before a push takes the pushed rule at its next exchange; a raised
+# bulkhead.max admits a waiter; 8 processes
 # of 4 threads calling while 200 pushes alternate two policies all end on
 # the last generation, none crashing.
 
@@ -68,7 +70,8 @@ first_after() {
 @test "a push reaches a running loop within a second; rollback and clear undo it" {
 	start_loop
 	# The breaker never trips under the loop's own policy.
-	local t0=$(now_ms)
+	local t0
+	t0=$(now_ms)
 	sleep 0.5
 	run awk -v s="$t0" '$1 > s && $2 != "ECONNREFUSED"' "$LOOP_OUT"
 	[ -z "$output" ]
@@ -77,7 +80,8 @@ first_after() {
 	run "$BW_CLI" policy push "$TRIP"
 	[ "$status" -eq 0 ]
 	[[ $output == *"generation 1"* ]]
-	local ms=$(first_after EHOSTUNREACH "$t0")
+	local ms
+	ms=$(first_after EHOSTUNREACH "$t0")
 	echo "push: EHOSTUNREACH after $ms ms"
 	[ "$ms" -lt 1000 ]
 
@@ -319,4 +323,42 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])))' "$FS_PORT"
 	[ "$status" -eq 0 ]
 	touch "$BW_TMP/stop"
 	wait_until 10 grep -q alive "$hout"
+}
+
+@test "a connection open before a push takes the pushed rule at its next exchange" {
+	require_faultsrv
+	start_faultsrv --mode stall --stall 300
+	# One connection, one request at a time: each answer takes 300 ms;
+	# prints "EPOCH_MS ok" or "EPOCH_MS ERRNAME" per exchange, ends at
+	# the first failure.
+	BULWARK_POLICY="127.0.0.1 retry.attempts=1" start_bg --shim "$PY" -c '
+import errno, os, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+while True:
+    try:
+        s.sendall(b"x")
+        s.recv(16)
+        r = "ok"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    print(int(time.time() * 1000), r, flush=True)
+    if r != "ok":
+        break
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)' "$FS_PORT" "$BW_TMP/stop"
+	LOOP_OUT=$BW_TMP/bg.$BW_SERVER_N.out
+	local pid=$BG_PID
+	wait_until 10 grep -q ok "$LOOP_OUT"
+	local t0
+	t0=$(now_ms)
+	run "$BW_CLI" policy push "127.0.0.1 retry.attempts=1 io.timeout=100ms"
+	[ "$status" -eq 0 ]
+	# The exchange after the push times out (100 ms < 300 ms): within a
+	# second, on the same connection.
+	local ms
+	ms=$(first_after ETIMEDOUT "$t0")
+	echo "ETIMEDOUT after $ms ms"
+	[ "$ms" -lt 1000 ]
+	run "$BW_CLI" policy show
+	[[ $output == *"processes: 1 live running generation 1"* ]]
 }

@@ -245,6 +245,11 @@ static void *caller(void *arg)
 		bw_live_leave(id);
 		/* Calls on the connection, while pushes go on. */
 		for (int k = 0; k < 20; k++) {
+			/* An exchange start: polls, and would give c the
+			 * rule in force for its peer (no peer here: the
+			 * rule stays, its generation is noted). */
+			if (k == 10)
+				bw_live_exchange(c, c->live_gen, fd);
 			const struct bw_settings *s = bw_settings_for(c->rule);
 			if (s->failures != (uint32_t)f || s->probes != s->failures) {
 				if (atomic_fetch_add(&torn, 1) < 3)
