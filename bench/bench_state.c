@@ -186,8 +186,8 @@ static uint32_t xorshift(uint32_t *s)
 static int setup_policy(void)
 {
 	struct bw_policy_error err;
-	if (bw_policy_init(&bw_g.policy, NULL, &err) < 0 ||
-	    bw_policy_parse(&bw_g.policy, POLICY, strlen(POLICY), "policy",
+	if (bw_policy_init(bw_policy_env(), NULL, &err) < 0 ||
+	    bw_policy_parse(bw_policy_env(), POLICY, strlen(POLICY), "policy",
 			    &err) < 0)
 		return -1;
 	bw_g.active = true;

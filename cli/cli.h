@@ -48,6 +48,7 @@ extern const struct bw_cli_cmd bw_cli_cmd_force;
 extern const struct bw_cli_cmd bw_cli_cmd_trace;
 extern const struct bw_cli_cmd bw_cli_cmd_serve;
 extern const struct bw_cli_cmd bw_cli_cmd_systemd;
+extern const struct bw_cli_cmd bw_cli_cmd_policy;
 
 /* "bulwark CMD: message\n" on standard error. */
 void bw_cli_err(const char *cmd, const char *fmt, ...)

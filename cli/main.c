@@ -2,7 +2,7 @@
 /*
  * cli/main.c: the bulwark command's entry point: --version, --help,
  * `help CMD`, and dispatch to one subcommand per file (run, check, status,
- * reset, force, trace, serve, systemd).  Owns: main and the subcommand table.
+ * reset, force, trace, serve, systemd, policy).  Owns: main and the subcommand table.
  * Never: parses subcommand options; each subcommand owns its own, --help
  * included.  Exit statuses (SPEC §5): 0 done, 1 runtime failure, 2 bad
  * usage or bad policy.
@@ -17,7 +17,7 @@
 static const struct bw_cli_cmd *const cmds[] = {
     &bw_cli_cmd_run,   &bw_cli_cmd_check, &bw_cli_cmd_status,
     &bw_cli_cmd_reset, &bw_cli_cmd_force, &bw_cli_cmd_trace,
-    &bw_cli_cmd_serve, &bw_cli_cmd_systemd,
+    &bw_cli_cmd_serve, &bw_cli_cmd_systemd, &bw_cli_cmd_policy,
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

@@ -1179,6 +1179,11 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 		uint64_t now = bw_clock_ns();
 		int rc;
 
+		/* Raised meanwhile (bw_bulkhead_acquire): never lowered for
+		 * a waiter, as a lower limit never revokes a slot. */
+		uint32_t now_max = atomic_load(b->max);
+		if (now_max > max)
+			max = now_max;
 		int tk = try_take(b, idx, rw, t, max, w, s, overtake, pid,
 				  start);
 		if (tk < 0)
@@ -1316,8 +1321,18 @@ static int acquire(struct bw_state *st, struct bw_dest *d,
 	max = s->bulkhead_max;
 	if (max > BW_POLICY_COUNT_MAX)
 		max = BW_POLICY_COUNT_MAX;
-	if (atomic_load_explicit(&d->bh_max, memory_order_relaxed) != max)
+	uint32_t was = atomic_load_explicit(&d->bh_max, memory_order_relaxed);
+	if (was != max) {
 		atomic_store_explicit(&d->bh_max, max, memory_order_relaxed);
+		/* A raised limit (a policy pushed, shim/live.c) admits
+		 * waiters now: they take the larger of theirs and this. */
+		if (max > was && s->bulkhead_scope != BW_SCOPE_PROCESS &&
+		    st->holds) {
+			struct bh wb;
+			bh_of_dest(&wb, st, didx);
+			wake_bits(&wb, room_mask(&wb));
+		}
+	}
 	out->dest = didx;
 	out->forks = atomic_load_explicit(&fork_count, memory_order_relaxed);
 	if (s->bulkhead_scope == BW_SCOPE_PROCESS) {

@@ -102,32 +102,54 @@ static uint32_t group_hash(const char *g)
  * same key (a slot keeps its key once it has one; the rule is a function
  * of the address when no rule names a host) and for an address, not a
  * group (whose slot's key is the group's). */
-static _Atomic uint32_t last_bind;
+static _Atomic uint64_t last_bind;
+/* last_bind's bits 32-63 hold the generation of the policy it was made
+ * under (shim/live.h): after a push the next connect matches again. */
+static uint64_t bind_gen(int id)
+{
+	return (bw_live_gen_of(id) & 0xffffffffull) << 32;
+}
 
 static void bind_to(struct bw_conn *c, int r, uint32_t slot, uint32_t ten)
 {
-	c->rule = (int16_t)r;
+	bw_conn_set_rule(c, r); /* r is encoded (shim/live.h) */
 	c->d = &bw_g.state.dests[slot];
 	c->ten = ten;
 	c->io_timeout = bw_settings_for(r)->io_timeout_ns > 0;
 }
 
+static int bind_in(struct bw_conn *c, const struct sockaddr *sa,
+		   socklen_t len, int id);
+
 /* Binds a fresh connection to its rule and destination.  A destination
  * no rule matches is bound as observed (rule BW_RULE_OBSERVED): its calls
  * are counted, nothing is applied or logged.  Returns 0, or 1 when
- * nothing applies to it (a rule says off, or no room in the state). */
+ * nothing applies to it (a rule says off, or no room in the state).
+ * The policy in force is pinned meanwhile (shim/live.c I2). */
 int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 		     socklen_t len)
+{
+	int id = bw_live_enter();
+	int rc = bind_in(c, sa, len, id);
+	c->live_gen = (uint32_t)bw_live_gen_of(id);
+	bw_live_leave(id);
+	return rc;
+}
+
+static int bind_in(struct bw_conn *c, const struct sockaddr *sa,
+		   socklen_t len, int id)
 {
 	struct bw_dest_key k;
 	char label[BW_STATE_LABEL_MAX];
 	struct bw_hostmask hosts;
-	const struct bw_policy *p = &bw_g.policy;
+	const struct bw_policy *p = &bw_live_objs[id];
 
 	if (key_of(sa, len, &k) < 0)
 		return 1;
-	uint32_t last = atomic_load_explicit(&last_bind, memory_order_relaxed);
-	if (BW_LIKELY(last && !p->has_host_rules)) {
+	uint64_t lastw = atomic_load_explicit(&last_bind, memory_order_relaxed);
+	uint32_t last = (uint32_t)lastw;
+	if (BW_LIKELY(last && !p->has_host_rules) &&
+	    BW_LIKELY((lastw & ~0xffffffffull) == bind_gen(id))) {
 		/* The tenancy before the key check (shim/state.c, T2). */
 		uint32_t ten = bw_state_ten(&bw_g.state, (last & 0xffff) - 1);
 		if (BW_LIKELY(bw_state_find_at(&bw_g.state,
@@ -143,10 +165,9 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 				&hosts);
 	if (r >= 0 && p->rules[r].off)
 		return 1;
-	if (r < 0)
-		r = BW_RULE_OBSERVED;
-	const struct bw_settings *s = bw_settings_for(r);
 	const char *rule = r >= 0 ? p->rules[r].text : BW_RULE_OBSERVED_TEXT;
+	r = r < 0 ? BW_RULE_OBSERVED : bw_live_rule(id, r);
+	const struct bw_settings *s = bw_settings_for(r);
 	if (s->group[0]) {
 		memset(&k, 0, sizeof(k));
 		k.group_hash = group_hash(s->group);
@@ -182,10 +203,13 @@ int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
 	}
 	uint32_t slot = bw_state_index(&bw_g.state, d);
 	bind_to(c, r, slot, ten);
-	if (!s->group[0])
+	if (!s->group[0]) {
 		atomic_store_explicit(&last_bind,
-				      (uint32_t)(r + 2) << 16 | (slot + 1),
+				      bind_gen(id) |
+					      (uint32_t)(r + 2) << 16 |
+					      (slot + 1),
 				      memory_order_relaxed);
+	}
 	return 0;
 }
 

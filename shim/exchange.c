@@ -106,6 +106,9 @@ void bw_io_sent(struct bw_conn *c, int fd, ssize_t rc, int err, uint64_t t0)
 	}
 	if (rc > 0) {
 		if (c->phase == BW_PHASE_IDLE && t0) {
+			/* A new exchange: under the policy in force (a push
+			 * since the connect: shim/live.c). */
+			bw_live_exchange(c, c->live_gen, fd);
 			c->t0_ns = t0;
 			c->phase = BW_PHASE_SENT;
 		}

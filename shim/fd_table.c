@@ -67,9 +67,10 @@ static struct bw_conn *conn_claim(int fd)
 		c->wr_shut = 0;
 		memset(&c->slot, 0, sizeof(c->slot));
 		c->stale = 0;
-		c->rule = -1;
+		bw_conn_set_rule(c, -1);
 		c->d = NULL;
 		c->ten = 0;
+		c->live_gen = 0;
 		c->peer.family = 0; /* set by the connect that may need it */
 		c->t0_ns = 0;
 		/* Published by the map's release store (bw_fd_track). */

@@ -87,7 +87,8 @@ struct bw_conn {
 	uint8_t wr_shut;         /* the program shut down its sending side:
 				    the peer's close then answers (one-way
 				    protocols), it is no failure */
-	int16_t rule;            /* policy rule, -1: defaults */
+	int16_t rule;            /* encoded rule (shim/live.h), -1: observed
+				    only; written with bw_conn_set_rule */
 	int32_t probe;           /* breaker probe ticket, 0: not a probe */
 	uint32_t attempt;        /* connect attempt number of this connect */
 	struct bw_slot slot;     /* bulkhead slot held (kind NONE: none) */
@@ -99,6 +100,8 @@ struct bw_conn {
 	struct bw_dest *d;       /* its destination's slot, NULL: none */
 	uint32_t ten;            /* d's tenancy when bound: d is used only
 				    while bw_state_live(d, ten) */
+	uint32_t live_gen;       /* generation of the policy its rule was
+				    matched under (shim/live.h) */
 	uint64_t t0_ns;          /* connect start, or exchange start */
 	int32_t afd;             /* the fd the shim connects on (async) */
 	uint32_t aslot;          /* index + 1 in the async set, 0: none */
@@ -108,6 +111,17 @@ struct bw_conn {
 	struct bw_bh_ticket ticket; /* QUEUED: the place in the queue */
 	struct bw_epreg epreg[BW_EPREG_MAX];
 };
+
+/* c's rule, as shim/live.c's scan reads it from another thread (a
+ * relaxed atomic store; the owner's own reads stay plain). */
+static inline void bw_conn_set_rule(struct bw_conn *c, int rule)
+{
+	__atomic_store_n(&c->rule, (int16_t)rule, __ATOMIC_RELAXED);
+}
+static inline int bw_conn_rule_peek(const struct bw_conn *c)
+{
+	return __atomic_load_n(&c->rule, __ATOMIC_RELAXED);
+}
 
 extern _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
 extern struct bw_conn bw_conns[BW_CONN_MAX];

@@ -264,7 +264,7 @@ static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 	bw_real.close(r->spare);
 	r->spare = -1;
 	bw_call_release(c); /* the program's attempt lost: neither */
-	c->rule = r->h.rule;
+	bw_conn_set_rule(c, r->h.rule);
 	c->d = r->h.d;
 	c->ten = r->h.ten;
 	c->io_timeout = r->h.io_timeout;

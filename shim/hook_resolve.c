@@ -19,7 +19,7 @@
 static bool watching(const char *name)
 {
 	return name && atomic_load_explicit(&bw_g.ready, memory_order_acquire) &&
-	       bw_g.active && (bw_g.policy.has_host_rules || bw_names_wanted()) &&
+	       bw_g.active && (bw_live_host_rules() || bw_names_wanted()) &&
 	       !bw_fd_borrowed();
 }
 
@@ -27,7 +27,7 @@ static bool watching(const char *name)
 static void record(const char *name, const struct sockaddr *sa,
 		   struct bw_names_batch *b)
 {
-	if (bw_g.policy.has_host_rules)
+	if (bw_live_host_rules())
 		bw_hostmap_record(name, sa);
 	if (b)
 		bw_names_add(b, sa);

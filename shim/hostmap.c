@@ -8,7 +8,12 @@
  *     reader skips WRITING slots and keeps probing.
  * I2: two threads may record one address into two slots; a lookup takes
  *     the union of every READY slot holding the address.
- * I3: rule bits are only ever set, with atomic OR.
+ * I3: rule bits are only ever set, with atomic OR, while the policy in
+ *     force stays the same generation; a record under another generation
+ *     (a policy pushed meanwhile, shim/live.h) replaces them, and a lookup
+ *     ignores bits recorded under a generation not in force: rule numbers
+ *     differ between policies.  A name resolved before a push matches the
+ *     pushed policy's host rules from its next resolution.
  */
 #include <netinet/in.h>
 #include <string.h>
@@ -24,6 +29,7 @@ struct slot {
 	uint32_t family;
 	uint8_t addr[16];
 	_Atomic uint64_t rules[(BW_POLICY_RULES_MAX + 63) / 64];
+	_Atomic uint64_t gen; /* generation the bits were recorded under */
 };
 
 static struct slot slots[BW_HOSTMAP_SLOTS];
@@ -43,9 +49,19 @@ static bool same(const struct slot *s, int family, const uint8_t *addr)
 	       memcmp(s->addr, addr, family == AF_INET ? 4 : 16) == 0;
 }
 
+static void record_in(const struct bw_policy *p, uint64_t gen,
+		      const char *name, const struct sockaddr *sa);
+
 void bw_hostmap_record(const char *name, const struct sockaddr *sa)
 {
-	const struct bw_policy *p = &bw_g.policy;
+	int id = bw_live_enter();
+	record_in(&bw_live_objs[id], bw_live_gen_of(id), name, sa);
+	bw_live_leave(id);
+}
+
+static void record_in(const struct bw_policy *p, uint64_t gen,
+		      const char *name, const struct sockaddr *sa)
+{
 	struct bw_hostmask m = { { 0 } };
 	bool any = false;
 	uint8_t addr[16] = { 0 };
@@ -76,12 +92,19 @@ void bw_hostmap_record(const char *name, const struct sockaddr *sa)
 				goto taken;
 			s->family = (uint32_t)family;
 			memcpy(s->addr, addr, 16);
+			atomic_store(&s->gen, gen);
 			atomic_store_explicit(&s->state, SLOT_READY,
 					      memory_order_release);
 			st = SLOT_READY;
 		}
 taken:
 		if (st == SLOT_READY && same(s, family, addr)) {
+			if (atomic_load(&s->gen) != gen) {
+				for (size_t w = 0; w < sizeof(m.w) / 8; w++)
+					atomic_store(&s->rules[w], m.w[w]);
+				atomic_store(&s->gen, gen);
+				return;
+			}
 			for (size_t w = 0; w < sizeof(m.w) / 8; w++)
 				if (m.w[w])
 					atomic_fetch_or(&s->rules[w], m.w[w]);
@@ -94,6 +117,7 @@ bool bw_hostmap_lookup(int family, const uint8_t *addr, struct bw_hostmask *m)
 {
 	bool found = false;
 	uint32_t h = addr_hash(family, addr);
+	uint64_t gen = bw_live_gen_of(atomic_load(&bw_live_cur));
 	memset(m, 0, sizeof(*m));
 	for (uint32_t i = 0; i < BW_HOSTMAP_SLOTS; i++) {
 		struct slot *s = &slots[(h + i) % BW_HOSTMAP_SLOTS];
@@ -101,7 +125,8 @@ bool bw_hostmap_lookup(int family, const uint8_t *addr, struct bw_hostmask *m)
 						   memory_order_acquire);
 		if (st == SLOT_EMPTY)
 			break;
-		if (st != SLOT_READY || !same(s, family, addr))
+		if (st != SLOT_READY || !same(s, family, addr) ||
+		    atomic_load(&s->gen) != gen)
 			continue;
 		for (size_t w = 0; w < sizeof(m->w) / 8; w++)
 			m->w[w] |= atomic_load(&s->rules[w]);

@@ -98,12 +98,12 @@ static void say_policy_error(const struct bw_policy_error *err)
  * string's rules come first; man/bulwark-policy.7).  Returns 0 or -errno with *err. */
 static int load_policy(struct bw_policy_error *err)
 {
-	int rc = bw_policy_init(&bw_g.policy, env, err);
+	int rc = bw_policy_init(bw_policy_env(), env, err);
 	if (rc < 0)
 		return rc;
 	const char *text = getenv("BULWARK_POLICY");
 	if (text && text[0]) {
-		rc = bw_policy_parse(&bw_g.policy, text, strlen(text),
+		rc = bw_policy_parse(bw_policy_env(), text, strlen(text),
 				     "policy", err);
 		if (rc < 0)
 			return rc;
@@ -129,14 +129,14 @@ static int load_policy(struct bw_policy_error *err)
 					 path, strerror((int)-n));
 			return n == NOT_REGULAR ? -EINVAL : (int)n;
 		}
-		rc = bw_policy_parse(&bw_g.policy, file_buf, (size_t)n, "file",
+		rc = bw_policy_parse(bw_policy_env(), file_buf, (size_t)n, "file",
 				     err);
 		if (rc < 0)
 			return rc;
 	}
 	/* No rules but BULWARK_<KEY> variables: those act as the rule "*";
 	 * no rules at all: every destination is observed only. */
-	return bw_policy_finish(&bw_g.policy);
+	return bw_policy_finish(bw_policy_env());
 }
 
 static void attach_state(void)
@@ -187,6 +187,7 @@ static void fork_child(void)
 	bw_hedge_nb_fork_child(); /* non-blocking hedges: the parent's */
 	/* The parent goes on with its pending connects. */
 	bw_async_fork_child();
+	bw_live_forked(); /* a new pid in the live-policy table */
 }
 
 /* The parent's half of fork's handlers for a child they do not run for;
@@ -259,6 +260,9 @@ static void init_once(void)
 	bw_clock_init();
 	bw_g.active = true;
 	attach_state();
+	/* Follows the policy pushed into a shared state (shim/live.c):
+	 * one pushed before we started is in force from here on. */
+	bw_live_setup(&bw_g.state);
 	/* Bulkhead slots belong to open file descriptions, which a fork
 	 * shares (LESSONS 8). */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);

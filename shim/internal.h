@@ -14,6 +14,7 @@
 
 #include "policy/policy.h"
 #include "shim/clock.h"
+#include "shim/live.h"
 #include "shim/state.h"
 
 #define BW_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -37,11 +38,13 @@ static inline int bw_hook_fail(int rc)
 }
 
 /* Process-wide configuration, written once by the constructor (and the
- * fork child handler) before bw_g.ready is set; read-only afterwards. */
+ * fork child handler) before bw_g.ready is set; read-only afterwards.
+ * The policy is not here: the process's own is bw_policy_env(), the one
+ * in force bw_policy_now() / bw_live_enter() (shim/live.h), which a push
+ * replaces while the process runs. */
 struct bw_global {
 	_Atomic int ready;     /* 1 once everything below is usable */
 	bool active;           /* policy applies (not disabled, not invalid) */
-	struct bw_policy policy;
 	struct bw_state state;
 	int log_level;         /* BW_LOG_* */
 	char log_file[256];    /* "" : standard error */
@@ -59,10 +62,11 @@ extern struct bw_global bw_g;
  * keeps its outcomes away from the breaker. */
 extern const struct bw_settings bw_observed_settings;
 
-/* Settings for a rule index (BW_RULE_OBSERVED: nothing applies). */
+/* Settings for an encoded rule (shim/live.h; BW_RULE_OBSERVED: nothing
+ * applies): those of the generation the rule was bound under. */
 static inline const struct bw_settings *bw_settings_for(int rule)
 {
-	return rule < 0 ? &bw_observed_settings : &bw_g.policy.rules[rule].s;
+	return rule < 0 ? &bw_observed_settings : &bw_live_rule_of(rule)->s;
 }
 
 /* While bw_g.state is a shared segment, a SIGBUS inside it (its file was

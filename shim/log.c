@@ -8,7 +8,9 @@
  *
  * I1: one line is one write(2), so lines from many processes never mix.
  * I2: a (event, dest) pair logs at most once per second; others are counted
- *     and reported on the next line that gets out.
+ *     and reported on the next line that gets out.  Except policy_applied:
+ *     one line per pushed generation (shim/live.c), bounded by the pushes,
+ *     each naming its own generation.
  * I3: a line goes to fd 2 only while fd 2 is still the standard error the
  *     process image started with (same device and inode), and that is not
  *     an IP socket (an inetd-style service's fd 2 is its client).  A daemon
@@ -284,7 +286,8 @@ void bw_log(int level, const char *event, const char *dest, const char *fmt,
 		return;
 	int saved = errno;
 	uint32_t dropped = 0;
-	if (!limit_pass(event, dest, &dropped))
+	if (strcmp(event, "policy_applied") != 0 &&
+	    !limit_pass(event, dest, &dropped))
 		goto out;
 	char line[BW_LOG_LINE_MAX];
 	struct bw__buf o; /* room kept for the newline */

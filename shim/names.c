@@ -36,21 +36,29 @@ struct entry {
 
 static struct entry entries[BW_NAMES_LISTS];
 static _Atomic uint32_t cursor;
-static _Atomic int wanted; /* 0 unknown, 1 no, 2 yes */
+/* (generation of the policy judged + 1) << 2 | 1 no, 2 yes; 0: not yet
+ * (a pushed policy is judged again: shim/live.h). */
+static _Atomic uint64_t wanted;
 
 bool bw_names_wanted(void)
 {
-	int w = atomic_load_explicit(&wanted, memory_order_relaxed);
-	if (BW_LIKELY(w))
-		return w == 2;
 	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
 	    !bw_g.active)
 		return false;
-	const struct bw_policy *p = &bw_g.policy;
+	int id = bw_live_enter();
+	uint64_t key = (bw_live_gen_of(id) + 1) << 2;
+	uint64_t w = atomic_load_explicit(&wanted, memory_order_relaxed);
+	if (BW_LIKELY((w & ~3ull) == key)) {
+		bw_live_leave(id);
+		return (w & 3) == 2;
+	}
+	const struct bw_policy *p = &bw_live_objs[id];
 	bool any = p->defaults.hedge_delay_ns > 0;
 	for (int i = 0; i < p->nrules && !any; i++)
 		any = !p->rules[i].off && p->rules[i].s.hedge_delay_ns > 0;
-	atomic_store_explicit(&wanted, any ? 2 : 1, memory_order_relaxed);
+	bw_live_leave(id);
+	atomic_store_explicit(&wanted, key | (any ? 2 : 1),
+			      memory_order_relaxed);
 	return any;
 }
 

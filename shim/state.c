@@ -122,6 +122,8 @@ _Static_assert(BW_STATE_HDR_AREA % _Alignof(struct bw_dest) == 0, "align");
 _Static_assert(sizeof(struct bw_dest) % _Alignof(struct bw_bh_hold) == 0,
 	       "holds align");
 _Static_assert(offsetof(struct bw_state_hdr, hdr_sum) == 28, "hdr layout");
+_Static_assert((BW_STATE_HOLDS * sizeof(struct bw_bh_hold)) % 64 == 0,
+	       "policy area align");
 
 static const char private_name[] = "private";
 
@@ -219,7 +221,8 @@ size_t bw_state_size(void)
 {
 	return BW_STATE_HDR_AREA +
 	       (size_t)BW_STATE_SLOTS * sizeof(struct bw_dest) +
-	       (size_t)BW_STATE_HOLDS * sizeof(struct bw_bh_hold);
+	       (size_t)BW_STATE_HOLDS * sizeof(struct bw_bh_hold) +
+	       sizeof(struct bw_policy_area);
 }
 
 int bw_state_path(const char *name, unsigned uid, char *buf, size_t cap)
@@ -398,6 +401,7 @@ static int map_file(struct bw_state *st, int fd, const char *path, unsigned uid,
 	st->hdr = h;
 	st->dests = (struct bw_dest *)((char *)m + BW_STATE_HDR_AREA);
 	st->holds = (struct bw_bh_hold *)(st->dests + BW_STATE_SLOTS);
+	st->pol = (struct bw_policy_area *)(st->holds + BW_STATE_HOLDS);
 	st->map_len = size;
 	st->shared = true;
 	return 0;
@@ -454,6 +458,7 @@ int bw_state_attach_private(struct bw_state *st)
 	hdr_init(st->hdr, (unsigned)geteuid());
 	st->dests = (struct bw_dest *)((char *)m + BW_STATE_HDR_AREA);
 	st->holds = (struct bw_bh_hold *)(st->dests + BW_STATE_SLOTS);
+	st->pol = (struct bw_policy_area *)(st->holds + BW_STATE_HOLDS);
 	st->map_len = size;
 	st->shared = false;
 	errno = saved;

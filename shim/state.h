@@ -16,7 +16,10 @@
 #include <stdint.h>
 
 #define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
-#define BW_STATE_VERSION 6
+/* Version 7 added the live-policy area (shim/livestore.c) after the
+ * hold records: a segment of version 6 is refused and falls back to
+ * private state until it is removed (or the machine restarts). */
+#define BW_STATE_VERSION 7
 /* Destination slots: a power of two.  The issue asks for at least 10,000
  * destinations; 16384 keeps open addressing below 62 % load there.  When
  * a new destination finds no room, an idle one gives up its slot
@@ -172,17 +175,48 @@ struct bw_bh_hold {
 				  * generation; the name is historical */
 };
 
+/*
+ * The live-policy area (bulwark policy push; shim/livestore.c owns the
+ * protocol).  BW_POLICY_RECS records keep the last pushed generations,
+ * generation g in recs[g % BW_POLICY_RECS]; published is the generation
+ * every process sharing the state applies (0: none pushed).  procs holds,
+ * per process, pid << 32 | the generation it applied, for policy show.
+ */
+#define BW_POLICY_RECS 8
+#define BW_POLICY_TEXT_MAX 65536
+#define BW_POLICY_PROCS 1024
+/* A record that says "back to each process's own policy". */
+#define BW_POLICY_REC_CLEAR 1u
+struct bw_policy_rec {
+	_Atomic uint64_t seq;   /* even: stable; odd: being written */
+	_Atomic uint64_t writer; /* pid of the writer holding seq odd */
+	_Atomic uint64_t gen;
+	_Atomic uint64_t time_ns; /* CLOCK_REALTIME of the push */
+	_Atomic uint32_t uid, pid; /* who pushed */
+	_Atomic uint32_t len, flags; /* text bytes; BW_POLICY_REC_* */
+	_Atomic uint64_t sum;   /* bw_livestore_sum of the fields and text */
+	_Atomic uint64_t text[BW_POLICY_TEXT_MAX / 8];
+};
+struct bw_policy_area {
+	_Atomic uint64_t next_gen;  /* generations handed out */
+	_Atomic uint64_t published; /* generation in force, 0: none */
+	uint8_t pad[48];
+	struct bw_policy_rec recs[BW_POLICY_RECS];
+	_Atomic uint64_t procs[BW_POLICY_PROCS];
+};
+
 struct bw_state {
 	struct bw_state_hdr *hdr;
 	struct bw_dest *dests;
 	struct bw_bh_hold *holds; /* BW_STATE_HOLDS, after the dests */
+	struct bw_policy_area *pol; /* after the holds */
 	size_t map_len;
 	bool shared;           /* false: private memory */
 	char path[128];        /* the segment file, "" for private */
 };
 
 /* Size of a segment: header, BW_STATE_SLOTS destinations, then
- * BW_STATE_HOLDS bulkhead hold records. */
+ * BW_STATE_HOLDS bulkhead hold records, then the live-policy area. */
 size_t bw_state_size(void);
 
 /* The segment path for a state name: /dev/shm/bulwark-<uid>-<name>.

@@ -25,6 +25,7 @@
 #include "shim/connect.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
+#include "shim/live.h"
 #include "shim/real.h"
 #include "tests/unit/bw_test.h"
 
@@ -63,12 +64,12 @@ static void setup(const char *policy)
 	}
 	if (bw_g.state.dests)
 		bw_state_detach(&bw_g.state);
-	memset(&bw_g.policy, 0, sizeof(bw_g.policy));
-	BW_ASSERT_EQ(bw_policy_init(&bw_g.policy, NULL, &err), 0);
-	BW_ASSERT_EQ(bw_policy_parse(&bw_g.policy, policy, strlen(policy),
+	memset(bw_policy_env(), 0, sizeof(*bw_policy_env()));
+	BW_ASSERT_EQ(bw_policy_init(bw_policy_env(), NULL, &err), 0);
+	BW_ASSERT_EQ(bw_policy_parse(bw_policy_env(), policy, strlen(policy),
 				     "test", &err),
 		     0);
-	BW_ASSERT_EQ(bw_policy_finish(&bw_g.policy), 0);
+	BW_ASSERT_EQ(bw_policy_finish(bw_policy_env()), 0);
 	BW_ASSERT_EQ(bw_state_attach_private(&bw_g.state), 0);
 	bw_g.log_level = -1; /* quiet */
 	bw_g.active = true;
