@@ -707,6 +707,24 @@ int bw_async_io(struct bw_conn *c, int fd)
 	return r; /* a final failure: pending_err, reported by the caller */
 }
 
+int bw_async_io_failed(struct bw_conn *c, int err)
+{
+	if (!bw_call_connect_failed(err) || !lock(c))
+		return 0;
+	int r = 0;
+	if (still_ours(c) && phase(c) == BW_ASYNC_ATTEMPT) {
+		failed(c, err, bw_clock_ns());
+		if (phase(c) != BW_ASYNC_NONE) {
+			r = -EAGAIN; /* retried: still in progress */
+		} else {
+			r = -(c->pending_err ? c->pending_err : err);
+			c->pending_err = 0;
+		}
+	}
+	unlock(c);
+	return r;
+}
+
 void bw_async_fd_gone(struct bw_conn *c, int fd)
 {
 	if (c->afd != fd || !lock(c))

@@ -73,6 +73,11 @@ void bw_async_sockerr(struct bw_conn *c, int fd, int *v);
  * or -errno to return (EAGAIN while in progress, the final error). */
 int bw_async_io(struct bw_conn *c, int fd);
 
+/* A send or receive on an async connection failed with err: when it is
+ * the attempt's failure, -errno to return instead (EAGAIN: retried; the
+ * final error), accounted here; else 0 (the call's own result). */
+int bw_async_io_failed(struct bw_conn *c, int err);
+
 /* The program's epoll_ctl on c's fd (tracked): recorded, and kept from
  * the kernel while the registrations are hidden.  libc-style return. */
 int bw_async_epoll_ctl(struct bw_conn *c, int epfd, int op, int fd,

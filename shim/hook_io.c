@@ -30,6 +30,20 @@
 		}                                                             \
 	} while (0)
 
+/* The call itself met the attempt's failure (it came between the check
+ * above and the call): retried, the program sees EAGAIN; final, the
+ * error, accounted once by shim/async.c. */
+#define ASYNC_AFTER(c, rc)                                                    \
+	do {                                                                  \
+		if (BW_UNLIKELY((rc) < 0 &&                                   \
+				atomic_load_explicit(&(c)->aphase,            \
+						     memory_order_relaxed))) {\
+			int a_ = bw_async_io_failed(c, errno);                \
+			if (a_ < 0)                                           \
+				return bw_hook_fail(a_);                      \
+		}                                                             \
+	} while (0)
+
 /* The tracked paths, shared by every send-like and receive-like hook. */
 #define SEND_TRACKED(c, fd, call)                                             \
 	do {                                                                  \
@@ -38,6 +52,7 @@
 			return bw_hook_fail(bw_io_take_pending(c));           \
 		uint64_t t0_ = bw_io_before_send(c);                          \
 		ssize_t rc_ = (call);                                         \
+		ASYNC_AFTER(c, rc_);                                          \
 		BW_KEEP_ERRNO(bw_io_sent(c, fd, rc_, errno, t0_));            \
 		return rc_;                                                   \
 	} while (0)
@@ -53,6 +68,7 @@
 				return bw_hook_fail(w_);                      \
 		}                                                             \
 		ssize_t rc_ = (call);                                         \
+		ASYNC_AFTER(c, rc_);                                          \
 		BW_KEEP_ERRNO(bw_io_received(c, fd, rc_, errno, want, fl));   \
 		return rc_;                                                   \
 	} while (0)

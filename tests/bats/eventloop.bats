@@ -91,6 +91,10 @@ late() {
 	late busy
 }
 
+@test "busy loop sending (no wait): EAGAIN while retried, then the request goes out" {
+	late sendloop
+}
+
 @test "socket options set before the connect survive the retries" {
 	late sockopt
 	[ "$(val nodelay)" = 1 ]
@@ -99,7 +103,7 @@ late() {
 
 @test "never listening: the final ECONNREFUSED after the whole schedule, no stall, for every wait" {
 	local m
-	for m in poll select epoll-lt epoll-et reconnect busy; do
+	for m in poll select epoll-lt epoll-et reconnect busy sendloop; do
 		# a destination of its own each: the retry budget (at least 3
 		# retries per 10 s) is per destination
 		stop_servers
