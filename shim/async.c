@@ -77,7 +77,6 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shim/async.h"
@@ -94,22 +93,6 @@ _Atomic uint32_t bw_async_pending;
 static _Atomic uint32_t aset[BW_ASYNC_MAX]; /* conn index + 1, 0 free */
 static _Atomic uint32_t aset_hi;	    /* entries in use lie below */
 static _Atomic uint32_t ep_gen_next = 1;
-
-/* This process's pid, taken at start and in a fork child: a vfork child
- * (which runs no atfork handler and shares our memory) reads another
- * pid from the kernel. */
-static _Atomic uint32_t self_pid;
-
-void bw_async_note_pid(void)
-{
-	atomic_store(&self_pid, (uint32_t)syscall(SYS_getpid));
-}
-
-bool bw_async_vfork_child(void)
-{
-	uint32_t p = atomic_load_explicit(&self_pid, memory_order_relaxed);
-	return p && (uint32_t)syscall(SYS_getpid) != p;
-}
 
 static __thread struct bw_conn *held_by_me
 	__attribute__((tls_model("initial-exec")));
@@ -753,7 +736,6 @@ void bw_async_cancel(struct bw_conn *c)
 void bw_async_fork_child(void)
 {
 	held_by_me = NULL;
-	bw_async_note_pid();
 	uint32_t hi = atomic_load(&aset_hi);
 	for (uint32_t i = 0; i < hi; i++) {
 		uint32_t v = atomic_load(&aset[i]);

@@ -102,13 +102,6 @@ void bw_async_fd_gone(struct bw_conn *c, int fd);
  * set.  Its attempt is then settled by the close (neither success nor
  * failure unless it completed).  AS-safe: yes. */
 void bw_async_cancel(struct bw_conn *c);
-/* Takes this process's pid (init; the fork child handler does too). */
-void bw_async_note_pid(void);
-/* Whether this is a vfork (or posix_spawn) child between its vfork and
- * its exec: it shares the parent's memory, so closing fds there must not
- * touch the parent's table or its pending connects.  One getpid system
- * call: for the rare paths only (close_range, an async fd's close). */
-bool bw_async_vfork_child(void);
 /* In a fork child: the parent goes on with its pending connects; the
  * child drops them from its own view (they pass through untouched). */
 void bw_async_fork_child(void);

@@ -35,16 +35,10 @@
 static void forget(int fd)
 {
 	struct bw_conn *a = bw_fd_conn(fd);
-	if (a && BW_UNLIKELY(atomic_load(&a->aphase))) {
-		/* A vfork child (Python's subprocess: close_range before
-		 * exec) shares our memory: the parent's connect goes on. */
-		int saved = errno;
-		bool child = bw_async_vfork_child();
-		errno = saved;
-		if (child)
-			return;
+	/* (In a vfork child nothing reads as tracked, fd_table.h: the
+	 * parent's connect goes on.) */
+	if (a && BW_UNLIKELY(atomic_load(&a->aphase)))
 		BW_KEEP_ERRNO(bw_async_fd_gone(a, fd));
-	}
 	struct bw_conn *c = bw_fd_drop(fd);
 	if (c) {
 		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
@@ -73,23 +67,12 @@ BW_EXPORT int close(int fd)
 static void forget_range(unsigned lo, unsigned hi)
 {
 	unsigned top = (unsigned)bw_fd_high();
-	bool asked = false;
+	/* A vfork child closes everything before its exec (Python's
+	 * subprocess) in our memory: nothing reads as tracked there
+	 * (fd_table.h), so the parent's table is left alone. */
 	for (unsigned fd = lo; fd <= hi && fd < top; fd++)
-		if (bw_fd_conn((int)fd)) {
-			/* A vfork child closes everything before its exec
-			 * (Python's subprocess, posix_spawn): in our memory,
-			 * so the parent's table is left alone.  Asked once,
-			 * only when the range holds a tracked fd. */
-			if (!asked) {
-				asked = true;
-				int saved = errno;
-				bool child = bw_async_vfork_child();
-				errno = saved;
-				if (child)
-					return;
-			}
+		if (bw_fd_conn((int)fd))
 			forget((int)fd);
-		}
 }
 
 /* Whether the kernel has close_range (Linux 5.9): asked once, with a

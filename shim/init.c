@@ -266,7 +266,6 @@ static void init_once(void)
 	/* Bulkhead slots belong to open file descriptions, which a fork
 	 * shares (LESSONS 8). */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	bw_async_note_pid();
 	goto out;
 bad:
 	say_policy_error(&err);
