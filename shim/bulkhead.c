@@ -1661,3 +1661,13 @@ uint32_t bw_bulkhead_process_active(const struct bw_state *st,
 		return 0;
 	return bh_active(atomic_load(&priv[i].word));
 }
+
+bool bw_bulkhead_full(const struct bw_state *st, const struct bw_dest *d,
+		      const struct bw_settings *s)
+{
+	uint32_t act = s->bulkhead_scope == BW_SCOPE_PROCESS
+			       ? bw_bulkhead_process_active(st, d)
+			       : bh_active(atomic_load_explicit(
+					 &d->bh_word, memory_order_relaxed));
+	return s->bulkhead_max > 0 && act >= s->bulkhead_max;
+}

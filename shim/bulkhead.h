@@ -182,6 +182,11 @@ extern _Atomic uint64_t bw__bulkhead_wakes, bw__bulkhead_rechecks;
 /* Fills *v from d (exact, lock-free snapshot of each field).  AS-safe. */
 void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v);
 
+/* Whether d's bulkhead under s has no free slot now (a connect would
+ * wait or be refused).  One load.  AS-safe. */
+bool bw_bulkhead_full(const struct bw_state *st, const struct bw_dest *d,
+		      const struct bw_settings *s);
+
 /* Slots of d held in this process under scope=process.  AS-safe. */
 uint32_t bw_bulkhead_process_active(const struct bw_state *st,
 				    const struct bw_dest *d);

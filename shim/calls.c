@@ -14,6 +14,7 @@
 #include "shim/breaker.h"
 #include "shim/bulkhead.h"
 #include "shim/calls.h"
+#include "shim/closing.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -137,6 +138,10 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 		     const struct bw_settings *s, int fd, bool may_queue,
 		     uint64_t now_ns)
 {
+	/* A full bulkhead may hold slots of fds closed behind our back (a
+	 * raw close system call: libuv's): they come back first. */
+	if (BW_UNLIKELY(bw_bulkhead_full(&bw_g.state, d, s)))
+		bw_conn_reap(d);
 	/* errno: the bulkhead never changes it. */
 	uint32_t bad = atomic_load_explicit(&d->bh_corrupt,
 					    memory_order_relaxed);
@@ -160,6 +165,9 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 int bw_call_try_queued(struct bw_conn *c, uint64_t now_ns)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
+	struct bw_dest *live = bw_state_live(c->d, c->ten);
+	if (live)
+		bw_conn_reap(live); /* slots of fds closed behind our back */
 	int rc = bw_bulkhead_try(&bw_g.state, s, &c->ticket, now_ns,
 				 &c->slot);
 	if (rc < 0) {

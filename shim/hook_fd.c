@@ -17,10 +17,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "shim/async.h"
-#include "shim/exchange.h"
+#include "shim/closing.h"
 #include "shim/fd_table.h"
-#include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/real.h"
 
@@ -31,34 +29,11 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-/* fd is going away: settle its connection if it was the last fd. */
-static void forget(int fd)
-{
-	struct bw_conn *a = bw_fd_conn(fd);
-	/* (In a vfork child nothing reads as tracked, fd_table.h: the
-	 * parent's connect goes on.) */
-	if (a && BW_UNLIKELY(atomic_load(&a->aphase)))
-		BW_KEEP_ERRNO(bw_async_fd_gone(a, fd));
-	struct bw_conn *c = bw_fd_drop(fd);
-	if (c) {
-		if (BW_UNLIKELY(atomic_load_explicit(&bw_hedge_nb_live,
-						     memory_order_relaxed)))
-			BW_KEEP_ERRNO(bw_hedge_nb_forget(c));
-		/* A connect closed before it completed: a queued ticket
-		 * leaves the queue; the settle below counts it as neither
-		 * success nor failure (LESSONS 6). */
-		if (BW_UNLIKELY(atomic_load(&c->aphase)))
-			BW_KEEP_ERRNO(bw_async_cancel(c));
-		BW_KEEP_ERRNO(bw_io_settle(c, fd));
-		bw_conn_free(c);
-	}
-}
-
 /* close(2).  AS-safe: yes. */
 BW_EXPORT int close(int fd)
 {
 	if (BW_UNLIKELY(bw_fd_conn(fd) != NULL))
-		forget(fd);
+		bw_conn_forget(fd);
 	return bw_real.close(fd);
 }
 
@@ -72,7 +47,7 @@ static void forget_range(unsigned lo, unsigned hi)
 	 * (fd_table.h), so the parent's table is left alone. */
 	for (unsigned fd = lo; fd <= hi && fd < top; fd++)
 		if (bw_fd_conn((int)fd))
-			forget((int)fd);
+			bw_conn_forget((int)fd);
 }
 
 /* Whether the kernel has close_range (Linux 5.9): asked once, with a
@@ -119,7 +94,7 @@ BW_EXPORT int fclose(FILE *f)
 {
 	int fd = f ? fileno(f) : -1;
 	if (BW_UNLIKELY(bw_fd_conn(fd) != NULL))
-		forget(fd);
+		bw_conn_forget(fd);
 	return bw_real.fclose(f);
 }
 
@@ -147,7 +122,7 @@ BW_EXPORT int dup(int fd)
 BW_EXPORT int dup2(int old, int nfd)
 {
 	if (old != nfd && BW_UNLIKELY(bw_fd_conn(nfd) != NULL) && fd_open(old))
-		forget(nfd);
+		bw_conn_forget(nfd);
 	int rc = bw_real.dup2(old, nfd);
 	if (rc >= 0 && old != nfd)
 		bw_fd_dup(old, rc);
@@ -159,7 +134,7 @@ BW_EXPORT int dup3(int old, int nfd, int fl)
 {
 	if (old != nfd && BW_UNLIKELY(bw_fd_conn(nfd) != NULL) &&
 	    !(fl & ~O_CLOEXEC) && fd_open(old))
-		forget(nfd);
+		bw_conn_forget(nfd);
 	int rc = bw_real.dup3(old, nfd, fl);
 	if (rc >= 0)
 		bw_fd_dup(old, rc);

@@ -347,3 +347,32 @@ while not os.path.exists(stop) and time.monotonic() - t0 < 60:
 	[ "$(field "127.0.0.1:$port" bulkhead.active)" -eq 0 ]
 	[ "$(field "127.0.0.1:$port" rejected_calls)" -eq 0 ]
 }
+
+# node (libuv) closes every socket with a raw close system call that no
+# hook sees: under a bulkhead, the slots of its closed connections must
+# still come back (shim/closing.c finds them when the bulkhead is full).
+NODE_MANY='
+const http = require("http");
+const port = Number(process.argv[1]), n = Number(process.argv[2]);
+let ok = 0, bad = 0, left = n;
+for (let i = 0; i < n; i++) {
+  http.get({ host: "127.0.0.1", port: port, path: "/", agent: false }, (res) => {
+    res.resume();
+    res.on("end", () => { if (res.statusCode === 200) ok++; else bad++; if (--left === 0) fin(); });
+  }).on("error", (e) => { bad++; if (--left === 0) fin(); });
+}
+function fin() { console.log(JSON.stringify({ ok: ok, bad: bad })); }
+'
+
+@test "eventloop: node under bulkhead.max=2: 8 concurrent http.get all served (libuv's raw close gives the slots back)" {
+	require_cmd node
+	start_faultsrv --mode stall --http --stall 200
+	export BULWARK_POLICY="127.0.0.1:$FS_PORT bulkhead.max=2 bulkhead.wait=20s retry.attempts=1"
+	run timeout 30 env LD_PRELOAD="$BW_LIB" node -e "$NODE_MANY" "$FS_PORT" 8
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+	[ "$(js ok)" = 8 ]
+	[ "$(js bad)" = 0 ]
+	stats_is peak -le 2
+	[ "$(field "127.0.0.1:$FS_PORT" bulkhead.active)" = 0 ]
+}
