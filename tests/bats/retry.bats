@@ -154,6 +154,17 @@ asyncio.run(main())"
 	[ "$(field 127.0.0.1:$dead retries)" -eq 3 ]
 }
 
+# files_are GLOB N: exactly N files match GLOB (wait_until re-runs it).
+files_are() {
+	local f=($1)
+	[[ -e ${f[0]} ]] && [ "${#f[@]}" -eq "$2" ]
+}
+
+# lines_at_least FILE N: FILE has N lines or more.
+lines_at_least() {
+	[ "$(wc -l <"$1")" -ge "$2" ]
+}
+
 @test "retry budget: 20 processes against a dead destination stay within it" {
 	start_faultsrv --mode refuse
 	count_syns "$FS_PORT" 30
@@ -162,23 +173,28 @@ asyncio.run(main())"
 	for i in $(seq 1 20); do
 		run_shim "$PY" -c "
 import os, socket, time
+open('$BW_TMP/ready.$i', 'w').close()
 while not os.path.exists('$go'): time.sleep(0.005)
 try: socket.socket().connect(('127.0.0.1', $FS_PORT))
 except OSError: pass" &
 		pids+=($!)
 	done
-	sleep 1
+	wait_until 30 files_are "$BW_TMP/ready.*" 20
 	touch "$go"
 	wait "${pids[@]}" || true
-	sleep 0.2
-	local syns retries
-	syns=$(wc -l <"$SYNS_FILE")
+	local syns retries calls
 	retries=$(field "127.0.0.1:$FS_PORT" retries)
-	echo "# SYNs: $syns, retries: $retries (without a budget: up to 100)" >&3
+	calls=$(field "127.0.0.1:$FS_PORT" failed_calls)
+	wait_until 2 lines_at_least "$SYNS_FILE" $((20 + retries)) || true
+	syns=$(wc -l <"$SYNS_FILE")
+	echo "# SYNs: $syns, attempts: $calls, retries: $retries (without a budget: up to 100)" >&3
 	# 20 first attempts; retries at most max(3, 20 % of 20) = 4, plus
 	# one per process racing a budget half-window rollover at most.
 	(( retries <= 6 ))
-	(( syns == 20 + retries ))
+	(( calls == 20 + retries ))
+	# On the wire: never more (the capture may miss one on a loaded
+	# machine, never invent one).
+	(( syns <= 20 + retries ))
 }
 
 @test "errnos outside retry.on are never retried" {

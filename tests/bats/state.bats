@@ -48,7 +48,7 @@ PY
 	[ "$status" -eq 0 ]
 	[[ ${lines[-1]} =~ ^slots:\ (16[0-9]{3})\ of\ 16384\ in\ use.*\;\ [0-9]+\ new\ destinations\ found\ no\ room\ and\ went\ unprotected$ ]]
 	local used=${BASH_REMATCH[1]}
-	[ "$used" -ge 16300 ]
+	[ "$used" -ge 16000 ]
 	run "$BW_CLI" status --prometheus
 	[[ $output == *$'\nbulwark_state_slots_used{state_name="'"$BULWARK_STATE"'"} '"$used"$'\n'* ]]
 	[[ $output == *$'\nbulwark_state_slots{state_name="'"$BULWARK_STATE"'"} 16384'* ]]
