@@ -5,7 +5,7 @@
  * only through it, never libc by a name the shim exports: inside
  * libbulwark.so such a name binds to our own hook, so the core would
  * re-enter the hook layer (while attaching the state, inside init's
- * pthread_once).  `tests/bats/docs.bats` checks that libbulwark.so has no
+ * pthread_once).  `tests/bats/cli.bats` checks that libbulwark.so has no
  * relocation against a symbol it exports.
  *
  * Every entry returns its result or -errno and never touches errno.  The
