@@ -111,6 +111,7 @@
 
 #include "policy/text.h"
 #include "shim/clock.h"
+#include "shim/sys.h"
 #include "shim/wait.h"
 
 /* ---- encodings ------------------------------------------------------------ */
@@ -797,7 +798,7 @@ static bool owner_dead(struct bw_state *st, uint32_t idx, uint64_t w,
 		struct pid_verdict tmp = {.pid = pid};
 		bool z = false;
 
-		tmp.gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+		tmp.gone = bw_sys.kill((pid_t)pid, 0) == -ESRCH;
 		if (!tmp.gone) {
 			tmp.known = proc_stat(pid, &tmp.start, &z) &&
 				    tmp.start != 0;
@@ -1229,9 +1230,8 @@ static bool can_wait(int may_wait)
 {
 	if (may_wait < BW_BULKHEAD_IF_BLOCKING(0))
 		return may_wait != 0;
-	int saved = errno;
-	int fl = fcntl(may_wait - BW_BULKHEAD_IF_BLOCKING(0), F_GETFL);
-	errno = saved;
+	int fl = bw_sys.fcntl(may_wait - BW_BULKHEAD_IF_BLOCKING(0), F_GETFL,
+			      0);
 	return fl >= 0 && !(fl & O_NONBLOCK);
 }
 

@@ -177,24 +177,44 @@ int bw_sigbus_guard(void)
 	return 0;
 }
 
-/* sigaction(2).  SIGBUS while guarded: the program's disposition is kept
- * here (see the top).  AS-safe: yes. */
-BW_EXPORT int sigaction(int sig, const struct sigaction *act,
-			struct sigaction *oldact)
+/* The program's view of sigaction: SIGBUS while guarded is kept here (see
+ * the top).  Returns 0 or -errno, errno untouched: the shim's bw_sys entry
+ * (init.c), so wait.c reads the program's disposition, and the body of the
+ * exported hook.  AS-safe: yes. */
+int bw__sigaction(int sig, const struct sigaction *act,
+		  struct sigaction *oldact)
 {
-	if (BW_LIKELY(sig != SIGBUS || !atomic_load(&guarded)))
-		return __sigaction(sig, act, oldact);
+	int saved = errno, rc = 0;
+
+	if (BW_LIKELY(sig != SIGBUS || !atomic_load(&guarded))) {
+		if (__sigaction(sig, act, oldact) < 0)
+			rc = -errno;
+		errno = saved;
+		return rc;
+	}
 	struct sigaction prev = prog[atomic_load(&prog_cur)];
 	if (act) {
-		int saved = errno;
-		if (install(act) < 0)
-			return -1; /* errno from the kernel: nothing changed */
+		if (install(act) < 0) {
+			rc = -errno; /* from the kernel: nothing changed */
+			errno = saved;
+			return rc;
+		}
 		errno = saved;
 		prog_set(act);
 	}
 	if (oldact)
 		*oldact = prev;
 	return 0;
+}
+
+/* sigaction(2).  AS-safe: yes. */
+BW_EXPORT int sigaction(int sig, const struct sigaction *act,
+			struct sigaction *oldact)
+{
+	if (BW_LIKELY(sig != SIGBUS || !atomic_load(&guarded)))
+		return __sigaction(sig, act, oldact);
+	int rc = bw__sigaction(sig, act, oldact);
+	return rc < 0 ? bw_hook_fail(rc) : 0;
 }
 
 /* signal(3): glibc's BSD semantics (SA_RESTART, the signal blocked in
@@ -209,7 +229,10 @@ BW_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaddset(&sa.sa_mask, sig);
-	if (sigaction(sig, &sa, &old) < 0)
+	int rc = bw__sigaction(sig, &sa, &old);
+	if (rc < 0) {
+		bw_hook_fail(rc);
 		return SIG_ERR;
+	}
 	return old.sa_handler;
 }

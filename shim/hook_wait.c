@@ -158,7 +158,11 @@ static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline,
 	}
 }
 
-BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+/* The bodies of poll and ppoll, shared with the fortified entry points
+ * below: calling the exported names from here would go through our own
+ * relocations (see shim/sys.h). */
+static inline __attribute__((always_inline)) int
+poll_hook(struct pollfd *fds, nfds_t n, int timeout)
 {
 	if (BW_LIKELY(bw_async_idle())) {
 		int rc = bw_real.poll(fds, n, timeout);
@@ -175,8 +179,9 @@ BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 			 NULL);
 }
 
-BW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
-		    const sigset_t *mask)
+static inline __attribute__((always_inline)) int
+ppoll_hook(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+	   const sigset_t *mask)
 {
 	if (BW_LIKELY(bw_async_idle())) {
 		int rc = bw_real.ppoll(fds, n, ts, mask);
@@ -191,6 +196,17 @@ BW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 	return poll_loop(fds, n, deadline_ts(ts, bw_clock_ns()), true, mask);
 }
 
+BW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	return poll_hook(fds, n, timeout);
+}
+
+BW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		    const sigset_t *mask)
+{
+	return ppoll_hook(fds, n, ts, mask);
+}
+
 /* The fortified entry points (HAProxy imports __poll_chk). */
 extern void __chk_fail(void) __attribute__((noreturn));
 int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
@@ -202,7 +218,7 @@ BW_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout,
 {
 	if (fdslen / sizeof(*fds) < n)
 		__chk_fail();
-	return poll(fds, n, timeout);
+	return poll_hook(fds, n, timeout);
 }
 
 BW_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n,
@@ -211,7 +227,7 @@ BW_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n,
 {
 	if (fdslen / sizeof(*fds) < n)
 		__chk_fail();
-	return ppoll(fds, n, ts, mask);
+	return ppoll_hook(fds, n, ts, mask);
 }
 
 /* ---- select, pselect ----------------------------------------------------- */

@@ -25,6 +25,7 @@
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
+#include "shim/sys.h"
 #include "shim/usdt.h"
 
 struct bw_global bw_g;
@@ -226,6 +227,8 @@ static void init_once(void)
 	struct bw_policy_error err;
 
 	bw_real_bind();
+	/* The core sees the program's signal dispositions (shim/sys.h). */
+	bw_sys.sigaction = bw__sigaction;
 	bw_log_init(); /* before the first line */
 	bw_g.log_level = BW_LOG_WARN;
 	const char *lv = getenv("BULWARK_LOG");

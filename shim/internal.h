@@ -73,6 +73,11 @@ static inline const struct bw_settings *bw_settings_for(int rule)
  * truncated) makes the state private instead of killing the process
  * (shim/hook_signal.c).  Returns 0 or -errno. */
 int bw_sigbus_guard(void);
+/* sigaction as the program sees it (its own SIGBUS disposition while
+ * guarded); 0 or -errno, errno untouched (hook_signal.c). */
+struct sigaction;
+int bw__sigaction(int sig, const struct sigaction *act,
+		  struct sigaction *oldact);
 
 /* Initialises the shim once; safe to call from any hook (pthread_once). */
 void bw__init(void);

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "shim/livestore.h"
+#include "shim/sys.h"
 
 uint64_t bw_livestore_sum(uint64_t gen, uint32_t flags, const char *text,
 			  uint32_t len)
@@ -52,10 +53,7 @@ static bool writer_gone(uint64_t pid)
 {
 	if (!pid || pid > 0x7fffffff)
 		return true;
-	int saved = errno;
-	bool gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-	errno = saved;
-	return gone;
+	return bw_sys.kill((pid_t)pid, 0) == -ESRCH;
 }
 
 /* Claims r (I1); returns the odd seq now held, or 0 after two seconds. */

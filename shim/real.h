@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/real.h: the libc functions bulwark interposes, bound once with
- * dlsym(RTLD_NEXT) (LESSONS 1).  Until they are bound every pointer holds a
- * fallback that goes straight to the kernel, so a hook called before our
- * constructor (C++ static constructors, allocators) works and allocates
- * nothing.  The table is also the unit tests' fault-injection seam
- * (STYLE 2.7).
+ * dlsym(RTLD_NEXT) (doc/design.md L1).  Until they are bound every pointer
+ * holds a fallback that goes straight to the kernel, so a hook called
+ * before our constructor (C++ static constructors, allocators) works and
+ * allocates nothing.  The hooks call libc through it, and so does the
+ * orchestration that acts for them.  The core and the seams below it
+ * (state, bulkhead, wait) do not: they make their system calls through
+ * bw_sys (shim/sys.h), which returns -errno and is where the unit tests
+ * inject faults (tests/unit/test_sys.c); no test replaces an entry of
+ * bw_real.
  */
 #ifndef BW_SHIM_REAL_H
 #define BW_SHIM_REAL_H

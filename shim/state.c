@@ -90,6 +90,7 @@
 #include "shim/breaker.h"
 #include "shim/bulkhead.h"
 #include "shim/clock.h"
+#include "shim/sys.h"
 
 /* Bytes before the first slot: the header, rounded up to a cache line. */
 #define BW_STATE_HDR_AREA 128
@@ -285,7 +286,8 @@ static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 	int fd, rc, n;
 	bool named = false;
 
-	fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	fd = bw_sys.openat(AT_FDCWD, "/dev/shm",
+			   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		rc = prepare_file(fd, path, uid, why, whycap);
 		if (rc < 0)
@@ -304,17 +306,18 @@ static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 			WHY("state %s: cannot create: %s", path, errname(-rc));
 			goto out;
 		}
-		close(fd);
+		bw_sys.close(fd);
 	}
 	/* A leading dot: never the name of a state segment. */
 	n = snprintf(tmp, sizeof(tmp), "/dev/shm/.bulwark-%u.%ld.%u.tmp", uid,
 		     (long)getpid(), atomic_fetch_add(&seq, 1));
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd =
-	    open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = bw_sys.openat(AT_FDCWD, tmp,
+			   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			   0600);
 	if (fd < 0) {
-		rc = -errno;
+		rc = fd;
 		WHY("state %s: cannot create %s: %s", path, tmp, errname(-rc));
 		return rc;
 	}
@@ -327,7 +330,7 @@ static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 out:
 	if (named)
 		unlink(tmp);
-	close(fd);
+	bw_sys.close(fd);
 	return rc;
 }
 
@@ -421,11 +424,13 @@ static int attach_file(struct bw_state *st, const char *name, bool create,
 		return rc;
 	}
 	for (int tries = 0;; tries++) {
-		fd = open(st->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
-					O_NONBLOCK);
+		fd = bw_sys.openat(AT_FDCWD, st->path,
+				   O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+					   O_NONBLOCK,
+				   0);
 		if (fd >= 0)
 			break;
-		rc = -errno;
+		rc = fd;
 		if (rc != -ENOENT || !create || tries >= BW_STATE_OPEN_TRIES) {
 			WHY("state %s: %s", st->path, errname(-rc));
 			return rc;
@@ -435,7 +440,7 @@ static int attach_file(struct bw_state *st, const char *name, bool create,
 			return rc;
 	}
 	rc = map_file(st, fd, st->path, uid, why, whycap);
-	close(fd); /* LESSONS 9: hold no fd */
+	bw_sys.close(fd); /* LESSONS 9: hold no fd */
 	return rc;
 }
 
@@ -697,15 +702,10 @@ static bool claimer_gone(uint64_t t)
 {
 	uint64_t pid = t & BW_TAG_PID_MASK;
 	uint64_t sec = (t >> 32) & BW_TAG_SEC_MASK;
-	int saved = errno;
-	bool gone;
-
 	/* A corrupt pid: kill(0, ...) and kill(-n, ...) name groups. */
 	if (pid == 0 || pid > INT_MAX)
 		return true;
-	gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-	errno = saved;
-	if (gone)
+	if (bw_sys.kill((pid_t)pid, 0) == -ESRCH)
 		return true;
 	return ((now_s() - sec) & BW_TAG_SEC_MASK) >= BW_STATE_CLAIM_STALE_S;
 }

@@ -73,6 +73,7 @@
 
 #include "shim/internal.h"
 #include "shim/real.h"
+#include "shim/sys.h"
 #include "shim/wait.h"
 
 /* Whether the disposition of sig would end the program's call with
@@ -80,7 +81,7 @@
 static bool interrupts(int sig)
 {
 	struct sigaction sa;
-	if (sigaction(sig, NULL, &sa) != 0)
+	if (bw_sys.sigaction(sig, NULL, &sa) != 0)
 		return false; /* glibc's own signals: restarted */
 	if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
 		return false;
@@ -110,7 +111,7 @@ static enum verdict handlers(bool all_signals)
 	for (int s = 1; s < _NSIG && v != V_MIXED; s++) {
 		struct sigaction sa;
 		if (synchronous(s) || sigismember(&cur, s) == 1 ||
-		    sigaction(s, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
+		    bw_sys.sigaction(s, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
 		    sa.sa_handler == SIG_IGN)
 			continue;
 		v |= (sa.sa_flags & SA_RESTART) ? 2 : V_INTR;

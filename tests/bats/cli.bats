@@ -3,7 +3,8 @@
 # tests/bats/cli.bats: the bulwark command (SPEC §1, §5): --version and
 # --help, exit statuses, check's output and error format, run's environment
 # and LD_PRELOAD handling and its warnings, status/--json/--prometheus on a
-# missing and on a real segment, force and reset.
+# missing and on a real segment, force and reset; and the shim's linkage
+# (it never calls its own exported hooks).
 #
 # Each test gets its own state name from bw_setup (BULWARK_STATE) and
 # teardown removes /dev/shm/bulwark-UID-NAME.  BW_BUILD picks the build
@@ -478,4 +479,29 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 	run "$BW_CLI" trace -p 1
 	[ "$status" -eq 1 ]
 	[ "$output" = "bulwark trace: the eBPF reporter is not built in this installation (it needs clang, bpftool and libbpf at build time: run make deps && make)" ]
+}
+
+# ---- the shim's linkage ----------------------------------------------------
+
+# A call by name from inside libbulwark.so to a function it exports binds
+# to our own hook (an R_X86_64_GLOB_DAT or JUMP_SLOT against it): the core
+# would re-enter the hook layer, inside init's pthread_once while the
+# state is attached.  The core calls the kernel through bw_sys
+# (shim/sys.h) instead; this keeps it so.
+@test "libbulwark.so has no relocation against a symbol it exports" {
+	require_shim
+	command -v readelf >/dev/null || skip "readelf not installed"
+	local exported relocated both
+	exported=$(nm -D --defined-only "$BW_LIB" | awk '{print $3}' |
+		sed 's/@.*//' | sort -u)
+	[[ $(wc -l <<<"$exported") -gt 50 ]] # the hooks are there
+	relocated=$(readelf -rW "$BW_LIB" | awk 'NF >= 5 {print $5}' |
+		sed 's/@.*//' | sort -u)
+	both=$(comm -12 <(echo "$exported") <(echo "$relocated"))
+	if [[ -n $both ]]; then
+		echo "the shim calls its own hooks; use bw_sys or bw_real:"
+		echo "$both"
+		readelf -rW "$BW_LIB" | grep -wF "$both"
+		return 1
+	fi
 }
