@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/assert.h: BW_ASSERT(cond, "I3"), the shim's runtime check of an
+ * shim/assert.h: BW_INVARIANT(cond, "I3"), the shim's runtime check of an
  * invariant named in the top comment of the file that owns it (fd_table.c
  * I1-I3, the bw_conn transitions of fd_table.h, async.c's phases).
  *
  * Active only when BW_DEBUG is defined: the sanitizer and TSan unit-test
- * builds and `make DEBUG=1`.  The release shim compiles every BW_ASSERT to
+ * builds and `make DEBUG=1`.  The release shim compiles every BW_INVARIANT to
  * nothing (cond is not evaluated: no code on the hot path).  A failure
  * writes one line, "bulwark: assert FILE:LINE INVARIANT: COND", with a raw
  * write system call to fd 2 (AS-safe: no stdio, no malloc, not the shim's
@@ -49,13 +49,13 @@ bw_assert_fail(const char *file, int line, const char *inv, const char *cond)
 	abort();
 }
 
-#define BW_ASSERT(cond, inv)                                                  \
+#define BW_INVARIANT(cond, inv)                                                  \
 	(__builtin_expect(!!(cond), 1)                                        \
 		 ? (void)0                                                    \
 		 : bw_assert_fail(__FILE__, __LINE__, inv, #cond))
 #else
 /* Not evaluated; sizeof keeps the variables it names used. */
-#define BW_ASSERT(cond, inv) ((void)sizeof(!(cond)))
+#define BW_INVARIANT(cond, inv) ((void)sizeof(!(cond)))
 #endif
 
 #endif

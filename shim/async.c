@@ -30,7 +30,7 @@
  *             code settles the connect where the program learns it).
  *
  * A1: the phase changes only along these edges (set_phase checks them
- *     with BW_ASSERT, shim/assert.h, in debug builds).
+ *     with BW_INVARIANT, shim/assert.h, in debug builds).
  * A2: a phase other than NONE exists only while c->state is CONNECTING.
  *
  * Why this shape (and not the issue's first sketch):
@@ -356,9 +356,9 @@ static void set_phase(struct bw_conn *c, int p)
 				    1u << BW_ASYNC_BACKOFF |
 				    1u << BW_ASYNC_QUEUED,
 	};
-	BW_ASSERT(p >= BW_ASYNC_NONE && p <= BW_ASYNC_QUEUED, "A1");
-	BW_ASSERT(from[p] >> atomic_load(&c->aphase) & 1, "A1");
-	BW_ASSERT(p == BW_ASYNC_NONE ||
+	BW_INVARIANT(p >= BW_ASYNC_NONE && p <= BW_ASYNC_QUEUED, "A1");
+	BW_INVARIANT(from[p] >> atomic_load(&c->aphase) & 1, "A1");
+	BW_INVARIANT(p == BW_ASYNC_NONE ||
 			  atomic_load(&c->state) == BW_CONN_CONNECTING,
 		  "A2");
 	(void)from;

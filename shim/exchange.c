@@ -49,7 +49,7 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 	uint64_t lat = now_ns > c->t0_ns ? now_ns - c->t0_ns : 0;
 	if (err == 0) {
 		c->phase = BW_PHASE_IDLE;
-		BW_ASSERT(BW_CONN_BIT(atomic_load(&c->state)) &
+		BW_INVARIANT(BW_CONN_BIT(atomic_load(&c->state)) &
 				  (BW_CONN_BIT(BW_CONN_FRESH) | BW_CONN_BIT(BW_CONN_CONNECTING)),
 			  "bw_conn transition");
 		atomic_store_explicit(&c->state, BW_CONN_ESTABLISHED,

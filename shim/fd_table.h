@@ -56,7 +56,7 @@
  * passes straight to the kernel there.
  *
  * Transitions go through bw_conn_set_state (or assert their source state
- * in place), which checks them with BW_ASSERT in debug builds.
+ * in place), which checks them with BW_INVARIANT in debug builds.
  */
 enum bw_conn_state {
 	BW_CONN_FREE = 0,
@@ -162,7 +162,7 @@ extern struct bw_conn bw_conns[BW_CONN_MAX];
 static inline void bw_conn_set_state(struct bw_conn *c, unsigned from_mask,
 				     int to)
 {
-	BW_ASSERT(from_mask >> atomic_load_explicit(&c->state,
+	BW_INVARIANT(from_mask >> atomic_load_explicit(&c->state,
 						    memory_order_relaxed) &
 			  1u,
 		  "bw_conn transition");
