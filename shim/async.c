@@ -347,20 +347,18 @@ static void set_phase(struct bw_conn *c, int p)
 	/* A1: only the edges drawn at the top of this file (NONE: any
 	 * phase may end); A2: a phase other than NONE is CONNECTING's. */
 	static const uint8_t from[] = {
-		[BW_ASYNC_NONE] = 0xf,
-		[BW_ASYNC_ATTEMPT] = 1u << BW_ASYNC_NONE |
-				     1u << BW_ASYNC_BACKOFF |
-				     1u << BW_ASYNC_QUEUED,
-		[BW_ASYNC_BACKOFF] = 0xf,
-		[BW_ASYNC_QUEUED] = 1u << BW_ASYNC_NONE |
-				    1u << BW_ASYNC_BACKOFF |
-				    1u << BW_ASYNC_QUEUED,
+	    [BW_ASYNC_NONE] = 0xf,
+	    [BW_ASYNC_ATTEMPT] = 1u << BW_ASYNC_NONE | 1u << BW_ASYNC_BACKOFF |
+				 1u << BW_ASYNC_QUEUED,
+	    [BW_ASYNC_BACKOFF] = 0xf,
+	    [BW_ASYNC_QUEUED] = 1u << BW_ASYNC_NONE | 1u << BW_ASYNC_BACKOFF |
+				1u << BW_ASYNC_QUEUED,
 	};
 	BW_INVARIANT(p >= BW_ASYNC_NONE && p <= BW_ASYNC_QUEUED, "A1");
 	BW_INVARIANT(from[p] >> atomic_load(&c->aphase) & 1, "A1");
 	BW_INVARIANT(p == BW_ASYNC_NONE ||
-			  atomic_load(&c->state) == BW_CONN_CONNECTING,
-		  "A2");
+			 atomic_load(&c->state) == BW_CONN_CONNECTING,
+		     "A2");
 	(void)from;
 	atomic_store_explicit(&c->aphase, (uint8_t)p, memory_order_release);
 }
@@ -373,7 +371,9 @@ static void final_failure(struct bw_conn *c, int err)
 {
 	c->pending_err = (uint8_t)err;
 	c->stale = 0;
-	bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING) | BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_FRESH);
+	bw_conn_set_state(
+	    c, BW_CONN_BIT(BW_CONN_CONNECTING) | BW_CONN_BIT(BW_CONN_FRESH),
+	    BW_CONN_FRESH);
 	finish(c);
 	if (c->ahidden)
 		ep_show(c);

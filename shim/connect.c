@@ -447,7 +447,8 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			/* A non-blocking connect queued by the bulkhead: it
 			 * starts when a slot frees (shim/async.c). */
 			remember_peer(c, sa);
-			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_CONNECTING);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED,
 					   c->t0_ns) == 0) {
 				errno = EINPROGRESS;
@@ -455,7 +456,8 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			}
 			bw_call_leave_queue(c);
 			bw_call_release(c);
-			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING), BW_CONN_FRESH);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
+					  BW_CONN_FRESH);
 			return bw_hook_fail(-s->bulkhead_errno);
 		}
 		if (refused == -EINTR) {
@@ -496,7 +498,8 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			 * connect.timeout (shim/async.c), which need the
 			 * address. */
 			remember_peer(c, sa);
-			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_CONNECTING);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+					  BW_CONN_CONNECTING);
 			if (nb_hedge && err == EINPROGRESS)
 				bw_hedge_nb_arm(c, fd, sa, len,
 						c->t0_ns + s->hedge_delay_ns);
@@ -525,13 +528,15 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			 * still in progress to the program. */
 			remember_peer(c, sa);
 			bw__connect_dissolve(fd);
-			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_CONNECTING);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_BACKOFF,
 					   bw_clock_ns() + delay) == 0) {
 				err = EINPROGRESS;
 				break;
 			}
-			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING), BW_CONN_FRESH);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
+					  BW_CONN_FRESH);
 			break; /* no room: the failure, as without retries */
 		}
 		int b = backoff(c, fd, bw_clock_ns() + delay);
@@ -577,7 +582,8 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		int rc = bw_real.connect(fd, sa, len);
 		if (rc == 0)
 			bw_conn_set_state(c,
-					  BW_CONN_BIT(BW_CONN_FRESH) | BW_CONN_BIT(BW_CONN_CONNECTING),
+					  BW_CONN_BIT(BW_CONN_FRESH) |
+					      BW_CONN_BIT(BW_CONN_CONNECTING),
 					  BW_CONN_FRESH);
 		return rc;
 	}
@@ -611,7 +617,8 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 	/* FRESH: a new connect, perhaps to another address than the last. */
 	if (bw__connect_bind(c, sa, len) != 0) {
-		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_IGNORED);
+		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+				  BW_CONN_IGNORED);
 		return bw_real.connect(fd, sa, len);
 	}
 	return attempts(c, fd, sa, len);
@@ -626,7 +633,8 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	    atomic_load(&c->state) != BW_CONN_FRESH)
 		return 0;
 	if (bw__connect_bind(c, sa, len) != 0) {
-		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_IGNORED);
+		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+				  BW_CONN_IGNORED);
 		return 0;
 	}
 	struct bw_dest *d = bw_state_live(c->d, c->ten);

@@ -72,7 +72,13 @@ enum bw_conn_state {
 
 /* A set of states, for bw_conn_set_state's from_mask. */
 #define BW_CONN_BIT(st) (1u << (st))
-#define BW_CONN_LIVE (((1u << BW_CONN_NSTATES) - 1) & ~BW_CONN_BIT(BW_CONN_FREE))
+#define BW_CONN_LIVE                                                           \
+	(((1u << BW_CONN_NSTATES) - 1) & ~BW_CONN_BIT(BW_CONN_FREE))
+/* c's state is one of mask (a relaxed load: for checks). */
+#define BW_CONN_IN(c, mask)                                                    \
+	(BW_CONN_BIT(atomic_load_explicit(&(c)->state,                        \
+					  memory_order_relaxed)) &            \
+	 (mask))
 
 /* Async phases of a non-blocking connect the shim manages (shim/async.c). */
 enum bw_async_phase {
@@ -162,10 +168,7 @@ extern struct bw_conn bw_conns[BW_CONN_MAX];
 static inline void bw_conn_set_state(struct bw_conn *c, unsigned from_mask,
 				     int to)
 {
-	BW_INVARIANT(from_mask >> atomic_load_explicit(&c->state,
-						    memory_order_relaxed) &
-			  1u,
-		  "bw_conn transition");
+	BW_INVARIANT(BW_CONN_IN(c, from_mask), "bw_conn transition");
 	atomic_store(&c->state, (uint8_t)to);
 }
 
@@ -177,9 +180,8 @@ _Static_assert(BW_EPREG_MAX + 1 < 256, "nepreg fits a uint8_t");
 /* pending_err and the errno values the shim owes (connect errors, the
  * bulkhead's errno) fit a uint8_t: Linux's largest errno is EHWPOISON
  * (133). */
-_Static_assert(EHWPOISON < 256 && ECONNREFUSED < 256 &&
-		       EHOSTUNREACH < 256 && ETIMEDOUT < 256 &&
-		       ECONNABORTED < 256 && ENETUNREACH < 256,
+_Static_assert(EHWPOISON < 256 && ECONNREFUSED < 256 && EHOSTUNREACH < 256 &&
+		   ETIMEDOUT < 256 && ECONNABORTED < 256 && ENETUNREACH < 256,
 	       "errno values fit pending_err");
 /* fd + 1 and connection index + 1 fit bw_fd_map's entries. */
 _Static_assert(BW_CONN_MAX < UINT32_MAX && BW_FD_TABLE_MAX <= INT32_MAX,
