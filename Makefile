@@ -12,6 +12,10 @@
 #   make bench      benchmarks (QUICK=1 for a one-minute smoke run)
 #   make demo       a real client against the fault server, with and without
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make B=build-debug DEBUG=1 PGO=0
+#                   a shim that checks its invariants (BW_INVARIANT,
+#                   shim/assert.h: abort on a breach); its own build
+#                   directory, as objects are not rebuilt when flags change
 #   make deb        build/bulwark_VERSION_ARCH.deb (dpkg-deb; pkg/deb/mkdeb)
 #   make fuzz       run the libFuzzer target for the policy parser
 
@@ -57,7 +61,7 @@ PGO_AUX = -dumpdir $(abspath $(B)/pgo/data)/ -dumpbase $(subst /,-,$<)
 PGO_NOW = $(if $(SHIM_PGO),$(if $(filter trained,$(shell cat $(B)/pgo/profile \
 	2>/dev/null)),$(PGO_USE) $(PGO_AUX)))
 # The unit tests under sanitizers check the shim's invariants too
-# (BW_ASSERT, shim/assert.h); `make DEBUG=1` does in the shim itself.
+# (BW_INVARIANT, shim/assert.h); `make DEBUG=1` does in the shim itself.
 SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer -DBW_DEBUG \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
 TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread -DBW_DEBUG
