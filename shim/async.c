@@ -369,6 +369,7 @@ static void set_phase(struct bw_conn *c, int p)
  * SO_ERROR, connect, send or receive. */
 static void final_failure(struct bw_conn *c, int err)
 {
+	BW_INVARIANT(err > 0 && err < 256, "pending_err");
 	c->pending_err = (uint8_t)err;
 	c->stale = 0;
 	bw_conn_set_state(

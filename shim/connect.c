@@ -465,6 +465,9 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			 * EINTR, and learns the outcome the way it learns an
 			 * interrupted connect's (SO_ERROR, the next connect,
 			 * send or receive): refused. */
+			BW_INVARIANT(s->bulkhead_errno > 0 &&
+					     s->bulkhead_errno < 256,
+				     "pending_err");
 			c->pending_err = (uint8_t)s->bulkhead_errno;
 			return bw_hook_fail(refused);
 		}
@@ -544,8 +547,11 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			/* EINTR: as an interrupted connect, whose outcome the
 			 * program reads later (SO_ERROR would say 0 on this
 			 * unconnected socket): the last attempt's error. */
-			if (b == -EINTR)
+			if (b == -EINTR) {
+				BW_INVARIANT(err > 0 && err < 256,
+					     "pending_err");
 				c->pending_err = (uint8_t)err;
+			}
 			err = -b; /* EINTR, or EBADF: closed meanwhile */
 			break;
 		}

@@ -183,6 +183,11 @@ _Static_assert(BW_EPREG_MAX + 1 < 256, "nepreg fits a uint8_t");
 _Static_assert(EHWPOISON < 256 && ECONNREFUSED < 256 && EHOSTUNREACH < 256 &&
 		   ETIMEDOUT < 256 && ECONNABORTED < 256 && ENETUNREACH < 256,
 	       "errno values fit pending_err");
+/* Every encoded rule (shim/live.h: id * BW_POLICY_RULES_MAX + index, for
+ * the BW_LIVE_OBJS pushed policies and the process's own) fits c->rule. */
+_Static_assert((BW_LIVE_OBJS + 1) * BW_POLICY_RULES_MAX - 1 <= INT16_MAX &&
+		       BW_RULE_OBSERVED >= INT16_MIN,
+	       "encoded rules fit c->rule");
 /* fd + 1 and connection index + 1 fit bw_fd_map's entries. */
 _Static_assert(BW_CONN_MAX < UINT32_MAX && BW_FD_TABLE_MAX <= INT32_MAX,
 	       "bw_fd_map entries fit");
