@@ -12,6 +12,10 @@
 #   make bench      benchmarks (QUICK=1 for a one-minute smoke run)
 #   make demo       a real client against the fault server, with and without
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make B=build-debug DEBUG=1 PGO=0
+#                   a shim that checks its invariants (BW_INVARIANT,
+#                   shim/assert.h: abort on a breach); its own build
+#                   directory, as objects are not rebuilt when flags change
 #   make deb        build/bulwark_VERSION_ARCH.deb (dpkg-deb; pkg/deb/mkdeb)
 #   make fuzz       run the libFuzzer target for the policy parser
 
@@ -32,7 +36,8 @@ BASE := -std=c11 -D_GNU_SOURCE -I. $(WARN) -g -DBW_VERSION='"$(VERSION)"'
 # install with it.
 SHIM_LTO := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto=auto)
 SHIM_CFLAGS := $(BASE) -O2 -fPIC -fvisibility=hidden -fno-strict-aliasing \
-	-U_FILE_OFFSET_BITS -fno-plt -falign-functions=64 $(SHIM_LTO)
+	-U_FILE_OFFSET_BITS -fno-plt -falign-functions=64 $(SHIM_LTO) \
+	$(if $(filter 1,$(DEBUG)),-DBW_DEBUG)
 # The Debian package installs the shim under /usr/lib/MULTIARCH/bulwark/,
 # where bulwark run and bulwark systemd look for it.
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
@@ -55,9 +60,11 @@ PGO_AUX = -dumpdir $(abspath $(B)/pgo/data)/ -dumpbase $(subst /,-,$<)
 # Read when an object is compiled, after the training ran.
 PGO_NOW = $(if $(SHIM_PGO),$(if $(filter trained,$(shell cat $(B)/pgo/profile \
 	2>/dev/null)),$(PGO_USE) $(PGO_AUX)))
-SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer \
+# The unit tests under sanitizers check the shim's invariants too
+# (BW_INVARIANT, shim/assert.h); `make DEBUG=1` does in the shim itself.
+SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer -DBW_DEBUG \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
-TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread
+TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread -DBW_DEBUG
 
 POLICY_SRC := $(sort $(wildcard policy/*.c))
 # Shim modules without interposed symbols: shared with the command and

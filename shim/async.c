@@ -29,6 +29,10 @@
  *             report POLLERR / EPOLLERR); success: NONE (the exchange
  *             code settles the connect where the program learns it).
  *
+ * A1: the phase changes only along these edges (set_phase checks them
+ *     with BW_INVARIANT, shim/assert.h, in debug builds).
+ * A2: a phase other than NONE exists only while c->state is CONNECTING.
+ *
  * Why this shape (and not the issue's first sketch):
  * - A separate FAILED phase is not needed: the existing pending_err already
  *   carries an owed connect error through every call that reports one,
@@ -242,7 +246,7 @@ void bw_async_epoll_new(int epfd)
 	if (!e)
 		return;
 	e->ten = atomic_fetch_add(&ep_gen_next, 1) | 1u;
-	atomic_store(&e->state, BW_CONN_EPOLL);
+	bw_conn_set_state(e, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_EPOLL);
 }
 
 static int find_reg(const struct bw_conn *c, int epfd, int fd)
@@ -340,6 +344,22 @@ static int phase(const struct bw_conn *c)
 
 static void set_phase(struct bw_conn *c, int p)
 {
+	/* A1: only the edges drawn at the top of this file (NONE: any
+	 * phase may end); A2: a phase other than NONE is CONNECTING's. */
+	static const uint8_t from[] = {
+	    [BW_ASYNC_NONE] = 0xf,
+	    [BW_ASYNC_ATTEMPT] = 1u << BW_ASYNC_NONE | 1u << BW_ASYNC_BACKOFF |
+				 1u << BW_ASYNC_QUEUED,
+	    [BW_ASYNC_BACKOFF] = 0xf,
+	    [BW_ASYNC_QUEUED] = 1u << BW_ASYNC_NONE | 1u << BW_ASYNC_BACKOFF |
+				1u << BW_ASYNC_QUEUED,
+	};
+	BW_INVARIANT(p >= BW_ASYNC_NONE && p <= BW_ASYNC_QUEUED, "A1");
+	BW_INVARIANT(from[p] >> atomic_load(&c->aphase) & 1, "A1");
+	BW_INVARIANT(p == BW_ASYNC_NONE ||
+			 atomic_load(&c->state) == BW_CONN_CONNECTING,
+		     "A2");
+	(void)from;
 	atomic_store_explicit(&c->aphase, (uint8_t)p, memory_order_release);
 }
 
@@ -349,9 +369,12 @@ static void set_phase(struct bw_conn *c, int p)
  * SO_ERROR, connect, send or receive. */
 static void final_failure(struct bw_conn *c, int err)
 {
+	BW_INVARIANT(err > 0 && err < 256, "pending_err");
 	c->pending_err = (uint8_t)err;
 	c->stale = 0;
-	atomic_store(&c->state, BW_CONN_FRESH);
+	bw_conn_set_state(
+	    c, BW_CONN_BIT(BW_CONN_CONNECTING) | BW_CONN_BIT(BW_CONN_FRESH),
+	    BW_CONN_FRESH);
 	finish(c);
 	if (c->ahidden)
 		ep_show(c);
@@ -373,7 +396,7 @@ static void failed(struct bw_conn *c, int err, uint64_t now)
 		return;
 	}
 	bw__connect_done(c, err, now); /* counted; the slot goes back */
-	atomic_store(&c->state, BW_CONN_CONNECTING);
+	bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_CONNECTING);
 	uint64_t delay = 0;
 	if (!bw__connect_retry_after(c, c->attempt, err, &delay)) {
 		final_failure(c, err);
@@ -746,7 +769,7 @@ void bw_async_fork_child(void)
 		memset(&c->ticket, 0, sizeof(c->ticket));
 		atomic_store(&c->alock, 0);
 		atomic_store(&c->aphase, BW_ASYNC_NONE);
-		atomic_store(&c->state, BW_CONN_IGNORED);
+		bw_conn_set_state(c, BW_CONN_LIVE, BW_CONN_IGNORED);
 		c->aslot = 0;
 		atomic_store(&aset[i], 0);
 	}

@@ -103,6 +103,10 @@ static uint32_t group_hash(const char *g)
  * of the address when no rule names a host) and for an address, not a
  * group (whose slot's key is the group's). */
 static _Atomic uint64_t last_bind;
+/* Its low word's fields: slot + 1 in 16 bits, rule + 2 in the next 16. */
+_Static_assert(BW_STATE_SLOTS + 1 <= 0xffff, "last_bind: slot fits");
+_Static_assert((BW_LIVE_OBJS + 1) * BW_POLICY_RULES_MAX + 2 <= 0xffff,
+	       "last_bind: rule fits");
 /* last_bind's bits 32-63 hold the generation of the policy it was made
  * under (shim/live.h): after a push the next connect matches again. */
 static uint64_t bind_gen(int id)
@@ -443,7 +447,8 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			/* A non-blocking connect queued by the bulkhead: it
 			 * starts when a slot frees (shim/async.c). */
 			remember_peer(c, sa);
-			atomic_store(&c->state, BW_CONN_CONNECTING);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED,
 					   c->t0_ns) == 0) {
 				errno = EINPROGRESS;
@@ -451,7 +456,8 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			}
 			bw_call_leave_queue(c);
 			bw_call_release(c);
-			atomic_store(&c->state, BW_CONN_FRESH);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
+					  BW_CONN_FRESH);
 			return bw_hook_fail(-s->bulkhead_errno);
 		}
 		if (refused == -EINTR) {
@@ -459,6 +465,9 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			 * EINTR, and learns the outcome the way it learns an
 			 * interrupted connect's (SO_ERROR, the next connect,
 			 * send or receive): refused. */
+			BW_INVARIANT(s->bulkhead_errno > 0 &&
+					     s->bulkhead_errno < 256,
+				     "pending_err");
 			c->pending_err = (uint8_t)s->bulkhead_errno;
 			return bw_hook_fail(refused);
 		}
@@ -492,7 +501,8 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			 * connect.timeout (shim/async.c), which need the
 			 * address. */
 			remember_peer(c, sa);
-			atomic_store(&c->state, BW_CONN_CONNECTING);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+					  BW_CONN_CONNECTING);
 			if (nb_hedge && err == EINPROGRESS)
 				bw_hedge_nb_arm(c, fd, sa, len,
 						c->t0_ns + s->hedge_delay_ns);
@@ -521,13 +531,15 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			 * still in progress to the program. */
 			remember_peer(c, sa);
 			bw__connect_dissolve(fd);
-			atomic_store(&c->state, BW_CONN_CONNECTING);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_BACKOFF,
 					   bw_clock_ns() + delay) == 0) {
 				err = EINPROGRESS;
 				break;
 			}
-			atomic_store(&c->state, BW_CONN_FRESH);
+			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
+					  BW_CONN_FRESH);
 			break; /* no room: the failure, as without retries */
 		}
 		int b = backoff(c, fd, bw_clock_ns() + delay);
@@ -535,8 +547,11 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			/* EINTR: as an interrupted connect, whose outcome the
 			 * program reads later (SO_ERROR would say 0 on this
 			 * unconnected socket): the last attempt's error. */
-			if (b == -EINTR)
+			if (b == -EINTR) {
+				BW_INVARIANT(err > 0 && err < 256,
+					     "pending_err");
 				c->pending_err = (uint8_t)err;
+			}
 			err = -b; /* EINTR, or EBADF: closed meanwhile */
 			break;
 		}
@@ -572,7 +587,10 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		}
 		int rc = bw_real.connect(fd, sa, len);
 		if (rc == 0)
-			atomic_store(&c->state, BW_CONN_FRESH);
+			bw_conn_set_state(c,
+					  BW_CONN_BIT(BW_CONN_FRESH) |
+					      BW_CONN_BIT(BW_CONN_CONNECTING),
+					  BW_CONN_FRESH);
 		return rc;
 	}
 	if (BW_UNLIKELY(atomic_load(&c->aphase)))
@@ -605,7 +623,8 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 	/* FRESH: a new connect, perhaps to another address than the last. */
 	if (bw__connect_bind(c, sa, len) != 0) {
-		atomic_store(&c->state, BW_CONN_IGNORED);
+		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+				  BW_CONN_IGNORED);
 		return bw_real.connect(fd, sa, len);
 	}
 	return attempts(c, fd, sa, len);
@@ -620,7 +639,8 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	    atomic_load(&c->state) != BW_CONN_FRESH)
 		return 0;
 	if (bw__connect_bind(c, sa, len) != 0) {
-		atomic_store(&c->state, BW_CONN_IGNORED);
+		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
+				  BW_CONN_IGNORED);
 		return 0;
 	}
 	struct bw_dest *d = bw_state_live(c->d, c->ten);
@@ -634,6 +654,6 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		return refused; /* never reaches the network */
 	/* The send settles it, or the program learns it later, as for any
 	 * non-blocking connect (exchange.c). */
-	atomic_store(&c->state, BW_CONN_CONNECTING);
+	bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_CONNECTING);
 	return 0;
 }

@@ -49,6 +49,9 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 	uint64_t lat = now_ns > c->t0_ns ? now_ns - c->t0_ns : 0;
 	if (err == 0) {
 		c->phase = BW_PHASE_IDLE;
+		BW_INVARIANT(BW_CONN_IN(c, BW_CONN_BIT(BW_CONN_FRESH) |
+					     BW_CONN_BIT(BW_CONN_CONNECTING)),
+			     "bw_conn transition");
 		atomic_store_explicit(&c->state, BW_CONN_ESTABLISHED,
 				      memory_order_release);
 		bw_call_record(c, BW_CALL_CONNECT, false, lat, now_ns);
@@ -56,7 +59,10 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 		/* Reconnectable on the same fd (LESSONS 7); whether the
 		 * kernel still holds the failed attempt (c->stale) is for the
 		 * caller to say: it knows how the failure was learnt. */
-		atomic_store(&c->state, BW_CONN_FRESH);
+		bw_conn_set_state(c,
+				  BW_CONN_BIT(BW_CONN_FRESH) |
+				      BW_CONN_BIT(BW_CONN_CONNECTING),
+				  BW_CONN_FRESH);
 		bw_call_record(c, BW_CALL_CONNECT, true, lat, now_ns);
 	}
 }
@@ -75,7 +81,10 @@ static void exchange_failed(struct bw_conn *c, uint64_t now_ns)
 	uint64_t lat = c->phase == BW_PHASE_SENT && now_ns > c->t0_ns
 			       ? now_ns - c->t0_ns
 			       : 0;
-	atomic_store(&c->state, BW_CONN_DEAD);
+	bw_conn_set_state(c,
+			  BW_CONN_BIT(BW_CONN_ESTABLISHED) |
+			      BW_CONN_BIT(BW_CONN_CONNECTING),
+			  BW_CONN_DEAD);
 	bw_call_record(c, BW_CALL_EXCHANGE, true, lat, now_ns);
 }
 

@@ -10,10 +10,13 @@
  *     that fd.
  * I2: fds >= BW_FD_TABLE_MAX are never tracked.
  * I3: a connection is claimed by CAS of refs 0 -> 1 while its state is
- *     FREE; the thread that drops refs to 0 settles it and sets it FREE.
+ *     FREE; the thread that drops refs to 0 settles it and sets it FREE,
+ *     once (a second bw_conn_free is a breach).
+ * Checked by BW_INVARIANT (shim/assert.h) in debug and sanitizer builds.
  */
 #include <string.h>
 
+#include "shim/assert.h"
 #include "shim/fd_table.h"
 
 _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
@@ -50,6 +53,8 @@ static struct bw_conn *conn_claim(int fd)
 			atomic_store(&c->refs, 0);
 			continue;
 		}
+		/* Claimed: this thread holds its only reference (I3). */
+		BW_INVARIANT(atomic_load(&c->refs) == 1, "I3");
 		c->phase = BW_PHASE_IDLE;
 		c->probe = 0;
 		c->io_timeout = 0;
@@ -95,6 +100,7 @@ struct bw_conn *bw_fd_track(int fd)
 	struct bw_conn *c = conn_claim(fd);
 	if (!c)
 		return NULL;
+	BW_INVARIANT(atomic_load(&c->state) == BW_CONN_FRESH, "I3");
 	note_high(fd);
 	atomic_store_explicit(&bw_fd_map[fd], (uint32_t)(c - bw_conns) + 1,
 			      memory_order_release);
@@ -132,16 +138,24 @@ struct bw_conn *bw_fd_drop(int fd)
 					      memory_order_acq_rel);
 	if (!c)
 		return NULL;
+	BW_INVARIANT(c <= BW_CONN_MAX, "I1");
 	struct bw_conn *conn = &bw_conns[c - 1];
 	/* The last fd's owner settles the connection; it cannot be claimed
 	 * again before bw_conn_free marks it FREE (I3). */
-	if (atomic_fetch_sub_explicit(&conn->refs, 1, memory_order_acq_rel) == 1)
+	uint32_t refs = atomic_fetch_sub_explicit(&conn->refs, 1,
+						  memory_order_acq_rel);
+	/* The entry was counted (I1), so refs was at least 1. */
+	BW_INVARIANT(refs >= 1, "I1");
+	if (refs == 1)
 		return conn;
 	return NULL;
 }
 
 void bw_conn_free(struct bw_conn *c)
 {
+	/* Only the thread that dropped its last fd frees it, once (I3). */
+	BW_INVARIANT(c >= bw_conns && c < bw_conns + BW_CONN_MAX, "I3");
+	BW_INVARIANT(atomic_load(&c->state) != BW_CONN_FREE, "I3");
 	atomic_store_explicit(&c->state, BW_CONN_FREE, memory_order_release);
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "shim/assert.h"
 #include "shim/bulkhead.h"
 #include "shim/internal.h"
 
@@ -24,13 +25,38 @@
 /* Connections tracked at once; one per tracked fd at most. */
 #define BW_CONN_MAX BW_FD_TABLE_MAX
 
-/* Connection states (SPEC §4).
+/* Connection states (c->state; man/bulwark.1 describes what each does).
  *
- *   socket() ---> FRESH --connect--> CONNECTING --ok--> ESTABLISHED
- *                   ^                    |                  |
- *                   +---- failed --------+            error / EOF
- *                                                           v
- *                                                         DEAD
+ *   FREE --claim (bw_fd_track: socket(), accept, a first connect)--> FRESH
+ *   FRESH --connect(), blocking, succeeded--------------------> ESTABLISHED
+ *   FRESH --connect(): EINPROGRESS / EINTR, or an async phase--> CONNECTING
+ *   FRESH --a rule says off / no room in the state-------------> IGNORED
+ *   FRESH --an epoll fd (bw_async_epoll_new)-------------------> EPOLL
+ *   CONNECTING --settled: connected-----------------------------> ESTABLISHED
+ *   CONNECTING --failed (counted, or final in shim/async.c)----> FRESH
+ *   CONNECTING, FRESH --connect(AF_UNSPEC) succeeded (the association
+ *                dissolved, async work cancelled)--------------> FRESH
+ *   ESTABLISHED --exchange failed (reset, EOF while a request is
+ *                outstanding, io.timeout)-----------------------> DEAD
+ *   any state --last fd dropped, settled (bw_conn_free)--------> FREE
+ *   any state --fork child of a process with async connects----> IGNORED
+ *
+ * CONNECTING carries the async phases of shim/async.c in c->aphase (NONE:
+ * the kernel's own non-blocking connect, ATTEMPT, BACKOFF, QUEUED); a
+ * phase other than NONE only ever exists in CONNECTING.
+ *
+ * FRESH has two sub-states, each set only after a failed connect:
+ * - stale: the failed attempt is still in the kernel, whose next connect
+ *   answers ECONNABORTED once; the shim swallows that answer;
+ * - pending_err != 0: a connect error the shim read (SO_ERROR in a wait,
+ *   a final async failure, an EINTR'd bulkhead wait or backoff) and owes
+ *   the program: its next connect, SO_ERROR, send or receive reports it
+ *   and clears it.
+ * IGNORED, DEAD, ESTABLISHED and EPOLL are final until FREE: connect()
+ * passes straight to the kernel there.
+ *
+ * Transitions go through bw_conn_set_state (or assert their source state
+ * in place), which checks them with BW_INVARIANT in debug builds.
  */
 enum bw_conn_state {
 	BW_CONN_FREE = 0,
@@ -41,7 +67,18 @@ enum bw_conn_state {
 	BW_CONN_IGNORED,     /* a rule says off, or no room in the state */
 	BW_CONN_EPOLL,       /* an epoll fd (shim/async.c): only its
 				registrations matter */
+	BW_CONN_NSTATES
 };
+
+/* A set of states, for bw_conn_set_state's from_mask. */
+#define BW_CONN_BIT(st) (1u << (st))
+#define BW_CONN_LIVE                                                           \
+	(((1u << BW_CONN_NSTATES) - 1) & ~BW_CONN_BIT(BW_CONN_FREE))
+/* c's state is one of mask (a relaxed load: for checks). */
+#define BW_CONN_IN(c, mask)                                                    \
+	(BW_CONN_BIT(atomic_load_explicit(&(c)->state,                        \
+					  memory_order_relaxed)) &            \
+	 (mask))
 
 /* Async phases of a non-blocking connect the shim manages (shim/async.c). */
 enum bw_async_phase {
@@ -125,6 +162,35 @@ static inline int bw_conn_rule_peek(const struct bw_conn *c)
 
 extern _Atomic uint32_t bw_fd_map[BW_FD_TABLE_MAX];
 extern struct bw_conn bw_conns[BW_CONN_MAX];
+
+/* c moves to state to from one of the states in from_mask (BW_CONN_BIT
+ * of each; the diagram above).  Debug builds check the source state. */
+static inline void bw_conn_set_state(struct bw_conn *c, unsigned from_mask,
+				     int to)
+{
+	BW_INVARIANT(BW_CONN_IN(c, from_mask), "bw_conn transition");
+	atomic_store(&c->state, (uint8_t)to);
+}
+
+/* The packings of struct bw_conn. */
+_Static_assert(BW_CONN_NSTATES <= 8, "state bits fit a uint8_t");
+_Static_assert(BW_ASYNC_QUEUED < 256 && BW_PHASE_SENT < 256,
+	       "phases fit their uint8_t");
+_Static_assert(BW_EPREG_MAX + 1 < 256, "nepreg fits a uint8_t");
+/* pending_err and the errno values the shim owes (connect errors, the
+ * bulkhead's errno) fit a uint8_t: Linux's largest errno is EHWPOISON
+ * (133). */
+_Static_assert(EHWPOISON < 256 && ECONNREFUSED < 256 && EHOSTUNREACH < 256 &&
+		   ETIMEDOUT < 256 && ECONNABORTED < 256 && ENETUNREACH < 256,
+	       "errno values fit pending_err");
+/* Every encoded rule (shim/live.h: id * BW_POLICY_RULES_MAX + index, for
+ * the BW_LIVE_OBJS pushed policies and the process's own) fits c->rule. */
+_Static_assert((BW_LIVE_OBJS + 1) * BW_POLICY_RULES_MAX - 1 <= INT16_MAX &&
+		       BW_RULE_OBSERVED >= INT16_MIN,
+	       "encoded rules fit c->rule");
+/* fd + 1 and connection index + 1 fit bw_fd_map's entries. */
+_Static_assert(BW_CONN_MAX < UINT32_MAX && BW_FD_TABLE_MAX <= INT32_MAX,
+	       "bw_fd_map entries fit");
 
 /*
  * A vfork child runs on its parent's memory: every table here, the

@@ -5,6 +5,9 @@
  * use from threads (also built under ThreadSanitizer).
  */
 #include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shim/fd_table.h"
@@ -167,6 +170,50 @@ static void test_fd_table_vfork_child_changes_nothing(void)
 	bw_conn_free(c);
 }
 
+/* A connection freed twice breaks I3 (only the thread that dropped the
+ * last fd frees it, once).  In the builds that check invariants (BW_DEBUG:
+ * the sanitizer and TSan builds of this test, `make DEBUG=1`) a child
+ * process doing it dies by SIGABRT after one line naming the invariant on
+ * its standard error; the release build checks nothing. */
+static void test_fd_table_double_free_breaks_i3(void)
+{
+	int p[2];
+	BW_ASSERT(pipe(p) == 0);
+	pid_t pid = fork();
+	BW_ASSERT(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		close(p[0]);
+		bw_fd_reset();
+		struct bw_conn *c = bw_fd_track(9);
+		if (!c || bw_fd_drop(9) != c)
+			_exit(3);
+		bw_conn_free(c);
+		bw_conn_free(c); /* the breach */
+		_exit(0);
+	}
+	close(p[1]);
+	char buf[512];
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(buf) - 1 &&
+	       (r = read(p[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = 0;
+	close(p[0]);
+	int st;
+	BW_ASSERT(waitpid(pid, &st, 0) == pid);
+#ifdef BW_DEBUG
+	BW_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	BW_ASSERT(strstr(buf, "bulwark: assert shim/fd_table.c:") == buf);
+	BW_ASSERT(strstr(buf, " I3: ") != NULL);
+	BW_ASSERT(strstr(buf, "BW_CONN_FREE") != NULL);
+#else
+	BW_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	BW_ASSERT_EQ(n, 0);
+#endif
+}
+
 static const struct bw_test tests[] = {
 	BW_TEST(test_fd_table_untracked_by_default),
 	BW_TEST(test_fd_table_track_and_drop),
@@ -178,6 +225,7 @@ static const struct bw_test tests[] = {
 	BW_TEST(test_fd_table_settling_connection_is_not_reclaimed),
 	BW_TEST(test_fd_table_concurrent_churn_leaves_nothing),
 	BW_TEST(test_fd_table_vfork_child_changes_nothing),
+	BW_TEST(test_fd_table_double_free_breaks_i3),
 };
 
 BW_TEST_MAIN(tests)
