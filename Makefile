@@ -27,7 +27,7 @@ VERSION := 0.1.0
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASE := -std=c11 -D_GNU_SOURCE -I. $(WARN) -g -DBW_VERSION='"$(VERSION)"'
-# LESSONS 2: hidden by default, no _FILE_OFFSET_BITS=64 in the shim.
+# doc/design.md L2: hidden by default, no _FILE_OFFSET_BITS=64 in the shim.
 # The shim's cost is mostly its code coming back into the CPU's caches
 # after the kernel ran (bench/results): link-time optimisation inlines
 # across modules, -fno-plt calls libc through the GOT and functions start

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench/bench_pingpong.c: 1-byte request/response round trips on one
- * loopback TCP connection (send then recv, the exchange SPEC §4 counts as
- * one call).  The peer is bench_echo_server, directly or through a sidecar.
- * After a warm-up, times every round trip of the loop and prints
+ * loopback TCP connection (send then recv, the exchange bulwark-policy(7) CALLS
+ * counts as one call).  The peer is bench_echo_server, directly or through a
+ * sidecar.  After a warm-up, times every round trip of the loop and prints
  * "MEDIAN_NS MEAN_NS".  The median is the number bench/run compares: a
  * hypervisor's or a timer's occasional stall lands on a few round trips
  * and moves the mean, not the median.  Honours BENCH_LOCKSTEP

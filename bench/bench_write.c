@@ -2,7 +2,7 @@
 /*
  * bench/bench_write.c: 1-byte write() to /dev/null in a loop, an fd the
  * shim never tracks, so this is the cost of the hook's fast path (one load,
- * one branch, LESSONS 5).  Times the loop in blocks of BLOCK writes
+ * one branch, doc/design.md L5).  Times the loop in blocks of BLOCK writes
  * (default 1000) and prints "MEDIAN_NS MEAN_NS" per write, the median over
  * blocks; a block is one iteration for BENCH_LOCKSTEP
  * (bench/bench_lockstep.c), so that bench/run can run it in lockstep with

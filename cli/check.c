@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli/check.c: `bulwark check [POLICY]` (SPEC §5): compiles a policy as the
- * shim would and prints every rule with every effective setting and where
- * it comes from (bw_policy_describe's text), or the first error as
+ * cli/check.c: `bulwark check [POLICY]` (bulwark(1) check): compiles a policy
+ * as the shim would and prints every rule with every effective setting and
+ * where it comes from (bw_policy_describe's text), or the first error as
  * "bulwark: policy:LINE:COL: message".
  * Without arguments it checks what the shim would read: BULWARK_POLICY and
  * BULWARK_POLICY_FILE.  Exit 0 valid, 2 not.

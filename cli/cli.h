@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cli/cli.h: what the files of the bulwark command share: the subcommand
- * table, exit statuses (SPEC §5), message helpers, the policy loader used by
- * run and check, and destination parsing used by reset and force.
+ * table, exit statuses (bulwark(1) EXIT STATUS), message helpers, the policy
+ * loader used by run and check, and destination parsing used by reset and
+ * force.
  */
 #ifndef BW_CLI_CLI_H
 #define BW_CLI_CLI_H
@@ -24,7 +25,7 @@ void bw_cli_state_unusable(const char *cmd, const char *name, const char *path,
 
 #endif
 
-/* Exit statuses of the bulwark command (SPEC §5). */
+/* Exit statuses of the bulwark command (bulwark(1) EXIT STATUS). */
 enum {
 	BW_CLI_OK = 0,	  /* done */
 	BW_CLI_FAIL = 1,  /* runtime failure */
@@ -89,7 +90,7 @@ int bw_cli_check_state(const char *cmd, const char *name);
 /* Most addresses one DEST may name (a host with many A/AAAA records). */
 #define BW_CLI_DEST_MAX 64
 
-/* DEST as an operator wrote it (SPEC §5 reset/force). */
+/* DEST as an operator wrote it (bulwark(1) reset, force). */
 struct bw_cli_dest {
 	bool is_group; /* a group name: keys unused, match by label */
 	int nkeys;

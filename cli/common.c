@@ -318,7 +318,8 @@ static int parse_port(const char *s, uint16_t *port)
 	return 0;
 }
 
-/* IPv4-mapped IPv6 becomes IPv4, as the shim matches it (SPEC §1). */
+/* IPv4-mapped IPv6 becomes IPv4, as the shim matches it
+ * (bulwark-policy(7) Matches). */
 static void key_from_sockaddr(const struct sockaddr *sa, uint16_t port,
 			      struct bw_dest_key *k)
 {
@@ -384,8 +385,8 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 		return bw_cli_usage_error(cmd, "empty destination");
 	colon = strrchr(text, ':');
 	if (!colon) {
-		/* No port: a group name (SPEC §3 group), or an address
-		 * someone forgot the port of. */
+		/* No port: a group name (bulwark-policy(7) group), or an
+		 * address someone forgot the port of. */
 		struct in6_addr a6;
 		if (inet_pton(AF_INET, text, &a6) == 1 ||
 		    inet_pton(AF_INET6, text, &a6) == 1)

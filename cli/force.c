@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cli/force.c: `bulwark force [--state NAME] DEST (open | disabled | auto)`
- * (SPEC §4-§5): the operator override in bw_dest.forced.  An address that
+ * (bulwark(1) force): the operator override in bw_dest.forced.  An address that
  * no program has reached yet is created (rule "(forced)"), so a
  * destination can be forced before traffic starts; so is the segment.
  * Never: creates a group (its key is the shim's hash of the rule's group)

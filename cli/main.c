@@ -4,8 +4,8 @@
  * `help CMD`, and dispatch to one subcommand per file (run, check, status,
  * reset, force, trace, serve, systemd, policy).  Owns: main and the subcommand table.
  * Never: parses subcommand options; each subcommand owns its own, --help
- * included.  Exit statuses (SPEC §5): 0 done, 1 runtime failure, 2 bad
- * usage or bad policy.
+ * included.  Exit statuses (bulwark(1) EXIT STATUS): 0 done, 1 runtime failure,
+ * 2 bad usage or bad policy.
  */
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli/reset.c: `bulwark reset [--state NAME] (DEST | --all)` (SPEC §5):
- * zeroes the counters and closes the breaker of one destination (every
- * address of a host name, or a group) or of all, via bw_state_reset_dest.
- * --all also gives back the slot of every destination not forced and
- * holding no bulkhead slot (bw_state_reclaim), so that a table filled by
- * a test suite's thousands of destinations is empty again.
+ * cli/reset.c: `bulwark reset [--state NAME] (DEST | --all)`
+ * (bulwark(1) reset): zeroes the counters and closes the breaker of one
+ * destination (every address of a host name, or a group) or of all, via
+ * bw_state_reset_dest.  --all also gives back the slot of every destination not
+ * forced and holding no bulkhead slot (bw_state_reclaim), so that a table
+ * filled by a test suite's thousands of destinations is empty again.
  * Never: creates a segment or a destination; an unknown DEST is exit 1.
  * Bulkhead slots held by live connections stay counted (state.h).
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli/run.c: `bulwark run` (SPEC §1): checks the policy, sets the
+ * cli/run.c: `bulwark run` (bulwark(1) run): checks the policy, sets the
  * BULWARK_* variables, appends libbulwark.so to LD_PRELOAD and execs the
  * program, whose exit status becomes ours.  Warns when the shim cannot act
  * in the target: a statically linked ELF (no PT_INTERP; program headers
@@ -56,7 +56,7 @@ static const char usage[] =
     "there; never twice) and execs PROGRAM, found through PATH.\n"
     "\n"
     "Options:\n"
-    "  -p, --policy P       rules (SPEC grammar) -> BULWARK_POLICY\n"
+    "  -p, --policy P       rules (bulwark-policy(7)) -> BULWARK_POLICY\n"
     "  -f, --policy-file F  a file of rules -> BULWARK_POLICY_FILE "
     "(made absolute)\n"
     "  -s, --state NAME     shared state to use -> BULWARK_STATE "

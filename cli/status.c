@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli/status.c: `bulwark status` (SPEC §5): one row per destination of a
- * shared state, as an aligned table, JSON (the keys of SPEC §5 first, in
- * that order, extras after) or the Prometheus text format; --watch redraws
- * the table until SIGINT/SIGTERM; --output writes a file whole.  Its
- * printers write to any FILE and read snapshots (bw_cli_snap_take), which
+ * cli/status.c: `bulwark status` (bulwark(1) status): one row per destination
+ * of a shared state, as an aligned table, JSON (the keys bulwark(1) status
+ * lists first, in that order, extras after) or the Prometheus text format;
+ * --watch redraws the table until SIGINT/SIGTERM; --output writes a file whole.
+ * Its printers write to any FILE and read snapshots (bw_cli_snap_take), which
  * bulwark serve (cli/serve.c) shares.
  * Never: creates a segment or writes to one; a missing segment is "no state
  * yet", exit 0.  Reads each counter with one relaxed atomic load, so a row
@@ -430,9 +430,10 @@ static void print_json(FILE *f, const struct bw_cli_row *rows, size_t n)
 		       r->fails, r->total, r->ok, r->failed, r->rejected,
 		       r->slow, r->success_rate, r->health, r->bh_active,
 		       r->bh_max, r->bh_rejected);
-		/* after the SPEC keys: the rest of the bulkhead's metrics,
-		 * and the wait-time distribution (bucket i: waits of 2^i to
-		 * 2^(i+1) microseconds; bucket 0 also holds no wait) */
+		/* after the keys bulwark(1) status lists: the rest of the
+		 * bulkhead's metrics, and the wait-time distribution (bucket i:
+		 * waits of 2^i to 2^(i+1) microseconds; bucket 0 also holds no
+		 * wait) */
 		fprintf(f, ", \"waiting\": %" PRIu32 ", \"acquired\": %" PRIu64
 		       ", \"saturated\": %" PRIu64
 		       ", \"corrupt\": %" PRIu32

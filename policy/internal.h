@@ -2,8 +2,8 @@
 /*
  * policy/internal.h: what the policy files share and nobody else uses: the
  * key table (keys.c) and the value parsers and printers (value.c); the
- * text builder they write with is policy/text.h.  Names are bw__ (STYLE 2.2).
- * Nothing here allocates or touches errno.
+ * text builder they write with is policy/text.h.  Names are bw__
+ * (doc/design.md H2).  Nothing here allocates or touches errno.
  */
 #ifndef BW_POLICY_INTERNAL_H
 #define BW_POLICY_INTERNAL_H

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * policy/keys.c: the table of every key of SPEC §3 (name, type, built-in
- * default, field, range), the BULWARK_<KEY> overrides (bw_policy_init) and
- * the rule "*" they make when no rule is given (bw_policy_finish), the key
+ * policy/keys.c: the table of every key of bulwark-policy(7) (name, type,
+ * built-in default, field, range), the BULWARK_<KEY> overrides (bw_policy_init)
+ * and the rule "*" they make when no rule is given (bw_policy_finish), the key
  * metadata and value printer, and the closest-key suggestion.
  * The defaults are text parsed by the same code as the policy, so the
  * documented default and the compiled one cannot drift apart.

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * policy/match.c: which rule a TCP destination falls under (first match
- * wins, SPEC §3) and whether a resolved name belongs to a host rule.
+ * wins, bulwark-policy(7)) and whether a resolved name belongs to a host rule.
  * Called from connect() and resolver hooks, signal handlers included:
  * AS-safe, no locks, no allocation, no locale (ASCII case folding only),
  * errno untouched.
- * I1: an IPv4-mapped IPv6 destination is matched as IPv4 (LESSONS 10).
+ * I1: an IPv4-mapped IPv6 destination is matched as IPv4 (doc/design.md L10).
  */
 #include <netinet/in.h>
 #include <stddef.h>

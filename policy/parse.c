@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * policy/parse.c: the grammar of SPEC §3 (bw_policy_parse) and the
+ * policy/parse.c: the grammar of bulwark-policy(7) (bw_policy_parse) and the
  * destination syntax of a rule's first word (names, *.suffix, IPv4[/n],
  * [IPv6[/n]], ports).  One pass over a byte range, no recursion, no
  * allocation: the shim compiles BULWARK_POLICY in its constructor.
  * I1: every read of text is at an index < len (text need not end in NUL,
  *     may hold NULs).
  * I2: a rule's settings start as p->defaults; the rule's own keys apply on
- *     top (SPEC §2 precedence: rule, then BULWARK_<KEY>, then built-in).
+ *     top (bulwark-policy(7) Precedence: rule, then BULWARK_<KEY>, then
+ *     built-in).
  * Never: allocates, sets errno.  Context: constructor, CLI, fuzzer.
  */
 #include <arpa/inet.h>
@@ -240,7 +241,7 @@ static const char *parse_match(const char *s, size_t n, struct bw_match *m,
 		mask_addr(m->addr, 16, m->prefix);
 		m->kind = BW_MATCH_ADDR;
 		/* ::ffff:a.b.c.d/n: connections are matched as IPv4
-		 * (LESSONS 10), so the rule is an IPv4 rule. */
+		 * (doc/design.md L10), so the rule is an IPv4 rule. */
 		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
 						    0, 0, 0, 0, 0xff, 0xff };
 		if (m->prefix >= 96 && !memcmp(m->addr, mapped, 12)) {
@@ -329,7 +330,8 @@ static const char *parse_match(const char *s, size_t n, struct bw_match *m,
 /* Applies the end of a rule: derived values and cross-key defaults. */
 static void finish_rule(struct bw_rule *r)
 {
-	/* open_max: 0 or below open means "= breaker.open" (SPEC §3). */
+	/* open_max: 0 or below open means "= breaker.open"
+	 * (bulwark-policy(7)). */
 	if (r->s.open_max_ns < r->s.open_ns)
 		r->s.open_max_ns = r->s.open_ns;
 }

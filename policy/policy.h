@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * policy/policy.h: the policy language of SPEC §2-§3, shared by the shim and
- * the bulwark command.  Types for compiled rules and settings, the parser,
+ * policy/policy.h: the policy language of bulwark-policy(7), shared by the shim
+ * and the bulwark command.  Types for compiled rules and settings, the parser,
  * the matcher and the printer.
  *
  * Nothing here allocates: a policy is one fixed-size struct filled in place,
  * so the shim can compile it in its constructor before the host's allocator
- * is usable (LESSONS 1).  Internal functions return 0 or -errno and never
- * touch errno (STYLE 2.4).
+ * is usable (doc/design.md L1).  Internal functions return 0 or -errno and
+ * never touch errno (doc/design.md H4).
  */
 #ifndef BW_POLICY_POLICY_H
 #define BW_POLICY_POLICY_H
@@ -22,7 +22,8 @@
 #define BW_POLICY_RULES_MAX 256
 /* Longest host name in a rule (RFC 1035 limit, 253, plus the dot). */
 #define BW_POLICY_HOST_MAX 256
-/* Longest group name; also the longest state name (SPEC §5: at most 64). */
+/* Longest group name; also the longest state name (BULWARK_STATE in bulwark(1):
+ * at most 64). */
 #define BW_POLICY_NAME_MAX 65
 /* Largest policy file read at start. */
 #define BW_POLICY_FILE_MAX ((size_t)256 * 1024)
@@ -65,7 +66,8 @@ enum bw_scope { BW_SCOPE_SHARED = 0, BW_SCOPE_PROCESS = 1 };
 #define BW_POLICY_COUNT_MAX 1000000u
 
 /* Key indices: bit i of bw_rule.set_mask / bw_policy.env_mask is key i, in
- * the order of SPEC §3 (also the order bulwark check prints them). */
+ * the order of bulwark-policy(7) KEYS (also the order bulwark check prints
+ * them). */
 enum bw_policy_key {
 	BW_KEY_BREAKER = 0,
 	BW_KEY_BREAKER_FAILURES,
@@ -103,9 +105,9 @@ enum bw_policy_key {
 enum bw_growth { BW_GROWTH_FIXED = 0, BW_GROWTH_LINEAR = 1 };
 
 /*
- * Every key of SPEC §3, compiled.  Durations are in nanoseconds; rates and
- * percents are fractions in [0, 1]; "off" for an optional rate or duration
- * is a negative rate or a zero duration as noted.
+ * Every key of bulwark-policy(7), compiled.  Durations are in nanoseconds;
+ * rates and percents are fractions in [0, 1]; "off" for an optional rate or
+ * duration is a negative rate or a zero duration as noted.
  */
 struct bw_settings {
 	bool breaker_on;            /* breaker */
@@ -169,7 +171,7 @@ struct bw_policy {
 	uint64_t env_mask;         /* keys set by BULWARK_<KEY>, bit = key */
 };
 
-/* One error: "policy:LINE:COL: message" (SPEC §5). */
+/* One error: "policy:LINE:COL: message" (bulwark-policy(7) ERRORS). */
 struct bw_policy_error {
 	char origin[16];           /* "policy", "file" or "env" */
 	int line, col;             /* 1-based; 0 when not applicable */
@@ -269,8 +271,8 @@ int bw_policy_errno_from_name(const char *name, size_t len);
 const char *bw_policy_errno_name(int e);
 
 /*
- * Validates a state name (SPEC §5: letters, digits, '.', '_', '-', 1 to 64
- * characters).  Returns 0 or -EINVAL.
+ * Validates a state name (BULWARK_STATE in bulwark(1): letters, digits, '.',
+ * '_', '-', 1 to 64 characters).  Returns 0 or -EINVAL.
  */
 int bw_policy_check_state_name(const char *name);
 

@@ -2,7 +2,7 @@
 /*
  * policy/text.h: the bounded text builder (policy/text.c), for the policy's
  * messages and printers and for the shim's log lines and labels.  AS-safe:
- * no allocation, no printf, no locale.  Names are bw__ (STYLE 2.2).
+ * no allocation, no printf, no locale.  Names are bw__ (doc/design.md H2).
  */
 #ifndef BW_POLICY_TEXT_H
 #define BW_POLICY_TEXT_H

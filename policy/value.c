@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * policy/value.c: parsers and printers for every value type of SPEC §3
- * (durations, percents, counts, windows, factors, jitter, errno names,
- * retry.on lists, scope, growth, group names) and state-name checks.
- * Values are byte ranges, not C strings: they may hold anything, NULs
- * included.  Never: allocates, uses strtod/strtol (locale, errno), reads
- * outside [v, v + n).  Context: any; the shim's constructor calls it.
+ * policy/value.c: parsers and printers for every value type of
+ * bulwark-policy(7) Values (durations, percents, counts, windows, factors,
+ * jitter, errno names, retry.on lists, scope, growth, group names) and
+ * state-name checks.  Values are byte ranges, not C strings: they may hold
+ * anything, NULs included.  Never: allocates, uses strtod/strtol (locale,
+ * errno), reads outside [v, v + n).  Context: any; the shim's constructor calls
+ * it.
  */
 #include <errno.h>
 #include <string.h>

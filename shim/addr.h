@@ -2,7 +2,7 @@
 /*
  * shim/addr.h: the one reading of a TCP peer address that every module
  * shares (connect's destination key, the host-rule map, hedging's name
- * lists): IPv4-mapped IPv6 is IPv4 (LESSONS 10).
+ * lists): IPv4-mapped IPv6 is IPv4 (doc/design.md L10).
  */
 #ifndef BW_SHIM_ADDR_H
 #define BW_SHIM_ADDR_H

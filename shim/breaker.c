@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/breaker.c: the circuit breaker (SPEC §3 breaker.*, §4) over the
- * shared struct bw_dest, as a pure state machine with the clock passed in.
+ * shim/breaker.c: the circuit breaker (bulwark-policy(7) breaker.* and CALLS)
+ * over the shared struct bw_dest, as a pure state machine with the clock passed
+ * in.
  * Owns: bw_breaker_*, the breaker fields of struct bw_dest.
  * Never: allocates, locks, makes a syscall, logs or touches errno.
  * Context: any hook, any thread, signal handlers, post-fork children, and
@@ -547,7 +548,9 @@ static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 				return rc;
 			w = atomic_load(&d->state);
 			continue;
-		default: /* CLOSED; a corrupt state (3) fails open (SPEC §7) */
+		/* CLOSED; a corrupt state (3) fails open
+		 * (bulwark(1) DIAGNOSTICS) */
+		default:
 			return 0;
 		}
 	}

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/breaker.h: the circuit breaker of SPEC §3-§4 (breaker.* keys) as a
- * pure state machine over one shared struct bw_dest.  The caller supplies
- * the clock (CLOCK_MONOTONIC, ns) and the compiled settings; the module
- * makes no syscalls, takes no locks, allocates nothing and never touches
+ * shim/breaker.h: the circuit breaker of bulwark-policy(7) (breaker.* keys,
+ * CALLS) as a pure state machine over one shared struct bw_dest.  The caller
+ * supplies the clock (CLOCK_MONOTONIC, ns) and the compiled settings; the
+ * module makes no syscalls, takes no locks, allocates nothing and never touches
  * errno, so every function is AS-safe and usable from any hook, thread or
  * process sharing the segment.  Design and invariants: shim/breaker.c.
  */
@@ -28,7 +28,8 @@
 #define BW_BREAKER_PROBE_STALE_MIN_NS (30ull * 1000000000ull)
 
 /* What a call to bw_breaker_record / bw_breaker_admit changed, for the log
- * (SPEC §6).  Each transition is returned to exactly one caller. */
+ * (bulwark(1) DIAGNOSTICS).  Each transition is returned to exactly one
+ * caller. */
 enum bw_breaker_event {
 	BW_BREAKER_EV_NONE = 0,
 	BW_BREAKER_EV_OPENED,	      /* closed -> open: breaker_open */
@@ -70,11 +71,11 @@ int bw_breaker_admit(struct bw_dest *d, const struct bw_settings *s,
 		     uint64_t now_ns, int *event);
 
 /*
- * After a call to d finished (a connect attempt or an exchange, SPEC §4):
- * failed, its latency, and whether it was a probe admitted by
- * bw_breaker_admit.  Returns an enum bw_breaker_event (NONE, OPENED,
- * CLOSED or REOPENED); *why (may be NULL) receives the reason for OPENED.
- * Only a successful call can be slow.  Cannot fail.  AS-safe: yes.
+ * After a call to d finished (a connect attempt or an exchange,
+ * bulwark-policy(7) CALLS): failed, its latency, and whether it was a probe
+ * admitted by bw_breaker_admit.  Returns an enum bw_breaker_event (NONE,
+ * OPENED, CLOSED or REOPENED); *why (may be NULL) receives the reason for
+ * OPENED.  Only a successful call can be slow.  Cannot fail.  AS-safe: yes.
  */
 int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
 		      bool failed, uint64_t latency_ns, bool probe,
@@ -114,7 +115,7 @@ bool bw_breaker_record_ok(struct bw_dest *d, const struct bw_settings *s,
 void bw_breaker_note_healthy(struct bw_dest *d, const struct bw_settings *s);
 
 /* A probe ended as neither success nor failure (closed before its connect
- * completed, LESSONS 6): gives its claim back so another call may probe.
+ * completed, doc/design.md L6): gives its claim back so another call may probe.
  * A ticket of an earlier round is ignored.  AS-safe: yes. */
 void bw_breaker_release_probe(struct bw_dest *d, int ticket);
 
@@ -135,15 +136,15 @@ enum bw_breaker_state bw_breaker_view(const struct bw_dest *d, uint64_t now_ns,
 bool bw_breaker_quiet(const struct bw_dest *d, uint64_t now_ns,
 		      uint64_t idle_ns);
 
-/* The state as SPEC §5's status spells it, forced states included:
+/* The state as bulwark(1) status spells it, forced states included:
  * "closed", "open", "half_open", "forced_open", "disabled". */
 const char *bw_breaker_state_name(const struct bw_dest *d, uint64_t now_ns);
 
 /*
- * Calls, failures and slow calls in d's window (count or time, SPEC §3) as
- * of now_ns; all 0 when s defines no window.  Approximate: the window is
- * BW_STATE_WINDOW_BUCKETS slices, so it spans 90 to 100 % of its size.
- * Used by retry.min_success.  AS-safe: yes.
+ * Calls, failures and slow calls in d's window (count or time,
+ * bulwark-policy(7)) as of now_ns; all 0 when s defines no window.
+ * Approximate: the window is BW_STATE_WINDOW_BUCKETS slices, so it spans 90 to
+ * 100 % of its size.  Used by retry.min_success.  AS-safe: yes.
  */
 void bw_breaker_window(const struct bw_dest *d, const struct bw_settings *s,
 		       uint64_t now_ns, uint32_t *calls, uint32_t *failures,

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/bulkhead.c: the bulkhead (SPEC §3 bulkhead.*, §5).  Owns: bw_bulkhead_*
- * and the bulkhead fields of bw_dest (bh_*) and the hold records of the
- * segment.  Never: allocates, locks, logs, sets errno, or holds an fd past
- * a call.  Context: acquire from the connect path (may sleep when asked to
- * wait); release from close, any thread or signal handler (atomics and a
- * futex wake only); sweep from acquire or the command.
+ * shim/bulkhead.c: the bulkhead (bulwark-policy(7) bulkhead.*,
+ * bulwark(1) FILES).  Owns: bw_bulkhead_* and the bulkhead fields of bw_dest
+ * (bh_*) and the hold records of the segment.  Never: allocates, locks, logs,
+ * sets errno, or holds an fd past a call.  Context: acquire from the connect
+ * path (may sleep when asked to wait); release from close, any thread or signal
+ * handler (atomics and a futex wake only); sweep from acquire or the command.
  *
  * Counts.  bw_dest.bh_word packs active (20 bits), waiting (14) and the
  * last hold record to change them (index 14, generation 16).  Every change
@@ -236,7 +236,7 @@ static _Atomic uint64_t self_start;   /* our start time, 0: unknown */
 static _Atomic uint32_t fork_count;   /* bw_bulkhead_forked() calls */
 /* Where this thread looks first for a free record: the one it freed last,
  * so a thread keeps reusing one warm record and threads do not collide
- * (initial-exec: LESSONS 5). */
+ * (initial-exec: doc/design.md L5). */
 static __thread uint32_t claim_hint __attribute__((tls_model("initial-exec")));
 
 /* A view of one bulkhead: the shared one of a dest, or a private one. */

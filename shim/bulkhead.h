@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/bulkhead.h: the bulkhead of SPEC §3 (bulkhead.* keys): at most
+ * shim/bulkhead.h: the bulkhead of bulwark-policy(7) (bulkhead.* keys): at most
  * bulkhead.max connections open at once to one destination (or group),
  * counted across every process sharing the state (scope=shared) or in this
  * process (scope=process), with a bounded, ordered wait.  A slot taken by
@@ -21,7 +21,7 @@
 /* A dead holder's slot is looked for at most this often per destination
  * (and only while the bulkhead is full, someone waits, or a shared
  * connection was closed), so a killed holder's slot returns within
- * 100 ms of being needed, well inside SPEC §5's second. */
+ * 100 ms of being needed, well inside the second bulwark(1) FILES promises. */
 #define BW_BULKHEAD_SWEEP_NS (100ull * 1000000)
 /* A connection closed after a fork (SHARED slot) is looked for this often
  * by acquires that do not find the bulkhead full: each look may scan
@@ -49,7 +49,7 @@ struct bw_slot {
 			    * refused in the end) */
 };
 
-/* Metrics of one destination (SPEC §5 status, and the list). */
+/* Metrics of one destination (bulwark(1) status). */
 struct bw_bulkhead_view {
 	uint32_t active, max, waiting;
 	uint64_t acquired, rejected, saturated;

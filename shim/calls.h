@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/calls.h: the one place a finished call (SPEC §4) is accounted: the
- * destination's counters, and the breaker that acts on them.
+ * shim/calls.h: the one place a finished call (bulwark-policy(7) CALLS) is
+ * accounted: the destination's counters, and the breaker that acts on them.
  */
 #ifndef BW_SHIM_CALLS_H
 #define BW_SHIM_CALLS_H
@@ -47,8 +47,8 @@ void bw_call_healthy(struct bw_conn *c);
 void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		    uint64_t latency_ns, uint64_t now_ns);
 
-/* Whether err is a call failure of SPEC §4 for a connect attempt
- * (refused, timed out, unreachable, reset). */
+/* Whether err is a call failure of bulwark-policy(7) CALLS for a connect
+ * attempt (refused, timed out, unreachable, reset). */
 bool bw_call_connect_failed(int err);
 /* ... for an exchange (reset, broken pipe, timed out). */
 bool bw_call_exchange_failed(int err);

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/connect.c: connect(2) on TCP sockets: finds the destination (address
- * and port, or the rule's group) and its rule (first match, SPEC §3; none:
- * observed only, man/bulwark-policy.7), makes the attempt and accounts for
- * it (SPEC §4).
+ * and port, or the rule's group) and its rule (first match, bulwark-policy(7);
+ * none: observed only, man/bulwark-policy.7), makes the attempt and accounts
+ * for it (bulwark-policy(7) CALLS).
  * Owns: bw_connect.  Never: changes the socket's blocking mode, retries
- * after EINTR (the connect goes on in the kernel, LESSONS 7), allocates.
+ * after EINTR (the connect goes on in the kernel, doc/design.md L7), allocates.
  * Context: the connect hook (AS-safe: inet_ntop formats, nothing locks).
  */
 #include <arpa/inet.h>
@@ -45,8 +45,8 @@ static int is_stream(int fd)
 	return rc == 0 && type == SOCK_STREAM;
 }
 
-/* The destination key of sa; IPv4-mapped IPv6 counts as IPv4 (LESSONS
- * 10).  Returns 0 or -EAFNOSUPPORT. */
+/* The destination key of sa; IPv4-mapped IPv6 counts as IPv4 (doc/design.md
+ * L10).  Returns 0 or -EAFNOSUPPORT. */
 static int key_of(const struct sockaddr *sa, socklen_t len,
 		  struct bw_dest_key *k)
 {
@@ -268,7 +268,7 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 /*
  * A blocking connect bounded by timeout_ns (connect.timeout): the attempt
  * runs non-blocking under poll, and the socket's mode is put back before
- * returning, so the program never sees it change (LESSONS 6).  Returns
+ * returning, so the program never sees it change (doc/design.md L6).  Returns
  * libc-style: 0 with errno untouched, or -1 with errno (ETIMEDOUT past the
  * deadline; EINTR when a signal without SA_RESTART arrives, as it ends a
  * kernel connect; a signal with SA_RESTART does not end it).  A failed
@@ -369,8 +369,8 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 
 /*
  * After failed attempt n (errno err) of a connect: whether to try
- * again, and the delay, by retry.* (SPEC §3): never once the breaker is
- * open, never for an errno outside retry.on, within retry.attempts, the
+ * again, and the delay, by retry.* (bulwark-policy(7)): never once the breaker
+ * is open, never for an errno outside retry.on, within retry.attempts, the
  * budget and retry.min_success.  Logs retry / retry_exhausted.
  */
 bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
@@ -414,7 +414,7 @@ bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
  * connect.timeout_growth), and accounted as a call; a blocking connect
  * that fails in a retry.on class is tried again on the same fd after the
  * backoff (a failed blocking connect leaves the socket reconnectable, and
- * a timed-out one was aborted: LESSONS 7).  A non-blocking connect never
+ * a timed-out one was aborted: doc/design.md L7).  A non-blocking connect never
  * waits here: one the bulkhead queues, one in progress (EINPROGRESS) and
  * one that failed at once and is retried are handed to shim/async.c,
  * whose work happens in the program's own waits; the program sees
@@ -612,7 +612,7 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		/* The failure bulwark read for the program in poll: report it
 		 * as the kernel would have, and leave the socket
 		 * reconnectable (the kernel's pending connect answers
-		 * ECONNABORTED once, LESSONS 7). */
+		 * ECONNABORTED once, doc/design.md L7). */
 		int e = c->pending_err;
 		c->pending_err = 0;
 		if (c->stale) /* the kernel's ECONNABORTED, swallowed */

@@ -17,16 +17,16 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len);
 
 /*
  * sendto/sendmsg with MSG_FASTOPEN and an address is an implicit connect
- * (LESSONS 3): before the real call, binds c's destination and admits the
- * attempt (breaker, bulkhead) as connect does.  Returns 0 to go on, or
+ * (doc/design.md L3): before the real call, binds c's destination and admits
+ * the attempt (breaker, bulkhead) as connect does.  Returns 0 to go on, or
  * -errno when it is refused (nothing reaches the network).  Not retried:
  * the call carries data.  AS-safe: yes.
  */
 int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			socklen_t len);
 
-/* Binds c to the rule and destination of sa (first match, SPEC §3; the
- * rule's group, if any).  Returns 0, or 1 when nothing applies there (a
+/* Binds c to the rule and destination of sa (first match, bulwark-policy(7);
+ * the rule's group, if any).  Returns 0, or 1 when nothing applies there (a
  * rule says off, or no room in the state).  Internal to connect.c and
  * hedge.c.  AS-safe: yes. */
 int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,

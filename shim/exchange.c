@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/exchange.c: calls on connections the program already has (SPEC §4):
- * the outcome of a non-blocking connect, taken where the program learns it
- * (its own getsockopt(SO_ERROR), the first send or receive, close before
- * completion: LESSONS 6), and exchanges: from the first send after a
- * receive (or after the connect) to the next receive that returns data,
- * or that returns the peer's close after the program's own shutdown of
- * its sending side (one-way protocols: no failure).
+ * shim/exchange.c: calls on connections the program already has
+ * (bulwark-policy(7) CALLS): the outcome of a non-blocking connect, taken where
+ * the program learns it (its own getsockopt(SO_ERROR), the first send or
+ * receive, close before completion: doc/design.md L6), and exchanges: from the
+ * first send after a receive (or after the connect) to the next receive that
+ * returns data, or that returns the peer's close after the program's own
+ * shutdown of its sending side (one-way protocols: no failure).
  * Owns: bw_io_*.  Never: reads SO_ERROR itself (that would clear the
  * program's error), changes a socket's mode, allocates.  Context: any I/O
  * hook (AS-safe).
@@ -56,7 +56,7 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 				      memory_order_release);
 		bw_call_record(c, BW_CALL_CONNECT, false, lat, now_ns);
 	} else if (bw_call_connect_failed(err)) {
-		/* Reconnectable on the same fd (LESSONS 7); whether the
+		/* Reconnectable on the same fd (doc/design.md L7); whether the
 		 * kernel still holds the failed attempt (c->stale) is for the
 		 * caller to say: it knows how the failure was learnt. */
 		bw_conn_set_state(c,
@@ -69,7 +69,7 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 
 /* A pending connect failed and the program learnt it from SO_ERROR, a send
  * or a receive: the socket still holds the attempt, so its next connect
- * reports ECONNABORTED first (LESSONS 7). */
+ * reports ECONNABORTED first (doc/design.md L7). */
 static void async_failed(struct bw_conn *c, int err)
 {
 	bw__connect_done(c, err, bw_clock_ns());
@@ -166,7 +166,7 @@ void bw_io_sockerr(struct bw_conn *c, int fd, int soerr)
 void bw_io_settle(struct bw_conn *c, int fd)
 {
 	/* A connect closed before it completed is neither a success nor a
-	 * failure (a Happy Eyeballs loser, LESSONS 6); one that did
+	 * failure (a Happy Eyeballs loser, doc/design.md L6); one that did
 	 * complete unseen is a success. */
 	int st = atomic_load(&c->state);
 	if (st == BW_CONN_ESTABLISHED && c->phase == BW_PHASE_IDLE)

@@ -2,7 +2,8 @@
 /*
  * shim/exchange.h: what the I/O hooks tell the accounting: the outcome of a
  * pending non-blocking connect, learnt where the program learns it, and
- * request/response exchanges on established connections (SPEC §4).
+ * request/response exchanges on established connections
+ * (bulwark-policy(7) CALLS).
  */
 #ifndef BW_SHIM_EXCHANGE_H
 #define BW_SHIM_EXCHANGE_H

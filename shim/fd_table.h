@@ -2,9 +2,9 @@
 /*
  * shim/fd_table.h: fd -> connection.  A flat array indexed by fd holds 0
  * for every fd bulwark does not track (files, pipes, Unix and UDP sockets),
- * so a hook on an untracked fd costs one load and one branch (LESSONS 5).
- * A tracked fd holds the index + 1 of a bw_conn: the TCP connection behind
- * the fd's open file description, shared by every dup of it.
+ * so a hook on an untracked fd costs one load and one branch
+ * (doc/design.md L5).  A tracked fd holds the index + 1 of a bw_conn: the TCP
+ * connection behind the fd's open file description, shared by every dup of it.
  */
 #ifndef BW_SHIM_FD_TABLE_H
 #define BW_SHIM_FD_TABLE_H
@@ -112,7 +112,8 @@ struct bw_conn {
 	uint8_t phase;           /* enum bw_phase */
 	uint8_t io_timeout;      /* the rule sets io.timeout */
 	uint8_t stale;           /* an async connect failed: the next connect
-				    reports it again or ECONNABORTED (LESSONS 7) */
+				    reports it again or ECONNABORTED
+				    (doc/design.md L7) */
 	uint8_t pending_err;     /* a connect error bulwark read from SO_ERROR
 				    and owes the program (poll retries) */
 	_Atomic uint8_t aphase;  /* enum bw_async_phase */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/hedge.c: hedged connects (SPEC §3 hedge.delay).
+ * shim/hedge.c: hedged connects (bulwark-policy(7) hedge.delay).
  * Owns: bw_hedge_connect.  Never: changes the program's fd's blocking mode
- * as the program sees it (LESSONS 6), leaks its extra socket, allocates,
+ * as the program sees it (doc/design.md L6), leaks its extra socket, allocates,
  * logs, or calls a hooked libc name (only bw_real; getsockname and
  * setsockopt are not interposed).  Context: the connect hook, for a
  * blocking connect, from connect.c's attempts() (AS-safe: atomics, the
@@ -224,7 +224,7 @@ static void launch(struct bw_conn *c, int fd, int family, struct race *r,
 	if (sp < 0)
 		return;
 	/* A fresh number: whatever the table still holds for it is stale
-	 * (LESSONS 4); the spare itself is never tracked. */
+	 * (doc/design.md L4); the spare itself is never tracked. */
 	struct bw_conn *old = bw_fd_drop(sp);
 	if (old)
 		bw_conn_free(old);
@@ -299,7 +299,7 @@ static int so_error(int fd)
 }
 
 /* Leaves a socket whose attempt ended (failed, or past the deadline)
- * reconnectable, as a failed blocking connect is (LESSONS 7). */
+ * reconnectable, as a failed blocking connect is (doc/design.md L7). */
 static void dissolve(int fd)
 {
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };

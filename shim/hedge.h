@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/hedge.h: hedged connects (SPEC §3 hedge.delay).  A blocking connect
- * to an address of a name that resolved to several (names.h) that is still
- * pending after hedge.delay races a connect to the name's next address;
+ * shim/hedge.h: hedged connects (bulwark-policy(7) hedge.delay).  A blocking
+ * connect to an address of a name that resolved to several (names.h) that is
+ * still pending after hedge.delay races a connect to the name's next address;
  * the first to complete becomes the program's connection on its own fd.
  * Design and limits: shim/hedge.c.
  */

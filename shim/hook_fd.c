@@ -3,7 +3,7 @@
  * shim/hook_fd.c: the interposed calls that close or duplicate fds: close,
  * close_range, closefrom, fclose, dup, dup2, dup3, fcntl, fcntl64.
  * Owns: those exported symbols.  Never: more than one load and one branch
- * for an untracked fd; holds no lock across the real call (STYLE 2.14).
+ * for an untracked fd; holds no lock across the real call (doc/design.md H14).
  * The table is updated before the real close so a concurrent socket() that
  * reuses the number cannot be clobbered; so a call that will fail (dup2
  * from a bad fd, dup3 onto itself, close_range with lo > hi or unknown
@@ -144,7 +144,7 @@ BW_EXPORT int dup3(int old, int nfd, int fl)
 /* fcntl(2): F_DUPFD and F_DUPFD_CLOEXEC duplicate.  Every command's third
  * argument is an int, a long or a pointer: passed through as a pointer, as
  * glibc does.  Defined twice: 21 binaries in Debian's /usr/bin import
- * fcntl64 (LESSONS 2). */
+ * fcntl64 (doc/design.md L2). */
 static int after_fcntl(int fd, int cmd, int rc)
 {
 	if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))

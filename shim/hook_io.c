@@ -5,7 +5,7 @@
  * recvmmsg, read, readv and the fortified __read_chk, __recv_chk,
  * __recvfrom_chk.
  * Owns: those exported symbols.  Never: more than one load and one branch
- * before the real call for an untracked fd (LESSONS 5), or anything but
+ * before the real call for an untracked fd (doc/design.md L5), or anything but
  * libc's return value and errno for an allowed call.  AS-safe: yes.
  */
 #include <sys/sendfile.h>

@@ -2,7 +2,8 @@
 /*
  * shim/hook_resolve.c: getaddrinfo and gethostbyname* are watched, never
  * changed: the addresses a name resolved to are recorded for host rules
- * (SPEC §3), and, under hedge.delay, as the name's ordered list (names.h).  Owns: those exported symbols.  Never: alters a result or its
+ * (bulwark-policy(7)), and, under hedge.delay, as the name's ordered list
+ * (names.h).  Owns: those exported symbols.  Never: alters a result or its
  * errno/h_errno.  AS-safe: no (the resolvers are not either).
  */
 #include <netdb.h>

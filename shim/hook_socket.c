@@ -6,7 +6,7 @@
  * Owns: those exported symbols.  Never: more than one load and one branch
  * for an fd bulwark does not track.  Every fd number handed out is fresh:
  * a stale entry for it is dropped (glibc closes fds without close(),
- * LESSONS 4).  AS-safe: yes for all but open* (which are not AS-safe in
+ * doc/design.md L4).  AS-safe: yes for all but open* (which are not AS-safe in
  * libc either).
  */
 #include <fcntl.h>
@@ -77,7 +77,7 @@ BW_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int fl)
 }
 
 /* getsockopt(2): the program's own SO_ERROR read tells a pending
- * connect's outcome (LESSONS 6).  AS-safe: yes. */
+ * connect's outcome (doc/design.md L6).  AS-safe: yes. */
 BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
 			 socklen_t *len)
 {

@@ -2,9 +2,9 @@
 /*
  * shim/hostmap.h: which host rules each resolved address belongs to.  The
  * resolver hooks record, for every address a name resolved to, the host
- * rules (SPEC §3 "host") whose name matches; connect asks which of them
- * hold for its address.  Nothing is recorded when the policy has no host
- * rules.
+ * rules (a name in bulwark-policy(7) Matches) whose name matches; connect asks
+ * which of them hold for its address.  Nothing is recorded when the policy has
+ * no host rules.
  */
 #ifndef BW_SHIM_HOSTMAP_H
 #define BW_SHIM_HOSTMAP_H

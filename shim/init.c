@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/init.c: start-up of the shim in each process: binds libc, reads the
- * environment (SPEC §2), compiles the policy, attaches the state, and only
- * then lets the hooks act (bw_g.ready).  An invalid policy, a bad state
- * name or an unusable segment never stops the program: it is said once on
- * the log and the shim falls back (SPEC §7); BULWARK_STRICT=1 ends the
- * program with status 2 before main instead.
+ * environment (bulwark(1) ENVIRONMENT), compiles the policy, attaches the
+ * state, and only then lets the hooks act (bw_g.ready).  An invalid policy, a
+ * bad state name or an unusable segment never stops the program: it is said
+ * once on the log and the shim falls back (bulwark(1) DIAGNOSTICS);
+ * BULWARK_STRICT=1 ends the program with status 2 before main instead.
  * Owns: bw_g, bw__init, the constructor, the fork handlers and their
  * counterpart for children started without them (bw_spawned).  Runs once
  * per process image, under pthread_once; fork children inherit everything.
@@ -267,7 +267,7 @@ static void init_once(void)
 	 * one pushed before we started is in force from here on. */
 	bw_live_setup(&bw_g.state);
 	/* Bulkhead slots belong to open file descriptions, which a fork
-	 * shares (LESSONS 8). */
+	 * shares (doc/design.md L8). */
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	goto out;
 bad:

@@ -2,7 +2,7 @@
 /*
  * shim/internal.h: what every shim module shares: the process-wide
  * configuration (bw_g), branch hints, the export attribute, the clock and
- * the errno-keeping helpers of STYLE 2.4-2.5.
+ * the errno-keeping helpers of doc/design.md H4-H5.
  */
 #ifndef BW_SHIM_INTERNAL_H
 #define BW_SHIM_INTERNAL_H
@@ -22,7 +22,7 @@
 #define BW_NOINLINE __attribute__((noinline))
 #define BW_EXPORT __attribute__((visibility("default")))
 
-/* Runs stmt with errno saved and restored around it (STYLE 2.5). */
+/* Runs stmt with errno saved and restored around it (doc/design.md H5). */
 #define BW_KEEP_ERRNO(stmt)                                                   \
 	do {                                                                  \
 		int bw_saved_errno_ = errno;                                  \
@@ -30,7 +30,7 @@
 		errno = bw_saved_errno_;                                      \
 	} while (0)
 
-/* Converts an internal -errno into libc's -1/errno (STYLE 2.4). */
+/* Converts an internal -errno into libc's -1/errno (doc/design.md H4). */
 static inline int bw_hook_fail(int rc)
 {
 	errno = -rc;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/log.c: logfmt event lines (SPEC §6) and their rate limit.
+ * shim/log.c: logfmt event lines (bulwark(1) DIAGNOSTICS) and their rate limit.
  * Owns: bw_log*.  Never: allocates, uses stdio, holds an fd (the log file is
  * opened, written and closed per line; lines are rare by construction),
  * changes errno, blocks on the log file, writes into a file the program
@@ -99,7 +99,8 @@ size_t bw_log_duration(uint64_t ns, char *buf, size_t cap)
 		bw__buf_puts(&o, "0");
 	} else {
 		/* The largest unit not above ns, with one decimal at most
-		 * (truncated): "60s", "1.5s", "250ms", as SPEC §6 shows. */
+		 * (truncated): "60s", "1.5s", "250ms", as
+		 * bulwark(1) DIAGNOSTICS shows. */
 		size_t i = 0;
 		while (i < 2 && ns < units[i].ns)
 			i++;

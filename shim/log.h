@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/log.h: SPEC §6 log lines, logfmt, rate limited per event and
- * destination.  AS-safe: the formatter is our own and the line goes out in
+ * shim/log.h: bulwark(1) DIAGNOSTICS log lines, logfmt, rate limited per event
+ * and destination.  AS-safe: the formatter is our own and the line goes out in
  * one write(2).
  */
 #ifndef BW_SHIM_LOG_H

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/names.h: the address list of each resolved name, in the order the
- * resolver gave it, for hedged connects (SPEC §3 hedge.delay): given the
- * address a program connects to, which address of the same name comes
+ * resolver gave it, for hedged connects (bulwark-policy(7) hedge.delay): given
+ * the address a program connects to, which address of the same name comes
  * next.  The resolver hooks record; the connect path reads.  Nothing is
  * recorded unless some rule (or the defaults) sets hedge.delay, so the
  * default policy pays nothing (bw_names_wanted).
@@ -39,7 +39,7 @@ bool bw_names_wanted(void);
 /* Starts collecting the answer for name. */
 void bw_names_begin(struct bw_names_batch *b, const char *name);
 /* Adds one resolved address (AF_INET or AF_INET6; IPv4-mapped IPv6 as
- * IPv4, LESSONS 10); duplicates (one per socket type in a getaddrinfo
+ * IPv4, doc/design.md L10); duplicates (one per socket type in a getaddrinfo
  * answer), link-local IPv6 and addresses past BW_NAMES_ADDRS are ignored. */
 void bw_names_add(struct bw_names_batch *b, const struct sockaddr *sa);
 /* Publishes the list when it has two or more addresses.  Lock-free;

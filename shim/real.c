@@ -3,7 +3,7 @@
  * shim/real.c: the table of real libc functions (bw_real) and the kernel
  * fallbacks it holds until bw_real_bind() runs.
  * Owns: bw_real, bw_real_bind.  Never: allocates before binding; a fallback
- * calls only syscall(2) (LESSONS 1).  Binding runs once, under
+ * calls only syscall(2) (doc/design.md L1).  Binding runs once, under
  * pthread_once in bw__init, and refuses a symbol that resolves back into
  * the shim itself (a second copy of us loaded under another name).
  */
@@ -431,8 +431,8 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *ctx)
 }
 
 /* Binds *slot to the next definition of name, unless that is ourselves
- * (LESSONS 1).  One range check a symbol: dladdr per symbol cost 4 million
- * instructions at every process start. */
+ * (doc/design.md L1).  One range check a symbol: dladdr per symbol cost 4
+ * million instructions at every process start. */
 static void bind1(void **slot, const char *name)
 {
 	void *p = dlsym(RTLD_NEXT, name);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/retry.c: connect-retry decisions (SPEC §3 retry.*, connect.timeout*)
- * over the shared struct bw_dest, with the clock and random bits passed in.
+ * shim/retry.c: connect-retry decisions (bulwark-policy(7) retry.*,
+ * connect.timeout*) over the shared struct bw_dest, with the clock and random
+ * bits passed in.
  * Owns: bw_retry_*, and of struct bw_dest the retry fields (retries,
  * retries_ok, retries_denied, budget_epoch, budget_connects, budget_retries).
  * Never: allocates, locks, makes a syscall, logs or touches errno.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/retry.h: connect retries (SPEC §3 retry.*, connect.timeout,
+ * shim/retry.h: connect retries (bulwark-policy(7) retry.*, connect.timeout,
  * connect.timeout_growth) as pure decisions: which errors are retried, how
  * long to wait, how long each attempt may take, and whether a retry is
  * allowed now (attempts, retry budget, retry.min_success).  The caller
@@ -34,14 +34,14 @@
 #include "policy/policy.h"
 #include "shim/state.h"
 
-/* The retry budget's window (SPEC §3 retry.budget: "over the last 10 s"),
+/* The retry budget's window (bulwark-policy(7) retry.budget),
  * kept as two halves: a connect or retry counts for 5 to 10 s.  Halves
  * (rather than 10 slices) because the whole past fits one 64-bit word
  * next to the current half's two counters: see shim/retry.c. */
 #define BW_RETRY_BUDGET_WINDOW_NS (10ull * 1000000000ull)
 #define BW_RETRY_BUDGET_HALF_NS (BW_RETRY_BUDGET_WINDOW_NS / 2)
 /* Retries the budget always allows per window, whatever the connects
- * (SPEC §3: "at least 3 retries always allowed"; Envoy's
+ * (bulwark-policy(7): "at least 3 retries always allowed"; Envoy's
  * min_retry_concurrency default).  Lets a quiet destination retry at all. */
 #define BW_RETRY_BUDGET_MIN 3u
 
@@ -49,7 +49,7 @@
  * order. */
 enum bw_retry_verdict {
 	BW_RETRY_ALLOW = 0,
-	BW_RETRY_DENY_ERRNO, /* err not in retry.on (SPEC: never EACCES...) */
+	BW_RETRY_DENY_ERRNO, /* err not in retry.on (bulwark-policy(7)) */
 	BW_RETRY_DENY_ATTEMPTS, /* retry.attempts used up */
 	BW_RETRY_DENY_ADAPTIVE, /* retry.min_success: success unlikely */
 	BW_RETRY_DENY_BUDGET,	/* retry.budget spent for the last 10 s */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/state.c: the per-destination table of SPEC §5 in a shared segment
- * (/dev/shm/bulwark-<uid>-<name>) or private memory.  Owns: bw_state_*.
+ * shim/state.c: the per-destination table of bulwark(1) FILES in a shared
+ * segment (/dev/shm/bulwark-<uid>-<name>) or private memory.  Owns: bw_state_*.
  * Never: allocates, locks, logs, sets errno, holds an fd, or indexes with a
  * value read from the segment.  Context: attach/detach from the constructor
  * or the command (not AS-safe: snprintf); get/find/slot/label/reset from any
@@ -136,7 +136,8 @@ static int ok_name_char(char c)
 	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
-/* 0 if name is a valid state name (SPEC §5), else -EINVAL. */
+/* 0 if name is a valid state name (BULWARK_STATE in bulwark(1)), else
+ * -EINVAL. */
 static int check_name(const char *name)
 {
 	size_t n = 0;
@@ -253,7 +254,7 @@ static int prepare_file(int fd, const char *path, unsigned uid, char *why,
 		return rc;
 	}
 	/* Reserve the pages now: a store into a hole of a full tmpfs would
-	 * kill the program with SIGBUS later (SPEC §7). */
+	 * kill the program with SIGBUS later (bulwark(1) DIAGNOSTICS). */
 	rc = posix_fallocate(fd, 0, (off_t)size);
 	if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
 		WHY("state %s: cannot reserve %zu bytes: %s", path, size,
@@ -440,7 +441,7 @@ static int attach_file(struct bw_state *st, const char *name, bool create,
 			return rc;
 	}
 	rc = map_file(st, fd, st->path, uid, why, whycap);
-	bw_sys.close(fd); /* LESSONS 9: hold no fd */
+	bw_sys.close(fd); /* doc/design.md L9: hold no fd */
 	return rc;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/state.h: the per-destination state of SPEC §5, in a shared-memory
- * segment (/dev/shm/bulwark-<uid>-<NAME>) or in private memory.
+ * shim/state.h: the per-destination state of bulwark(1) FILES, in a
+ * shared-memory segment (/dev/shm/bulwark-<uid>-<NAME>) or in private memory.
  *
  * Used by the shim (counters, breaker, bulkhead) and by the bulwark command
  * (status, reset, force).  The segment is lock-free: every field is written
@@ -78,7 +78,8 @@ struct bw_window_bucket {
 	uint32_t pad;
 };
 
-/* Breaker states (SPEC §4).  Low bits of bw_dest.state (shim/breaker.h). */
+/* Breaker states (bulwark-policy(7) CALLS).  Low bits of bw_dest.state
+ * (shim/breaker.h). */
 enum bw_breaker_state {
 	BW_BREAKER_CLOSED = 0,
 	BW_BREAKER_OPEN = 1,
@@ -104,7 +105,7 @@ struct bw_dest {
 	_Atomic uint32_t ten;
 	_Atomic uint32_t touched;
 
-	/* Calls (SPEC §4): connect attempts and exchanges. */
+	/* Calls (bulwark-policy(7) CALLS): connect attempts and exchanges. */
 	_Atomic uint64_t successful_calls, failed_calls; /* total: their sum */
 	_Atomic uint64_t rejected_calls, slow_calls;
 	_Atomic uint64_t connect_calls, exchange_calls;
@@ -224,11 +225,11 @@ size_t bw_state_size(void);
 int bw_state_path(const char *name, unsigned uid, char *buf, size_t cap);
 
 /*
- * Maps state name (SPEC §5), creating the segment when create is true and
- * it does not exist.  "private" maps anonymous memory.  A segment owned by
- * another user, not a regular file, a symlink, of the wrong mode, size or
- * version, or with a bad header is refused: returns -errno and writes the
- * reason to why.  Holds no fd after it returns (LESSONS 9).
+ * Maps state name (BULWARK_STATE in bulwark(1)), creating the segment when
+ * create is true and it does not exist.  "private" maps anonymous memory.  A
+ * segment owned by another user, not a regular file, a symlink, of the wrong
+ * mode, size or version, or with a bad header is refused: returns -errno and
+ * writes the reason to why.  Holds no fd after it returns (doc/design.md L9).
  */
 int bw_state_attach(struct bw_state *st, const char *name, bool create,
 		    char *why, size_t whycap);

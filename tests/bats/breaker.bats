@@ -1,9 +1,9 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# tests/bats/breaker.bats: the circuit breaker (SPEC §3-§6) with real
-# programs: a loop of short-lived curl runs against a server that resets,
-# recovery through a half-open probe, connect.timeout against a blackholed
-# test host, exactly breaker.probes trial connects from 40 processes,
+# tests/bats/breaker.bats: the circuit breaker (bulwark-policy(7), bulwark(1))
+# with real programs: a loop of short-lived curl runs against a server that
+# resets, recovery through a half-open probe, connect.timeout against a
+# blackholed test host, exactly breaker.probes trial connects from 40 processes,
 # io.timeout, forced states, log lines.  Time is only checked in orders of
 # magnitude; the benchmarks measure it.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# tests/bats/bulkhead.bats: the bulkhead (SPEC §3 bulkhead.*) with real
-# clients against a stalling fault server that reports its peak
+# tests/bats/bulkhead.bats: the bulkhead (bulwark-policy(7) bulkhead.*) with
+# real clients against a stalling fault server that reports its peak
 # concurrency: many processes, many threads, a pre-forking parent, the
 # bounded wait queue, processes SIGKILLed while holding slots, and no slot
 # leaked across thousands of mixed connects.

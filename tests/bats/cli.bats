@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# tests/bats/cli.bats: the bulwark command (SPEC §1, §5): --version and
+# tests/bats/cli.bats: the bulwark command (bulwark(1)): --version and
 # --help, exit statuses, check's output and error format, run's environment
 # and LD_PRELOAD handling and its warnings, status/--json/--prometheus on a
 # missing and on a real segment, force and reset; and the shim's linkage
@@ -316,7 +316,7 @@ PY
 	[ ! -e "$(bw_state_file)" ]
 }
 
-@test "status --json: valid JSON with the keys of SPEC §5 in order" {
+@test "status --json: valid JSON with the keys of bulwark(1) status in order" {
 	require_cmd python3
 	"$BW_CLI" force --state "$STATE" 127.0.0.1:1 open >/dev/null
 	"$BW_CLI" force --state "$STATE" '[::1]:8080' disabled >/dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# tests/bats/hedge.bats: hedged connects (SPEC §3 hedge.delay).  A name
-# defined in a private /etc/hosts (a mount namespace of the client's own,
+# tests/bats/hedge.bats: hedged connects (bulwark-policy(7) hedge.delay).  A
+# name defined in a private /etc/hosts (a mount namespace of the client's own,
 # unshare --mount) resolves to a blackholed test host (a network namespace,
 # tests/lib/netns.bash) first and to a healthy server on 127.0.0.1 second,
 # both on one port.  A blocking Python client connects through the healthy

@@ -1,10 +1,11 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# tests/bats/observe.bats: what the shim records (SPEC §4) for real clients
-# against the fault server: connect attempts (blocking, non-blocking,
-# abandoned), exchanges (ok, reset, peer close, slow), counters exact under
-# 32 threads, dup and fork sharing, host rules, and the fall-backs of
-# SPEC §7 (invalid policy, BULWARK_STRICT, BULWARK_DISABLE, a bad segment).
+# tests/bats/observe.bats: what the shim records (bulwark-policy(7) CALLS) for
+# real clients against the fault server: connect attempts (blocking,
+# non-blocking, abandoned), exchanges (ok, reset, peer close, slow), counters
+# exact under 32 threads, dup and fork sharing, host rules, and the fall-backs
+# of bulwark(1) DIAGNOSTICS (invalid policy, BULWARK_STRICT, BULWARK_DISABLE, a
+# bad segment).
 
 load ../lib/common
 

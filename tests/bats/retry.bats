@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# tests/bats/retry.bats: reconnect retries (SPEC §3 retry.*) with real
+# tests/bats/retry.bats: reconnect retries (bulwark-policy(7) retry.*) with real
 # clients against a server that refuses for a while and then listens:
 # blocking Python, curl (non-blocking, poll), Python asyncio (non-blocking,
 # epoll + SO_ERROR); the backoff schedule as the wire sees it (SYNs counted

@@ -42,7 +42,8 @@ BW_SERVER_N=0
 bw_setup() {
 	BW_TMP=${BATS_TEST_TMPDIR:-$(mktemp -d "${TMPDIR:-/tmp}/bwtest.XXXXXX")}
 	export BW_TMP
-	# Letters, digits, '.', '_', '-' only (SPEC §5); unique per test run.
+	# Letters, digits, '.', '_', '-' only (BULWARK_STATE in bulwark(1));
+	# unique per test run.
 	BULWARK_STATE="bats-$$-${BATS_SUITE_TEST_NUMBER:-${BATS_TEST_NUMBER:-0}}"
 	export BULWARK_STATE
 	BW_PIDS=()
@@ -64,7 +65,7 @@ bw_teardown() {
 setup() { bw_setup; }
 teardown() { bw_teardown; }
 
-# /dev/shm file of the test's state segment (SPEC §5).
+# /dev/shm file of the test's state segment (bulwark(1) FILES).
 bw_state_file() {
 	echo "/dev/shm/bulwark-${UID}-${1:-$BULWARK_STATE}"
 }

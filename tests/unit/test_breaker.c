@@ -15,7 +15,7 @@
 #define MS 1000000ull
 #define SEC 1000000000ull
 
-/* SPEC §3 built-in defaults. */
+/* bulwark-policy(7) built-in defaults. */
 static struct bw_settings defaults(void)
 {
 	struct bw_settings s;

@@ -565,7 +565,7 @@ static void test_policy_comments_blank_lines_and_separators(void)
 	BW_ASSERT_EQ(P.nrules, 0);
 	BW_ASSERT_EQ(compile(" ;\n;# x\n\n"), 0);
 	BW_ASSERT_EQ(P.nrules, 0);
-	/* The SPEC §3 example. */
+	/* The bulwark-policy(7) EXAMPLES policy. */
 	BW_ASSERT_EQ(compile("redis.internal:6379 breaker.failures=3 "
 			     "breaker.open=30s bulkhead.max=8;\n"
 			     "                10.0.0.0/8:5432     "

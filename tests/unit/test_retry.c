@@ -21,7 +21,7 @@
 #define SEC 1000000000ull
 #define SAMPLES 200000
 
-/* SPEC §3 built-in defaults, breaker and retry keys. */
+/* bulwark-policy(7) built-in defaults, breaker and retry keys. */
 static struct bw_settings defaults(void)
 {
 	struct bw_settings s;
