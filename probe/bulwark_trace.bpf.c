@@ -1,18 +1,32 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /*
- * probe/bulwark_trace.bpf.c: the kernel side of `bulwark trace` (SPEC §8).
- * Measures connects and request/response exchanges per destination and
- * aggregates them into log2 histograms in a map; only calls slower than
- * targ_min_ns, and the shim's rare events, go through the ring buffer.
+ * probe/bulwark_trace.bpf.c: the kernel side of `bulwark trace` (see
+ * man/bulwark.1).  Measures connects and request/response exchanges per
+ * destination and aggregates them into log2 histograms in a map; only
+ * calls slower than targ_min_ns, and the shim's rare events, go through
+ * the ring buffer.
  *
- * Hooks (the loader picks them at run time, see bulwark_trace.c):
- *   - USDT probes of the shim (libbulwark.so): its logical calls, breaker
- *     transitions, rejections, retries.  A process seen there is marked
- *     "shimmed" and its syscalls are no longer measured (no double count).
- *   - syscall tracepoints: connect, and send/recv on the sockets this
- *     program saw connect, for processes without the shim (static too).
- *   - sock:inet_sock_set_state (tp_btf, else the classic tracepoint): TCP
- *     handshake time, SYN_SENT -> ESTABLISHED.
+ * Cheap while attached: every per-call hook is a socket-layer tracepoint,
+ * so a system call that is not a TCP send or receive (a write to a file, a
+ * pipe, a Unix socket) runs no program of ours at all, and no syscall
+ * tracepoint is attached (one would slow every system call on the machine).
+ *   - sock:inet_sock_set_state (tp_btf, else the classic tracepoint): a
+ *     connect starts (CLOSE -> SYN_SENT, in the caller's context: the -p /
+ *     -- CMD filter is applied once here, and the socket enters the conns
+ *     map), the handshake ends (SYN_SENT -> ESTABLISHED or CLOSE: the
+ *     connect's latency, blocking or not, and its errno), the connection
+ *     ends (-> CLOSE: it leaves the map).
+ *   - sock:sock_send_length / sock:sock_recv_length (same choice): on a
+ *     socket in the conns map, the first send after idle starts an
+ *     exchange and the first receive that returns data (or EOF, or an
+ *     error) ends it.  Any other socket costs one hash lookup.
+ *   - USDT probes of the shim (libbulwark.so): only its rare events,
+ *     breaker transitions, rejections and retries.  Its calls are measured
+ *     by the tracepoints above like any other program's.
+ * Per destination, the dstats map also keeps what `--suggest` needs and a
+ * histogram cannot give: connections open at once (peak), the longest
+ * run of failures, whether failures were followed by a success, the
+ * slowest call.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -27,8 +41,11 @@
 #define BWT_AF_INET6 10
 #define BWT_EINTR 4
 #define BWT_EAGAIN 11
-#define BWT_EINPROGRESS 115
+#define BWT_ECONNRESET 104
+#define BWT_ETIMEDOUT 110
+#define BWT_ECONNREFUSED 111
 #define BWT_ERESTARTSYS 512
+#define BWT_MSG_PEEK 2
 #define BWT_TCP_ESTABLISHED 1
 #define BWT_TCP_SYN_SENT 2
 #define BWT_TCP_CLOSE 7
@@ -42,26 +59,12 @@ const volatile __u8 targ_daddr[16] = {};
 
 enum bwt_phase { BWT_PH_IDLE = 0, BWT_PH_SENT = 1, BWT_PH_CONNECTING = 2 };
 
-struct bwt_sock_key {
-	__u32 tgid;
-	__u32 fd;
-};
-
-struct bwt_sock {
+/* A connection of a traced process, by its struct sock. */
+struct bwt_conn {
 	struct bwt_dest dest;
-	__u64 t0_ns;
+	__u64 t0_ns; /* connect or exchange start */
+	__u32 pid;   /* the connecting process */
 	__u32 phase;
-};
-
-struct bwt_connect {
-	struct bwt_dest dest;
-	__u64 t0_ns;
-	__u32 fd;
-};
-
-struct bwt_syn {
-	__u64 t0_ns;
-	__u32 pid;
 	char comm[BWT_COMM_LEN];
 };
 
@@ -74,38 +77,10 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, __u8);
-} shimmed SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32); /* tid */
-	__type(value, struct bwt_connect);
-} connects SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct bwt_sock_key);
-	__type(value, struct bwt_sock);
-} socks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32); /* tid */
-	__type(value, __u32); /* fd */
-} reads SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
 	__type(key, __u64); /* struct sock * */
-	__type(value, struct bwt_syn);
-} syns SEC(".maps");
+	__type(value, struct bwt_conn);
+} conns SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -113,6 +88,13 @@ struct {
 	__type(key, struct bwt_hist_key);
 	__type(value, struct bwt_hist);
 } hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BWT_MAX_DESTS);
+	__type(key, struct bwt_dest);
+	__type(value, struct bwt_dstats);
+} dstats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -129,8 +111,7 @@ struct {
 /* Scratch: keys and values too big for the 512-byte stack together. */
 struct bwt_scratch {
 	struct bwt_hist_key key;
-	struct bwt_sock sock;
-	struct bwt_connect conn;
+	struct bwt_conn conn;
 };
 
 struct {
@@ -141,6 +122,7 @@ struct {
 } scratch SEC(".maps");
 
 static const struct bwt_hist zero_hist;
+static const struct bwt_dstats zero_dstats;
 
 static __always_inline void count(__u32 idx)
 {
@@ -163,13 +145,6 @@ static __always_inline bool traced(__u32 tgid)
 	if (targ_follow && !bpf_map_lookup_elem(&tgids, &tgid))
 		return false;
 	return true;
-}
-
-/* ... and whether its syscalls are measured: not when the shim's own
- * probes already report its calls. */
-static __always_inline bool traced_sys(__u32 tgid)
-{
-	return traced(tgid) && !bpf_map_lookup_elem(&shimmed, &tgid);
 }
 
 static __always_inline bool dest_wanted(const struct bwt_dest *d)
@@ -219,6 +194,53 @@ static __always_inline void hist_add(struct bwt_hist_key *key, __u64 delta_ns,
 	__sync_fetch_and_add(&h->sum_ns, delta_ns);
 }
 
+static __always_inline struct bwt_dstats *dstats_get(const struct bwt_dest *d)
+{
+	struct bwt_dstats *s = bpf_map_lookup_elem(&dstats, d);
+	if (s)
+		return s;
+	if (bpf_map_update_elem(&dstats, d, &zero_dstats, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&dstats, d)) {
+		count(BWT_CNT_MAPFULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&dstats, d);
+}
+
+/* What --suggest needs beyond the histogram: the slowest call, and the
+ * failure pattern (a run of failures, then whether a success ended it).
+ * Updates race only between calls to one destination finishing at the
+ * same instant on two CPUs; a lost increment there changes no suggestion. */
+static __always_inline void dstats_add(const struct bwt_dest *d, __u32 op,
+				       __u64 delta_ns, bool failed)
+{
+	struct bwt_dstats *s = dstats_get(d);
+	int i = op == BWT_OP_HANDSHAKE ? 0 : 1;
+
+	if (!s)
+		return;
+	if (delta_ns > s->max_ns[i])
+		s->max_ns[i] = delta_ns;
+	if (failed) {
+		if (!s->run[i])
+			s->run_t0_ns[i] = bpf_ktime_get_ns() - delta_ns;
+		s->run[i]++;
+		if (s->run[i] > s->max_run[i])
+			s->max_run[i] = s->run[i];
+		return;
+	}
+	if (s->run[i]) {
+		/* Failures that a success ended: transient. */
+		__u64 took = bpf_ktime_get_ns() - s->run_t0_ns[i];
+		s->recovered[i]++;
+		if (s->run[i] > s->max_recovered_run[i])
+			s->max_recovered_run[i] = s->run[i];
+		if (took > s->max_recover_ns[i])
+			s->max_recover_ns[i] = took;
+		s->run[i] = 0;
+	}
+}
+
 /* Reserves an event in the ring buffer, or counts it as dropped. */
 static __always_inline struct bwt_event *event_new(__u32 op, __u32 src)
 {
@@ -236,288 +258,133 @@ static __always_inline struct bwt_event *event_new(__u32 op, __u32 src)
 	return e;
 }
 
-/* One finished call: into its histogram, and out as an event if slow. */
-static __always_inline void record(struct bwt_hist_key *key, __u64 delta_ns,
-				   int err)
+/* One finished call: into its histogram and the destination's stats, and
+ * out as an event if slow.  c: the connection, whose process an event
+ * names when the call ended outside it (a handshake ends in softirq). */
+static __always_inline void record(struct bwt_hist_key *key,
+				   const struct bwt_conn *c, bool in_process,
+				   __u64 delta_ns, int err)
 {
 	hist_add(key, delta_ns, err != 0);
+	dstats_add(&key->dest, key->op, delta_ns, err != 0);
 	if (delta_ns < targ_min_ns)
 		return;
 	struct bwt_event *e = event_new(key->op, key->src);
 	if (!e)
 		return;
+	if (!in_process) {
+		e->pid = c->pid;
+		__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+	}
 	e->delta_ns = delta_ns;
 	e->err = err;
 	__builtin_memcpy(&e->dest, &key->dest, sizeof(e->dest));
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* ---- syscall tracepoints ---------------------------------------------- */
+/* ---- connections: sock:inet_sock_set_state ------------------------------ */
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int bwt_enter_connect(struct trace_event_raw_sys_enter *ctx)
+static __always_inline void conn_opened(const struct bwt_dest *d)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = id, tgid = id >> 32;
-	const void *uaddr = (const void *)ctx->args[1];
-	struct bwt_scratch *s;
-	__u16 family = 0;
-
-	if (!traced_sys(tgid) || !uaddr)
-		return 0;
-	if (bpf_probe_read_user(&family, sizeof(family), uaddr))
-		return 0;
-	if (family != BWT_AF_INET && family != BWT_AF_INET6)
-		return 0;
-	s = get_scratch();
+	struct bwt_dstats *s = dstats_get(d);
 	if (!s)
-		return 0;
-	__builtin_memset(&s->conn, 0, sizeof(s->conn));
-	s->conn.dest.family = family;
-	if (family == BWT_AF_INET) {
-		struct sockaddr_in sin = {};
-		bpf_probe_read_user(&sin, sizeof(sin), uaddr);
-		s->conn.dest.dport = bpf_ntohs(sin.sin_port);
-		__builtin_memcpy(s->conn.dest.addr, &sin.sin_addr, 4);
-	} else {
-		struct sockaddr_in6 sin6 = {};
-		bpf_probe_read_user(&sin6, sizeof(sin6), uaddr);
-		s->conn.dest.dport = bpf_ntohs(sin6.sin6_port);
-		__builtin_memcpy(s->conn.dest.addr, &sin6.sin6_addr, 16);
-	}
-	if (!dest_wanted(&s->conn.dest))
-		return 0;
-	s->conn.fd = ctx->args[0];
-	s->conn.t0_ns = bpf_ktime_get_ns();
-	bpf_map_update_elem(&connects, &tid, &s->conn, BPF_ANY);
-	return 0;
+		return;
+	__s64 open = __sync_fetch_and_add(&s->open, 1) + 1;
+	if (open > (__s64)s->peak)
+		s->peak = open;
+	__sync_fetch_and_add(&s->conns, 1);
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int bwt_exit_connect(struct trace_event_raw_sys_exit *ctx)
+static __always_inline void conn_closed(const struct bwt_dest *d)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = id;
-	long ret = ctx->ret;
-	struct bwt_connect *c = bpf_map_lookup_elem(&connects, &tid);
-	struct bwt_scratch *s;
-
-	if (!c)
-		return 0;
-	s = get_scratch();
-	if (!s)
-		goto out;
-	if (ret == 0 || ret == -BWT_EINPROGRESS) {
-		struct bwt_sock_key sk = { .tgid = id >> 32, .fd = c->fd };
-		__builtin_memcpy(&s->sock.dest, &c->dest, sizeof(c->dest));
-		s->sock.t0_ns = c->t0_ns;
-		s->sock.phase = ret ? BWT_PH_CONNECTING : BWT_PH_IDLE;
-		bpf_map_update_elem(&socks, &sk, &s->sock, BPF_ANY);
-	}
-	/* A non-blocking connect's wait happens in poll: its time is the
-	 * handshake's (sock:inet_sock_set_state). */
-	if (ret == -BWT_EINPROGRESS || ret == -BWT_EINTR ||
-	    ret == -BWT_ERESTARTSYS)
-		goto out;
-	__builtin_memset(&s->key, 0, sizeof(s->key));
-	__builtin_memcpy(&s->key.dest, &c->dest, sizeof(c->dest));
-	s->key.op = BWT_OP_CONNECT;
-	s->key.src = BWT_SRC_SYSCALL;
-	record(&s->key, bpf_ktime_get_ns() - c->t0_ns, ret < 0 ? -ret : 0);
-out:
-	bpf_map_delete_elem(&connects, &tid);
-	return 0;
+	struct bwt_dstats *s = bpf_map_lookup_elem(&dstats, d);
+	if (s && s->open > 0)
+		__sync_fetch_and_add(&s->open, -1);
 }
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int bwt_enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct bwt_sock_key sk = { .tgid = tgid, .fd = ctx->args[0] };
-
-	if (traced_sys(tgid))
-		bpf_map_delete_elem(&socks, &sk);
-	return 0;
-}
-
-/* A send on a tracked socket starts an exchange unless one is running. */
-static __always_inline int on_send(__u32 fd)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct bwt_sock_key sk = { .tgid = tgid, .fd = fd };
-	struct bwt_sock *s;
-
-	if (!traced_sys(tgid))
-		return 0;
-	s = bpf_map_lookup_elem(&socks, &sk);
-	if (s && s->phase != BWT_PH_SENT) {
-		s->t0_ns = bpf_ktime_get_ns();
-		s->phase = BWT_PH_SENT;
-	}
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int bwt_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_send(ctx->args[0]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int bwt_enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_send(ctx->args[0]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int bwt_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_send(ctx->args[0]);
-}
-
-/* A receive on a socket waiting for its answer: remember the fd for the
- * exit. */
-static __always_inline int on_recv_enter(__u32 fd)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = id, tgid = id >> 32;
-	struct bwt_sock_key sk = { .tgid = tgid, .fd = fd };
-	struct bwt_sock *s;
-
-	if (!traced_sys(tgid))
-		return 0;
-	s = bpf_map_lookup_elem(&socks, &sk);
-	if (s && s->phase == BWT_PH_SENT)
-		bpf_map_update_elem(&reads, &tid, &fd, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int on_recv_exit(long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = id;
-	__u32 *fd = bpf_map_lookup_elem(&reads, &tid);
-	struct bwt_scratch *scr;
-	struct bwt_sock *s;
-
-	if (!fd)
-		return 0;
-	struct bwt_sock_key sk = { .tgid = id >> 32, .fd = *fd };
-	bpf_map_delete_elem(&reads, &tid);
-	if (ret == -BWT_EAGAIN || ret == -BWT_EINTR || ret == -BWT_ERESTARTSYS)
-		return 0;
-	s = bpf_map_lookup_elem(&socks, &sk);
-	scr = get_scratch();
-	if (!s || !scr || s->phase != BWT_PH_SENT)
-		return 0;
-	s->phase = BWT_PH_IDLE;
-	__builtin_memset(&scr->key, 0, sizeof(scr->key));
-	__builtin_memcpy(&scr->key.dest, &s->dest, sizeof(s->dest));
-	scr->key.op = BWT_OP_EXCHANGE;
-	scr->key.src = BWT_SRC_SYSCALL;
-	/* EOF before any answer is a failed exchange too. */
-	record(&scr->key, bpf_ktime_get_ns() - s->t0_ns,
-	       ret > 0 ? 0 : ret == 0 ? 104 /* ECONNRESET-like */ : -ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int bwt_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_recv_enter(ctx->args[0]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int bwt_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_recv_enter(ctx->args[0]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int bwt_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_recv_enter(ctx->args[0]);
-}
-
-SEC("tracepoint/syscalls/sys_exit_read")
-int bwt_exit_read(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_recv_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int bwt_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_recv_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int bwt_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_recv_exit(ctx->ret);
-}
-
-/* ---- TCP handshake: sock:inet_sock_set_state ---------------------------- */
 
 static __always_inline void on_state(struct sock *sk, int oldstate,
 				     int newstate)
 {
 	__u64 key = (__u64)sk;
 	struct bwt_scratch *scr;
-	struct bwt_syn *syn;
+	struct bwt_conn *c;
 
 	if (newstate == BWT_TCP_SYN_SENT) {
 		/* In connect(): the current task is the caller. */
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		struct bwt_syn v = { .t0_ns = bpf_ktime_get_ns(), .pid = tgid };
+		__u64 id = bpf_get_current_pid_tgid();
+		__u32 tgid = id >> 32;
 		if (!traced(tgid))
 			return;
-		bpf_get_current_comm(v.comm, sizeof(v.comm));
-		bpf_map_update_elem(&syns, &key, &v, BPF_ANY);
+		scr = get_scratch();
+		if (!scr)
+			return;
+		__builtin_memset(&scr->conn, 0, sizeof(scr->conn));
+		struct bwt_dest *d = &scr->conn.dest;
+		d->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		d->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (d->family == BWT_AF_INET) {
+			__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__builtin_memcpy(d->addr, &a, 4);
+		} else {
+			BPF_CORE_READ_INTO(&d->addr, sk,
+					   __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		}
+		if (!dest_wanted(d))
+			return;
+		scr->conn.t0_ns = bpf_ktime_get_ns();
+		scr->conn.pid = tgid;
+		scr->conn.phase = BWT_PH_CONNECTING;
+		bpf_get_current_comm(scr->conn.comm, sizeof(scr->conn.comm));
+		if (bpf_map_update_elem(&conns, &key, &scr->conn, BPF_ANY))
+			return;
+		conn_opened(d);
 		return;
 	}
-	if (oldstate != BWT_TCP_SYN_SENT)
+	if (oldstate != BWT_TCP_SYN_SENT && newstate != BWT_TCP_CLOSE)
 		return;
-	syn = bpf_map_lookup_elem(&syns, &key);
-	if (!syn)
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
 		return;
-	scr = get_scratch();
-	if (!scr)
-		goto out;
-	__builtin_memset(&scr->key, 0, sizeof(scr->key));
-	struct bwt_dest *d = &scr->key.dest;
-	d->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	d->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (d->family == BWT_AF_INET) {
-		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(d->addr, &a, 4);
-	} else {
-		BPF_CORE_READ_INTO(&d->addr, sk,
-				   __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	if (oldstate == BWT_TCP_SYN_SENT && c->phase == BWT_PH_CONNECTING) {
+		scr = get_scratch();
+		if (!scr)
+			return;
+		__builtin_memset(&scr->key, 0, sizeof(scr->key));
+		__builtin_memcpy(&scr->key.dest, &c->dest, sizeof(c->dest));
+		scr->key.op = BWT_OP_HANDSHAKE;
+		scr->key.src = BWT_SRC_SOCK;
+		int err = 0;
+		if (newstate != BWT_TCP_ESTABLISHED) {
+			err = BPF_CORE_READ(sk, sk_err);
+			/* Closed before established with no error: the
+			 * program gave up waiting (its own timeout). */
+			if (!err)
+				err = BWT_ETIMEDOUT;
+		}
+		record(&scr->key, c, false, bpf_ktime_get_ns() - c->t0_ns, err);
+		c->phase = BWT_PH_IDLE;
 	}
-	if (!dest_wanted(d))
-		goto out;
-	scr->key.op = BWT_OP_HANDSHAKE;
-	scr->key.src = BWT_SRC_SOCK;
-	__u64 delta_ns = bpf_ktime_get_ns() - syn->t0_ns;
-	int err = newstate == BWT_TCP_ESTABLISHED ? 0 : BPF_CORE_READ(sk, sk_err);
-	if (newstate != BWT_TCP_ESTABLISHED && !err)
-		err = 111; /* ECONNREFUSED: closed before established */
-	hist_add(&scr->key, delta_ns, err != 0);
-	if (delta_ns >= targ_min_ns) {
-		struct bwt_event *e = event_new(BWT_OP_HANDSHAKE, BWT_SRC_SOCK);
-		if (e) {
-			/* Finished in softirq: the caller is the SYN's. */
-			e->pid = syn->pid;
-			__builtin_memcpy(e->comm, syn->comm, sizeof(e->comm));
-			e->delta_ns = delta_ns;
-			e->err = err;
-			__builtin_memcpy(&e->dest, d, sizeof(*d));
-			bpf_ringbuf_submit(e, 0);
+	if (newstate == BWT_TCP_CLOSE && c->phase == BWT_PH_SENT) {
+		/* Reset while waiting for the answer: the receive that
+		 * follows finds the connection gone, so the exchange fails
+		 * here.  Closed without an error, the program gave up on it
+		 * (or wanted no answer): not counted. */
+		int err = BPF_CORE_READ(sk, sk_err);
+		scr = get_scratch();
+		if (err && scr) {
+			__builtin_memset(&scr->key, 0, sizeof(scr->key));
+			__builtin_memcpy(&scr->key.dest, &c->dest,
+					 sizeof(c->dest));
+			scr->key.op = BWT_OP_EXCHANGE;
+			scr->key.src = BWT_SRC_SOCK;
+			record(&scr->key, c, false,
+			       bpf_ktime_get_ns() - c->t0_ns, err);
 		}
 	}
-out:
-	bpf_map_delete_elem(&syns, &key);
+	if (newstate == BWT_TCP_CLOSE) {
+		conn_closed(&c->dest);
+		bpf_map_delete_elem(&conns, &key);
+	}
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -530,7 +397,110 @@ int BPF_PROG(bwt_state_btf, struct sock *sk, int oldstate, int newstate)
 SEC("tracepoint/sock/inet_sock_set_state")
 int bwt_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
 	on_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+	return 0;
+}
+
+/* ---- exchanges: sock:sock_send_length, sock:sock_recv_length ------------ */
+
+/* A send on a tracked connection starts an exchange unless one is
+ * running; a failed send ends one as failed. */
+static __always_inline void on_send(struct sock *sk, int ret)
+{
+	__u64 key = (__u64)sk;
+	struct bwt_conn *c = bpf_map_lookup_elem(&conns, &key);
+	struct bwt_scratch *scr;
+
+	if (!c)
+		return;
+	if (ret >= 0) {
+		if (c->phase != BWT_PH_SENT) {
+			c->t0_ns = bpf_ktime_get_ns();
+			c->phase = BWT_PH_SENT;
+		}
+		return;
+	}
+	if (ret == -BWT_EAGAIN || ret == -BWT_EINTR || ret == -BWT_ERESTARTSYS)
+		return;
+	scr = get_scratch();
+	if (!scr)
+		return;
+	__builtin_memset(&scr->key, 0, sizeof(scr->key));
+	__builtin_memcpy(&scr->key.dest, &c->dest, sizeof(c->dest));
+	scr->key.op = BWT_OP_EXCHANGE;
+	scr->key.src = BWT_SRC_SOCK;
+	record(&scr->key, c, true,
+	       c->phase == BWT_PH_SENT ? bpf_ktime_get_ns() - c->t0_ns : 0,
+	       -ret);
+	c->phase = BWT_PH_IDLE;
+}
+
+/* A receive on a connection waiting for its answer ends the exchange:
+ * data, EOF (a failed exchange) or an error. */
+static __always_inline void on_recv(struct sock *sk, int ret, int flags)
+{
+	__u64 key = (__u64)sk;
+	struct bwt_conn *c;
+	struct bwt_scratch *scr;
+
+	if (flags & BWT_MSG_PEEK)
+		return;
+	if (ret == -BWT_EAGAIN || ret == -BWT_EINTR || ret == -BWT_ERESTARTSYS)
+		return;
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c || c->phase != BWT_PH_SENT)
+		return;
+	scr = get_scratch();
+	if (!scr)
+		return;
+	c->phase = BWT_PH_IDLE;
+	__builtin_memset(&scr->key, 0, sizeof(scr->key));
+	__builtin_memcpy(&scr->key.dest, &c->dest, sizeof(c->dest));
+	scr->key.op = BWT_OP_EXCHANGE;
+	scr->key.src = BWT_SRC_SOCK;
+	record(&scr->key, c, true, bpf_ktime_get_ns() - c->t0_ns,
+	       ret > 0 ? 0 : ret == 0 ? BWT_ECONNRESET : -ret);
+}
+
+/* Only IPv4 and IPv6 sockets can be ours: the others (Unix sockets above
+ * all) leave at once, without a map lookup. */
+static __always_inline bool inet_sk(struct sock *sk)
+{
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return fam == BWT_AF_INET || fam == BWT_AF_INET6;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(bwt_send_btf, struct sock *sk, int ret, int flags)
+{
+	if (inet_sk(sk))
+		on_send(sk, ret);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(bwt_recv_btf, struct sock *sk, int ret, int flags)
+{
+	if (inet_sk(sk))
+		on_recv(sk, ret, flags);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int bwt_send_tp(struct trace_event_raw_sock_msg_length *ctx)
+{
+	if (ctx->protocol == IPPROTO_TCP)
+		on_send((struct sock *)ctx->sk, ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_recv_length")
+int bwt_recv_tp(struct trace_event_raw_sock_msg_length *ctx)
+{
+	if (ctx->protocol == IPPROTO_TCP)
+		on_recv((struct sock *)ctx->sk, ctx->ret, ctx->flags);
 	return 0;
 }
 
@@ -548,67 +518,16 @@ int BPF_PROG(bwt_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-/* ---- USDT probes of the shim (shim/usdt.h) ------------------------------ */
+/* ---- USDT probes of the shim (shim/usdt.h): rare events only ------------ */
 
-static __always_inline bool shim_traced(void)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u8 one = 1;
-
-	if (!traced(tgid))
-		return false;
-	bpf_map_update_elem(&shimmed, &tgid, &one, BPF_ANY);
-	return true;
-}
-
-static __always_inline int shim_call(__u32 op, const char *label,
-				     __u64 latency_ns, int failed)
-{
-	struct bwt_scratch *scr;
-
-	if (!shim_traced())
-		return 0;
-	scr = get_scratch();
-	if (!scr)
-		return 0;
-	__builtin_memset(&scr->key, 0, sizeof(scr->key));
-	bpf_probe_read_user_str(scr->key.dest.label,
-				sizeof(scr->key.dest.label), label);
-	scr->key.op = op;
-	scr->key.src = BWT_SRC_SHIM;
-	record(&scr->key, latency_ns, failed ? -1 : 0);
-	return 0;
-}
-
-SEC("usdt")
-int BPF_USDT(bwt_usdt_init)
-{
-	shim_traced();
-	return 0;
-}
-
-SEC("usdt")
-int BPF_USDT(bwt_usdt_connect, const char *label, __u64 latency_ns,
-	     int failed)
-{
-	return shim_call(BWT_OP_CONNECT, label, latency_ns, failed);
-}
-
-SEC("usdt")
-int BPF_USDT(bwt_usdt_exchange, const char *label, __u64 latency_ns,
-	     int failed)
-{
-	return shim_call(BWT_OP_EXCHANGE, label, latency_ns, failed);
-}
-
-/* Breaker transitions, rejections, retries: rare, each one an event. */
+/* Breaker transitions, rejections, retries: each one an event. */
 static __always_inline int shim_event(__u32 op, const char *label,
 				      const char *what, int arg, int err,
 				      __u64 arg_ns)
 {
 	struct bwt_event *e;
 
-	if (!shim_traced())
+	if (!traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	e = event_new(op, BWT_SRC_SHIM);
 	if (!e)

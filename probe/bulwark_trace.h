@@ -13,9 +13,10 @@
 #define BWT_MAX_DESTS 4096
 
 enum bwt_op {
-	BWT_OP_CONNECT = 0,   /* connect(2), or the shim's logical connect */
+	BWT_OP_CONNECT = 0,   /* unused: a connect is its handshake */
 	BWT_OP_EXCHANGE = 1,  /* first send after idle -> first data back */
-	BWT_OP_HANDSHAKE = 2, /* TCP SYN_SENT -> ESTABLISHED (sock state) */
+	BWT_OP_HANDSHAKE = 2, /* TCP SYN_SENT -> ESTABLISHED or CLOSE: the
+			       * connect's latency, blocking or not */
 	BWT_OP_BREAKER = 3,   /* shim: breaker transition (USDT) */
 	BWT_OP_REJECT = 4,    /* shim: breaker or bulkhead refusal (USDT) */
 	BWT_OP_RETRY = 5,     /* shim: connect retry (USDT) */
@@ -24,9 +25,9 @@ enum bwt_op {
 
 /* Where a measurement comes from. */
 enum bwt_src {
-	BWT_SRC_SYSCALL = 0,
-	BWT_SRC_SHIM = 1,
-	BWT_SRC_SOCK = 2,
+	BWT_SRC_SYSCALL = 0, /* unused: no syscall tracepoint any more */
+	BWT_SRC_SHIM = 1,    /* the shim's USDT probes: rare events */
+	BWT_SRC_SOCK = 2,    /* socket-layer tracepoints: every call */
 };
 
 /* A destination: an address and port, or the shim's label. */
@@ -47,6 +48,21 @@ struct bwt_hist {
 	unsigned long long slots[BWT_HIST_SLOTS];
 	unsigned long long failed;
 	unsigned long long sum_ns;
+};
+
+/* Per destination, over the whole trace (never cleared): what --suggest
+ * needs beyond the histograms.  Arrays: [0] handshakes, [1] exchanges. */
+struct bwt_dstats {
+	long long open;			/* connections open now */
+	unsigned long long peak;	/* most open at once */
+	unsigned long long conns;	/* connects seen */
+	unsigned long long max_ns[2];	/* slowest call */
+	unsigned long long run[2];	/* failures in a row, now */
+	unsigned long long run_t0_ns[2];
+	unsigned long long max_run[2];	/* longest run of failures */
+	unsigned long long recovered[2]; /* runs a success ended */
+	unsigned long long max_recovered_run[2];
+	unsigned long long max_recover_ns[2]; /* first failure -> success */
 };
 
 struct bwt_event {

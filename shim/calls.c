@@ -259,7 +259,6 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 					  : &d->exchange_ns_sum, latency_ns, r);
 	if (connect)
 		c->probe = 0;
-	BW_USDT_CALL(d, connect, latency_ns, failed);
 	/* Observed only: counted (status, trace), never judged: the breaker
 	 * it shares with processes that have a rule for it is theirs, and a
 	 * transition would log. */

@@ -1,10 +1,13 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# tests/bats/trace.bats: `bulwark trace` (SPEC §8), the eBPF reporter
-# (probe/): slow calls and histograms for a shimmed Python client (USDT),
-# the same client without the shim and a static client (syscall
-# tracepoints), the shim's breaker events, and that no program stays
-# attached after the reporter exits, however it exits.
+# tests/bats/trace.bats: `bulwark trace` (man/bulwark.1), the eBPF
+# reporter (probe/): slow calls and histograms from the kernel's socket
+# tracepoints for a shimmed Python client, the same client without the
+# shim and a static client, the shim's breaker events (its only USDT
+# probes: none fires per call), --interval's durations, --suggest's policy
+# against a fault server with known stalls, refusals and concurrency, and
+# that no program stays attached after the reporter exits, however it
+# exits.
 #
 # Needs root, kernel BTF, tracefs and build/bulwark-trace; skips otherwise.
 
@@ -89,7 +92,7 @@ sys.exit(0 if len(slow) >= 48 and not bad and len(off) <= 5 and
 PY
 }
 
-@test "trace: shimmed Python client: slow exchanges via USDT, histograms sum to 100" {
+@test "trace: shimmed Python client: slow exchanges from socket tracepoints, histograms sum to 100" {
 	start_faultsrv --mode echo --stall 20
 	local slow=$FS_PORT
 	start_faultsrv --mode echo
@@ -100,12 +103,12 @@ PY
 	echo "$output" >"$BW_TMP/trace.out"
 	[ "$status" -eq 0 ]
 	[[ $output == *'"type":"hooks","usdt":"'*libbulwark.so* ]]
-	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" shim
+	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" sock
 	echo "$output"
 	[ "$status" -eq 0 ]
 }
 
-@test "trace: Python client without the shim: syscall tracepoints" {
+@test "trace: Python client without the shim: socket tracepoints" {
 	start_faultsrv --mode echo --stall 20
 	local slow=$FS_PORT
 	start_faultsrv --mode echo
@@ -114,12 +117,12 @@ PY
 		"$PY $PYCLIENT exchange $slow 50 && $PY $PYCLIENT exchange $fast 50"
 	echo "$output" >"$BW_TMP/trace.out"
 	[ "$status" -eq 0 ]
-	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" syscall
+	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" sock
 	echo "$output"
 	[ "$status" -eq 0 ]
 }
 
-@test "trace: statically linked client: syscall tracepoints, text output" {
+@test "trace: statically linked client: socket tracepoints, text output" {
 	cat >"$BW_TMP/sclient.c" <<'C'
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -152,7 +155,7 @@ C
 		"$BW_TMP/sclient $slow 50 && $BW_TMP/sclient $fast 50"
 	echo "$output" >"$BW_TMP/trace.out"
 	[ "$status" -eq 0 ]
-	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" syscall
+	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" sock
 	echo "$output"
 	[ "$status" -eq 0 ]
 	# The text form: a slow-call line and a biolatency-style chart.
@@ -160,7 +163,7 @@ C
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"sclient"*"exchange  127.0.0.1:$slow"*" ok"* ]]
-	[[ $output == *"exchange 127.0.0.1:$slow (syscall): count 3"* ]]
+	[[ $output == *"exchange 127.0.0.1:$slow (sock): count 3"* ]]
 	[[ $output == *"16384 -> 32767      : 3 "*"|****"* ]]
 }
 
@@ -177,8 +180,8 @@ C
 	[ "$status" -eq 0 ]
 	[[ $output == *'"op":"breaker"'*'"dest":"127.0.0.1:'$port'"'*'"event":"breaker_open"'* ]]
 	[ "$(grep -c '"event":"reject_open"' <<<"$output")" -ge 3 ]
-	# The failed exchanges are in the shim's histogram.
-	[[ $output == *'"type":"hist","op":"exchange","src":"shim","dest":"127.0.0.1:'$port'","count":2,"failed":2'* ]]
+	# The reset exchanges are failed exchanges in the histogram.
+	[[ $output == *'"type":"hist","op":"exchange","src":"sock","dest":"127.0.0.1:'$port'","count":2,"failed":2'* ]]
 }
 
 # wait_attached OUT: until the reporter printed its hooks line.
