@@ -48,7 +48,9 @@
 #define BWT_MSG_PEEK 2
 #define BWT_TCP_ESTABLISHED 1
 #define BWT_TCP_SYN_SENT 2
+#define BWT_TCP_FIN_WAIT1 4
 #define BWT_TCP_CLOSE 7
+#define BWT_TCP_LAST_ACK 9
 
 const volatile __u32 targ_tgid = 0;	  /* -p PID: only this process */
 const volatile bool targ_follow = false;  /* -- CMD: tgids map, + forks */
@@ -59,12 +61,14 @@ const volatile __u8 targ_daddr[16] = {};
 
 enum bwt_phase { BWT_PH_IDLE = 0, BWT_PH_SENT = 1, BWT_PH_CONNECTING = 2 };
 
-/* A connection of a traced process, by its struct sock. */
+/* A connection of a traced process: in its socket's local storage
+ * (tp_btf), else in the conns map by its struct sock *. */
 struct bwt_conn {
-	struct bwt_dest dest;
+	struct bwt_addr dest;
 	__u64 t0_ns; /* connect or exchange start */
 	__u32 pid;   /* the connecting process */
 	__u32 phase;
+	__u32 open;  /* counted in its destination's open connections */
 	char comm[BWT_COMM_LEN];
 };
 
@@ -82,6 +86,15 @@ struct {
 	__type(value, struct bwt_conn);
 } conns SEC(".maps");
 
+/* The same in the socket itself: a send or receive on a socket that is
+ * not ours costs a pointer load, not a hash lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bwt_conn);
+} sconns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BWT_MAX_DESTS);
@@ -92,7 +105,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BWT_MAX_DESTS);
-	__type(key, struct bwt_dest);
+	__type(key, struct bwt_addr);
 	__type(value, struct bwt_dstats);
 } dstats SEC(".maps");
 
@@ -108,9 +121,8 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
-/* Scratch: keys and values too big for the 512-byte stack together. */
+/* Scratch: a new connection, built off the 512-byte stack. */
 struct bwt_scratch {
-	struct bwt_hist_key key;
 	struct bwt_conn conn;
 };
 
@@ -147,7 +159,7 @@ static __always_inline bool traced(__u32 tgid)
 	return true;
 }
 
-static __always_inline bool dest_wanted(const struct bwt_dest *d)
+static __always_inline bool dest_wanted(const struct bwt_addr *d)
 {
 	if (targ_dport && d->dport != targ_dport)
 		return false;
@@ -172,8 +184,12 @@ static __always_inline __u32 log2_slot(__u64 delta_us)
 	return slot;
 }
 
-static __always_inline void hist_add(struct bwt_hist_key *key, __u64 delta_ns,
-				     bool failed)
+/* One call into its histogram and failure pattern: one hash lookup.
+ * The counts are atomic (exact under load); the pattern's fields race
+ * only between calls to one destination ending at the same instant on two
+ * CPUs, where a lost update changes no suggestion. */
+static __always_inline void hist_add(const struct bwt_hist_key *key,
+				     __u64 delta_ns, bool failed)
 {
 	struct bwt_hist *h = bpf_map_lookup_elem(&hists, key);
 	if (!h) {
@@ -189,12 +205,29 @@ static __always_inline void hist_add(struct bwt_hist_key *key, __u64 delta_ns,
 	__u32 slot = log2_slot(delta_ns / 1000);
 	if (slot < BWT_HIST_SLOTS)
 		__sync_fetch_and_add(&h->slots[slot], 1);
-	if (failed)
-		__sync_fetch_and_add(&h->failed, 1);
 	__sync_fetch_and_add(&h->sum_ns, delta_ns);
+	if (delta_ns > h->max_ns)
+		h->max_ns = delta_ns;
+	if (failed) {
+		__sync_fetch_and_add(&h->failed, 1);
+		if (!h->run)
+			h->run_t0_ns = bpf_ktime_get_ns() - delta_ns;
+		h->run++;
+		if (h->run > h->max_run)
+			h->max_run = h->run;
+	} else if (h->run) {
+		/* Failures that a success ended: transient. */
+		__u64 took = bpf_ktime_get_ns() - h->run_t0_ns;
+		h->recovered++;
+		if (h->run > h->max_recovered_run)
+			h->max_recovered_run = h->run;
+		if (took > h->max_recover_ns)
+			h->max_recover_ns = took;
+		h->run = 0;
+	}
 }
 
-static __always_inline struct bwt_dstats *dstats_get(const struct bwt_dest *d)
+static __always_inline struct bwt_dstats *dstats_get(const struct bwt_addr *d)
 {
 	struct bwt_dstats *s = bpf_map_lookup_elem(&dstats, d);
 	if (s)
@@ -205,40 +238,6 @@ static __always_inline struct bwt_dstats *dstats_get(const struct bwt_dest *d)
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&dstats, d);
-}
-
-/* What --suggest needs beyond the histogram: the slowest call, and the
- * failure pattern (a run of failures, then whether a success ended it).
- * Updates race only between calls to one destination finishing at the
- * same instant on two CPUs; a lost increment there changes no suggestion. */
-static __always_inline void dstats_add(const struct bwt_dest *d, __u32 op,
-				       __u64 delta_ns, bool failed)
-{
-	struct bwt_dstats *s = dstats_get(d);
-	int i = op == BWT_OP_HANDSHAKE ? 0 : 1;
-
-	if (!s)
-		return;
-	if (delta_ns > s->max_ns[i])
-		s->max_ns[i] = delta_ns;
-	if (failed) {
-		if (!s->run[i])
-			s->run_t0_ns[i] = bpf_ktime_get_ns() - delta_ns;
-		s->run[i]++;
-		if (s->run[i] > s->max_run[i])
-			s->max_run[i] = s->run[i];
-		return;
-	}
-	if (s->run[i]) {
-		/* Failures that a success ended: transient. */
-		__u64 took = bpf_ktime_get_ns() - s->run_t0_ns[i];
-		s->recovered[i]++;
-		if (s->run[i] > s->max_recovered_run[i])
-			s->max_recovered_run[i] = s->run[i];
-		if (took > s->max_recover_ns[i])
-			s->max_recover_ns[i] = took;
-		s->run[i] = 0;
-	}
 }
 
 /* Reserves an event in the ring buffer, or counts it as dropped. */
@@ -261,15 +260,17 @@ static __always_inline struct bwt_event *event_new(__u32 op, __u32 src)
 /* One finished call: into its histogram and the destination's stats, and
  * out as an event if slow.  c: the connection, whose process an event
  * names when the call ended outside it (a handshake ends in softirq). */
-static __always_inline void record(struct bwt_hist_key *key,
-				   const struct bwt_conn *c, bool in_process,
-				   __u64 delta_ns, int err)
+static __always_inline void record(const struct bwt_conn *c, __u32 op,
+				   bool in_process, __u64 delta_ns, int err)
 {
-	hist_add(key, delta_ns, err != 0);
-	dstats_add(&key->dest, key->op, delta_ns, err != 0);
+	struct bwt_hist_key key = {
+		.dest = c->dest, .op = op, .src = BWT_SRC_SOCK,
+	};
+
+	hist_add(&key, delta_ns, err != 0);
 	if (delta_ns < targ_min_ns)
 		return;
-	struct bwt_event *e = event_new(key->op, key->src);
+	struct bwt_event *e = event_new(op, BWT_SRC_SOCK);
 	if (!e)
 		return;
 	if (!in_process) {
@@ -278,13 +279,13 @@ static __always_inline void record(struct bwt_hist_key *key,
 	}
 	e->delta_ns = delta_ns;
 	e->err = err;
-	__builtin_memcpy(&e->dest, &key->dest, sizeof(e->dest));
+	__builtin_memcpy(&e->dest, &c->dest, sizeof(c->dest));
 	bpf_ringbuf_submit(e, 0);
 }
 
 /* ---- connections: sock:inet_sock_set_state ------------------------------ */
 
-static __always_inline void conn_opened(const struct bwt_dest *d)
+static __always_inline void conn_opened(const struct bwt_addr *d)
 {
 	struct bwt_dstats *s = dstats_get(d);
 	if (!s)
@@ -295,73 +296,138 @@ static __always_inline void conn_opened(const struct bwt_dest *d)
 	__sync_fetch_and_add(&s->conns, 1);
 }
 
-static __always_inline void conn_closed(const struct bwt_dest *d)
+static __always_inline void conn_closed(const struct bwt_addr *d)
 {
 	struct bwt_dstats *s = bpf_map_lookup_elem(&dstats, d);
 	if (s && s->open > 0)
 		__sync_fetch_and_add(&s->open, -1);
 }
 
-static __always_inline void on_state(struct sock *sk, int oldstate,
-				     int newstate)
+/* The connection of sk, or NULL.  btf: a tp_btf program (sk is a
+ * trusted pointer: socket storage), else a classic tracepoint (map). */
+static __always_inline struct bwt_conn *conn_get(struct sock *sk, bool btf)
 {
 	__u64 key = (__u64)sk;
-	struct bwt_scratch *scr;
+	if (btf)
+		return bpf_sk_storage_get(&sconns, sk, 0, 0);
+	return bpf_map_lookup_elem(&conns, &key);
+}
+
+/* A new connection for sk, zeroed, or NULL. */
+static __always_inline struct bwt_conn *conn_new(struct sock *sk, bool btf)
+{
+	__u64 key = (__u64)sk;
+	struct bwt_conn *c;
+
+	if (btf) {
+		/* Created zeroed; a socket connected again (after a failed
+		 * connect) keeps its storage: zero it. */
+		c = bpf_sk_storage_get(&sconns, sk, NULL,
+				       BPF_SK_STORAGE_GET_F_CREATE);
+		if (c && c->t0_ns)
+			__builtin_memset(c, 0, sizeof(*c));
+		return c;
+	}
+	struct bwt_scratch *scr = get_scratch();
+	if (!scr)
+		return NULL;
+	__builtin_memset(&scr->conn, 0, sizeof(scr->conn));
+	if (bpf_map_update_elem(&conns, &key, &scr->conn, BPF_ANY))
+		return NULL;
+	return bpf_map_lookup_elem(&conns, &key);
+}
+
+/* The connection ended: a socket's storage goes with the socket (no
+ * helper call now), a map entry must be deleted. */
+static __always_inline void conn_del(struct sock *sk, struct bwt_conn *c,
+				     bool btf)
+{
+	__u64 key = (__u64)sk;
+	if (btf)
+		c->phase = BWT_PH_IDLE;
+	else
+		bpf_map_delete_elem(&conns, &key);
+}
+
+static __always_inline void on_state(struct sock *sk, int oldstate,
+				     int newstate, bool btf)
+{
 	struct bwt_conn *c;
 
 	if (newstate == BWT_TCP_SYN_SENT) {
 		/* In connect(): the current task is the caller. */
 		__u64 id = bpf_get_current_pid_tgid();
 		__u32 tgid = id >> 32;
+		struct bwt_addr d = {};
 		if (!traced(tgid))
 			return;
-		scr = get_scratch();
-		if (!scr)
-			return;
-		__builtin_memset(&scr->conn, 0, sizeof(scr->conn));
-		struct bwt_dest *d = &scr->conn.dest;
-		d->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		d->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-		if (d->family == BWT_AF_INET) {
-			__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-			__builtin_memcpy(d->addr, &a, 4);
+		/* tp_btf: direct loads; classic: a helper call each. */
+		if (btf) {
+			d.family = sk->__sk_common.skc_family;
+			d.dport = bpf_ntohs(sk->__sk_common.skc_dport);
+			if (d.family == BWT_AF_INET) {
+				__u32 a = sk->__sk_common.skc_daddr;
+				__builtin_memcpy(d.addr, &a, 4);
+			} else {
+				for (int i = 0; i < 4; i++) {
+					__u32 a = sk->__sk_common.skc_v6_daddr
+							  .in6_u.u6_addr32[i];
+					__builtin_memcpy(d.addr + 4 * i, &a, 4);
+				}
+			}
 		} else {
-			BPF_CORE_READ_INTO(&d->addr, sk,
-					   __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+			d.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+			d.dport = bpf_ntohs(
+				BPF_CORE_READ(sk, __sk_common.skc_dport));
+			if (d.family == BWT_AF_INET) {
+				__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+				__builtin_memcpy(d.addr, &a, 4);
+			} else {
+				BPF_CORE_READ_INTO(
+					&d.addr, sk,
+					__sk_common.skc_v6_daddr.in6_u.u6_addr8);
+			}
 		}
-		if (!dest_wanted(d))
+		if (!dest_wanted(&d))
 			return;
-		scr->conn.t0_ns = bpf_ktime_get_ns();
-		scr->conn.pid = tgid;
-		scr->conn.phase = BWT_PH_CONNECTING;
-		bpf_get_current_comm(scr->conn.comm, sizeof(scr->conn.comm));
-		if (bpf_map_update_elem(&conns, &key, &scr->conn, BPF_ANY))
+		c = conn_new(sk, btf);
+		if (!c)
 			return;
-		conn_opened(d);
+		c->dest = d;
+		c->t0_ns = bpf_ktime_get_ns();
+		c->pid = tgid;
+		c->phase = BWT_PH_CONNECTING;
+		c->open = 1;
+		bpf_get_current_comm(c->comm, sizeof(c->comm));
+		conn_opened(&d);
 		return;
 	}
-	if (oldstate != BWT_TCP_SYN_SENT && newstate != BWT_TCP_CLOSE)
+	if (oldstate != BWT_TCP_SYN_SENT && newstate != BWT_TCP_CLOSE &&
+	    newstate != BWT_TCP_FIN_WAIT1 && newstate != BWT_TCP_LAST_ACK)
 		return;
-	c = bpf_map_lookup_elem(&conns, &key);
+	c = conn_get(sk, btf);
 	if (!c)
 		return;
+	/* The program closed it (FIN_WAIT1, LAST_ACK) or it ended: no
+	 * longer open as a bulkhead counts, though the kernel may keep the
+	 * socket a little longer. */
+	if (c->open && (newstate == BWT_TCP_FIN_WAIT1 ||
+			newstate == BWT_TCP_LAST_ACK ||
+			newstate == BWT_TCP_CLOSE)) {
+		c->open = 0;
+		conn_closed(&c->dest);
+	}
 	if (oldstate == BWT_TCP_SYN_SENT && c->phase == BWT_PH_CONNECTING) {
-		scr = get_scratch();
-		if (!scr)
-			return;
-		__builtin_memset(&scr->key, 0, sizeof(scr->key));
-		__builtin_memcpy(&scr->key.dest, &c->dest, sizeof(c->dest));
-		scr->key.op = BWT_OP_HANDSHAKE;
-		scr->key.src = BWT_SRC_SOCK;
 		int err = 0;
 		if (newstate != BWT_TCP_ESTABLISHED) {
-			err = BPF_CORE_READ(sk, sk_err);
+			err = btf ? sk->sk_err : BPF_CORE_READ(sk, sk_err);
 			/* Closed before established with no error: the
 			 * program gave up waiting (its own timeout). */
 			if (!err)
 				err = BWT_ETIMEDOUT;
 		}
-		record(&scr->key, c, false, bpf_ktime_get_ns() - c->t0_ns, err);
+		record(c, BWT_OP_HANDSHAKE, false,
+		       bpf_ktime_get_ns() - c->t0_ns, err);
 		c->phase = BWT_PH_IDLE;
 	}
 	if (newstate == BWT_TCP_CLOSE && c->phase == BWT_PH_SENT) {
@@ -369,28 +435,19 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 		 * follows finds the connection gone, so the exchange fails
 		 * here.  Closed without an error, the program gave up on it
 		 * (or wanted no answer): not counted. */
-		int err = BPF_CORE_READ(sk, sk_err);
-		scr = get_scratch();
-		if (err && scr) {
-			__builtin_memset(&scr->key, 0, sizeof(scr->key));
-			__builtin_memcpy(&scr->key.dest, &c->dest,
-					 sizeof(c->dest));
-			scr->key.op = BWT_OP_EXCHANGE;
-			scr->key.src = BWT_SRC_SOCK;
-			record(&scr->key, c, false,
+		int err = btf ? sk->sk_err : BPF_CORE_READ(sk, sk_err);
+		if (err)
+			record(c, BWT_OP_EXCHANGE, false,
 			       bpf_ktime_get_ns() - c->t0_ns, err);
-		}
 	}
-	if (newstate == BWT_TCP_CLOSE) {
-		conn_closed(&c->dest);
-		bpf_map_delete_elem(&conns, &key);
-	}
+	if (newstate == BWT_TCP_CLOSE)
+		conn_del(sk, c, btf);
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(bwt_state_btf, struct sock *sk, int oldstate, int newstate)
 {
-	on_state(sk, oldstate, newstate);
+	on_state((struct sock *)sk, oldstate, newstate, true);
 	return 0;
 }
 
@@ -399,7 +456,8 @@ int bwt_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	on_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+	on_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate,
+		 false);
 	return 0;
 }
 
@@ -407,11 +465,9 @@ int bwt_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 
 /* A send on a tracked connection starts an exchange unless one is
  * running; a failed send ends one as failed. */
-static __always_inline void on_send(struct sock *sk, int ret)
+static __always_inline void on_send(struct sock *sk, int ret, bool btf)
 {
-	__u64 key = (__u64)sk;
-	struct bwt_conn *c = bpf_map_lookup_elem(&conns, &key);
-	struct bwt_scratch *scr;
+	struct bwt_conn *c = conn_get(sk, btf);
 
 	if (!c)
 		return;
@@ -424,14 +480,7 @@ static __always_inline void on_send(struct sock *sk, int ret)
 	}
 	if (ret == -BWT_EAGAIN || ret == -BWT_EINTR || ret == -BWT_ERESTARTSYS)
 		return;
-	scr = get_scratch();
-	if (!scr)
-		return;
-	__builtin_memset(&scr->key, 0, sizeof(scr->key));
-	__builtin_memcpy(&scr->key.dest, &c->dest, sizeof(c->dest));
-	scr->key.op = BWT_OP_EXCHANGE;
-	scr->key.src = BWT_SRC_SOCK;
-	record(&scr->key, c, true,
+	record(c, BWT_OP_EXCHANGE, true,
 	       c->phase == BWT_PH_SENT ? bpf_ktime_get_ns() - c->t0_ns : 0,
 	       -ret);
 	c->phase = BWT_PH_IDLE;
@@ -439,52 +488,38 @@ static __always_inline void on_send(struct sock *sk, int ret)
 
 /* A receive on a connection waiting for its answer ends the exchange:
  * data, EOF (a failed exchange) or an error. */
-static __always_inline void on_recv(struct sock *sk, int ret, int flags)
+static __always_inline void on_recv(struct sock *sk, int ret, int flags,
+				    bool btf)
 {
-	__u64 key = (__u64)sk;
 	struct bwt_conn *c;
-	struct bwt_scratch *scr;
 
 	if (flags & BWT_MSG_PEEK)
 		return;
 	if (ret == -BWT_EAGAIN || ret == -BWT_EINTR || ret == -BWT_ERESTARTSYS)
 		return;
-	c = bpf_map_lookup_elem(&conns, &key);
+	c = conn_get(sk, btf);
 	if (!c || c->phase != BWT_PH_SENT)
 		return;
-	scr = get_scratch();
-	if (!scr)
-		return;
 	c->phase = BWT_PH_IDLE;
-	__builtin_memset(&scr->key, 0, sizeof(scr->key));
-	__builtin_memcpy(&scr->key.dest, &c->dest, sizeof(c->dest));
-	scr->key.op = BWT_OP_EXCHANGE;
-	scr->key.src = BWT_SRC_SOCK;
-	record(&scr->key, c, true, bpf_ktime_get_ns() - c->t0_ns,
+	record(c, BWT_OP_EXCHANGE, true, bpf_ktime_get_ns() - c->t0_ns,
 	       ret > 0 ? 0 : ret == 0 ? BWT_ECONNRESET : -ret);
 }
 
-/* Only IPv4 and IPv6 sockets can be ours: the others (Unix sockets above
- * all) leave at once, without a map lookup. */
-static __always_inline bool inet_sk(struct sock *sk)
-{
-	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
-	return fam == BWT_AF_INET || fam == BWT_AF_INET6;
-}
-
+/* tp_btf: sk is a trusted pointer, read directly (no helper call); a
+ * socket that is not ours costs that read and one storage lookup. */
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(bwt_send_btf, struct sock *sk, int ret, int flags)
 {
-	if (inet_sk(sk))
-		on_send(sk, ret);
+	if (sk && sk->sk_protocol == IPPROTO_TCP)
+		on_send(sk, ret, true);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(bwt_recv_btf, struct sock *sk, int ret, int flags)
 {
-	if (inet_sk(sk))
-		on_recv(sk, ret, flags);
+	if (sk && sk->sk_protocol == IPPROTO_TCP)
+		on_recv(sk, ret, flags, true);
 	return 0;
 }
 
@@ -492,7 +527,7 @@ SEC("tracepoint/sock/sock_send_length")
 int bwt_send_tp(struct trace_event_raw_sock_msg_length *ctx)
 {
 	if (ctx->protocol == IPPROTO_TCP)
-		on_send((struct sock *)ctx->sk, ctx->ret);
+		on_send((struct sock *)ctx->sk, ctx->ret, false);
 	return 0;
 }
 
@@ -500,7 +535,7 @@ SEC("tracepoint/sock/sock_recv_length")
 int bwt_recv_tp(struct trace_event_raw_sock_msg_length *ctx)
 {
 	if (ctx->protocol == IPPROTO_TCP)
-		on_recv((struct sock *)ctx->sk, ctx->ret, ctx->flags);
+		on_recv((struct sock *)ctx->sk, ctx->ret, ctx->flags, false);
 	return 0;
 }
 

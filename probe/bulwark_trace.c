@@ -452,43 +452,52 @@ static void find_shims(void)
 
 /* ---- what --suggest works from ----------------------------------------- */
 
-/* The histograms over the whole trace (print_hists clears the kernel's
- * every interval) and the shim's events per destination label. */
+/* The last look at each histogram (the kernel's run over the whole
+ * trace: an interval prints the difference), and the shim's events per
+ * destination label. */
 struct acc {
 	struct bwt_hist_key key;
-	struct bwt_hist h;
+	struct bwt_hist h;    /* at the last print */
+	struct bwt_hist next; /* this print's, until acc_commit */
+	bool seen;
 };
 static struct acc *accs;
 static size_t n_accs;
 
-static void acc_add(const struct bwt_hist_key *k, const struct bwt_hist *h)
+/* Records h as key's newest look; returns the previous one, or NULL. */
+static const struct bwt_hist *acc_update(const struct bwt_hist_key *k,
+					 const struct bwt_hist *h)
 {
 	struct acc *a = NULL;
 
-	if (!env.suggest)
-		return;
 	for (size_t i = 0; i < n_accs; i++)
 		if (!memcmp(&accs[i].key, k, sizeof(*k)))
 			a = &accs[i];
 	if (!a) {
 		struct acc *n = realloc(accs, (n_accs + 1) * sizeof(*accs));
 		if (!n)
-			return;
+			return NULL;
 		accs = n;
 		a = &accs[n_accs++];
 		memset(a, 0, sizeof(*a));
 		a->key = *k;
 	}
-	for (int i = 0; i < BWT_HIST_SLOTS; i++)
-		a->h.slots[i] += h->slots[i];
-	a->h.failed += h->failed;
-	a->h.sum_ns += h->sum_ns;
+	a->next = *h;
+	a->seen = true;
+	return &a->h;
 }
 
-static const struct bwt_hist *acc_find(const struct bwt_dest *d, unsigned op)
+static void acc_commit(void)
 {
 	for (size_t i = 0; i < n_accs; i++)
-		if (accs[i].key.op == op &&
+		if (accs[i].seen)
+			accs[i].h = accs[i].next;
+}
+
+static const struct bwt_hist *acc_find(const struct bwt_addr *d, unsigned op)
+{
+	for (size_t i = 0; i < n_accs; i++)
+		if (accs[i].key.op == op && accs[i].seen &&
 		    !memcmp(&accs[i].key.dest, d, sizeof(*d)))
 			return &accs[i].h;
 	return NULL;
@@ -532,6 +541,16 @@ static void shimev_add(const struct bwt_event *e)
 }
 
 /* ---- output ------------------------------------------------------------- */
+
+static void dest_str(const struct bwt_dest *d, char *out, size_t cap);
+
+/* An address and port as a policy rule matches it: 10.0.0.1:80, [::1]:80. */
+static void addr_str(const struct bwt_addr *a, char *out, size_t cap)
+{
+	struct bwt_dest d = { .family = a->family, .dport = a->dport };
+	memcpy(d.addr, a->addr, sizeof(d.addr));
+	dest_str(&d, out, cap);
+}
 
 static void dest_str(const struct bwt_dest *d, char *out, size_t cap)
 {
@@ -705,7 +724,7 @@ static void print_hist(const struct bwt_hist_key *k, const struct bwt_hist *h)
 	}
 	if (!total || k->op >= BWT_OP_MAX)
 		return;
-	dest_str(&k->dest, dest, sizeof(dest));
+	addr_str(&k->dest, dest, sizeof(dest));
 	if (env.json) {
 		printf("{\"type\":\"hist\",\"op\":\"%s\",\"src\":\"%s\","
 		       "\"dest\":",
@@ -751,20 +770,25 @@ static void print_hists(struct bulwark_trace_bpf *skel)
 	strftime(tbuf, sizeof(tbuf), "%H:%M:%S", &tm);
 	if (!env.json)
 		printf("\n--- %s histograms ---\n", tbuf);
+	/* The kernel's histograms run over the whole trace: each period
+	 * prints what came since the last (biolatency's clear, without
+	 * losing what --suggest needs). */
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		if (!bpf_map_lookup_elem(fd, &next, &h) &&
-		    label_wanted(next.dest.label)) {
-			print_hist(&next, &h);
-			acc_add(&next, &h);
+		if (!bpf_map_lookup_elem(fd, &next, &h)) {
+			struct bwt_hist d = h;
+			const struct bwt_hist *last = acc_update(&next, &h);
+			for (int k = 0; last && k < BWT_HIST_SLOTS; k++)
+				d.slots[k] -= last->slots[k];
+			if (last) {
+				d.failed -= last->failed;
+				d.sum_ns -= last->sum_ns;
+			}
+			print_hist(&next, &d);
 		}
 		key = next;
 		prev = &key;
 	}
-	/* Clear after printing: each period stands alone (biolatency). */
-	prev = NULL;
-	while (!bpf_map_get_next_key(fd, NULL, &next))
-		if (bpf_map_delete_elem(fd, &next))
-			break;
+	acc_commit();
 	i = BWT_CNT_DROPPED;
 	bpf_map_lookup_elem(cfd, &i, &dropped);
 	i = BWT_CNT_MAPFULL;
@@ -870,7 +894,7 @@ static struct setting *add_setting(struct suggestion *sg, const char *key)
 #define SLOW_FLOOR_NS 10000000ull     /* breaker.slow: at least 10ms */
 #define TIMEOUT_FLOOR_NS 100000000ull /* connect.timeout: at least 100ms */
 
-static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
+static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
 			struct suggestion *sg)
 {
 	const struct bwt_hist *hs = acc_find(d, BWT_OP_HANDSHAKE);
@@ -882,14 +906,15 @@ static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
 	struct setting *st;
 
 	memset(sg, 0, sizeof(*sg));
-	dest_str(d, sg->dest, sizeof(sg->dest));
+	addr_str(d, sg->dest, sizeof(sg->dest));
 	snprintf(sg->summary, sizeof(sg->summary),
-		 "%llu connects (%llu failed), %llu exchanges (%llu failed)",
-		 n_hs, f_hs, n_x, f_x);
+		 "%llu connect%s (%llu failed), %llu exchange%s (%llu failed)",
+		 n_hs, n_hs == 1 ? "" : "s", f_hs, n_x, n_x == 1 ? "" : "s",
+		 f_x);
 
 	/* breaker.slow: the exchange p99, x1.5, rounded up. */
 	if (n_x > f_x) {
-		unsigned long long p99 = quantile_ns(hx, 0.99, ds->max_ns[1]);
+		unsigned long long p99 = quantile_ns(hx, 0.99, hx->max_ns);
 		unsigned long long v = nice_up_ns(p99 * 1.5);
 		bool floor = v < SLOW_FLOOR_NS;
 		if (floor)
@@ -897,7 +922,7 @@ static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
 		st = add_setting(sg, "breaker.slow");
 		fmt_dur(v, st->value, sizeof(st->value));
 		fmt_ms(p99, a, sizeof(a));
-		fmt_ms(ds->max_ns[1], b, sizeof(b));
+		fmt_ms(hx->max_ns, b, sizeof(b));
 		snprintf(st->why, sizeof(st->why),
 			 "exchange p99 <= %s over %llu exchanges (slowest %s), "
 			 "x1.5 rounded up%s",
@@ -909,7 +934,7 @@ static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
 
 	/* connect.timeout: the handshake p99.9, x3, rounded up. */
 	if (n_hs > f_hs) {
-		unsigned long long p999 = quantile_ns(hs, 0.999, ds->max_ns[0]);
+		unsigned long long p999 = quantile_ns(hs, 0.999, hs->max_ns);
 		unsigned long long v = nice_up_ns(p999 * 3.0);
 		bool floor = v < TIMEOUT_FLOOR_NS;
 		if (floor)
@@ -917,7 +942,7 @@ static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
 		st = add_setting(sg, "connect.timeout");
 		fmt_dur(v, st->value, sizeof(st->value));
 		fmt_ms(p999, a, sizeof(a));
-		fmt_ms(ds->max_ns[0], b, sizeof(b));
+		fmt_ms(hs->max_ns, b, sizeof(b));
 		snprintf(st->why, sizeof(st->why),
 			 "handshake p99.9 <= %s over %llu connects (slowest "
 			 "%s), x3 rounded up%s",
@@ -928,27 +953,27 @@ static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
 	}
 
 	/* bulkhead.max: the peak of connections open at once, x1.5. */
-	if (ds->peak) {
+	if (ds->peak && n_hs > f_hs) {
 		unsigned long long v = (ds->peak * 3 + 1) / 2;
 		if (v < ds->peak + 2)
 			v = ds->peak + 2;
 		st = add_setting(sg, "bulkhead.max");
 		snprintf(st->value, sizeof(st->value), "%llu", v);
 		snprintf(st->why, sizeof(st->why),
-			 "at most %llu connections open at once (of %llu "
+			 "at most %llu connection%s open at once (of %llu "
 			 "connects), x1.5 and at least 2 more",
-			 ds->peak, ds->conns);
+			 ds->peak, ds->peak == 1 ? "" : "s", ds->conns);
 	}
 
 	/* breaker.failures / breaker.rate: the failure pattern. */
-	unsigned long long rec = ds->recovered[0] + ds->recovered[1];
-	unsigned long long rec_run = ds->max_recovered_run[0] >
-					     ds->max_recovered_run[1]
-				     ? ds->max_recovered_run[0]
-				     : ds->max_recovered_run[1];
-	unsigned long long max_run = ds->max_run[0] > ds->max_run[1]
-					     ? ds->max_run[0]
-					     : ds->max_run[1];
+	static const struct bwt_hist none;
+	const struct bwt_hist *ps = hs ? hs : &none, *px = hx ? hx : &none;
+	unsigned long long rec = ps->recovered + px->recovered;
+	unsigned long long rec_run = ps->max_recovered_run > px->max_recovered_run
+					     ? ps->max_recovered_run
+					     : px->max_recovered_run;
+	unsigned long long max_run = ps->max_run > px->max_run ? ps->max_run
+							       : px->max_run;
 	st = add_setting(sg, "breaker.failures");
 	if (!fails) {
 		snprintf(st->value, sizeof(st->value), "5");
@@ -982,8 +1007,8 @@ static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
 	}
 
 	/* retry.*: only where connect failures were transient. */
-	if (ds->recovered[0]) {
-		unsigned long long rns = ds->max_recover_ns[0];
+	if (ps->recovered) {
+		unsigned long long rns = ps->max_recover_ns;
 		unsigned long long v = nice_up_ns(rns / 3.0);
 		if (v < 10000000ull)
 			v = 10000000ull;
@@ -995,7 +1020,7 @@ static void suggest_one(const struct bwt_dest *d, const struct bwt_dstats *ds,
 		snprintf(st->why, sizeof(st->why),
 			 "connect failures were transient: %llu runs ended by "
 			 "a success, at most %llu in a row, within %s",
-			 ds->recovered[0], ds->max_recovered_run[0], a);
+			 ps->recovered, ps->max_recovered_run, a);
 		st = add_setting(sg, "retry.backoff");
 		fmt_dur(v, st->value, sizeof(st->value));
 		fmt_dur(v, b, sizeof(b));
@@ -1052,11 +1077,12 @@ static int cmp_sugg(const void *x, const void *y)
 		      ((const struct suggestion *)y)->dest);
 }
 
-/* Prints the policy for every destination in dstats, to f. */
+/* Prints the policy for every destination in dstats: as text to f (when
+ * not NULL), as JSON lines to standard output with --json. */
 static void suggest(struct bulwark_trace_bpf *skel, FILE *f, double secs)
 {
 	int fd = bpf_map__fd(skel->maps.dstats);
-	struct bwt_dest key, next, *prev = NULL;
+	struct bwt_addr key, next, *prev = NULL;
 	struct bwt_dstats ds;
 	struct suggestion *sg = NULL;
 	size_t n = 0;
@@ -1074,13 +1100,13 @@ static void suggest(struct bulwark_trace_bpf *skel, FILE *f, double secs)
 	}
 	if (n)
 		qsort(sg, n, sizeof(*sg), cmp_sugg);
-	if (!env.json) {
+	if (f) {
 		fprintf(f,
 			"# bulwark trace --suggest: a policy for the %zu "
 			"destination%s seen in %.1f s of tracing.\n"
 			"# Each value follows from the observation in the "
 			"comment above it; review them,\n"
-			"# then use the file: bulwark check --file FILE, "
+			"# then use the file: bulwark check --policy-file FILE, "
 			"BULWARK_POLICY_FILE=FILE,\n"
 			"# or bulwark policy push --file FILE.  A destination "
 			"no rule matches is only observed.\n",
@@ -1101,10 +1127,10 @@ static void suggest(struct bulwark_trace_bpf *skel, FILE *f, double secs)
 			len += (size_t)snprintf(rule + len, sizeof(rule) - len,
 						" %s=%s", sg[i].set[k].key,
 						sg[i].set[k].value);
-		if (env.json) {
-			print_suggestion_json(f, &sg[i], rule, se);
+		if (env.json)
+			print_suggestion_json(stdout, &sg[i], rule, se);
+		if (!f)
 			continue;
-		}
 		fprintf(f, "\n# %s: %s\n", sg[i].dest, sg[i].summary);
 		if (se)
 			fprintf(f,
@@ -1120,7 +1146,9 @@ static void suggest(struct bulwark_trace_bpf *skel, FILE *f, double secs)
 			fprintf(f, "#   %s\n", sg[i].notes[k]);
 		fprintf(f, "%s\n", rule);
 	}
-	fflush(f);
+	if (f)
+		fflush(f);
+	fflush(stdout);
 	free(sg);
 }
 
@@ -1434,9 +1462,11 @@ int main(int argc, char **argv)
 	ring_buffer__consume(rb);
 	print_hists(skel);
 	if (env.suggest) {
+		/* The text policy: to FILE, else to standard output unless
+		 * --json (whose lines carry each rule). */
 		FILE *f = suggest_out ? suggest_out
-			  : env.suggest_file ? NULL : stdout;
-		if (!f && env.suggest_file) {
+			  : env.suggest_file || env.json ? NULL : stdout;
+		if (env.suggest_file) {
 			f = fopen(env.suggest_file, "w");
 			if (!f) {
 				fprintf(stderr, "bulwark trace: %s: %s\n",
@@ -1444,9 +1474,9 @@ int main(int argc, char **argv)
 				err = 1;
 			}
 		}
-		if (f) {
+		if (f || env.json) {
 			suggest(skel, f, (mono_ns() - t0) / 1e9);
-			if (fflush(f) || (f != stdout && fclose(f))) {
+			if (f && (fflush(f) || (f != stdout && fclose(f)))) {
 				fprintf(stderr, "bulwark trace: writing the "
 						"policy: %s\n",
 					strerror(errno));

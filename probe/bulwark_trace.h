@@ -10,7 +10,7 @@
 #define BWT_COMM_LEN 16
 #define BWT_LABEL_LEN 64
 #define BWT_HIST_SLOTS 27 /* log2 buckets of microseconds: up to ~67 s */
-#define BWT_MAX_DESTS 4096
+#define BWT_MAX_DESTS 16384
 
 enum bwt_op {
 	BWT_OP_CONNECT = 0,   /* unused: a connect is its handshake */
@@ -30,7 +30,15 @@ enum bwt_src {
 	BWT_SRC_SOCK = 2,    /* socket-layer tracepoints: every call */
 };
 
-/* A destination: an address and port, or the shim's label. */
+/* A destination as the kernel sees it: small, a cheap hash key. */
+struct bwt_addr {
+	unsigned short family; /* AF_INET, AF_INET6 */
+	unsigned short dport;  /* host order */
+	unsigned char addr[16];
+};
+
+/* A destination in an event: an address and port (the same first fields
+ * as struct bwt_addr), or the shim's label. */
 struct bwt_dest {
 	unsigned short family; /* AF_INET, AF_INET6, 0: label only */
 	unsigned short dport;  /* host order */
@@ -39,30 +47,34 @@ struct bwt_dest {
 };
 
 struct bwt_hist_key {
-	struct bwt_dest dest;
+	struct bwt_addr dest;
 	unsigned int op; /* enum bwt_op */
 	unsigned int src; /* enum bwt_src */
 };
 
+/* Per destination and op, over the whole trace: the kernel never clears
+ * it (the loader prints the difference from its last look).  Beside the
+ * log2 histogram, what --suggest needs and a histogram cannot give: the
+ * slowest call and the failure pattern (runs of failures, and whether a
+ * success ended them). */
 struct bwt_hist {
 	unsigned long long slots[BWT_HIST_SLOTS];
 	unsigned long long failed;
 	unsigned long long sum_ns;
+	unsigned long long max_ns;	   /* slowest call */
+	unsigned long long run;		   /* failures in a row, now */
+	unsigned long long run_t0_ns;	   /* when the run began */
+	unsigned long long max_run;	   /* longest run of failures */
+	unsigned long long recovered;	   /* runs a success ended */
+	unsigned long long max_recovered_run;
+	unsigned long long max_recover_ns; /* first failure -> success */
 };
 
-/* Per destination, over the whole trace (never cleared): what --suggest
- * needs beyond the histograms.  Arrays: [0] handshakes, [1] exchanges. */
+/* Per destination, over the whole trace: connections open at once. */
 struct bwt_dstats {
-	long long open;			/* connections open now */
-	unsigned long long peak;	/* most open at once */
-	unsigned long long conns;	/* connects seen */
-	unsigned long long max_ns[2];	/* slowest call */
-	unsigned long long run[2];	/* failures in a row, now */
-	unsigned long long run_t0_ns[2];
-	unsigned long long max_run[2];	/* longest run of failures */
-	unsigned long long recovered[2]; /* runs a success ended */
-	unsigned long long max_recovered_run[2];
-	unsigned long long max_recover_ns[2]; /* first failure -> success */
+	long long open;		 /* connections open now */
+	unsigned long long peak;	 /* most open at once */
+	unsigned long long conns; /* connects seen */
 };
 
 struct bwt_event {
