@@ -924,9 +924,10 @@ static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
 		fmt_ms(p99, a, sizeof(a));
 		fmt_ms(hx->max_ns, b, sizeof(b));
 		snprintf(st->why, sizeof(st->why),
-			 "exchange p99 <= %s over %llu exchanges (slowest %s), "
+			 "exchange p99 <= %s over %llu exchange%s (slowest %s), "
 			 "x1.5 rounded up%s",
-			 a, n_x, b, floor ? ", at least 10ms" : "");
+			 a, n_x, n_x == 1 ? "" : "s", b,
+			 floor ? ", at least 10ms" : "");
 	} else {
 		snprintf(sg->notes[sg->n_notes++], sizeof(sg->notes[0]),
 			 "no breaker.slow: no exchange answered");
@@ -944,9 +945,10 @@ static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
 		fmt_ms(p999, a, sizeof(a));
 		fmt_ms(hs->max_ns, b, sizeof(b));
 		snprintf(st->why, sizeof(st->why),
-			 "handshake p99.9 <= %s over %llu connects (slowest "
+			 "handshake p99.9 <= %s over %llu connect%s (slowest "
 			 "%s), x3 rounded up%s",
-			 a, n_hs, b, floor ? ", at least 100ms" : "");
+			 a, n_hs, n_hs == 1 ? "" : "s", b,
+			 floor ? ", at least 100ms" : "");
 	} else if (n_hs) {
 		snprintf(sg->notes[sg->n_notes++], sizeof(sg->notes[0]),
 			 "no connect.timeout: no connect succeeded");
@@ -981,12 +983,15 @@ static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
 			 "no failed call in %llu: the default", calls);
 	} else if (rec) {
 		unsigned long long v = rec_run + 2 < 3 ? 3 : rec_run + 2;
-		snprintf(st->value, sizeof(st->value), "%llu", v);
+		bool cap = v > 20;
+		snprintf(st->value, sizeof(st->value), "%llu", cap ? 20 : v);
 		snprintf(st->why, sizeof(st->why),
-			 "%llu runs of failures ended by a success, the longest "
-			 "%llu in a row: +2, so that such a run does not open "
-			 "the breaker",
-			 rec, rec_run);
+			 "%llu run%s of failures ended by a success, the "
+			 "longest %llu in a row: +2, so that such a run does not "
+			 "open the breaker%s",
+			 rec, rec == 1 ? "" : "s", rec_run,
+			 cap ? " (at most 20: an outage longer than that should)"
+			     : "");
 	} else {
 		snprintf(st->value, sizeof(st->value), "3");
 		snprintf(st->why, sizeof(st->why),
@@ -994,10 +999,16 @@ static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
 			 "no success followed: open early",
 			 fails, calls, max_run);
 	}
-	if (fails && fails < calls && calls >= 20) {
-		double pct = 100.0 * fails / calls;
-		int v = (int)ceil(pct * 2 / 5) * 5;
-		v = v < 10 ? 10 : v > 90 ? 90 : v;
+	double pct = calls ? 100.0 * fails / calls : 0;
+	int rate = (int)ceil(pct * 2 / 5) * 5;
+	rate = rate < 10 ? 10 : rate > 95 ? 95 : rate;
+	if (fails && fails < calls && calls >= 20 && rate <= pct) {
+		snprintf(sg->notes[sg->n_notes++], sizeof(sg->notes[0]),
+			 "no breaker.rate: %.1f%% of %llu calls failed, too "
+			 "many for a rate threshold above it",
+			 pct, calls);
+	} else if (fails && fails < calls && calls >= 20) {
+		int v = rate;
 		st = add_setting(sg, "breaker.rate");
 		snprintf(st->value, sizeof(st->value), "%d%%", v);
 		snprintf(st->why, sizeof(st->why),
@@ -1018,17 +1029,18 @@ static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
 		snprintf(st->value, sizeof(st->value), "3");
 		fmt_ms(rns, a, sizeof(a));
 		snprintf(st->why, sizeof(st->why),
-			 "connect failures were transient: %llu runs ended by "
-			 "a success, at most %llu in a row, within %s",
-			 ps->recovered, ps->max_recovered_run, a);
+			 "connect failures were transient: %llu run%s ended by "
+			 "a success, at most %llu in a row, over at most %s",
+			 ps->recovered, ps->recovered == 1 ? "" : "s",
+			 ps->max_recovered_run, a);
 		st = add_setting(sg, "retry.backoff");
 		fmt_dur(v, st->value, sizeof(st->value));
 		fmt_dur(v, b, sizeof(b));
 		fmt_dur(2 * v, c, sizeof(c));
 		snprintf(st->why, sizeof(st->why),
-			 "a third of %s rounded up: the retries wait %s then "
-			 "%s, 3x in all",
-			 a, b, c);
+			 "the two retries wait %s then %s (multiplier 2): 3x "
+			 "%s in all, at least the %s the failures lasted",
+			 b, c, b, a);
 	} else if (f_hs) {
 		snprintf(sg->notes[sg->n_notes++], sizeof(sg->notes[0]),
 			 "no retry.*: %llu connects failed and no success "

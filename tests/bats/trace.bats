@@ -245,3 +245,161 @@ wait_detached() {
 	run "$TRACE" -p 1 -- true
 	[ "$status" -eq 2 ]
 }
+
+@test "trace --interval and -d take durations like --slow; a bare number is seconds" {
+	start_faultsrv --mode echo
+	local port=$FS_PORT
+	# 300ms: several histogram periods while the client runs ~1 s.
+	run "$TRACE" --json --interval 300ms -- $PY -c "
+import socket, time
+s = socket.create_connection(('127.0.0.1', $port))
+for _ in range(10):
+    s.sendall(b'ping\n'); s.recv(64); time.sleep(0.1)
+"
+	[ "$status" -eq 0 ]
+	echo "$output"
+	# One stats line per period and one at the end: at least 3.
+	[ "$(grep -c '"type":"stats"' <<<"$output")" -ge 3 ]
+	# Each period prints only its own calls: together exactly 10.
+	local n
+	n=$(grep '"type":"hist","op":"exchange"' <<<"$output" |
+		sed -n 's/.*"dest":"[^"]*","count":\([0-9]*\),.*/\1/p' | awk '{n += $1} END {print n}')
+	[ "$n" -eq 10 ]
+	run "$TRACE" -d 0.5s
+	[ "$status" -eq 0 ]
+	run "$TRACE" -i 1 -d 1
+	[ "$status" -eq 0 ]
+	run "$TRACE" --interval 5x
+	[ "$status" -eq 2 ]
+	run "$TRACE" -d 0
+	[ "$status" -eq 2 ]
+}
+
+@test "trace --suggest: a policy whose values bracket what the fault servers did; bulwark check and the shim take it" {
+	# 50 ms stalls, 6 connections held at once (300 ms stalls), a port
+	# that refuses every connect, and one that refuses for its first
+	# 2.5 s and then accepts (transient).
+	start_faultsrv --mode echo --stall 50
+	local slow=$FS_PORT
+	start_faultsrv --mode echo --stall 300
+	local busy=$FS_PORT busy_stats=$FS_STATS
+	start_faultsrv --mode refuse
+	local down=$FS_PORT
+	start_faultsrv --mode echo --refuse-for 2500
+	local flap=$FS_PORT
+	cat >"$BW_TMP/work.py" <<'PY'
+import socket, sys, threading, time
+slow, busy, down, flap = map(int, sys.argv[1:5])
+def conn(p):
+    return socket.create_connection(("127.0.0.1", p), timeout=10)
+refused = 0  # refused until the server listens, then 3 good connects
+while True:
+    try:
+        conn(flap).close()
+        break
+    except ConnectionRefusedError:
+        refused += 1
+        time.sleep(0.2)
+for _ in range(3):
+    conn(flap).close()
+s = conn(slow)  # 20 exchanges of 50 ms
+for _ in range(20):
+    s.sendall(b"ping\n")
+    assert s.recv(64)
+s.close()
+barrier = threading.Barrier(6)  # 6 connections open at once
+def held():
+    c = conn(busy)
+    barrier.wait()
+    c.sendall(b"ping\n")
+    assert c.recv(64)
+    c.close()
+ts = [threading.Thread(target=held) for _ in range(6)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+for _ in range(4):  # refused, every time
+    try:
+        conn(down).close()
+    except ConnectionRefusedError:
+        pass
+open(sys.argv[5], "w").write(str(refused))
+PY
+	run "$TRACE" --json --suggest="$BW_TMP/policy" -- \
+		$PY "$BW_TMP/work.py" "$slow" "$busy" "$down" "$flap" "$BW_TMP/refused"
+	echo "$output" | tee "$BW_TMP/trace.json"
+	cat "$BW_TMP/policy"
+	[ "$status" -eq 0 ]
+	run "$BW_CLI" check --policy-file "$BW_TMP/policy"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local peak
+	peak=$(sed -n 's/.*peak=\([0-9]*\).*/\1/p' "$busy_stats")
+	[ "$peak" -eq 6 ]
+	run python3 - "$BW_TMP/policy" "$slow" "$busy" "$down" "$flap" \
+		"$(<"$BW_TMP/refused")" "$peak" <<'PY'
+import re, sys
+policy, slow, busy, down, flap, refused, peak = sys.argv[1:]
+refused, peak = int(refused), int(peak)
+def ms(v):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s)", v)
+    return float(m[1]) * {"us": 1e-3, "ms": 1, "s": 1e3}[m[2]]
+rules, comments, pending = {}, {}, []
+for line in open(policy):
+    line = line.rstrip("\n")
+    if line.startswith("#"):
+        pending.append(line)
+    elif line.strip():
+        dest, *sets = line.split()
+        rules[dest] = dict(s.split("=", 1) for s in sets)
+        comments[dest] = "\n".join(pending)
+        pending = []
+def rule(port):
+    return rules["127.0.0.1:" + port]
+errors = []
+def check(ok, what):
+    if not ok:
+        errors.append(what)
+# Every value has its observation in a comment above the rule.
+for dest, sets in rules.items():
+    for k, v in sets.items():
+        check(f"#   {k}={v}: " in comments[dest], f"{dest} {k}: no comment")
+r = rule(slow)  # stalls of 50 ms: breaker.slow above them, not far
+check(50 <= ms(r.get("breaker.slow", "0ms")) <= 200, f"slow: {r}")
+check("retry.attempts" not in r, f"slow: retries without failures: {r}")
+r = rule(busy)  # 6 at once: bulkhead.max >= 6, with headroom
+check(peak <= int(r.get("bulkhead.max", 0)) <= 2 * peak, f"busy: {r}")
+check(300 <= ms(r.get("breaker.slow", "0ms")) <= 1000, f"busy: {r}")
+r = rule(down)  # refused every time: open early, never retry
+check(int(r.get("breaker.failures", 99)) <= 3, f"down: {r}")
+check(not any(k.startswith("retry.") for k in r), f"down: {r}")
+check("connect.timeout" not in r, f"down: {r}")
+r = rule(flap)  # refused, then up: retry, and a run that long
+check(refused >= 1, f"the flapping port never refused ({refused})")
+check("retry.attempts" in r and "retry.backoff" in r, f"flap: {r}")
+# breaker.failures above the run the server's refusals made (capped at 20)
+check(min(refused + 2, 20) <= int(r.get("breaker.failures", 0)) <= 20,
+      f"flap: {r}, {refused} refused")
+print(rules)
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+PY
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# The JSON lines carry the same rules.
+	local rule
+	for rule in $(grep -v '^#' "$BW_TMP/policy" | grep . | tr ' ' '~'); do
+		grep -q "\"type\":\"suggest\".*\"rule\":\"${rule//\~/ }\"" \
+			"$BW_TMP/trace.json" || {
+			echo "no JSON line for: ${rule//\~/ }"
+			false
+		}
+	done
+	# The shim takes the file: breaker.failures=3 on the refusing port.
+	unset BULWARK_POLICY BULWARK_RETRY_ATTEMPTS
+	local i
+	for i in 1 2 3 4; do
+		BULWARK_POLICY_FILE=$BW_TMP/policy LD_PRELOAD=$BW_LIB \
+			$PY "$PYCLIENT" connect "$down" || true
+	done
+	grep -q "event=breaker_open dest=127.0.0.1:$down failures=3" "$BULWARK_LOG_FILE"
+}
