@@ -12,21 +12,22 @@
  * tracepoint is attached (one would slow every system call on the machine).
  *   - sock:inet_sock_set_state (tp_btf, else the classic tracepoint): a
  *     connect starts (CLOSE -> SYN_SENT, in the caller's context: the -p /
- *     -- CMD filter is applied once here, and the socket enters the conns
- *     map), the handshake ends (SYN_SENT -> ESTABLISHED or CLOSE: the
- *     connect's latency, blocking or not, and its errno), the connection
- *     ends (-> CLOSE: it leaves the map).
+ *     -- CMD filter is applied once here, and the connection gets its state:
+ *     socket storage under tp_btf, else the conns map), the handshake ends
+ *     (SYN_SENT -> ESTABLISHED or CLOSE: the connect's latency, blocking or
+ *     not, and its errno), the program closes it (FIN_WAIT1, LAST_ACK: no
+ *     longer open for the bulkhead peak), it ends (CLOSE).
  *   - sock:sock_send_length / sock:sock_recv_length (same choice): on a
- *     socket in the conns map, the first send after idle starts an
- *     exchange and the first receive that returns data (or EOF, or an
- *     error) ends it.  Any other socket costs one hash lookup.
+ *     connection of ours, the first send after idle starts an exchange and
+ *     the first receive that returns data (or EOF, or an error) ends it; a
+ *     reset while waiting ends it as failed.  Another TCP socket costs one
+ *     socket-storage lookup (a hash lookup with classic tracepoints).
  *   - USDT probes of the shim (libbulwark.so): only its rare events,
  *     breaker transitions, rejections and retries.  Its calls are measured
  *     by the tracepoints above like any other program's.
- * Per destination, the dstats map also keeps what `--suggest` needs and a
- * histogram cannot give: connections open at once (peak), the longest
- * run of failures, whether failures were followed by a success, the
- * slowest call.
+ * A finished call costs one hash lookup: its histogram, which also keeps
+ * what `--suggest` needs (the slowest call, the failure pattern); dstats
+ * keeps the connections open at once per destination.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>

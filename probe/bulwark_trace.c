@@ -80,7 +80,7 @@ static const char usage[] =
 	"  -- CMD [ARGS...]        start CMD, trace it and its children, stop\n"
 	"                          when it exits\n"
 	"  -s, --slow DURATION     print calls slower than this (default 10ms;\n"
-	"                          units ns us ms s m, bare number: ms)\n"
+	"                          units ns us ms s m h, bare: ms)\n"
 	"  -i, --interval DURATION print the histograms every DURATION, e.g. 5s,\n"
 	"                          500ms (bare number: seconds; default: only\n"
 	"                          at exit)\n"
@@ -1228,6 +1228,14 @@ static int attach_all(struct bulwark_trace_bpf *skel, struct hooks *hk,
 			   !attach_prog(socks[i].tp, socks[i].tp_link)) {
 			snprintf(one, sizeof(one), "%s", socks[i].name);
 		} else {
+			fprintf(stderr,
+				"bulwark trace: cannot attach to the tracepoint "
+				"sock:%s (%s; sock_send_length and "
+				"sock_recv_length need Linux 6.3 or later)\n",
+				socks[i].name,
+				tracepoint_exists("sock", socks[i].name)
+					? "attach failed"
+					: "not in this kernel");
 			continue;
 		}
 		append(hk->sock, sizeof(hk->sock), one);
@@ -1418,8 +1426,9 @@ int main(int argc, char **argv)
 	}
 	find_shims();
 	if (attach_all(skel, &hk, use_btf)) {
-		fprintf(stderr, "bulwark trace: no hook could be attached "
-				"(run with -v for libbpf's messages)\n");
+		fprintf(stderr, "bulwark trace: the socket tracepoints could "
+				"not all be attached (run with -v for libbpf's "
+				"messages)\n");
 		goto out;
 	}
 	print_hooks(&hk);
