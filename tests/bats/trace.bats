@@ -102,7 +102,8 @@ PY
 		 LD_PRELOAD=$BW_LIB $PY $PYCLIENT exchange $fast 50"
 	echo "$output" >"$BW_TMP/trace.out"
 	[ "$status" -eq 0 ]
-	[[ $output == *'"type":"hooks","usdt":"'*libbulwark.so* ]]
+	# The shim's probes are attached, the three rare-event ones only.
+	[[ $output == *'"type":"hooks","usdt":"'*'libbulwark.so(3 probes)'* ]]
 	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" sock
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -182,6 +183,16 @@ C
 	[ "$(grep -c '"event":"reject_open"' <<<"$output")" -ge 3 ]
 	# The reset exchanges are failed exchanges in the histogram.
 	[[ $output == *'"type":"hist","op":"exchange","src":"sock","dest":"127.0.0.1:'$port'","count":2,"failed":2'* ]]
+}
+
+@test "trace: the shim has USDT probes for its rare events only, none per call" {
+	require_cmd readelf
+	run readelf -n "$BW_LIB"
+	[[ $output == *stapsdt* ]] || skip "shim built without USDT probes"
+	local names
+	names=$(sed -n 's/^ *Name: //p' <<<"$output" | sort -u | tr '\n' ' ')
+	echo "$names"
+	[ "$names" = "breaker init reject retry " ]
 }
 
 # wait_attached OUT: until the reporter printed its hooks line.
