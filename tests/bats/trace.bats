@@ -123,6 +123,21 @@ PY
 	[ "$status" -eq 0 ]
 }
 
+@test "trace: classic tracepoints where tp_btf is unavailable: the same numbers" {
+	start_faultsrv --mode echo --stall 20
+	local slow=$FS_PORT
+	start_faultsrv --mode echo
+	local fast=$FS_PORT
+	BULWARK_TRACE_NO_TP_BTF=1 run "$TRACE" --json --slow 10ms -- sh -c \
+		"$PY $PYCLIENT exchange $slow 50 && $PY $PYCLIENT exchange $fast 50"
+	echo "$output" >"$BW_TMP/trace.out"
+	[ "$status" -eq 0 ]
+	[[ $output == *'"sock":"inet_sock_set_state sock_send_length sock_recv_length"'* ]]
+	run check_calls "$BW_TMP/trace.out" "$slow" "$fast" sock
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
 @test "trace: statically linked client: socket tracepoints, text output" {
 	cat >"$BW_TMP/sclient.c" <<'C'
 #include <arpa/inet.h>
