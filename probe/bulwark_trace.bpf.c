@@ -26,8 +26,8 @@
  *     breaker transitions, rejections and retries.  Its calls are measured
  *     by the tracepoints above like any other program's.
  * A finished call costs one hash lookup: its histogram, which also keeps
- * what `--suggest` needs (the slowest call, the failure pattern); dstats
- * keeps the connections open at once per destination.
+ * what `--suggest` needs (the slowest call, the failure pattern; for
+ * handshakes, the connections open at once).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -104,13 +104,6 @@ struct {
 } hists SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, BWT_MAX_DESTS);
-	__type(key, struct bwt_addr);
-	__type(value, struct bwt_dstats);
-} dstats SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, BWT_CNT_MAX);
 	__type(key, __u32);
@@ -135,7 +128,6 @@ struct {
 } scratch SEC(".maps");
 
 static const struct bwt_hist zero_hist;
-static const struct bwt_dstats zero_dstats;
 
 static __always_inline void count(__u32 idx)
 {
@@ -189,19 +181,19 @@ static __always_inline __u32 log2_slot(__u64 delta_us)
  * The counts are atomic (exact under load); the pattern's fields race
  * only between calls to one destination ending at the same instant on two
  * CPUs, where a lost update changes no suggestion. */
-static __always_inline void hist_add(const struct bwt_hist_key *key,
-				     __u64 delta_ns, bool failed)
+static __always_inline struct bwt_hist *hist_add(const struct bwt_hist_key *key,
+						 __u64 delta_ns, bool failed)
 {
 	struct bwt_hist *h = bpf_map_lookup_elem(&hists, key);
 	if (!h) {
 		if (bpf_map_update_elem(&hists, key, &zero_hist, BPF_NOEXIST) &&
 		    !bpf_map_lookup_elem(&hists, key)) {
 			count(BWT_CNT_MAPFULL);
-			return;
+			return NULL;
 		}
 		h = bpf_map_lookup_elem(&hists, key);
 		if (!h)
-			return;
+			return NULL;
 	}
 	__u32 slot = log2_slot(delta_ns / 1000);
 	if (slot < BWT_HIST_SLOTS)
@@ -226,19 +218,7 @@ static __always_inline void hist_add(const struct bwt_hist_key *key,
 			h->max_recover_ns = took;
 		h->run = 0;
 	}
-}
-
-static __always_inline struct bwt_dstats *dstats_get(const struct bwt_addr *d)
-{
-	struct bwt_dstats *s = bpf_map_lookup_elem(&dstats, d);
-	if (s)
-		return s;
-	if (bpf_map_update_elem(&dstats, d, &zero_dstats, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&dstats, d)) {
-		count(BWT_CNT_MAPFULL);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&dstats, d);
+	return h;
 }
 
 /* Reserves an event in the ring buffer, or counts it as dropped. */
@@ -261,19 +241,20 @@ static __always_inline struct bwt_event *event_new(__u32 op, __u32 src)
 /* One finished call: into its histogram and the destination's stats, and
  * out as an event if slow.  c: the connection, whose process an event
  * names when the call ended outside it (a handshake ends in softirq). */
-static __always_inline void record(const struct bwt_conn *c, __u32 op,
-				   bool in_process, __u64 delta_ns, int err)
+static __always_inline struct bwt_hist *record(const struct bwt_conn *c,
+					       __u32 op, bool in_process,
+					       __u64 delta_ns, int err)
 {
 	struct bwt_hist_key key = {
 		.dest = c->dest, .op = op, .src = BWT_SRC_SOCK,
 	};
+	struct bwt_hist *h = hist_add(&key, delta_ns, err != 0);
 
-	hist_add(&key, delta_ns, err != 0);
 	if (delta_ns < targ_min_ns)
-		return;
+		return h;
 	struct bwt_event *e = event_new(op, BWT_SRC_SOCK);
 	if (!e)
-		return;
+		return h;
 	if (!in_process) {
 		e->pid = c->pid;
 		__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
@@ -282,26 +263,20 @@ static __always_inline void record(const struct bwt_conn *c, __u32 op,
 	e->err = err;
 	__builtin_memcpy(&e->dest, &c->dest, sizeof(c->dest));
 	bpf_ringbuf_submit(e, 0);
+	return h;
 }
 
 /* ---- connections: sock:inet_sock_set_state ------------------------------ */
 
-static __always_inline void conn_opened(const struct bwt_addr *d)
+/* The program closed an established connection: one fewer open. */
+static __always_inline void conn_closed(const struct bwt_conn *c)
 {
-	struct bwt_dstats *s = dstats_get(d);
-	if (!s)
-		return;
-	__s64 open = __sync_fetch_and_add(&s->open, 1) + 1;
-	if (open > (__s64)s->peak)
-		s->peak = open;
-	__sync_fetch_and_add(&s->conns, 1);
-}
-
-static __always_inline void conn_closed(const struct bwt_addr *d)
-{
-	struct bwt_dstats *s = bpf_map_lookup_elem(&dstats, d);
-	if (s && s->open > 0)
-		__sync_fetch_and_add(&s->open, -1);
+	struct bwt_hist_key key = {
+		.dest = c->dest, .op = BWT_OP_HANDSHAKE, .src = BWT_SRC_SOCK,
+	};
+	struct bwt_hist *h = bpf_map_lookup_elem(&hists, &key);
+	if (h && h->open > 0)
+		__sync_fetch_and_add(&h->open, -1);
 }
 
 /* The connection of sk, or NULL.  btf: a tp_btf program (sk is a
@@ -398,9 +373,7 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 		c->t0_ns = bpf_ktime_get_ns();
 		c->pid = tgid;
 		c->phase = BWT_PH_CONNECTING;
-		c->open = 1;
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
-		conn_opened(&d);
 		return;
 	}
 	if (oldstate != BWT_TCP_SYN_SENT && newstate != BWT_TCP_CLOSE &&
@@ -416,7 +389,7 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 			newstate == BWT_TCP_LAST_ACK ||
 			newstate == BWT_TCP_CLOSE)) {
 		c->open = 0;
-		conn_closed(&c->dest);
+		conn_closed(c);
 	}
 	if (oldstate == BWT_TCP_SYN_SENT && c->phase == BWT_PH_CONNECTING) {
 		int err = 0;
@@ -427,9 +400,16 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 			if (!err)
 				err = BWT_ETIMEDOUT;
 		}
-		record(c, BWT_OP_HANDSHAKE, false,
-		       bpf_ktime_get_ns() - c->t0_ns, err);
+		struct bwt_hist *h = record(c, BWT_OP_HANDSHAKE, false,
+					    bpf_ktime_get_ns() - c->t0_ns, err);
 		c->phase = BWT_PH_IDLE;
+		if (h && !err) {
+			/* Open from now until the program closes it. */
+			__s64 open = __sync_fetch_and_add(&h->open, 1) + 1;
+			if (open > (__s64)h->peak)
+				h->peak = open;
+			c->open = 1;
+		}
 	}
 	if (newstate == BWT_TCP_CLOSE && c->phase == BWT_PH_SENT) {
 		/* Reset while waiting for the answer: the receive that

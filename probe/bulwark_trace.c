@@ -894,8 +894,7 @@ static struct setting *add_setting(struct suggestion *sg, const char *key)
 #define SLOW_FLOOR_NS 10000000ull     /* breaker.slow: at least 10ms */
 #define TIMEOUT_FLOOR_NS 100000000ull /* connect.timeout: at least 100ms */
 
-static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
-			struct suggestion *sg)
+static void suggest_one(const struct bwt_addr *d, struct suggestion *sg)
 {
 	const struct bwt_hist *hs = acc_find(d, BWT_OP_HANDSHAKE);
 	const struct bwt_hist *hx = acc_find(d, BWT_OP_EXCHANGE);
@@ -955,16 +954,17 @@ static void suggest_one(const struct bwt_addr *d, const struct bwt_dstats *ds,
 	}
 
 	/* bulkhead.max: the peak of connections open at once, x1.5. */
-	if (ds->peak && n_hs > f_hs) {
-		unsigned long long v = (ds->peak * 3 + 1) / 2;
-		if (v < ds->peak + 2)
-			v = ds->peak + 2;
+	unsigned long long peak = hs ? hs->peak : 0;
+	if (peak && n_hs > f_hs) {
+		unsigned long long v = (peak * 3 + 1) / 2;
+		if (v < peak + 2)
+			v = peak + 2;
 		st = add_setting(sg, "bulkhead.max");
 		snprintf(st->value, sizeof(st->value), "%llu", v);
 		snprintf(st->why, sizeof(st->why),
 			 "at most %llu connection%s open at once (of %llu "
 			 "connects), x1.5 and at least 2 more",
-			 ds->peak, ds->peak == 1 ? "" : "s", ds->conns);
+			 peak, peak == 1 ? "" : "s", n_hs);
 	}
 
 	/* breaker.failures / breaker.rate: the failure pattern. */
@@ -1089,26 +1089,26 @@ static int cmp_sugg(const void *x, const void *y)
 		      ((const struct suggestion *)y)->dest);
 }
 
-/* Prints the policy for every destination in dstats: as text to f (when
- * not NULL), as JSON lines to standard output with --json. */
-static void suggest(struct bulwark_trace_bpf *skel, FILE *f, double secs)
+/* Prints the policy for every destination seen (the histograms at their
+ * last look, print_hists having just run): as text to f (when not NULL),
+ * as JSON lines to standard output with --json. */
+static void suggest(FILE *f, double secs)
 {
-	int fd = bpf_map__fd(skel->maps.dstats);
-	struct bwt_addr key, next, *prev = NULL;
-	struct bwt_dstats ds;
 	struct suggestion *sg = NULL;
 	size_t n = 0;
 
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &next, &ds) || !next.family)
+	for (size_t i = 0; i < n_accs; i++) {
+		const struct bwt_addr *d = &accs[i].key.dest;
+		bool dup = false;
+		for (size_t k = 0; k < i && !dup; k++)
+			dup = !memcmp(&accs[k].key.dest, d, sizeof(*d));
+		if (dup || !accs[i].seen || !d->family)
 			continue;
 		struct suggestion *m = realloc(sg, (n + 1) * sizeof(*sg));
 		if (!m)
 			break;
 		sg = m;
-		suggest_one(&next, &ds, &sg[n++]);
+		suggest_one(d, &sg[n++]);
 	}
 	if (n)
 		qsort(sg, n, sizeof(*sg), cmp_sugg);
@@ -1496,7 +1496,7 @@ int main(int argc, char **argv)
 			}
 		}
 		if (f || env.json) {
-			suggest(skel, f, (mono_ns() - t0) / 1e9);
+			suggest(f, (mono_ns() - t0) / 1e9);
 			if (f && (fflush(f) || (f != stdout && fclose(f)))) {
 				fprintf(stderr, "bulwark trace: writing the "
 						"policy: %s\n",

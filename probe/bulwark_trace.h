@@ -68,13 +68,10 @@ struct bwt_hist {
 	unsigned long long recovered;	   /* runs a success ended */
 	unsigned long long max_recovered_run;
 	unsigned long long max_recover_ns; /* first failure -> success */
-};
-
-/* Per destination, over the whole trace: connections open at once. */
-struct bwt_dstats {
-	long long open;		 /* connections open now */
-	unsigned long long peak;	 /* most open at once */
-	unsigned long long conns; /* connects seen */
+	/* Handshakes only: connections established and not yet closed by
+	 * the program, now and at most. */
+	long long open;
+	unsigned long long peak;
 };
 
 struct bwt_event {
