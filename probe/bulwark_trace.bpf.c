@@ -12,8 +12,8 @@
  * tracepoint is attached (one would slow every system call on the machine).
  *   - sock:inet_sock_set_state (tp_btf, else the classic tracepoint): a
  *     connect starts (CLOSE -> SYN_SENT, in the caller's context: the -p /
- *     -- CMD filter is applied once here, and the connection gets its state:
- *     socket storage under tp_btf, else the conns map), the handshake ends
+ *     -- CMD filter is applied once here, and the connection enters the
+ *     conns map), the handshake ends
  *     (SYN_SENT -> ESTABLISHED or CLOSE: the connect's latency, blocking or
  *     not, and its errno), the program closes it (FIN_WAIT1, LAST_ACK: no
  *     longer open for the bulkhead peak), it ends (CLOSE).
@@ -21,7 +21,7 @@
  *     connection of ours, the first send after idle starts an exchange and
  *     the first receive that returns data (or EOF, or an error) ends it; a
  *     reset while waiting ends it as failed.  Another TCP socket costs one
- *     socket-storage lookup (a hash lookup with classic tracepoints).
+ *     hash lookup, another socket nothing more.
  *   - USDT probes of the shim (libbulwark.so): only its rare events,
  *     breaker transitions, rejections and retries.  Its calls are measured
  *     by the tracepoints above like any other program's.
@@ -62,8 +62,8 @@ const volatile __u8 targ_daddr[16] = {};
 
 enum bwt_phase { BWT_PH_IDLE = 0, BWT_PH_SENT = 1, BWT_PH_CONNECTING = 2 };
 
-/* A connection of a traced process: in its socket's local storage
- * (tp_btf), else in the conns map by its struct sock *. */
+/* A connection of a traced process, in the conns map by its struct
+ * sock *. */
 struct bwt_conn {
 	struct bwt_addr dest;
 	__u64 t0_ns; /* connect or exchange start */
@@ -87,14 +87,6 @@ struct {
 	__type(value, struct bwt_conn);
 } conns SEC(".maps");
 
-/* The same in the socket itself: a send or receive on a socket that is
- * not ours costs a pointer load, not a hash lookup. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct bwt_conn);
-} sconns SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -115,18 +107,6 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
-/* Scratch: a new connection, built off the 512-byte stack. */
-struct bwt_scratch {
-	struct bwt_conn conn;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct bwt_scratch);
-} scratch SEC(".maps");
-
 static const struct bwt_hist zero_hist;
 
 static __always_inline void count(__u32 idx)
@@ -134,12 +114,6 @@ static __always_inline void count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
 		__sync_fetch_and_add(v, 1);
-}
-
-static __always_inline struct bwt_scratch *get_scratch(void)
-{
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
 /* Whether the current process is one we trace at all. */
@@ -279,50 +253,13 @@ static __always_inline void conn_closed(const struct bwt_conn *c)
 		__sync_fetch_and_add(&h->open, -1);
 }
 
-/* The connection of sk, or NULL.  btf: a tp_btf program (sk is a
- * trusted pointer: socket storage), else a classic tracepoint (map). */
-static __always_inline struct bwt_conn *conn_get(struct sock *sk, bool btf)
+/* The connection of sk, or NULL: a hash lookup, preallocated (socket
+ * storage would make a miss cheaper, but measured slower on the connect
+ * loop: two allocations per connection, freed through RCU). */
+static __always_inline struct bwt_conn *conn_get(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	if (btf)
-		return bpf_sk_storage_get(&sconns, sk, 0, 0);
 	return bpf_map_lookup_elem(&conns, &key);
-}
-
-/* A new connection for sk, zeroed, or NULL. */
-static __always_inline struct bwt_conn *conn_new(struct sock *sk, bool btf)
-{
-	__u64 key = (__u64)sk;
-	struct bwt_conn *c;
-
-	if (btf) {
-		/* Created zeroed; a socket connected again (after a failed
-		 * connect) keeps its storage: zero it. */
-		c = bpf_sk_storage_get(&sconns, sk, NULL,
-				       BPF_SK_STORAGE_GET_F_CREATE);
-		if (c && c->t0_ns)
-			__builtin_memset(c, 0, sizeof(*c));
-		return c;
-	}
-	struct bwt_scratch *scr = get_scratch();
-	if (!scr)
-		return NULL;
-	__builtin_memset(&scr->conn, 0, sizeof(scr->conn));
-	if (bpf_map_update_elem(&conns, &key, &scr->conn, BPF_ANY))
-		return NULL;
-	return bpf_map_lookup_elem(&conns, &key);
-}
-
-/* The connection ended: a socket's storage goes with the socket (no
- * helper call now), a map entry must be deleted. */
-static __always_inline void conn_del(struct sock *sk, struct bwt_conn *c,
-				     bool btf)
-{
-	__u64 key = (__u64)sk;
-	if (btf)
-		c->phase = BWT_PH_IDLE;
-	else
-		bpf_map_delete_elem(&conns, &key);
 }
 
 static __always_inline void on_state(struct sock *sk, int oldstate,
@@ -366,20 +303,19 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 		}
 		if (!dest_wanted(&d))
 			return;
-		c = conn_new(sk, btf);
-		if (!c)
-			return;
-		c->dest = d;
-		c->t0_ns = bpf_ktime_get_ns();
-		c->pid = tgid;
-		c->phase = BWT_PH_CONNECTING;
-		bpf_get_current_comm(c->comm, sizeof(c->comm));
+		struct bwt_conn v = {
+			.dest = d, .pid = tgid, .phase = BWT_PH_CONNECTING,
+		};
+		__u64 key = (__u64)sk;
+		bpf_get_current_comm(v.comm, sizeof(v.comm));
+		v.t0_ns = bpf_ktime_get_ns();
+		bpf_map_update_elem(&conns, &key, &v, BPF_ANY);
 		return;
 	}
 	if (oldstate != BWT_TCP_SYN_SENT && newstate != BWT_TCP_CLOSE &&
 	    newstate != BWT_TCP_FIN_WAIT1 && newstate != BWT_TCP_LAST_ACK)
 		return;
-	c = conn_get(sk, btf);
+	c = conn_get(sk);
 	if (!c)
 		return;
 	/* The program closed it (FIN_WAIT1, LAST_ACK) or it ended: no
@@ -421,8 +357,10 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 			record(c, BWT_OP_EXCHANGE, false,
 			       bpf_ktime_get_ns() - c->t0_ns, err);
 	}
-	if (newstate == BWT_TCP_CLOSE)
-		conn_del(sk, c, btf);
+	if (newstate == BWT_TCP_CLOSE) {
+		__u64 key = (__u64)sk;
+		bpf_map_delete_elem(&conns, &key);
+	}
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -446,9 +384,9 @@ int bwt_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 
 /* A send on a tracked connection starts an exchange unless one is
  * running; a failed send ends one as failed. */
-static __always_inline void on_send(struct sock *sk, int ret, bool btf)
+static __always_inline void on_send(struct sock *sk, int ret)
 {
-	struct bwt_conn *c = conn_get(sk, btf);
+	struct bwt_conn *c = conn_get(sk);
 
 	if (!c)
 		return;
@@ -469,8 +407,7 @@ static __always_inline void on_send(struct sock *sk, int ret, bool btf)
 
 /* A receive on a connection waiting for its answer ends the exchange:
  * data, EOF (a failed exchange) or an error. */
-static __always_inline void on_recv(struct sock *sk, int ret, int flags,
-				    bool btf)
+static __always_inline void on_recv(struct sock *sk, int ret, int flags)
 {
 	struct bwt_conn *c;
 
@@ -478,7 +415,7 @@ static __always_inline void on_recv(struct sock *sk, int ret, int flags,
 		return;
 	if (ret == -BWT_EAGAIN || ret == -BWT_EINTR || ret == -BWT_ERESTARTSYS)
 		return;
-	c = conn_get(sk, btf);
+	c = conn_get(sk);
 	if (!c || c->phase != BWT_PH_SENT)
 		return;
 	c->phase = BWT_PH_IDLE;
@@ -487,12 +424,13 @@ static __always_inline void on_recv(struct sock *sk, int ret, int flags,
 }
 
 /* tp_btf: sk is a trusted pointer, read directly (no helper call); a
- * socket that is not ours costs that read and one storage lookup. */
+ * TCP socket that is not ours costs one hash lookup, another socket
+ * nothing more than the tracepoint itself. */
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(bwt_send_btf, struct sock *sk, int ret, int flags)
 {
 	if (sk && sk->sk_protocol == IPPROTO_TCP)
-		on_send(sk, ret, true);
+		on_send(sk, ret);
 	return 0;
 }
 
@@ -500,7 +438,7 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(bwt_recv_btf, struct sock *sk, int ret, int flags)
 {
 	if (sk && sk->sk_protocol == IPPROTO_TCP)
-		on_recv(sk, ret, flags, true);
+		on_recv(sk, ret, flags);
 	return 0;
 }
 
@@ -508,7 +446,7 @@ SEC("tracepoint/sock/sock_send_length")
 int bwt_send_tp(struct trace_event_raw_sock_msg_length *ctx)
 {
 	if (ctx->protocol == IPPROTO_TCP)
-		on_send((struct sock *)ctx->sk, ctx->ret, false);
+		on_send((struct sock *)ctx->sk, ctx->ret);
 	return 0;
 }
 
@@ -516,7 +454,7 @@ SEC("tracepoint/sock/sock_recv_length")
 int bwt_recv_tp(struct trace_event_raw_sock_msg_length *ctx)
 {
 	if (ctx->protocol == IPPROTO_TCP)
-		on_recv((struct sock *)ctx->sk, ctx->ret, ctx->flags, false);
+		on_recv((struct sock *)ctx->sk, ctx->ret, ctx->flags);
 	return 0;
 }
 
