@@ -462,25 +462,64 @@ struct acc {
 	bool seen;
 };
 static struct acc *accs;
-static size_t n_accs;
+static size_t n_accs, cap_accs;
+
+/* An open-addressing index of accs by key: a system-wide trace may see
+ * thousands of destinations, looked up every interval.  The kernel's map
+ * holds at most BWT_MAX_DESTS keys; the index has 4 slots for each. */
+#define ACC_SLOTS (4 * BWT_MAX_DESTS)
+static int acc_slot[ACC_SLOTS]; /* index into accs + 1, 0: empty */
+
+static size_t acc_hash(const struct bwt_hist_key *k)
+{
+	const unsigned char *p = (const unsigned char *)k;
+	unsigned long long h = 1469598103934665603ull;
+	for (size_t i = 0; i < sizeof(*k); i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return (size_t)(h % ACC_SLOTS);
+}
+
+/* The acc of key k, or NULL; *slot: where it is or would go. */
+static struct acc *acc_lookup(const struct bwt_hist_key *k, size_t *slot)
+{
+	size_t i = acc_hash(k);
+	for (size_t n = 0; n < ACC_SLOTS; n++, i = (i + 1) % ACC_SLOTS) {
+		if (!acc_slot[i]) {
+			*slot = i;
+			return NULL;
+		}
+		struct acc *a = &accs[acc_slot[i] - 1];
+		if (!memcmp(&a->key, k, sizeof(*k))) {
+			*slot = i;
+			return a;
+		}
+	}
+	*slot = ACC_SLOTS;
+	return NULL;
+}
 
 /* Records h as key's newest look; returns the previous one, or NULL. */
 static const struct bwt_hist *acc_update(const struct bwt_hist_key *k,
 					 const struct bwt_hist *h)
 {
-	struct acc *a = NULL;
+	size_t slot;
+	struct acc *a = acc_lookup(k, &slot);
 
-	for (size_t i = 0; i < n_accs; i++)
-		if (!memcmp(&accs[i].key, k, sizeof(*k)))
-			a = &accs[i];
 	if (!a) {
-		struct acc *n = realloc(accs, (n_accs + 1) * sizeof(*accs));
-		if (!n)
+		if (slot >= ACC_SLOTS || n_accs >= ACC_SLOTS / 2)
 			return NULL;
-		accs = n;
+		if (n_accs == cap_accs) {
+			size_t cap = cap_accs ? 2 * cap_accs : 64;
+			struct acc *n = realloc(accs, cap * sizeof(*accs));
+			if (!n)
+				return NULL;
+			accs = n;
+			cap_accs = cap;
+		}
 		a = &accs[n_accs++];
 		memset(a, 0, sizeof(*a));
 		a->key = *k;
+		acc_slot[slot] = (int)n_accs;
 	}
 	a->next = *h;
 	a->seen = true;
@@ -496,11 +535,10 @@ static void acc_commit(void)
 
 static const struct bwt_hist *acc_find(const struct bwt_addr *d, unsigned op)
 {
-	for (size_t i = 0; i < n_accs; i++)
-		if (accs[i].key.op == op && accs[i].seen &&
-		    !memcmp(&accs[i].key.dest, d, sizeof(*d)))
-			return &accs[i].h;
-	return NULL;
+	struct bwt_hist_key k = { .dest = *d, .op = op, .src = BWT_SRC_SOCK };
+	size_t slot;
+	struct acc *a = acc_lookup(&k, &slot);
+	return a && a->seen ? &a->h : NULL;
 }
 
 struct shimev {
@@ -1099,10 +1137,13 @@ static void suggest(FILE *f, double secs)
 
 	for (size_t i = 0; i < n_accs; i++) {
 		const struct bwt_addr *d = &accs[i].key.dest;
-		bool dup = false;
-		for (size_t k = 0; k < i && !dup; k++)
-			dup = !memcmp(&accs[k].key.dest, d, sizeof(*d));
-		if (dup || !accs[i].seen || !d->family)
+		/* Each destination once: from its handshakes, or from its
+		 * exchanges when no handshake was seen. */
+		if (!accs[i].seen || !d->family ||
+		    (accs[i].key.op == BWT_OP_EXCHANGE &&
+		     acc_find(d, BWT_OP_HANDSHAKE)) ||
+		    (accs[i].key.op != BWT_OP_EXCHANGE &&
+		     accs[i].key.op != BWT_OP_HANDSHAKE))
 			continue;
 		struct suggestion *m = realloc(sg, (n + 1) * sizeof(*sg));
 		if (!m)
