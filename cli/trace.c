@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli/trace.c: `bulwark trace` (SPEC §8).  The eBPF reporter is its own
+ * cli/trace.c: `bulwark trace` (man/bulwark.1).  The eBPF reporter is its own
  * binary, bulwark-trace (built from probe/ only where clang, bpftool and
  * libbpf exist), so the command itself never links libbpf.  This file
  * finds it beside the bulwark binary or in ../lib/bulwark/ and execs it
@@ -16,24 +16,34 @@
 
 static const char usage[] =
     "Usage: bulwark trace [-p PID | -- CMD [ARGS...]] [--slow DURATION]\n"
-    "                     [--interval SECONDS] [--json]\n"
+    "                     [--interval DURATION] [-d DURATION] [--json]\n"
+    "                     [--dest ADDR[:PORT]] [--suggest[=FILE]]\n"
     "\n"
     "Measures in the kernel, with a CO-RE eBPF program, the latency of "
-    "connect\n"
-    "and of request/response exchanges on TCP sockets, per destination, "
-    "for any\n"
-    "process (with or without the shim).  Prints each call slower than "
-    "--slow\n"
-    "as it happens and, every interval, a log2 latency histogram per\n"
-    "destination.  For a process running the shim it also reports the "
-    "shim's\n"
-    "breaker, bulkhead and retry events (USDT probes).\n"
+    "connects\n"
+    "(the TCP handshake) and of request/response exchanges on TCP "
+    "connections,\n"
+    "per destination, for any process (with or without the shim).  Prints "
+    "each\n"
+    "call slower than --slow as it happens and, every interval, a log2 "
+    "latency\n"
+    "histogram per destination.  For a process running the shim it also "
+    "reports\n"
+    "the shim's breaker, bulkhead and retry events (USDT probes, rare "
+    "events\n"
+    "only).  Cheap to leave attached: socket tracepoints, no syscall "
+    "tracepoint.\n"
     "\n"
     "Options:\n"
     "  -p PID              trace one process (default: every process)\n"
     "  -- CMD [ARGS...]    start CMD and trace it\n"
     "  --slow DURATION     report calls slower than this, e.g. 200ms\n"
-    "  --interval SECONDS  histogram period\n"
+    "  --interval DURATION histogram period, e.g. 5s, 500ms (bare number: "
+    "seconds)\n"
+    "  -d DURATION         stop after DURATION (bare number: seconds)\n"
+    "  --suggest[=FILE]    at the end, print a policy for the destinations "
+    "seen,\n"
+    "                      each value with the observation behind it\n"
     "  --json              one JSON object per line\n"
     "  -h, --help          show this help\n"
     "\n"
@@ -52,7 +62,8 @@ static const char usage[] =
     "\n"
     "Examples:\n"
     "  sudo bulwark trace -p $(pidof nginx) --slow 100ms\n"
-    "  sudo bulwark trace --json -- curl -s http://example.com/\n";
+    "  sudo bulwark trace --json -- curl -s http://example.com/\n"
+    "  sudo bulwark trace --suggest -d 60 > policy\n";
 
 /* The reporter's path, or -ENOENT. */
 static int find_reporter(char *out, size_t cap)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/calls.c: the life of a call (SPEC §4) as the policies see it: its
- * admission by the breaker before a connect, and its outcome, which goes
- * into the destination's counters and the breaker; breaker transitions and
- * rejections are logged here (SPEC §6).  A connection no rule matches
- * (observed only) is counted and nothing more: admitted at once, its
+ * shim/calls.c: the life of a call (bulwark-policy(7) CALLS) as the policies
+ * see it: its admission by the breaker before a connect, and its outcome, which
+ * goes into the destination's counters and the breaker; breaker transitions and
+ * rejections are logged here (bulwark(1) DIAGNOSTICS).  A connection no rule
+ * matches (observed only) is counted and nothing more: admitted at once, its
  * outcomes kept from the breaker, nothing logged.
  * Owns: bw_call_*.  Never: allocates, locks, blocks.  Context: any hook
  * (AS-safe: relaxed atomics on the shared segment, AS-safe logging).
@@ -61,7 +61,7 @@ bool bw_call_exchange_failed(int err)
 static const char *const why_names[] = { "", "failures", "rate", "slow",
 					 "slow_rate" };
 
-/* Logs a breaker transition (SPEC §6). */
+/* Logs a breaker transition (bulwark(1) DIAGNOSTICS). */
 static void log_transition(struct bw_dest *d, int ev, int why)
 {
 	char label[BW_STATE_LABEL_MAX];
@@ -300,7 +300,6 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 					  : &d->exchange_ns_sum, latency_ns, r);
 	if (connect)
 		c->probe = 0;
-	BW_USDT_CALL(d, connect, latency_ns, failed);
 	/* Observed only: counted (status, trace), never judged: the breaker
 	 * it shares with processes that have a rule for it is theirs, and a
 	 * transition would log. */

@@ -9,8 +9,6 @@
 	unsigned short BW_USDT_SEMA(name) __attribute__((section(".probes")))
 
 BW_USDT_DEFINE(init);
-BW_USDT_DEFINE(connect);
-BW_USDT_DEFINE(exchange);
 BW_USDT_DEFINE(breaker);
 BW_USDT_DEFINE(reject);
 BW_USDT_DEFINE(retry);

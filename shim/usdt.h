@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shim/usdt.h: USDT probes (provider "bulwark") for `bulwark trace`
- * (SPEC §8, probe/).  Each probe is gated by its semaphore, which the
+ * (man/bulwark.1, probe/).  Only rare events have a probe: a hit costs
+ * about a microsecond while a tracer is attached, so no probe fires per
+ * call (the tracer measures calls with the kernel's socket tracepoints).  Each probe is gated by its semaphore, which the
  * kernel raises while a tracer is attached (uprobe ref_ctr, found through
  * the .note.stapsdt ELF note, not the dynamic symbol table, so the hidden
  * visibility and the version script do not hide it): detached, a probe
  * site costs one load and one branch, and the label is never formatted.
  *
  *   bulwark:init                                 shim loaded in a process
- *   bulwark:connect  (label, latency_ns, failed) one connect attempt
- *   bulwark:exchange (label, latency_ns, failed) one request/response
  *   bulwark:breaker  (label, event)              breaker_open/_half_open/_close
  *   bulwark:reject   (label, event, errno)       reject_open, reject_bulkhead
  *   bulwark:retry    (label, attempt, errno, delay_ns)
@@ -28,8 +28,6 @@
 	extern unsigned short BW_USDT_SEMA(name)                              \
 		__attribute__((section(".probes")))
 BW_USDT_DECLARE(init);
-BW_USDT_DECLARE(connect);
-BW_USDT_DECLARE(exchange);
 BW_USDT_DECLARE(breaker);
 BW_USDT_DECLARE(reject);
 BW_USDT_DECLARE(retry);
@@ -53,15 +51,6 @@ BW_USDT_DECLARE(retry);
 	do {                                                                  \
 		if (BW_USDT_ENABLED(init))                                    \
 			STAP_PROBE(bulwark, init);                            \
-	} while (0)
-#define BW_USDT_CALL(d, is_connect, latency_ns, failed)                       \
-	do {                                                                  \
-		if (is_connect)                                               \
-			BW_USDT_DEST(connect, d, (uint64_t)(latency_ns),      \
-				     (int)(failed));                          \
-		else                                                          \
-			BW_USDT_DEST(exchange, d, (uint64_t)(latency_ns),     \
-				     (int)(failed));                          \
 	} while (0)
 #define BW_USDT_BREAKER(d, event) BW_USDT_DEST(breaker, d, (const char *)(event))
 #define BW_USDT_REJECT(d, event, err)                                         \
