@@ -8,6 +8,7 @@
 #include "shim/bulkhead.h"
 #include "shim/state.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1312,6 +1313,33 @@ static void test_bulkhead_other_pid_namespace_kept(void)
 	close_dest(&st, name);
 }
 
+/* Last: the segments the tests above made (ut-bh-PID-*, 16 MiB of tmpfs
+ * each) are removed, and none is left behind. */
+static void test_bulkhead_segments_removed(void)
+{
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "bulwark-%u-ut-bh-%d-",
+		 (unsigned)geteuid(), (int)getpid());
+	for (int pass = 0; pass < 2; pass++) {
+		unsigned left = 0;
+		DIR *dir = opendir("/dev/shm");
+		BW_ASSERT(dir != NULL);
+		struct dirent *e;
+		while ((e = readdir(dir)) != NULL) {
+			if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+				continue;
+			char path[320];
+			snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+			left++;
+			if (pass == 0)
+				unlink(path);
+		}
+		closedir(dir);
+		if (pass == 1)
+			BW_ASSERT_EQ(left, 0);
+	}
+}
+
 static const struct bw_test tests[] = {
 	BW_TEST(test_bulkhead_no_bulkhead_passes),
 	BW_TEST(test_bulkhead_limits),
@@ -1339,6 +1367,7 @@ static const struct bw_test tests[] = {
 	BW_TEST(test_bulkhead_nonblocking_queue_shared),
 	BW_TEST(test_bulkhead_nonblocking_queue_process),
 	BW_TEST(test_bulkhead_nonblocking_queue_bound),
+	BW_TEST(test_bulkhead_segments_removed),
 };
 
 BW_TEST_MAIN(tests)
