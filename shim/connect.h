@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/connect.h: the connect path: which destination and rule a connect
- * belongs to, and the accounting of its attempt.  The policies that act on
- * a connect (breaker, bulkhead, retries) hang off bw_connect.
+ * shim/connect.h: the connect path: the attempts of a connect and their
+ * accounting (which destination and rule it belongs to: shim/bind.h).  The
+ * policies that act on a connect (breaker, bulkhead, retries) hang off
+ * bw_connect.
  */
 #ifndef BW_SHIM_CONNECT_H
 #define BW_SHIM_CONNECT_H
@@ -24,13 +25,6 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len);
  */
 int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			socklen_t len);
-
-/* Binds c to the rule and destination of sa (first match, bulwark-policy(7);
- * the rule's group, if any).  Returns 0, or 1 when nothing applies there (a
- * rule says off, or no room in the state).  Internal to connect.c and
- * hedge.c.  AS-safe: yes. */
-int bw__connect_bind(struct bw_conn *c, const struct sockaddr *sa,
-		     socklen_t len);
 
 /* Internal to connect.c and async.c: aborts fd's attempt or forgets its
  * failure (connect AF_UNSPEC); c's address as a sockaddr; whether attempt

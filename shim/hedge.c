@@ -70,9 +70,9 @@
 #include <unistd.h>
 
 #include "shim/async.h"
+#include "shim/bind.h"
 #include "shim/breaker.h"
 #include "shim/calls.h"
-#include "shim/connect.h"
 #include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/names.h"
@@ -99,7 +99,7 @@ static int hedge_bind(struct bw_conn *h, const struct sockaddr *sa,
 {
 	memset(h, 0, sizeof(*h));
 	h->rule = -1;
-	return bw__connect_bind(h, sa, len) == 0 ? 0 : -1;
+	return bw_bind(h, sa, len) == 0 ? 0 : -1;
 }
 
 /* ---- the spare socket ------------------------------------------------ */
