@@ -150,8 +150,10 @@ try:
     print("read", os.read(0, 100).decode().strip())
 except OSError as e:
     print("read failed", e.errno)'
-	# The data comes well after io.timeout: a read(0) the shim took for
-	# the connection would fail with ETIMEDOUT first.
+	# The data comes well after io.timeout (50 ms): a read(0) the shim took
+	# for the connection would fail with ETIMEDOUT first.  The 0.5 s is the
+	# stimulus under test (late data), not a wait for something: the
+	# client's readiness is waited for (wait_for), then the data is late.
 	run bash -c '
 		wait_for() { for _ in $(seq 200); do [ -e "$1" ] && return; sleep 0.05; done; }
 		{ wait_for "$4"; sleep 0.5; echo hello; } |
@@ -162,44 +164,33 @@ except OSError as e:
 	[ "$output" = "read hello" ]
 }
 
-@test "posix_spawn child inheriting a connection keeps its bulkhead slot until it exits" {
+# keeps_slot MODE: the children fixture holds a connection (bulkhead.max=1),
+# starts a child by MODE that inherits it, closes its own fd: a connect is
+# still refused while the child lives, and succeeds once it is gone.
+keeps_slot() {
 	export BULWARK_POLICY='127.0.0.1 bulkhead.max=1 bulkhead.wait=0 retry.attempts=1'
-	run client spawn
+	run client "$1"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = "held s" ]
 	[ "${lines[1]}" = "parent closed ECONNREFUSED" ]
 	[ "${lines[2]}" = "child gone connected" ]
+}
+
+@test "posix_spawn child inheriting a connection keeps its bulkhead slot until it exits" {
+	keeps_slot spawn
 }
 
 @test "posix_spawn child given a close-on-exec connection by a dup2 file action keeps its slot until it exits" {
-	export BULWARK_POLICY='127.0.0.1 bulkhead.max=1 bulkhead.wait=0 retry.attempts=1'
-	run client spawn-dup2
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[0]}" = "held s" ]
-	[ "${lines[1]}" = "parent closed ECONNREFUSED" ]
-	[ "${lines[2]}" = "child gone connected" ]
+	keeps_slot spawn-dup2
 }
 
 @test "system() child inheriting a connection keeps its bulkhead slot until it exits" {
-	export BULWARK_POLICY='127.0.0.1 bulkhead.max=1 bulkhead.wait=0 retry.attempts=1'
-	run client system
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[0]}" = "held s" ]
-	[ "${lines[1]}" = "parent closed ECONNREFUSED" ]
-	[ "${lines[2]}" = "child gone connected" ]
+	keeps_slot system
 }
 
 @test "popen() child inheriting a connection keeps its bulkhead slot until it exits" {
-	export BULWARK_POLICY='127.0.0.1 bulkhead.max=1 bulkhead.wait=0 retry.attempts=1'
-	run client popen
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "${lines[0]}" = "held s" ]
-	[ "${lines[1]}" = "parent closed ECONNREFUSED" ]
-	[ "${lines[2]}" = "child gone connected" ]
+	keeps_slot popen
 }
 
 # badfd OP ERRNO: OP fails with ERRNO and the connection still holds the
