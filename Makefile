@@ -269,7 +269,7 @@ lint:
 	clang-tidy --quiet $(POLICY_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) shim/pgo/train.c \
 		-- $(BASE)
 
-# ---- layout (doc/design.md H17, .clang-format) ------------------------------
+# ---- layout (doc/design.md H17, .clang-format) -----------------------------
 # The C both targets lay out: every .c and .h git knows or would add
 # (build/, probe/.output/ and other ignored output are left out), so a new
 # file is covered before its first commit.  Outside a git checkout the
