@@ -22,8 +22,8 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "shim/breaker.h"
-#include "shim/bulkhead.h"
+#include "core/breaker.h"
+#include "core/bulkhead.h"
 
 /* --watch interval bounds, seconds: faster than 0.1 s only burns CPU
  * mapping the segment; a day is plenty for a slow dashboard. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_breaker.c: the breaker state machine (shim/breaker.c)
+ * tests/unit/test_breaker.c: the breaker state machine (core/breaker.c)
  * on a zeroed struct bw_dest with a fake clock: every transition and
  * breaker.* option, forced states, breaker=off, events returned once.
  * Threads: tests/unit/test_breaker_threads.c.
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "shim/breaker.h"
+#include "core/breaker.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull

@@ -3,12 +3,12 @@
  * tests/unit/test_breaker_threads.c: 8 threads hammer bw_breaker_admit /
  * record / release on one struct bw_dest with a shared fake clock that
  * alternates healthy and failing phases, some probes "dying" unreported.
- * Checks shim/breaker.c's I1 (each transition's event goes to exactly one
+ * Checks core/breaker.c's I1 (each transition's event goes to exactly one
  * caller: event counts match the state reached) and I3 (probes in flight
  * in one half-open round never exceed breaker.probes).  Also built with
  * -fsanitize=thread:
  *   cc -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=thread \
- *      tests/unit/test_breaker_threads.c shim/breaker.c -lpthread
+ *      tests/unit/test_breaker_threads.c core/breaker.c -lpthread
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "shim/breaker.h"
+#include "core/breaker.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/breaker.c: the circuit breaker (bulwark-policy(7) breaker.* and CALLS)
+ * core/breaker.c: the circuit breaker (bulwark-policy(7) breaker.* and CALLS)
  * over the shared struct bw_dest, as a pure state machine with the clock passed
  * in.
  * Owns: bw_breaker_*, the breaker fields of struct bw_dest.
@@ -82,7 +82,7 @@
  *     a bucket recycled by CAS on its epoch may lose the increments that
  *     race with its zeroing.
  */
-#include "shim/breaker.h"
+#include "core/breaker.h"
 
 #include <errno.h>
 #include <stdatomic.h>
