@@ -43,6 +43,10 @@ enum bw_breaker_event {
 				       * round's limit) from now: corrupt, or
 				       * written in another time namespace;
 				       * it was brought back (state_error) */
+	BW_BREAKER_EV_REPAIRED,	      /* a state word or forced value read
+				       * from the segment was one no code
+				       * writes: repaired and counted in
+				       * breaker_corrupt (breaker.c I10) */
 };
 
 /* Why a closed breaker opened (bw_breaker_record's *why). */

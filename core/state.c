@@ -125,6 +125,13 @@ _Static_assert(sizeof(struct bw_dest) % _Alignof(struct bw_bh_hold) == 0,
 _Static_assert(offsetof(struct bw_state_hdr, hdr_sum) == 28, "hdr layout");
 _Static_assert((BW_STATE_HOLDS * sizeof(struct bw_bh_hold)) % 64 == 0,
 	       "policy area align");
+/* The layout of version 7.  breaker_corrupt took the place of the
+ * padding after slow_count, which every version-7 segment holds as 0:
+ * shims built before it share the segment unchanged. */
+_Static_assert(sizeof(struct bw_dest) == 960, "bw_dest layout");
+_Static_assert(offsetof(struct bw_dest, breaker_corrupt) == 236 &&
+		   offsetof(struct bw_dest, open_until_ns) == 240,
+	       "bw_dest layout: breaker_corrupt is the old padding");
 
 static const char private_name[] = "private";
 

@@ -118,7 +118,10 @@ struct bw_dest {
 	_Atomic uint32_t forced;        /* enum bw_force */
 	_Atomic uint32_t consecutive_failures;
 	_Atomic uint32_t slow_count;    /* the seed's slow-call counter */
-	uint32_t pad_breaker;
+	_Atomic uint32_t breaker_corrupt; /* impossible values found in state
+					   * or forced (and repaired; breaker.c
+					   * I10).  Was padding, always 0: no
+					   * version change */
 	_Atomic uint64_t open_until_ns; /* best-effort mirror of the word's
 					 * deadline (CLOCK_MONOTONIC), 0 when
 					 * not open */
