@@ -70,10 +70,16 @@ SAN_CFLAGS := $(BASE) -O1 -fno-omit-frame-pointer -DBW_DEBUG \
 TSAN_CFLAGS := $(BASE) -O1 -fsanitize=thread -DBW_DEBUG
 
 POLICY_SRC := $(sort $(wildcard policy/*.c))
-# Shim modules without interposed symbols: shared with the command and
-# the unit tests through an archive (each program pulls only what it
-# uses).  Files named hook_*.c define libc symbols; init.c holds the
-# constructor and bw_g, so it is only ever part of the shim.
+# The core (doc/design.md Layers): the shared segment and the pure
+# decisions, with the system calls and the clock they need; no hook, no
+# bw_g, no bw_real.  With policy/ it makes libcore.a, all the command
+# links (each program pulls only what it uses).
+CORE_SRC := $(sort $(wildcard core/*.c))
+# Shim modules without interposed symbols (orchestration, per-process
+# tables, the shim's seams): libshim.a, which the unit tests and the
+# benchmarks link before libcore.a.  Files named hook_*.c define libc
+# symbols; init.c holds the constructor and bw_g, so it is only ever
+# part of the shim.
 SHIM_LIB_SRC := $(sort $(filter-out shim/hook_%.c shim/init.c,$(wildcard shim/*.c)))
 SHIM_HOOK_SRC := $(sort $(wildcard shim/hook_*.c))
 CLI_SRC := $(sort $(wildcard cli/*.c))
@@ -114,7 +120,7 @@ $(B)/obj/tsan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(TSAN_CFLAGS) -MMD -MP -c $< -o $@
 
-SHIM_SRC := $(POLICY_SRC) $(SHIM_LIB_SRC) shim/init.c $(SHIM_HOOK_SRC)
+SHIM_SRC := $(POLICY_SRC) $(CORE_SRC) $(SHIM_LIB_SRC) shim/init.c $(SHIM_HOOK_SRC)
 SHIM_LINK = $(CC) -shared -O2 $(SHIM_LTO) $(1) -o $@ $(filter %.o,$^) \
 	-Wl,--version-script=shim/libbulwark.map -Wl,-z,now -Wl,-z,relro \
 	-ldl -lpthread
@@ -141,27 +147,36 @@ $(B)/pgo/profile: $(B)/pgo/libbulwark.so $(B)/pgo/train
 
 CORE := $(B)/obj/cli/libcore.a
 CORE_SAN := $(B)/obj/san/libcore.a
-$(CORE): $(call obj,cli,$(POLICY_SRC) $(SHIM_LIB_SRC))
-	rm -f $@ && ar rcs $@ $^
-$(CORE_SAN): $(call obj,san,$(POLICY_SRC) $(SHIM_LIB_SRC))
-	rm -f $@ && ar rcs $@ $^
 CORE_TSAN := $(B)/obj/tsan/libcore.a
-$(CORE_TSAN): $(call obj,tsan,$(POLICY_SRC) $(SHIM_LIB_SRC))
+$(CORE): $(call obj,cli,$(POLICY_SRC) $(CORE_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(CORE_SAN): $(call obj,san,$(POLICY_SRC) $(CORE_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(CORE_TSAN): $(call obj,tsan,$(POLICY_SRC) $(CORE_SRC))
+	rm -f $@ && ar rcs $@ $^
+SHIMLIB := $(B)/obj/cli/libshim.a
+SHIMLIB_SAN := $(B)/obj/san/libshim.a
+SHIMLIB_TSAN := $(B)/obj/tsan/libshim.a
+$(SHIMLIB): $(call obj,cli,$(SHIM_LIB_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(SHIMLIB_SAN): $(call obj,san,$(SHIM_LIB_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(SHIMLIB_TSAN): $(call obj,tsan,$(SHIM_LIB_SRC))
 	rm -f $@ && ar rcs $@ $^
 
 $(CLI): $(call obj,cli,$(CLI_SRC)) $(CORE)
 	$(CC) -o $@ $^ -ldl -lpthread
 
 # ---- tests -----------------------------------------------------------------
-$(B)/tests/%: $(call obj,cli,tests/unit/%.c $(UNIT_HELP)) $(CORE)
+$(B)/tests/%: $(call obj,cli,tests/unit/%.c $(UNIT_HELP)) $(SHIMLIB) $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ -ldl -lpthread
-$(B)/tests-san/%: $(call obj,san,tests/unit/%.c $(UNIT_HELP)) $(CORE_SAN)
+$(B)/tests-san/%: $(call obj,san,tests/unit/%.c $(UNIT_HELP)) $(SHIMLIB_SAN) $(CORE_SAN)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=address,undefined -o $@ $^ -ldl -lpthread
 # Concurrency tests (test_*threads*.c, and the fd table) also run under
 # ThreadSanitizer, compiled whole from source.
-$(B)/tests-tsan/%: $(call obj,tsan,tests/unit/%.c $(UNIT_HELP)) $(CORE_TSAN)
+$(B)/tests-tsan/%: $(call obj,tsan,tests/unit/%.c $(UNIT_HELP)) $(SHIMLIB_TSAN) $(CORE_TSAN)
 	@mkdir -p $(dir $@)
 	$(CC) -fsanitize=thread -o $@ $^ -ldl -lpthread
 $(B)/fixtures/%: tests/fixtures/%.c
@@ -179,7 +194,7 @@ $(B)/fuzz/fuzz_policy: tests/fuzz/fuzz_policy.c $(POLICY_SRC)
 $(B)/bench/bench_alloc: bench/bench_alloc.c bench/bench.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $< -Wl,--no-as-needed -ljemalloc -lpthread
-$(B)/bench/%: bench/%.c $(CORE)
+$(B)/bench/%: bench/%.c $(SHIMLIB) $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $^ -ldl -lpthread
 
@@ -265,8 +280,8 @@ uninstall:
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--inline-suppr -I. --suppress=missingIncludeSystem policy shim cli
-	clang-tidy --quiet $(POLICY_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) shim/pgo/train.c \
+		--inline-suppr -I. --suppress=missingIncludeSystem policy core shim cli
+	clang-tidy --quiet $(POLICY_SRC) $(CORE_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) shim/pgo/train.c \
 		-- $(BASE)
 
 # ---- layout (doc/design.md H17, .clang-format) -----------------------------

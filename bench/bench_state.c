@@ -31,10 +31,10 @@
 #include <stdatomic.h>
 
 #include "bench/bench.h"
+#include "core/state.h"
 #include "shim/exchange.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
-#include "shim/state.h"
 
 #define STATE_THREADS_MAX 1024
 #define STATE_CONNS_MAX 256

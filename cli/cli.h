@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/state.h"
 #include "policy/policy.h"
-#include "shim/state.h"
 
 #ifndef BW_VERSION
 #define BW_VERSION "0.1.0"

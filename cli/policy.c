@@ -5,12 +5,12 @@
  * "Changing the policy of running programs", man/bulwark.1 POLICY).
  * A push is validated exactly as `bulwark check` validates (same
  * messages, exit 2, nothing stored), then stored with a new generation
- * (shim/livestore.c); every process sharing the state applies it at its
+ * (core/livestore.c); every process sharing the state applies it at its
  * next connect, request or name lookup (shim/live.c).  rollback pushes the
  * generation before the one in force again, as a new generation; clear
  * pushes a record that puts every process back on its own policy.
  * show and history read the records; show also counts the live processes
- * on each generation (the table of shim/livestore.c, judged alive with
+ * on each generation (the table of core/livestore.c, judged alive with
  * kill(pid, 0); entries of dead processes are emptied on the way).
  * Owns: bw_cli_cmd_policy.
  */
@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "shim/livestore.h"
+#include "core/livestore.h"
 
 static const char usage[] =
     "Usage: bulwark policy push [--state NAME] (POLICY | --file F)\n"

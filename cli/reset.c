@@ -17,8 +17,8 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "shim/bulkhead.h"
-#include "shim/clock.h"
+#include "core/bulkhead.h"
+#include "core/clock.h"
 
 static const char usage[] =
     "Usage: bulwark reset [--state NAME] DEST\n"

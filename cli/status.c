@@ -22,8 +22,8 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "shim/breaker.h"
-#include "shim/bulkhead.h"
+#include "core/breaker.h"
+#include "core/bulkhead.h"
 
 /* --watch interval bounds, seconds: faster than 0.1 s only burns CPU
  * mapping the segment; a day is plenty for a slow dashboard. */
@@ -39,7 +39,7 @@ struct bw_cli_row {
 	char dest[BW_STATE_LABEL_MAX];
 	char rule[BW_STATE_RULE_MAX];
 	const char *state;
-	uint32_t breaker, forced, fails;
+	uint32_t breaker, forced, fails, breaker_corrupt;
 	uint64_t total, ok, failed, rejected, slow;
 	double success_rate, health;
 	uint32_t bh_active, bh_max, bh_waiting, bh_corrupt;
@@ -93,7 +93,7 @@ static const char usage[] =
     " in log2 microsecond buckets}, retries,\n"
     "                     open_remaining_ms, then waiting, saturated,\n"
     "                     retries_succeeded, retries_denied, opened,\n"
-    "                     avg_latency_ms\n"
+    "                     avg_latency_ms, breaker_corrupt\n"
     "  -P, --prometheus   the Prometheus text format (metrics bulwark_*, "
     "labels\n"
     "                     destination, rule, state_name), for "
@@ -167,6 +167,7 @@ static void fill_row(struct bw_dest *d, uint64_t now, struct bw_cli_row *r)
 	r->retries_ok = LD(d->retries_ok);
 	r->retries_denied = LD(d->retries_denied);
 	r->opened = LD(d->opened_count);
+	r->breaker_corrupt = LD(d->breaker_corrupt);
 
 	/* The seed's health score; no calls yet counts as healthy. */
 	if (r->total == 0) {
@@ -450,10 +451,11 @@ static void print_json(FILE *f, const struct bw_cli_row *rows, size_t n)
 		fprintf(f, ", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
 		       ", \"retries_succeeded\": %" PRIu64
 		       ", \"retries_denied\": %" PRIu64 ", \"opened\": %" PRIu64
-		       ", \"avg_latency_ms\": %.3f}%s\n",
+		       ", \"avg_latency_ms\": %.3f"
+		       ", \"breaker_corrupt\": %" PRIu32 "}%s\n",
 		       r->bh_waiting, r->bh_saturated, r->retries_ok,
 		       r->retries_denied, r->opened, r->avg_latency_ms,
-		       i + 1 < n ? "," : "");
+		       r->breaker_corrupt, i + 1 < n ? "," : "");
 	}
 	fputs("]\n", f);
 }
@@ -547,6 +549,9 @@ static const struct metric metrics[] = {
 	  "Success ratio x (1 - slow ratio x 0.5), in [0, 1].", health),
     M_U64("bulwark_breaker_opened_total", "counter",
 	  "Times the breaker opened.", opened),
+    M_U32("bulwark_breaker_corrupt_total", "counter",
+	  "Impossible breaker states found in the segment and repaired "
+	  "(to closed, or forced to auto).", breaker_corrupt),
     M_U32("bulwark_bulkhead_active", "gauge",
 	  "Connections holding a bulkhead slot.", bh_active),
     M_U32("bulwark_bulkhead_max", "gauge", "bulkhead.max (0: no limit).",

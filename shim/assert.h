@@ -11,7 +11,7 @@
  * write system call to fd 2 (AS-safe: no stdio, no malloc, not the shim's
  * own write hook) and aborts.  Never use it on data read from the shared
  * segment: another process may have written anything there; such values
- * are counted as corruption and rebuilt instead (shim/bulkhead.c).
+ * are counted as corruption and rebuilt instead (core/bulkhead.c).
  */
 #ifndef BW_SHIM_ASSERT_H
 #define BW_SHIM_ASSERT_H

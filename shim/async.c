@@ -83,13 +83,13 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "core/retry.h"
 #include "shim/async.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/internal.h"
 #include "shim/real.h"
-#include "shim/retry.h"
 
 #define BW_ASYNC_MAX 4096
 

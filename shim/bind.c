@@ -129,7 +129,7 @@ static int bind_in(struct bw_conn *c, const struct sockaddr *sa,
 	uint32_t last = (uint32_t)lastw;
 	if (BW_LIKELY(last && !p->has_host_rules) &&
 	    BW_LIKELY((lastw & ~0xffffffffull) == bind_gen(id))) {
-		/* The tenancy before the key check (shim/state.c, T2). */
+		/* The tenancy before the key check (core/state.c, T2). */
 		uint32_t ten = bw_state_ten(&bw_g.state, (last & 0xffff) - 1);
 		if (BW_LIKELY(bw_state_find_at(&bw_g.state,
 					       (last & 0xffff) - 1, &k))) {

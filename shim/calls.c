@@ -11,8 +11,8 @@
  */
 #include <errno.h>
 
-#include "shim/breaker.h"
-#include "shim/bulkhead.h"
+#include "core/breaker.h"
+#include "core/bulkhead.h"
 #include "shim/calls.h"
 #include "shim/closing.h"
 #include "shim/internal.h"

@@ -6,7 +6,7 @@
 #ifndef BW_SHIM_CLOSING_H
 #define BW_SHIM_CLOSING_H
 
-#include "shim/state.h"
+#include "core/state.h"
 
 /* fd is going away (still open, or already closed): settles its
  * connection if fd was its last fd in this process: a pending connect

@@ -15,9 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/breaker.h"
+#include "core/retry.h"
 #include "shim/async.h"
 #include "shim/bind.h"
-#include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
 #include "shim/exchange.h"
@@ -26,7 +27,6 @@
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
-#include "shim/retry.h"
 #include "shim/usdt.h"
 #include "shim/wait.h"
 

@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "core/bulkhead.h"
 #include "shim/assert.h"
-#include "shim/bulkhead.h"
 #include "shim/internal.h"
 
 /* fds at or above this are never tracked (I2).  65536 covers the default

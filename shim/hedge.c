@@ -69,15 +69,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/breaker.h"
+#include "core/retry.h"
 #include "shim/async.h"
 #include "shim/bind.h"
-#include "shim/breaker.h"
 #include "shim/calls.h"
 #include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/names.h"
 #include "shim/real.h"
-#include "shim/retry.h"
 #include "shim/wait.h"
 
 /* The race in flight: the hedge's socket, its accounting, its target. */

@@ -35,9 +35,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/state.h"
 #include "shim/internal.h"
 #include "shim/log.h"
-#include "shim/state.h"
 
 /* libc's own entry point: not exported by us, so never our hook. */
 extern int __sigaction(int, const struct sigaction *, struct sigaction *);

@@ -160,7 +160,7 @@ static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline,
 
 /* The bodies of poll and ppoll, shared with the fortified entry points
  * below: calling the exported names from here would go through our own
- * relocations (see shim/sys.h). */
+ * relocations (see core/sys.h). */
 static inline __attribute__((always_inline)) int
 poll_hook(struct pollfd *fds, nfds_t n, int timeout)
 {

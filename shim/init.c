@@ -18,14 +18,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/bulkhead.h"
+#include "core/sys.h"
 #include "shim/async.h"
-#include "shim/bulkhead.h"
 #include "shim/fd_table.h"
 #include "shim/hedge.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
-#include "shim/sys.h"
 #include "shim/usdt.h"
 
 struct bw_global bw_g;
@@ -227,7 +227,7 @@ static void init_once(void)
 	struct bw_policy_error err;
 
 	bw_real_bind();
-	/* The core sees the program's signal dispositions (shim/sys.h). */
+	/* The core sees the program's signal dispositions (core/sys.h). */
 	bw_sys.sigaction = bw__sigaction;
 	bw_log_init(); /* before the first line */
 	bw_g.log_level = BW_LOG_WARN;

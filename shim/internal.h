@@ -12,10 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+#include "core/state.h"
 #include "policy/policy.h"
-#include "shim/clock.h"
 #include "shim/live.h"
-#include "shim/state.h"
 
 #define BW_LIKELY(x) __builtin_expect(!!(x), 1)
 #define BW_UNLIKELY(x) __builtin_expect(!!(x), 0)

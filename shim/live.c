@@ -54,12 +54,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/clock.h"
+#include "core/livestore.h"
 #include "shim/addr.h"
-#include "shim/clock.h"
 #include "shim/fd_table.h"
 #include "shim/hostmap.h"
 #include "shim/live.h"
-#include "shim/livestore.h"
 #include "shim/log.h"
 
 struct bw_policy bw_live_objs[1 + BW_LIVE_OBJS];

@@ -20,8 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/state.h"
 #include "policy/policy.h"
-#include "shim/state.h"
 
 /* Policy objects for pushed generations (ids 1..BW_LIVE_OBJS); id 0 is
  * the process's own.  An object is parsed into only when no thread is

@@ -7,7 +7,7 @@
  * allocates nothing.  The hooks call libc through it, and so does the
  * orchestration that acts for them.  The core and the seams below it
  * (state, bulkhead, wait) do not: they make their system calls through
- * bw_sys (shim/sys.h), which returns -errno and is where the unit tests
+ * bw_sys (core/sys.h), which returns -errno and is where the unit tests
  * inject faults (tests/unit/test_sys.c); no test replaces an entry of
  * bw_real.
  */

@@ -21,7 +21,7 @@
 #define SDT_USE_VARIADIC 1
 #include <sys/sdt.h>
 
-#include "shim/state.h"
+#include "core/state.h"
 
 #define BW_USDT_SEMA(name) bulwark_##name##_semaphore
 #define BW_USDT_DECLARE(name)                                                 \

@@ -43,7 +43,7 @@
  * A wait that finds its fds ready at once (a connect that completed, data
  * already queued) polls once with a zero timeout and nothing else.  When
  * no signalfd can be made (fd limit, a seccomp filter), the plain wait
- * decides with bw_wait_signal_restarts().
+ * decides with the rule of core/sigrule.c.
  *
  * Limits: during a precise wait (handlers that disagree only), a signal
  * sent to the whole process (kill, alarm, a terminal's ^C) goes to another
@@ -58,10 +58,11 @@
  * socket.  glibc's own signals (thread cancellation, setxid), which no
  * program installs, count as SA_RESTART.
  *
- * Owns: bw_wait*, bw_wait_signal_restarts.  Never: touches errno,
- * allocates, keeps an fd past its return (the signalfd is O_CLOEXEC and
- * closed before returning), consumes a signal.  Context: connect and
- * receive hooks, the bulkhead's wait (AS-safe: system calls and atomics).
+ * Owns: bw_wait*; which dispositions interrupt is the rule of
+ * core/sigrule.c, which the bulkhead's own wait applies too.  Never:
+ * touches errno, allocates, keeps an fd past its return (the signalfd is
+ * O_CLOEXEC and closed before returning), consumes a signal.  Context:
+ * connect and receive hooks (AS-safe: system calls and atomics).
  */
 #include <errno.h>
 #include <poll.h>
@@ -71,61 +72,10 @@
 #include <sys/signalfd.h>
 #include <time.h>
 
+#include "core/sigrule.h"
 #include "shim/internal.h"
 #include "shim/real.h"
-#include "shim/sys.h"
 #include "shim/wait.h"
-
-/* Whether the disposition of sig would end the program's call with
- * EINTR: a handler installed without SA_RESTART. */
-static bool interrupts(int sig)
-{
-	struct sigaction sa;
-	if (bw_sys.sigaction(sig, NULL, &sa) != 0)
-		return false; /* glibc's own signals: restarted */
-	if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
-		return false;
-	return !(sa.sa_flags & SA_RESTART);
-}
-
-/* The signals a faulting instruction raises in its own thread: their
- * handlers (crash reporters, runtimes, sanitizers: rarely SA_RESTART)
- * cannot have interrupted a wait. */
-static bool synchronous(int sig)
-{
-	return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
-	       sig == SIGILL || sig == SIGTRAP || sig == SIGSYS;
-}
-
-/* What the handlers installed for signals open in this thread (all
- * signals with all_signals) would do to an interrupted call. */
-enum verdict { V_RESTART = 0, V_INTR = 1, V_MIXED = 3 };
-
-static enum verdict handlers(bool all_signals)
-{
-	sigset_t cur;
-	int v = V_RESTART;
-	sigemptyset(&cur);
-	if (!all_signals && pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0)
-		sigemptyset(&cur);
-	for (int s = 1; s < _NSIG && v != V_MIXED; s++) {
-		struct sigaction sa;
-		if (synchronous(s) || sigismember(&cur, s) == 1 ||
-		    bw_sys.sigaction(s, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
-		    sa.sa_handler == SIG_IGN)
-			continue;
-		v |= (sa.sa_flags & SA_RESTART) ? 2 : V_INTR;
-	}
-	return v == 2 ? V_RESTART : (enum verdict)v;
-}
-
-bool bw_wait_signal_restarts(void)
-{
-	int saved = errno;
-	bool restarts = handlers(false) == V_RESTART;
-	errno = saved;
-	return restarts;
-}
 
 /* Whether the process's handlers disagree, read at most once per
  * BW_WAIT_RECHECK_NS (a race between threads only reads twice). */
@@ -145,7 +95,7 @@ static bool handlers_mixed(uint64_t now)
 	uint64_t t = atomic_load_explicit(&mixed_read_ns, memory_order_acquire);
 	if (t && now >= t && now - t < BW_WAIT_RECHECK_NS)
 		return atomic_load_explicit(&mixed, memory_order_relaxed);
-	bool m = handlers(true) == V_MIXED;
+	bool m = bw_sigrule_handlers(true) == BW_SIGRULE_MIXED;
 	set_mixed(m, now);
 	return m;
 }
@@ -172,10 +122,10 @@ static int wait_plain(struct pollfd *p, unsigned n, uint64_t deadline_ns)
 			continue;
 		if (errno != EINTR)
 			return -errno;
-		enum verdict v = handlers(false);
-		if (v == V_MIXED)
+		enum bw_sigrule_verdict v = bw_sigrule_handlers(false);
+		if (v == BW_SIGRULE_MIXED)
 			set_mixed(true, bw_clock_ns()); /* precise next time */
-		if (v != V_RESTART)
+		if (v != BW_SIGRULE_RESTART)
 			return -EINTR;
 	}
 }
@@ -194,7 +144,7 @@ static bool pending_interrupts(const sigset_t *watch, bool *any)
 		if (sigismember(&pend, s) != 1 || sigismember(watch, s) != 1)
 			continue;
 		*any = true;
-		if (interrupts(s))
+		if (bw_sigrule_interrupts(s))
 			intr = true;
 	}
 	return intr;

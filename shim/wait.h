@@ -34,12 +34,4 @@ int bw_wait_fd(int fd, short events, uint64_t deadline_ns);
 /* Sleeps until deadline_ns: 0, or -EINTR as bw_wait. */
 int bw_wait_sleep(uint64_t deadline_ns);
 
-/* A shim wait was just interrupted by EINTR and the signal is unknown:
- * true when the program's call would have been restarted (every handler
- * installed for a signal this thread does not block has SA_RESTART; a
- * signal with no handler, or one a faulting instruction raises (SIGSEGV,
- * SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), cannot have caused the EINTR).  Costs one
- * sigaction(2) per signal: call it only after an EINTR.  AS-safe: yes. */
-bool bw_wait_signal_restarts(void);
-
 #endif

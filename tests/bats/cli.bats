@@ -487,7 +487,7 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 # to our own hook (an R_X86_64_GLOB_DAT or JUMP_SLOT against it): the core
 # would re-enter the hook layer, inside init's pthread_once while the
 # state is attached.  The core calls the kernel through bw_sys
-# (shim/sys.h) instead; this keeps it so.
+# (core/sys.h) instead; this keeps it so.
 @test "libbulwark.so has no relocation against a symbol it exports" {
 	require_shim
 	command -v readelf >/dev/null || skip "readelf not installed"

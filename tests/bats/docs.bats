@@ -14,7 +14,7 @@ load ../lib/common
 # bench results), relative to the repository, which the tests cd to.
 sources() {
 	local d
-	for d in shim policy cli probe tests bench man; do
+	for d in shim core policy cli probe tests bench man; do
 		[[ -d $d ]] && find "$d" \( -name .output -o -name corpus \
 			-o -name results \) -prune -o -type f -print
 	done
@@ -80,13 +80,13 @@ sources() {
 @test "doc/design.md and the README's layout name every source file" {
 	local f name missing=""
 	cd "$BW_ROOT"
-	for f in shim/*.c shim/pgo/*.c policy/*.c cli/*.c probe/*.c; do
+	for f in shim/*.c shim/pgo/*.c core/*.c policy/*.c cli/*.c probe/*.c; do
 		[[ -f $f ]] || continue
 		name=${f#*/}
 		grep -qF "$name" doc/design.md || missing+=" doc/design.md:$f"
 	done
-	for f in shim/*.c; do
-		name=${f#shim/}
+	for f in shim/*.c core/*.c; do
+		name=${f#*/}
 		sed -n '/^## Layout/,/^## /p' README.md | grep -qF "\`$name\`" ||
 			missing+=" README.md:$f"
 	done

@@ -3,7 +3,9 @@
 # tests/bats/state.bats: the shared state never fills for good (idle
 # destinations give up their slots, reset --all frees them, status says how
 # full it is), and values read from the segment are bounded (an open
-# deadline far in the future).  Real python3 clients on loopback only.
+# deadline far in the future) or, when no program writes them (a breaker
+# state, a forced mode), counted as corruption and repaired.  Real python3
+# clients on loopback only.
 
 load ../lib/common
 
@@ -113,6 +115,47 @@ PY
 	wait_until 10 run_shim tcp_try 127.0.0.1 "$port" 2
 	[ "$(bw_field "127.0.0.1:$port" state)" = closed ]
 	grep -q 'event=state_error.*action=bounded' "$BW_TMP/log"
+}
+
+@test "state: an impossible breaker state or forced mode is counted, repaired, and the breaker opens again" {
+	require_shim
+	require_cli
+	[[ -x $POKE ]] || skip "statepoke not built"
+	local port dest
+	port=$(free_port) # nothing listens: every connect is refused
+	dest=127.0.0.1:$port
+	export BULWARK_POLICY="$dest breaker.failures=2 breaker.open=60s retry.attempts=1"
+	export BULWARK_LOG_FILE=$BW_TMP/log
+	run run_shim tcp_try 127.0.0.1 "$port" 2
+	[ "$output" = ECONNREFUSED ]
+	[ "$(bw_field "$dest" state)" = closed ]
+	[ "$(bw_field "$dest" breaker_corrupt)" -eq 0 ]
+	# What a corrupt segment can leave: state bits no transition writes.
+	run "$POKE" "$(bw_state_file)" "$dest" state-3
+	[ "$status" -eq 0 ]
+	# status only reads: it shows such a word as closed, counts nothing
+	[ "$(bw_field "$dest" breaker_corrupt)" -eq 0 ]
+	# The first connect repairs and counts it; the failures then open
+	# the breaker as breaker.failures says (on the old code the word
+	# stayed corrupt and the breaker never opened).
+	run run_shim tcp_try 127.0.0.1 "$port" 2
+	[ "$output" = ECONNREFUSED ]
+	run run_shim tcp_try 127.0.0.1 "$port" 2
+	[ "$output" = ECONNREFUSED ]
+	[ "$(bw_field "$dest" state)" = open ]
+	[ "$(bw_field "$dest" breaker_corrupt)" -eq 1 ]
+	run "$BW_CLI" status --prometheus
+	[[ $output == *"bulwark_breaker_corrupt_total{destination=\"$dest\""*"} 1"* ]]
+	# A forced mode bulwark force never writes: back to auto, counted.
+	"$BW_CLI" reset "$dest" >/dev/null
+	run "$POKE" "$(bw_state_file)" "$dest" forced-7
+	[ "$status" -eq 0 ]
+	run run_shim tcp_try 127.0.0.1 "$port" 2
+	[ "$output" = ECONNREFUSED ]
+	run run_shim tcp_try 127.0.0.1 "$port" 2
+	[ "$output" = ECONNREFUSED ]
+	[ "$(bw_field "$dest" state)" = open ]
+	[ "$(bw_field "$dest" breaker_corrupt)" -eq 2 ]
 }
 
 @test "state: truncating the segment's file does not kill a client; it falls back to private state once" {

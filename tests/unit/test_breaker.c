@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_breaker.c: the breaker state machine (shim/breaker.c)
+ * tests/unit/test_breaker.c: the breaker state machine (core/breaker.c)
  * on a zeroed struct bw_dest with a fake clock: every transition and
- * breaker.* option, forced states, breaker=off, events returned once.
+ * breaker.* option, forced states, breaker=off, events returned once,
+ * impossible values from the segment counted and repaired (I10).
  * Threads: tests/unit/test_breaker_threads.c.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "shim/breaker.h"
+#include "core/breaker.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull
@@ -769,16 +770,89 @@ static void test_breaker_reset(void)
 	BW_ASSERT_EQ(view(&d, now), BW_BREAKER_CLOSED);
 }
 
-static void test_breaker_corrupt_state_fails_open(void)
+/* I10: a state word no transition writes (state bits 3) is corruption.
+ * The first admit that meets it admits as closed, repairs the word to
+ * CLOSED with the next generation and no deadline, clears the counters,
+ * counts it once in breaker_corrupt and returns BW_BREAKER_EV_REPAIRED;
+ * the breaker then trips as it should.  A record or a reset that meets
+ * it first repairs and counts it the same way.  On the old code the word
+ * stayed 3: admitted as closed, but failures never opened the breaker,
+ * and nothing counted it. */
+static void test_breaker_corrupt_state_counted_and_repaired(void)
 {
 	struct bw_dest d = {0};
 	struct bw_settings s = defaults();
-	atomic_store(&d.state, 3); /* no such state */
-	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), 0);
-	BW_ASSERT_EQ(fail(&d, &s, 0), BW_BREAKER_EV_NONE);
-	BW_ASSERT_EQ(view(&d, 0), BW_BREAKER_CLOSED);
-	bw_breaker_reset(&d);
-	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
+	/* deadline 777 ms, generation 5, state 3 */
+	atomic_store(&d.state, 777ull << 24 | 5ull << 2 | 3);
+	atomic_store(&d.consecutive_failures, 4);
+	int ev = -1;
+	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, SEC, &ev), 0);
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_REPAIRED);
+	BW_ASSERT_EQ(atomic_load(&d.breaker_corrupt), 1);
+	uint64_t w = atomic_load(&d.state);
+	BW_ASSERT_EQ(w & 3, BW_BREAKER_CLOSED);
+	BW_ASSERT_EQ((w >> 2) & 0x3fffff, 6);
+	BW_ASSERT_EQ(w >> 24, 0);
+	BW_ASSERT_EQ(atomic_load(&d.consecutive_failures), 0);
+	BW_ASSERT_EQ(view(&d, SEC), BW_BREAKER_CLOSED);
+	/* Counted once: the word is closed now. */
+	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, SEC, &ev), 0);
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_NONE);
+	BW_ASSERT_EQ(trip(&d, &s, SEC), BW_BREAKER_EV_OPENED);
+	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, SEC, NULL), -ECONNREFUSED);
+	BW_ASSERT_EQ(atomic_load(&d.breaker_corrupt), 1);
+
+	/* Met first by a record: repaired there, and the call counts. */
+	struct bw_dest e = {0};
+	s.failures = 1;
+	atomic_store(&e.state, 3);
+	BW_ASSERT_EQ(fail(&e, &s, SEC), BW_BREAKER_EV_OPENED);
+	BW_ASSERT_EQ(atomic_load(&e.breaker_corrupt), 1);
+
+	/* Met by bulwark reset: closed, as ever, and counted; a second
+	 * reset replaces a valid word, which counts nothing. */
+	struct bw_dest f = {0};
+	atomic_store(&f.state, 3);
+	bw_breaker_reset(&f);
+	BW_ASSERT_EQ(view(&f, SEC), BW_BREAKER_CLOSED);
+	BW_ASSERT_EQ(atomic_load(&f.breaker_corrupt), 1);
+	bw_breaker_reset(&f);
+	BW_ASSERT_EQ(atomic_load(&f.breaker_corrupt), 1);
+}
+
+/* I10: a forced value bulwark force never writes is corruption: set back
+ * to auto and counted once, by the admit or the record that meets it.
+ * On the old code admit took it for auto but every record ignored the
+ * destination (not auto): the breaker never opened. */
+static void test_breaker_corrupt_forced_counted_and_repaired(void)
+{
+	struct bw_dest d = {0};
+	struct bw_settings s = defaults();
+	s.failures = 1;
+	atomic_store(&d.forced, 7);
+	int ev = -1;
+	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, SEC, &ev), 0);
+	BW_ASSERT_EQ(ev, BW_BREAKER_EV_REPAIRED);
+	BW_ASSERT_EQ(atomic_load(&d.forced), BW_FORCE_AUTO);
+	BW_ASSERT_EQ(atomic_load(&d.breaker_corrupt), 1);
+	BW_ASSERT_STR(bw_breaker_state_name(&d, SEC), "closed");
+	BW_ASSERT_EQ(fail(&d, &s, SEC), BW_BREAKER_EV_OPENED);
+	BW_ASSERT_EQ(atomic_load(&d.breaker_corrupt), 1);
+
+	struct bw_dest e = {0};
+	atomic_store(&e.forced, 0xffffffffu);
+	BW_ASSERT_EQ(fail(&e, &s, SEC), BW_BREAKER_EV_OPENED);
+	BW_ASSERT_EQ(atomic_load(&e.forced), BW_FORCE_AUTO);
+	BW_ASSERT_EQ(atomic_load(&e.breaker_corrupt), 1);
+
+	/* The operator's own values are not corruption. */
+	struct bw_dest g = {0};
+	atomic_store(&g.forced, BW_FORCE_OPEN);
+	BW_ASSERT_EQ(bw_breaker_admit(&g, &s, SEC, NULL), -ECONNREFUSED);
+	atomic_store(&g.forced, BW_FORCE_DISABLED);
+	BW_ASSERT_EQ(bw_breaker_admit(&g, &s, SEC, NULL), 0);
+	BW_ASSERT_EQ(fail(&g, &s, SEC), BW_BREAKER_EV_NONE);
+	BW_ASSERT_EQ(atomic_load(&g.breaker_corrupt), 0);
 }
 
 /* A deadline read from the segment that lies beyond open_max from now
@@ -922,7 +996,8 @@ static const struct bw_test tests[] = {
     BW_TEST(test_breaker_off),
     BW_TEST(test_breaker_events_once),
     BW_TEST(test_breaker_reset),
-    BW_TEST(test_breaker_corrupt_state_fails_open),
+    BW_TEST(test_breaker_corrupt_state_counted_and_repaired),
+    BW_TEST(test_breaker_corrupt_forced_counted_and_repaired),
 };
 
 BW_TEST_MAIN(tests)

@@ -3,12 +3,13 @@
  * tests/unit/test_breaker_threads.c: 8 threads hammer bw_breaker_admit /
  * record / release on one struct bw_dest with a shared fake clock that
  * alternates healthy and failing phases, some probes "dying" unreported.
- * Checks shim/breaker.c's I1 (each transition's event goes to exactly one
- * caller: event counts match the state reached) and I3 (probes in flight
- * in one half-open round never exceed breaker.probes).  Also built with
- * -fsanitize=thread:
+ * Checks core/breaker.c's I1 (each transition's event goes to exactly one
+ * caller: event counts match the state reached), I3 (probes in flight
+ * in one half-open round never exceed breaker.probes) and I10 (an
+ * impossible word or forced value met by every thread at once is counted
+ * once).  Also built with -fsanitize=thread:
  *   cc -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=thread \
- *      tests/unit/test_breaker_threads.c shim/breaker.c -lpthread
+ *      tests/unit/test_breaker_threads.c core/breaker.c -lpthread
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "shim/breaker.h"
+#include "core/breaker.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull
@@ -216,7 +217,52 @@ static void test_breaker_threads_dead_probes_expire(void)
 	BW_ASSERT(atomic_load(&events[BW_BREAKER_EV_PROBES_EXPIRED]) > 0);
 }
 
+/* I10 under contention: THREADS threads meet one corrupt word (state
+ * bits 3) and one corrupt forced value at once; each is repaired by one
+ * CAS and counted once; the admits that repaired get the event (one
+ * admit that repaired both reports one). */
+static struct bw_dest corrupt_dest;
+static _Atomic int repaired_events;
+static pthread_barrier_t corrupt_go;
+
+static void *meet_corrupt(void *arg)
+{
+	const struct bw_settings *s = arg;
+	pthread_barrier_wait(&corrupt_go);
+	for (int i = 0; i < 1000; i++) {
+		int ev = BW_BREAKER_EV_NONE;
+		int rc = bw_breaker_admit(&corrupt_dest, s, SEC, &ev);
+		if (ev == BW_BREAKER_EV_REPAIRED)
+			atomic_fetch_add(&repaired_events, 1);
+		if (rc == 0)
+			bw_breaker_record(&corrupt_dest, s, false, MS, false,
+					  SEC, NULL);
+	}
+	return NULL;
+}
+
+static void test_breaker_threads_corrupt_counted_once(void)
+{
+	struct bw_settings s = base();
+	memset(&corrupt_dest, 0, sizeof(corrupt_dest));
+	atomic_store(&corrupt_dest.state, 12345ull << 24 | 9ull << 2 | 3);
+	atomic_store(&corrupt_dest.forced, 9);
+	pthread_t th[THREADS];
+	BW_ASSERT_EQ(pthread_barrier_init(&corrupt_go, NULL, THREADS), 0);
+	for (int i = 0; i < THREADS; i++)
+		BW_ASSERT_EQ(pthread_create(&th[i], NULL, meet_corrupt, &s), 0);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&corrupt_go);
+	BW_ASSERT_EQ(atomic_load(&corrupt_dest.breaker_corrupt), 2);
+	BW_ASSERT(atomic_load(&repaired_events) >= 1 &&
+		  atomic_load(&repaired_events) <= 2);
+	BW_ASSERT_EQ(atomic_load(&corrupt_dest.forced), BW_FORCE_AUTO);
+	BW_ASSERT_EQ(atomic_load(&corrupt_dest.state) & 3, BW_BREAKER_CLOSED);
+}
+
 static const struct bw_test tests[] = {
+    BW_TEST(test_breaker_threads_corrupt_counted_once),
     BW_TEST(test_breaker_threads_count_window),
     BW_TEST(test_breaker_threads_time_window_one_probe),
     BW_TEST(test_breaker_threads_dead_probes_expire),

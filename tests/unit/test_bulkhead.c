@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_bulkhead.c: shim/bulkhead.c: limits, refusals, waits,
+ * tests/unit/test_bulkhead.c: core/bulkhead.c: limits, refusals, waits,
  * the queue bound, scope=process, metrics, release exactly once, slots of
  * SIGKILLed holders (reaped or zombie), fork-shared connections, and
  * consistency after holders are killed at random instants.
  */
-#include "shim/bulkhead.h"
-#include "shim/state.h"
+#include "core/bulkhead.h"
+#include "core/state.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shim/wait.h"
+#include "core/sigrule.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull
@@ -1120,7 +1120,7 @@ static void sig_case(bool restart)
 	sa.sa_flags = restart ? SA_RESTART : 0;
 	sigemptyset(&sa.sa_mask);
 	BW_ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
-	if (restart && !bw_wait_signal_restarts()) {
+	if (restart && !bw_sigrule_restarts()) {
 		/* Another handler without SA_RESTART is installed (the
 		 * sanitizers' SIGSEGV handler): the rule says EINTR. */
 		fprintf(stderr, "# skipped: a handler without SA_RESTART "

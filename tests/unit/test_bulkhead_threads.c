@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_bulkhead_threads.c: shim/bulkhead.c under contention:
+ * tests/unit/test_bulkhead_threads.c: core/bulkhead.c under contention:
  * 2 processes x 8 threads take and give back slots of one destination.
  * A checker in shared memory counts the holders at every instant: never
  * more than bulkhead.max, and no slot lost or extra at the end.  Also
  * compares the throughput of a bulkhead that never fills under the same
  * contention with one thread alone.  Built under TSan too (Makefile).
  */
-#include "shim/bulkhead.h"
-#include "shim/state.h"
+#include "core/bulkhead.h"
+#include "core/state.h"
 
 #include <errno.h>
 #include <pthread.h>

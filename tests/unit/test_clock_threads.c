@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_clock_threads.c: the shim's clock (shim/clock.c) against
+ * tests/unit/test_clock_threads.c: the shim's clock (core/clock.c) against
  * clock_gettime(CLOCK_MONOTONIC): before bw_clock_init it is
  * clock_gettime; after it, every reading lies within 0.5 ms of the
  * clock_gettime readings taken around it, from one thread and from four
@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "shim/clock.h"
+#include "core/clock.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull

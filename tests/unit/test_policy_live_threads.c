@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/unit/test_policy_live_threads.c: the live policy (shim/live.c,
- * shim/livestore.c).  The record protocol (round trip, a corrupt record
+ * core/livestore.c).  The record protocol (round trip, a corrupt record
  * refused, an overwritten generation gone, racing pushes never mixed),
  * and threads binding and calling while pushes alternate two policies:
  * every settings read sees one whole generation (a torn read or a policy
@@ -16,10 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/livestore.h"
 #include "shim/fd_table.h"
 #include "shim/internal.h"
 #include "shim/live.h"
-#include "shim/livestore.h"
 #include "shim/log.h"
 #include "tests/unit/bw_test.h"
 

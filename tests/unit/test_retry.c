@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_retry.c: connect-retry decisions (shim/retry.c) on a
+ * tests/unit/test_retry.c: connect-retry decisions (core/retry.c) on a
  * zeroed struct bw_dest with a fake clock: retry.on classes, the backoff
  * schedule, jitter bounds and means, retry.adaptive factors, per-attempt
  * timeouts, the retry budget and its window, retry.min_success, and
@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "shim/breaker.h"
-#include "shim/retry.h"
+#include "core/breaker.h"
+#include "core/retry.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/unit/test_retry_threads.c: 8 threads share one struct bw_dest's
- * retry budget (shim/retry.c).  Checks I3 (within a half the limit is
+ * retry budget (core/retry.c).  Checks I3 (within a half the limit is
  * never passed, however many callers race), I2 (a rollover neither loses
  * nor doubles a count: connects noted across one are all there after),
  * and that over a long run with a moving fake clock the budget grants
@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "shim/retry.h"
+#include "core/retry.h"
 #include "tests/unit/bw_test.h"
 
 #define MS 1000000ull

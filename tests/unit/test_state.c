@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_state.c: shim/state.c.  Segment creation and sharing,
+ * tests/unit/test_state.c: core/state.c.  Segment creation and sharing,
  * refusal of untrusted segments, capacity, the PENDING takeover rules,
  * SIGKILLed writers, and garbage in the slot area.  Segments are named
  * "ut-<pid>-<case>" and unlinked by each case.  The multi-threaded cases
  * (and the ThreadSanitizer build) are in test_state_threads.c.
  */
-#include "shim/breaker.h"
-#include "shim/bulkhead.h"
-#include "shim/state.h"
+#include "core/breaker.h"
+#include "core/bulkhead.h"
+#include "core/state.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

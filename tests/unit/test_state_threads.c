@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_state_threads.c: shim/state.c under concurrent threads:
+ * tests/unit/test_state_threads.c: core/state.c under concurrent threads:
  * 8 threads inserting the same keys get one slot per key, in private
  * memory and in a shared segment.  Kept apart from test_state.c (which
  * forks and SIGKILLs) so that it also builds with ThreadSanitizer:
  *
  *   cc $(TSAN_CFLAGS) -o $(B)/tests-tsan/test_state_threads \
- *      tests/unit/test_state_threads.c shim/state.c shim/breaker.c \
+ *      tests/unit/test_state_threads.c core/state.c core/breaker.c \
  *      -lpthread
  *
- * It needs only shim/state.c and shim/breaker.c (bw_state_reset_dest).
+ * It needs only core/state.c and core/breaker.c (bw_state_reset_dest).
  */
-#include "shim/state.h"
+#include "core/state.h"
 
 #include <arpa/inet.h>
 #include <pthread.h>

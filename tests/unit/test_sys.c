@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/unit/test_sys.c: shim/sys.c, the core's system-call table bw_sys,
+ * tests/unit/test_sys.c: core/sys.c, the core's system-call table bw_sys,
  * and faults injected through it: the defaults return -errno and leave
  * errno alone; the state's attach reports a failed open and holds no fd;
  * the bulkhead's "is this socket blocking?" question goes through it.
  * Each case puts bw_sys_default back.
  */
-#include "shim/bulkhead.h"
-#include "shim/state.h"
-#include "shim/sys.h"
+#include "core/bulkhead.h"
+#include "core/state.h"
+#include "core/sys.h"
 
 #include <errno.h>
 #include <fcntl.h>

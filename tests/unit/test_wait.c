@@ -5,7 +5,7 @@
  * one with SA_RESTART, an ignored signal or a default that ignores never
  * does, and the deadline stays the same; a blocked signal is left pending;
  * errno is kept and no fd is left open; without a signalfd (no fd left)
- * the heuristic decides, bw_wait_signal_restarts.
+ * the heuristic decides, bw_sigrule_restarts (core/sigrule.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,7 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shim/clock.h"
+#include "core/clock.h"
+#include "core/sigrule.h"
 #include "shim/wait.h"
 #include "tests/unit/bw_test.h"
 
@@ -192,17 +193,17 @@ static void test_wait_signal_restarts_heuristic(void)
 {
 	sigset_t m, old;
 	handle(SIGUSR1, on_sig, SA_RESTART);
-	BW_ASSERT(bw_wait_signal_restarts());
+	BW_ASSERT(bw_sigrule_restarts());
 	handle(SIGUSR2, on_sig, 0);
-	BW_ASSERT(!bw_wait_signal_restarts());
+	BW_ASSERT(!bw_sigrule_restarts());
 	sigemptyset(&m);
 	sigaddset(&m, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &m, &old); /* cannot have run here */
-	BW_ASSERT(bw_wait_signal_restarts());
+	BW_ASSERT(bw_sigrule_restarts());
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	handle(SIGUSR1, SIG_DFL, 0);
 	handle(SIGUSR2, SIG_DFL, 0);
-	BW_ASSERT(bw_wait_signal_restarts());
+	BW_ASSERT(bw_sigrule_restarts());
 }
 
 /* Handlers that disagree: the wait learns which signal came (signalfd),

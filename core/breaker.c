@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/breaker.c: the circuit breaker (bulwark-policy(7) breaker.* and CALLS)
+ * core/breaker.c: the circuit breaker (bulwark-policy(7) breaker.* and CALLS)
  * over the shared struct bw_dest, as a pure state machine with the clock passed
  * in.
  * Owns: bw_breaker_*, the breaker fields of struct bw_dest.
@@ -81,8 +81,22 @@
  *     (freed by I6).  Counters and the window are approximate by design:
  *     a bucket recycled by CAS on its epoch may lose the increments that
  *     race with its zeroing.
+ * I10: a value no code writes is corruption: a state word whose state
+ *     bits are 3, a forced value outside enum bw_force.  The first call
+ *     that meets one (admit, record, reset) repairs it by one CAS from the
+ *     value it read: the word to CLOSED with a new generation and the
+ *     counters cleared (as bw_breaker_reset does), forced to
+ *     BW_FORCE_AUTO; the CAS winner alone counts it in
+ *     bw_dest.breaker_corrupt, which bulwark status shows as
+ *     breaker_corrupt (bulwark(1) status).  Unrepaired, such a word
+ *     admitted as closed but recorded no call, so the breaker never
+ *     opened again.  Values that may be right in another process are not
+ *     counted: a deadline beyond open_max (another time namespace: I9), an
+ *     open time or a probe count outside this process's settings (another
+ *     policy), a window holding more than it can (loads racing a recycle:
+ *     I8; it starts over).
  */
-#include "shim/breaker.h"
+#include "core/breaker.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -154,6 +168,41 @@ static inline bool cas_state(struct bw_dest *d, uint64_t *w, uint64_t nw)
 }
 
 /* ---- settings ------------------------------------------------------------ */
+
+/* ---- corruption (I10) ----------------------------------------------------- */
+
+static void corrupt_count(struct bw_dest *d)
+{
+	atomic_fetch_add_explicit(&d->breaker_corrupt, 1,
+				  memory_order_relaxed);
+}
+
+static void counters_clear(struct bw_dest *d);
+
+/* *w's state bits are 3: back to CLOSED with a new generation, as
+ * bw_breaker_reset does.  Returns whether this caller repaired (and
+ * counted) it; *w becomes the word now current either way. */
+static bool repair_word(struct bw_dest *d, uint64_t *w)
+{
+	uint64_t nw = w_make(BW_BREAKER_CLOSED, gen_next(*w), 0);
+	counters_clear(d);
+	if (!cas_state(d, w, nw))
+		return false;
+	*w = nw;
+	atomic_store(&d->open_ns, 0);
+	atomic_store(&d->open_until_ns, 0);
+	corrupt_count(d);
+	return true;
+}
+
+/* f, read from d->forced, is none of enum bw_force: back to auto. */
+static bool repair_forced(struct bw_dest *d, uint32_t f)
+{
+	if (!atomic_compare_exchange_strong(&d->forced, &f, BW_FORCE_AUTO))
+		return false;
+	corrupt_count(d);
+	return true;
+}
 
 static inline int reject(const struct bw_settings *s)
 {
@@ -548,10 +597,13 @@ static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 				return rc;
 			w = atomic_load(&d->state);
 			continue;
-		/* CLOSED; a corrupt state (3) fails open
-		 * (bulwark(1) DIAGNOSTICS) */
-		default:
+		case BW_BREAKER_CLOSED:
 			return 0;
+		default: /* 3: corrupt, repaired to CLOSED (I10) */
+			if (repair_word(d, &w) && event &&
+			    *event == BW_BREAKER_EV_NONE)
+				*event = BW_BREAKER_EV_REPAIRED;
+			continue;
 		}
 	}
 	return reject(s);
@@ -565,10 +617,14 @@ int bw_breaker_admit(struct bw_dest *d, const struct bw_settings *s,
 	if (!s->breaker_on)
 		return 0;
 	uint32_t f = atomic_load_explicit(&d->forced, memory_order_relaxed);
-	if (f == BW_FORCE_OPEN)
-		return reject(s);
-	if (f == BW_FORCE_DISABLED)
-		return 0;
+	if (f != BW_FORCE_AUTO) {
+		if (f == BW_FORCE_OPEN)
+			return reject(s);
+		if (f == BW_FORCE_DISABLED)
+			return 0;
+		if (repair_forced(d, f) && event) /* I10 */
+			*event = BW_BREAKER_EV_REPAIRED;
+	}
 	uint64_t w = atomic_load(&d->state);
 	if (BREAKER_LIKELY(w_state(w) == BW_BREAKER_CLOSED))
 		return 0;
@@ -668,11 +724,16 @@ static int record(struct bw_dest *d, const struct bw_settings *s,
 		*why = BW_BREAKER_WHY_NONE;
 	if (!s->breaker_on)
 		return BW_BREAKER_EV_NONE;
-	if (atomic_load_explicit(&d->forced, memory_order_relaxed) !=
-	    BW_FORCE_AUTO)
-		return BW_BREAKER_EV_NONE;
+	uint32_t f = atomic_load_explicit(&d->forced, memory_order_relaxed);
+	if (f != BW_FORCE_AUTO) {
+		if (f == BW_FORCE_OPEN || f == BW_FORCE_DISABLED)
+			return BW_BREAKER_EV_NONE;
+		repair_forced(d, f); /* I10 */
+	}
 	bool slow = !failed && bw_breaker_is_slow(s, latency_ns);
 	uint64_t w = atomic_load(&d->state);
+	if (w_state(w) == W_STATE_MASK) /* 3: corrupt (I10) */
+		repair_word(d, &w);
 	switch (w_state(w)) {
 	case BW_BREAKER_CLOSED:
 		return record_closed(d, s, w, failed, slow, clears, now_ns,
@@ -681,7 +742,8 @@ static int record(struct bw_dest *d, const struct bw_settings *s,
 		if (!probe)
 			return BW_BREAKER_EV_NONE;
 		return record_probe(d, s, w, failed || slow, now_ns);
-	default: /* OPEN: nothing to judge until half-open */
+	default: /* OPEN: nothing to judge until half-open (or a word
+		  * corrupted again since the repair above) */
 		return BW_BREAKER_EV_NONE;
 	}
 }
@@ -798,6 +860,9 @@ void bw_breaker_reset(struct bw_dest *d)
 	do
 		counters_clear(d);
 	while (!cas_state(d, &w, w_make(BW_BREAKER_CLOSED, gen_next(w), 0)));
+	/* The word this reset replaced, as its CAS saw it (I10). */
+	if (w_state(w) == W_STATE_MASK)
+		corrupt_count(d);
 	atomic_store(&d->open_ns, 0);
 	atomic_store(&d->open_until_ns, 0);
 }

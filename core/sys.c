@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/sys.c: the default entries of bw_sys (shim/sys.h): each one system
+ * core/sys.c: the default entries of bw_sys (core/sys.h): each one system
  * call, its result or -errno, errno as it was.
  * Owns: bw_sys, bw_sys_default.  Never: calls a libc function the shim
  * exports (it would be our own hook), allocates or locks.  Context: any
@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "shim/sys.h"
+#include "core/sys.h"
 
 /* glibc's own entry point (what sigaction wraps): it fills in the
  * restorer the kernel needs; not exported by the shim. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/sys.h: the core's system calls (bw_sys), one table.  The core and
- * the seams (state.c, livestore.c, bulkhead.c, wait.c) call the kernel
+ * core/sys.h: the core's system calls (bw_sys), one table.  The core and
+ * the seams (state.c, livestore.c, bulkhead.c, sigrule.c) call the kernel
  * only through it, never libc by a name the shim exports: inside
  * libbulwark.so such a name binds to our own hook, so the core would
  * re-enter the hook layer (while attaching the state, inside init's
@@ -9,14 +9,14 @@
  * relocation against a symbol it exports.
  *
  * Every entry returns its result or -errno and never touches errno.  The
- * defaults (shim/sys.c) make the system call directly, so they work
+ * defaults (core/sys.c) make the system call directly, so they work
  * before the shim's constructor, in the command and in the unit tests
  * alike; the shim replaces only sigaction (init.c: the program's own
  * SIGBUS disposition, hook_signal.c).  Unit tests replace entries to
  * inject faults (tests/unit/test_sys.c) and put bw_sys_default back.
  */
-#ifndef BW_SHIM_SYS_H
-#define BW_SHIM_SYS_H
+#ifndef BW_CORE_SYS_H
+#define BW_CORE_SYS_H
 
 #include <signal.h>
 #include <sys/types.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/retry.c: connect-retry decisions (bulwark-policy(7) retry.*,
+ * core/retry.c: connect-retry decisions (bulwark-policy(7) retry.*,
  * connect.timeout*) over the shared struct bw_dest, with the clock and random
  * bits passed in.
  * Owns: bw_retry_*, and of struct bw_dest the retry fields (retries,
@@ -56,12 +56,12 @@
  *     the budget or min_success refused (not exhausted attempts, not
  *     errnos outside retry.on); retries_ok counts retries that connected.
  */
-#include "shim/retry.h"
+#include "core/retry.h"
 
 #include <errno.h>
 #include <stdatomic.h>
 
-#include "shim/breaker.h"
+#include "core/breaker.h"
 
 /* ---- the budget word ----------------------------------------------------- */
 

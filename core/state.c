@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/state.c: the per-destination table of bulwark(1) FILES in a shared
+ * core/state.c: the per-destination table of bulwark(1) FILES in a shared
  * segment (/dev/shm/bulwark-<uid>-<name>) or private memory.  Owns: bw_state_*.
  * Never: allocates, locks, logs, sets errno, holds an fd, or indexes with a
  * value read from the segment.  Context: attach/detach from the constructor
@@ -72,7 +72,7 @@
  *     slot held or waited for is never reclaimed, and a connection holding
  *     one releases it through its hold record, not through the slot.
  */
-#include "shim/state.h"
+#include "core/state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,10 +87,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shim/breaker.h"
-#include "shim/bulkhead.h"
-#include "shim/clock.h"
-#include "shim/sys.h"
+#include "core/breaker.h"
+#include "core/bulkhead.h"
+#include "core/clock.h"
+#include "core/sys.h"
 
 /* Bytes before the first slot: the header, rounded up to a cache line. */
 #define BW_STATE_HDR_AREA 128
@@ -125,6 +125,13 @@ _Static_assert(sizeof(struct bw_dest) % _Alignof(struct bw_bh_hold) == 0,
 _Static_assert(offsetof(struct bw_state_hdr, hdr_sum) == 28, "hdr layout");
 _Static_assert((BW_STATE_HOLDS * sizeof(struct bw_bh_hold)) % 64 == 0,
 	       "policy area align");
+/* The layout of version 7.  breaker_corrupt took the place of the
+ * padding after slow_count, which every version-7 segment holds as 0:
+ * shims built before it share the segment unchanged. */
+_Static_assert(sizeof(struct bw_dest) == 960, "bw_dest layout");
+_Static_assert(offsetof(struct bw_dest, breaker_corrupt) == 236 &&
+		   offsetof(struct bw_dest, open_until_ns) == 240,
+	       "bw_dest layout: breaker_corrupt is the old padding");
 
 static const char private_name[] = "private";
 
@@ -680,7 +687,7 @@ static void dest_clear_unpublished(struct bw_dest *d)
 	atomic_store_explicit(&d->state, 0, r);
 }
 
-/* The breaker's word, window and probe rounds belong to shim/breaker.c,
+/* The breaker's word, window and probe rounds belong to core/breaker.c,
  * whose reset closes with a new generation (stale probe tickets stay
  * stale); a plain store here would move the generation back. */
 void bw_state_reset_dest(struct bw_dest *d)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/livestore.c: the pushed-policy records of a shared state (see
+ * core/livestore.c: the pushed-policy records of a shared state (see
  * livestore.h and struct bw_policy_area in state.h).
  * Owns: bw_livestore_*.  Never: allocates, logs, touches errno (but push,
  * which only the bulwark command calls, may sleep).
@@ -26,8 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "shim/livestore.h"
-#include "shim/sys.h"
+#include "core/livestore.h"
+#include "core/sys.h"
 
 uint64_t bw_livestore_sum(uint64_t gen, uint32_t flags, const char *text,
 			  uint32_t len)

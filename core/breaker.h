@@ -1,20 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/breaker.h: the circuit breaker of bulwark-policy(7) (breaker.* keys,
+ * core/breaker.h: the circuit breaker of bulwark-policy(7) (breaker.* keys,
  * CALLS) as a pure state machine over one shared struct bw_dest.  The caller
  * supplies the clock (CLOCK_MONOTONIC, ns) and the compiled settings; the
  * module makes no syscalls, takes no locks, allocates nothing and never touches
  * errno, so every function is AS-safe and usable from any hook, thread or
- * process sharing the segment.  Design and invariants: shim/breaker.c.
+ * process sharing the segment.  Design and invariants: core/breaker.c.
  */
-#ifndef BW_SHIM_BREAKER_H
-#define BW_SHIM_BREAKER_H
+#ifndef BW_CORE_BREAKER_H
+#define BW_CORE_BREAKER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/state.h"
 #include "policy/policy.h"
-#include "shim/state.h"
 
 /*
  * A half-open round that outlives max(current open time, this) is taken to
@@ -43,6 +43,10 @@ enum bw_breaker_event {
 				       * round's limit) from now: corrupt, or
 				       * written in another time namespace;
 				       * it was brought back (state_error) */
+	BW_BREAKER_EV_REPAIRED,	      /* a state word or forced value read
+				       * from the segment was one no code
+				       * writes: repaired and counted in
+				       * breaker_corrupt (breaker.c I10) */
 };
 
 /* Why a closed breaker opened (bw_breaker_record's *why). */
@@ -129,7 +133,7 @@ enum bw_breaker_state bw_breaker_view(const struct bw_dest *d, uint64_t now_ns,
 				      uint64_t *open_remaining_ns);
 
 /*
- * Whether d's breaker leaves its slot free to go (shim/state.c reclaim):
+ * Whether d's breaker leaves its slot free to go (core/state.c reclaim):
  * closed, or its open time (or half-open round) ended idle_ns ago or
  * more, so the next connect would be let through anyway.  AS-safe: yes.
  */

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/livestore.h: the pushed policies kept in a shared state
- * (struct bw_policy_area in shim/state.h), written by `bulwark policy
+ * core/livestore.h: the pushed policies kept in a shared state
+ * (struct bw_policy_area in core/state.h), written by `bulwark policy
  * push/rollback/clear` and read by every process sharing the state
- * (shim/live.c).  See shim/livestore.c for the protocol.
+ * (shim/live.c).  See core/livestore.c for the protocol.
  */
-#ifndef BW_SHIM_LIVESTORE_H
-#define BW_SHIM_LIVESTORE_H
+#ifndef BW_CORE_LIVESTORE_H
+#define BW_CORE_LIVESTORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "shim/state.h"
+#include "core/state.h"
 
 /* What a record says besides its text. */
 struct bw_livestore_meta {

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/retry.h: connect retries (bulwark-policy(7) retry.*, connect.timeout,
+ * core/retry.h: connect retries (bulwark-policy(7) retry.*, connect.timeout,
  * connect.timeout_growth) as pure decisions: which errors are retried, how
  * long to wait, how long each attempt may take, and whether a retry is
  * allowed now (attempts, retry budget, retry.min_success).  The caller
  * supplies the clock (CLOCK_MONOTONIC, ns) and random bits; the module
  * makes no syscalls, takes no locks, allocates nothing and never touches
  * errno, so every function is AS-safe.  Design and invariants:
- * shim/retry.c.
+ * core/retry.c.
  *
  * The connect hook, per connect(2) the program makes:
  *
@@ -24,20 +24,20 @@
  *       log retry; sleep delay; (breaker open now: fail with its errno)
  *   }
  */
-#ifndef BW_SHIM_RETRY_H
-#define BW_SHIM_RETRY_H
+#ifndef BW_CORE_RETRY_H
+#define BW_CORE_RETRY_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/state.h"
 #include "policy/policy.h"
-#include "shim/state.h"
 
 /* The retry budget's window (bulwark-policy(7) retry.budget),
  * kept as two halves: a connect or retry counts for 5 to 10 s.  Halves
  * (rather than 10 slices) because the whole past fits one 64-bit word
- * next to the current half's two counters: see shim/retry.c. */
+ * next to the current half's two counters: see core/retry.c. */
 #define BW_RETRY_BUDGET_WINDOW_NS (10ull * 1000000000ull)
 #define BW_RETRY_BUDGET_HALF_NS (BW_RETRY_BUDGET_WINDOW_NS / 2)
 /* Retries the budget always allows per window, whatever the connects
@@ -105,7 +105,7 @@ void bw_retry_note_connect(struct bw_dest *d, uint64_t now_ns);
  * max(BW_RETRY_BUDGET_MIN, retry.budget x connects in the window); false
  * otherwise (nothing counted).  Shared by every process using d.  Never
  * grants more than the limit except, briefly, to callers racing a window
- * rollover (shim/retry.c I3).  AS-safe: yes.
+ * rollover (core/retry.c I3).  AS-safe: yes.
  */
 bool bw_retry_budget_take(struct bw_dest *d, const struct bw_settings *s,
 			  uint64_t now_ns);

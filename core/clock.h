@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/clock.h: the shim's clock, CLOCK_MONOTONIC in nanoseconds, read
+ * core/clock.h: the shim's clock, CLOCK_MONOTONIC in nanoseconds, read
  * from the CPU's time-stamp counter when the kernel keeps its own time
  * with it (clock.c).  Every hook that times a call reads it: a vDSO
  * clock_gettime costs ~90 ns when a connect loop finds its code and data
  * out of the caches, the counter ~20 ns (bench/results, connect loop).
  */
-#ifndef BW_SHIM_CLOCK_H
-#define BW_SHIM_CLOCK_H
+#ifndef BW_CORE_CLOCK_H
+#define BW_CORE_CLOCK_H
 
 #include <stdint.h>
 

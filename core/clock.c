@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/clock.c: CLOCK_MONOTONIC from the time-stamp counter (clock.h).
+ * core/clock.c: CLOCK_MONOTONIC from the time-stamp counter (clock.h).
  *
  * An anchor is one clock_gettime reading and the counter beside it.  A
  * reading is the anchor plus the counter's ticks since, at the rate
@@ -17,7 +17,7 @@
  * count whose writer is whoever takes it with a CAS; a signal handler
  * that interrupts the writer sees an odd count and reads clock_gettime.
  */
-#include "shim/clock.h"
+#include "core/clock.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>

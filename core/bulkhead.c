@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/bulkhead.c: the bulkhead (bulwark-policy(7) bulkhead.*,
+ * core/bulkhead.c: the bulkhead (bulwark-policy(7) bulkhead.*,
  * bulwark(1) FILES).  Owns: bw_bulkhead_* and the bulkhead fields of bw_dest
  * (bh_*) and the hold records of the segment.  Never: allocates, locks, logs,
  * sets errno, or holds an fd past a call.  Context: acquire from the connect
@@ -95,7 +95,7 @@
  * Generations wrap (16 bits in bh_word): a stale last matching a fresh
  * intent of a killed owner needs 65536 intents on one record in between.
  */
-#include "shim/bulkhead.h"
+#include "core/bulkhead.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,10 +109,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
+#include "core/sigrule.h"
+#include "core/sys.h"
 #include "policy/text.h"
-#include "shim/clock.h"
-#include "shim/sys.h"
-#include "shim/wait.h"
 
 /* ---- encodings ------------------------------------------------------------ */
 
@@ -1204,7 +1204,7 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 		rc = sleep_on(b, v, wait_bit(t, s),
 			      deadline - now > RECHECK_NS ? now + RECHECK_NS
 							  : deadline);
-		if (rc == -EINTR && !bw_wait_signal_restarts()) {
+		if (rc == -EINTR && !bw_sigrule_restarts()) {
 			*waited = bw_clock_ns() - t0;
 			leave(b, idx, rw, t, pid, start);
 			return -EINTR;

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/state.h: the per-destination state of bulwark(1) FILES, in a
+ * core/state.h: the per-destination state of bulwark(1) FILES, in a
  * shared-memory segment (/dev/shm/bulwark-<uid>-<NAME>) or in private memory.
  *
  * Used by the shim (counters, breaker, bulkhead) and by the bulwark command
  * (status, reset, force).  The segment is lock-free: every field is written
  * with atomics, so a process killed at any instant leaves nothing locked.
  */
-#ifndef BW_SHIM_STATE_H
-#define BW_SHIM_STATE_H
+#ifndef BW_CORE_STATE_H
+#define BW_CORE_STATE_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -16,14 +16,14 @@
 #include <stdint.h>
 
 #define BW_STATE_MAGIC 0x214b525957554c42ull /* "BULWYRK!" little endian */
-/* Version 7 added the live-policy area (shim/livestore.c) after the
+/* Version 7 added the live-policy area (core/livestore.c) after the
  * hold records: a segment of version 6 is refused and falls back to
  * private state until it is removed (or the machine restarts). */
 #define BW_STATE_VERSION 7
 /* Destination slots: a power of two.  The issue asks for at least 10,000
  * destinations; 16384 keeps open addressing below 62 % load there.  When
  * a new destination finds no room, an idle one gives up its slot
- * (BW_STATE_IDLE_S, shim/state.c "Reclaim"); only when none is idle does
+ * (BW_STATE_IDLE_S, core/state.c "Reclaim"); only when none is idle does
  * the new one pass through untracked. */
 #define BW_STATE_SLOTS 16384
 /* Longest probe sequence for one key; past it the table counts as full. */
@@ -35,7 +35,7 @@
 #define BW_STATE_WINDOW_BUCKETS 10
 /* Wait-time histogram buckets (log2 of microseconds). */
 #define BW_STATE_HIST_BUCKETS 24
-/* Bulkhead hold records (shim/bulkhead.c): one per slot held or connect
+/* Bulkhead hold records (core/bulkhead.c): one per slot held or connect
  * waiting, across every process and destination of the segment.  16384
  * (a 14-bit index packed in bw_dest.bh_word) = 512 KiB; past it, connects
  * pass uncounted (bw_state_hdr.bh_hold_full). */
@@ -79,7 +79,7 @@ struct bw_window_bucket {
 };
 
 /* Breaker states (bulwark-policy(7) CALLS).  Low bits of bw_dest.state
- * (shim/breaker.h). */
+ * (core/breaker.h). */
 enum bw_breaker_state {
 	BW_BREAKER_CLOSED = 0,
 	BW_BREAKER_OPEN = 1,
@@ -98,7 +98,7 @@ struct bw_dest {
 	char label[BW_STATE_LABEL_MAX]; /* "127.0.0.1:6379", "[::1]:80", group */
 	char rule[BW_STATE_RULE_MAX];   /* the rule's match as written */
 
-	/* Tenancy (shim/state.c owns these; version 6).  ten counts the
+	/* Tenancy (core/state.c owns these; version 6).  ten counts the
 	 * destinations this slot has held: a connection keeps the value it
 	 * bound with and stops counting when it changes (bw_state_live).
 	 * touched is the last admit or call, CLOCK_MONOTONIC >> 30. */
@@ -111,14 +111,17 @@ struct bw_dest {
 	_Atomic uint64_t connect_calls, exchange_calls;
 	_Atomic uint64_t connect_ns_sum, exchange_ns_sum;
 
-	/* Breaker (shim/breaker.h owns these; read them through it). */
+	/* Breaker (core/breaker.h owns these; read them through it). */
 	_Atomic uint64_t state;         /* packed word: enum bw_breaker_state,
 					 * generation, deadline; decode with
 					 * bw_breaker_view() */
 	_Atomic uint32_t forced;        /* enum bw_force */
 	_Atomic uint32_t consecutive_failures;
 	_Atomic uint32_t slow_count;    /* the seed's slow-call counter */
-	uint32_t pad_breaker;
+	_Atomic uint32_t breaker_corrupt; /* impossible values found in state
+					   * or forced (and repaired; breaker.c
+					   * I10).  Was padding, always 0: no
+					   * version change */
 	_Atomic uint64_t open_until_ns; /* best-effort mirror of the word's
 					 * deadline (CLOCK_MONOTONIC), 0 when
 					 * not open */
@@ -129,9 +132,9 @@ struct bw_dest {
 	struct bw_window_bucket win[BW_STATE_WINDOW_BUCKETS];
 	_Atomic uint64_t opened_count;
 
-	/* Bulkhead (shim/bulkhead.h owns these).  bh_word is the truth:
+	/* Bulkhead (core/bulkhead.h owns these).  bh_word is the truth:
 	 * active, waiting and the last hold record to change them, in one
-	 * word (shim/bulkhead.c); readers decode it (bw_bulkhead_view).
+	 * word (core/bulkhead.c); readers decode it (bw_bulkhead_view).
 	 * bh_ticket / bh_serving order the waiters, bh_wake is
 	 * their futex word.  The fields every acquire and release touch
 	 * share one cache line: one transfer per operation under contention.
@@ -166,7 +169,7 @@ struct bw_state_hdr {
 	uint8_t pad[56];
 };
 
-/* One bulkhead hold record (shim/bulkhead.c owns the layout). */
+/* One bulkhead hold record (core/bulkhead.c owns the layout). */
 struct bw_bh_hold {
 	_Atomic uint64_t word;   /* state, dest, owner pid, generation */
 	_Atomic uint64_t owner;  /* owner's start time << 24 | generation */
@@ -177,7 +180,7 @@ struct bw_bh_hold {
 };
 
 /*
- * The live-policy area (bulwark policy push; shim/livestore.c owns the
+ * The live-policy area (bulwark policy push; core/livestore.c owns the
  * protocol).  BW_POLICY_RECS records keep the last pushed generations,
  * generation g in recs[g % BW_POLICY_RECS]; published is the generation
  * every process sharing the state applies (0: none pushed).  procs holds,
@@ -256,7 +259,7 @@ struct bw_dest *bw_state_find_at(struct bw_state *st, uint32_t i,
 uint32_t bw_state_index(const struct bw_state *st, const struct bw_dest *d);
 
 /*
- * Tenancy (shim/state.c "Reclaim").  A connection binds to d with
+ * Tenancy (core/state.c "Reclaim").  A connection binds to d with
  * bw_state_ten(st, i) read BEFORE the lookup that returned slot i (or
  * with bw_state_pin after it), and uses d only while bw_state_live(d, ten)
  * returns it: a reclaimed slot's new destination is never touched through
@@ -318,7 +321,7 @@ uint32_t bw_state_count_used(const struct bw_state *st);
 
 /* Zeroes every counter and closes the breaker of d (bulkhead slots held by
  * live connections stay counted: bh_word, bh_ticket, bh_max are kept).
- * The breaker part is bw_breaker_reset (shim/breaker.c), which also keeps
+ * The breaker part is bw_breaker_reset (core/breaker.c), which also keeps
  * the operator override (forced): only "bulwark force DEST auto" lifts
  * it.  AS-safe: yes. */
 void bw_state_reset_dest(struct bw_dest *d);

@@ -1,22 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shim/bulkhead.h: the bulkhead of bulwark-policy(7) (bulkhead.* keys): at most
+ * core/bulkhead.h: the bulkhead of bulwark-policy(7) (bulkhead.* keys): at most
  * bulkhead.max connections open at once to one destination (or group),
  * counted across every process sharing the state (scope=shared) or in this
  * process (scope=process), with a bounded, ordered wait.  A slot taken by
  * bw_bulkhead_acquire is held until bw_bulkhead_release; slots of a process
  * that dies (SIGKILL included) come back within a second, found by a sweep
  * that any process meeting a full bulkhead runs.  No daemon, no lock, no
- * malloc; errno is never changed.  Design and invariants: shim/bulkhead.c.
+ * malloc; errno is never changed.  Design and invariants: core/bulkhead.c.
  */
-#ifndef BW_SHIM_BULKHEAD_H
-#define BW_SHIM_BULKHEAD_H
+#ifndef BW_CORE_BULKHEAD_H
+#define BW_CORE_BULKHEAD_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/state.h"
 #include "policy/policy.h"
-#include "shim/state.h"
 
 /* A dead holder's slot is looked for at most this often per destination
  * (and only while the bulkhead is full, someone waits, or a shared
@@ -69,7 +69,7 @@ struct bw_bulkhead_view {
  * passes 0 (an fstat saved on every connect) and the fork handler fills
  * it in with bw_bulkhead_note_inode before a child can inherit the
  * socket.  A hold whose inode is unknown when its owner dies is freed at
- * once (see shim/bulkhead.c "Limits").  Returns 0 with *out
+ * once (see core/bulkhead.c "Limits").  Returns 0 with *out
  * filled (kind NONE when s has no bulkhead or the hold table is full), or
  * may_wait: 0 (never wait), 1, or BW_BULKHEAD_IF_BLOCKING(fd): wait if
  * fd is a blocking socket, which is asked of the kernel only when the
