@@ -44,10 +44,12 @@
  * there is none) and computed in double.  The medians and standard errors
  * are the median of the sorted values (mean of the middle two for an even
  * count) and 1.253 x IQR / 1.349 / sqrt(N), robust to a stalled round.
- * Where the report always printed a value it had first rounded, the second
- * rounding is kept as it was made (the shell's printf, long double): a
- * ratio is shown as its 4-place value rounded to 3 places, so that reports
- * stay comparable run to run.  tests/bats/bench_stats.bats checks every
+ * Where the report has always printed a value it had rounded before, the
+ * second rounding is made as the shell's printf made it (from the decimal
+ * text, in long double): a ratio is shown as its 4-place value rounded to
+ * 3 places (1.0125 shows as 1.013), and the verdict of a table cell is
+ * taken on what it shows, so that a report reads as those written before
+ * the statistics moved here.  tests/bats/bench_stats.bats checks every
  * command on known samples.
  */
 #include <math.h>
