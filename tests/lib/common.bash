@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 # tests/lib/common.bash: helpers shared by the bats tests (load with
-# `load ../lib/common`).  Paths to the build, fault servers started in the
-# background and stopped at teardown, a private shared-state name per test,
-# and readers for faultsrv's stats file.
+# `load ../lib/common`) and bench/run (free ports, waits, server pids).
+# Paths to the build, fault servers started in the background and stopped
+# at teardown, a private shared-state name per test, and readers for
+# faultsrv's stats file.
 #
 # Never aims anything outside 127.0.0.0/8, ::1 or a namespace of the test's
 # own (tests/lib/netns.bash).  Every server started here is tracked by pid and

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: MIT
 # tests/lib/netns.bash: a private test host in a network namespace (load
-# after common.bash).  A namespace of our own, a veth pair addressed in one
-# /30 of 10.213.0.0/16 made only for it, a listener inside, and an nftables
-# drop rule inside the namespace to turn a port into a black hole (connect
-# timeout, doc/design.md L20).  Nothing is routed anywhere else: the /30
-# is on-link on the veth, so traffic to it never leaves the machine.
+# after common.bash; bench/run's black hole is one too).  A namespace of
+# our own, a veth pair addressed in one /30 of 10.213.0.0/16 made only for
+# it, a listener inside, and an nftables drop rule inside the namespace
+# to turn a port into a black hole (connect timeout, doc/design.md L20).
+# Nothing is routed anywhere else: the /30 is on-link on the veth, so
+# traffic to it never leaves the machine.
 #
 #   netns_up || skip "network namespaces unavailable: $NETNS_REASON"
 #       exports NETNS_NAME, NETNS_HOST_IP (our end), NETNS_NS_IP (the test
