@@ -261,7 +261,7 @@ int main(int argc, char **argv)
 			"%ld threads x %ld connections, %ld calls a round\n",
 		dests, hot, nthreads, conns, calls);
 	for (long r = 0; r < rounds; r++) {
-		/* call: bw_g.state is the state the connections' dests index. */
+		/* call: bw_g.state is the state the dests index. */
 		w1 = (struct worker){ .fds = &fd_one, .nfds = 1,
 				      .calls = calls };
 		bw_g.state = one;

@@ -277,7 +277,8 @@ static const char *const col_names[NCOLS] = {
 };
 /* Text columns are left-aligned, numbers right-aligned. */
 static const bool col_left[NCOLS] = {
-    [COL_DEST] = true, [COL_RULE] = true, [COL_STATE] = true};
+    [COL_DEST] = true, [COL_RULE] = true, [COL_STATE] = true,
+};
 
 #define CELL_MAX 72
 

@@ -154,6 +154,7 @@ enum {
 	ST_I_SREL = 13, /* SHARED -> FREE: active - 1 */
 };
 
+/* clang-format off: the tables pair each intent with its transition. */
 static const uint8_t intent_from[16] = {
 	[ST_I_ACQ] = ST_FREE,	   [ST_I_ENQ] = ST_FREE,
 	[ST_I_TAKE] = ST_WAITING, [ST_I_LEAVE] = ST_WAITING,
@@ -170,6 +171,7 @@ static const int8_t intent_dact[16] = {
 static const int8_t intent_dwait[16] = {
 	[ST_I_ENQ] = 1, [ST_I_TAKE] = -1, [ST_I_LEAVE] = -1,
 };
+/* clang-format on */
 
 static inline bool is_intent(unsigned s)
 {

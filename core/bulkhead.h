@@ -55,10 +55,10 @@ struct bw_bulkhead_view {
 	uint64_t acquired, rejected, saturated;
 	uint32_t corrupt;	/* impossible counts found (and rebuilt) */
 	double rejection_rate;	/* rejected / (acquired + rejected), 0 if none */
-	uint64_t wait_hist[BW_STATE_HIST_BUCKETS]; /* bucket i: waits of
-				 * [2^i, 2^(i+1)) µs, bucket 0 also < 1 µs
-				 * and every acquire that did not wait
-				 * (bh_wait_hist itself counts waits only) */
+	/* bucket i: waits of [2^i, 2^(i+1)) µs, bucket 0 also < 1 µs and
+	 * every acquire that did not wait (bh_wait_hist itself counts waits
+	 * only) */
+	uint64_t wait_hist[BW_STATE_HIST_BUCKETS];
 };
 
 #define BW_BULKHEAD_IF_BLOCKING(fd) ((fd) + 2)

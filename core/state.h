@@ -95,7 +95,8 @@ enum bw_force {
 struct bw_dest {
 	_Atomic uint64_t tag;
 	struct bw_dest_key key;
-	char label[BW_STATE_LABEL_MAX]; /* "127.0.0.1:6379", "[::1]:80", group */
+	/* "127.0.0.1:6379", "[::1]:80", or the group's name */
+	char label[BW_STATE_LABEL_MAX];
 	char rule[BW_STATE_RULE_MAX];   /* the rule's match as written */
 
 	/* Tenancy (core/state.c owns these; version 6).  ten counts the
