@@ -84,8 +84,8 @@
 #include <unistd.h>
 
 #include "shim/async.h"
+#include "shim/attempt.h"
 #include "shim/calls.h"
-#include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/internal.h"
 #include "shim/real.h"
@@ -388,7 +388,7 @@ static void attempt(struct bw_conn *c, uint64_t now);
  * unless aborted): retried after its backoff, or final. */
 static void failed(struct bw_conn *c, int err, uint64_t now)
 {
-	bw__connect_dissolve(c->afd);
+	bw_attempt_dissolve(c->afd);
 	if (!bw_call_connect_failed(err)) {
 		/* EACCES, EADDRNOTAVAIL...: no call, never retried. */
 		bw_call_release(c);
@@ -398,7 +398,7 @@ static void failed(struct bw_conn *c, int err, uint64_t now)
 	bw__connect_done(c, err, now); /* counted; the slot goes back */
 	bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_CONNECTING);
 	uint64_t delay = 0;
-	if (!bw__connect_retry_after(c, c->attempt, err, &delay)) {
+	if (!bw_attempt_retry_after(c, c->attempt, err, &delay)) {
 		final_failure(c, err);
 		return;
 	}
@@ -411,7 +411,7 @@ static void failed(struct bw_conn *c, int err, uint64_t now)
 static void connect_now(struct bw_conn *c, uint64_t now)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = bw__connect_peer(c, &ss);
+	socklen_t len = bw_attempt_peer(c, &ss);
 	int saved = errno;
 	int rc = bw_real.connect(c->afd, (struct sockaddr *)&ss, len);
 	int err = rc == 0 ? 0 : errno;
@@ -637,7 +637,7 @@ int bw_async_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			errno = e;
 			return -1;
 		}
-		return bw_connect(fd, sa, len);
+		return BW_ASYNC_SETTLED;
 	}
 	int rc = bw_real.connect(fd, sa, len);
 	int err = rc == 0 ? 0 : errno;

@@ -63,7 +63,10 @@ struct bw_conn *bw_async_by_data(int epfd, uint64_t data);
 
 /* The program's connect() on an async connection (HAProxy's way of
  * learning the outcome): EALREADY while in progress, then 0/EISCONN or
- * the final error.  libc-style return. */
+ * the final error, libc-style; or BW_ASYNC_SETTLED when the async phase
+ * is over with no error owed: the caller (connect.c) makes the connect
+ * the usual way.  async.c never calls connect.c. */
+enum { BW_ASYNC_SETTLED = 1 };
 int bw_async_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		     socklen_t len);
 /* The program read SO_ERROR (*v, as the kernel answered) on an async

@@ -2,8 +2,10 @@
 /*
  * shim/connect.c: connect(2) on TCP sockets: binds the connection to its
  * destination and rule (shim/bind.c), makes the attempts and accounts for
- * them (bulwark-policy(7) CALLS).  It calls hedge.c for a hedged attempt;
- * hedge.c never calls back here (doc/design.md, Layers).
+ * them (bulwark-policy(7) CALLS).  It calls hedge.c for a hedged attempt
+ * and async.c for the non-blocking work done in the program's waits; the
+ * reset, peer address and retry decision both paths need are attempt.c's.
+ * None of them calls back here (doc/design.md, Layers).
  * Owns: bw_connect.  Never: changes the socket's blocking mode, retries
  * after EINTR (the connect goes on in the kernel, doc/design.md L7), allocates.
  * Context: the connect hook (AS-safe: nothing locks).
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "shim/async.h"
+#include "shim/attempt.h"
 #include "shim/bind.h"
 #include "shim/breaker.h"
 #include "shim/calls.h"
@@ -40,22 +43,6 @@ static int is_stream(int fd)
 	int rc = bw_real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
 	errno = saved;
 	return rc == 0 && type == SOCK_STREAM;
-}
-
-/* Aborts fd's connect attempt, or forgets its failure: the socket can
- * connect again, and no stale error (ECONNABORTED) answers the next
- * connect.  connect(2) with AF_UNSPEC; aborting an attempt still in
- * SYN_SENT leaves ECONNRESET in the socket's error, which is ours (the
- * caller decided the outcome): read away, so neither the program's
- * SO_ERROR nor its next call sees it. */
-void bw__connect_dissolve(int fd)
-{
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	int saved = errno, e = 0;
-	socklen_t l = sizeof(e);
-	bw_real.connect(fd, &unspec, sizeof(unspec));
-	bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l);
-	errno = saved;
 }
 
 /* Waits until deadline_ns for fd's pending connect: 0 connected, its
@@ -86,7 +73,7 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n != -EINTR || stop_on_signal)
 			return -n;
 	}
-	bw__connect_dissolve(fd);
+	bw_attempt_dissolve(fd);
 	return ETIMEDOUT;
 }
 
@@ -114,7 +101,7 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (err == EINPROGRESS) {
 		err = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
 		if (err && err != ETIMEDOUT && err != EINTR)
-			bw__connect_dissolve(fd); /* read from SO_ERROR: still held */
+			bw_attempt_dissolve(fd); /* read from SO_ERROR: still held */
 	}
 	bw_real.fcntl(fd, F_SETFL, fl);
 	errno = err ? err : saved;
@@ -122,47 +109,6 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 }
 
 
-
-/* Keeps the address of a connect, for the retries made in the program's
- * waits (shim/async.c). */
-static void remember_peer(struct bw_conn *c, const struct sockaddr *sa)
-{
-	memset(&c->peer, 0, sizeof(c->peer));
-	c->peer.family = sa->sa_family;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		c->peer.port = in->sin_port;
-		memcpy(c->peer.addr, &in->sin_addr, 4);
-	} else {
-		const struct sockaddr_in6 *in6 =
-			(const struct sockaddr_in6 *)sa;
-		c->peer.port = in6->sin6_port;
-		c->peer.scope = in6->sin6_scope_id;
-		memcpy(c->peer.addr, &in6->sin6_addr, 16);
-	}
-}
-
-socklen_t bw__connect_peer(const struct bw_conn *c,
-			  struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (c->peer.family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)ss;
-		in->sin_family = AF_INET;
-		in->sin_port = c->peer.port;
-		memcpy(&in->sin_addr, c->peer.addr, 4);
-		return sizeof(*in);
-	}
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-	in6->sin6_family = AF_INET6;
-	in6->sin6_port = c->peer.port;
-	in6->sin6_scope_id = c->peer.scope;
-	memcpy(&in6->sin6_addr, c->peer.addr, 16);
-	return sizeof(*in6);
-}
-
-/* Seed of the retry jitter, taken from the clock at the first retry. */
-static _Atomic uint64_t jitter_seed;
 
 /*
  * Sleeps (until until_ns) the backoff before the next attempt of c on fd
@@ -190,47 +136,6 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 	if (bw_fd_conn(fd) != c)
 		return -EBADF; /* closed, the number reused or not */
 	return r;
-}
-
-/*
- * After failed attempt n (errno err) of a connect: whether to try
- * again, and the delay, by retry.* (bulwark-policy(7)): never once the breaker
- * is open, never for an errno outside retry.on, within retry.attempts, the
- * budget and retry.min_success.  Logs retry / retry_exhausted.
- */
-bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
-			     uint64_t *delay_ns)
-{
-	struct bw_dest *d = bw_state_live(c->d, c->ten);
-	const struct bw_settings *s = bw_settings_for(c->rule);
-	uint64_t now = bw_clock_ns();
-	char label[BW_STATE_LABEL_MAX];
-
-	if (!d || s->retry_attempts <= 1 || !bw_retry_retryable(s, err))
-		return false;
-	if (atomic_load_explicit(&d->forced, memory_order_relaxed) ==
-		    BW_FORCE_OPEN ||
-	    bw_breaker_view(d, now, NULL) != BW_BREAKER_CLOSED)
-		return false;
-	int v = bw_retry_decide(d, s, n, err, now);
-	bw_state_label(d, label, sizeof(label));
-	if (v != BW_RETRY_ALLOW) {
-		bw_log(BW_LOG_WARN, "retry_exhausted", label,
-		       "attempts=%u errno=%s reason=%s", n,
-		       bw_policy_errno_name(err), bw_retry_verdict_name(v));
-		return false;
-	}
-	if (!atomic_load_explicit(&jitter_seed, memory_order_relaxed))
-		atomic_store(&jitter_seed, bw_clock_ns());
-	/* The pid, spread over all bits, keeps forked children apart. */
-	uint64_t rnd = bw_retry_rand(&jitter_seed) ^
-		       ((uint64_t)getpid() * 0x9e3779b97f4a7c15ull);
-	*delay_ns = bw_retry_delay_ns(s, n, err,
-				      bw_retry_success_rate(d, s, now), rnd);
-	bw_log(BW_LOG_INFO, "retry", label, "attempt=%u delay=%D errno=%s",
-	       n + 1, *delay_ns, bw_policy_errno_name(err));
-	BW_USDT_RETRY(d, n + 1, err, *delay_ns);
-	return true;
 }
 
 /*
@@ -271,7 +176,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		if (refused == 1) {
 			/* A non-blocking connect queued by the bulkhead: it
 			 * starts when a slot frees (shim/async.c). */
-			remember_peer(c, sa);
+			bw_attempt_remember_peer(c, sa);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED,
@@ -325,7 +230,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			/* Its outcome comes later; so may its retries and its
 			 * connect.timeout (shim/async.c), which need the
 			 * address. */
-			remember_peer(c, sa);
+			bw_attempt_remember_peer(c, sa);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
 			if (nb_hedge && err == EINPROGRESS)
@@ -349,13 +254,13 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		}
 		bw__connect_done(c, err, bw_clock_ns());
 		uint64_t delay = 0;
-		if (!bw__connect_retry_after(c, n, err, &delay))
+		if (!bw_attempt_retry_after(c, n, err, &delay))
 			break;
 		if (nonblocking(fd)) {
 			/* Retried in the program's waits, after the backoff:
 			 * still in progress to the program. */
-			remember_peer(c, sa);
-			bw__connect_dissolve(fd);
+			bw_attempt_remember_peer(c, sa);
+			bw_attempt_dissolve(fd);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_BACKOFF,
@@ -418,10 +323,13 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 					  BW_CONN_FRESH);
 		return rc;
 	}
-	if (BW_UNLIKELY(atomic_load(&c->aphase)))
+	if (BW_UNLIKELY(atomic_load(&c->aphase))) {
 		/* In progress to the program (HAProxy asks connect itself):
-		 * EALREADY, then 0/EISCONN or the final error. */
-		return bw_async_connect(c, fd, sa, len);
+		 * EALREADY, then 0/EISCONN or the final error; once settled,
+		 * the connect is made the usual way, from the top. */
+		int rc = bw_async_connect(c, fd, sa, len);
+		return rc == BW_ASYNC_SETTLED ? bw_connect(fd, sa, len) : rc;
+	}
 	if (st == BW_CONN_CONNECTING) {
 		/* The program polls a pending connect with connect itself:
 		 * EALREADY while pending, then 0/EISCONN or the error. */
@@ -469,7 +377,7 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		return 0;
 	}
 	struct bw_dest *d = bw_state_live(c->d, c->ten);
-	remember_peer(c, sa);
+	bw_attempt_remember_peer(c, sa);
 	c->attempt = 1;
 	c->t0_ns = bw_clock_ns();
 	if (d)

@@ -26,16 +26,6 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len);
 int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			socklen_t len);
 
-/* Internal to connect.c and async.c: aborts fd's attempt or forgets its
- * failure (connect AF_UNSPEC); c's address as a sockaddr; whether attempt
- * n of c that failed with err is retried by retry.* (logs retry /
- * retry_exhausted), and after which delay.  AS-safe: yes. */
-void bw__connect_dissolve(int fd);
-socklen_t bw__connect_peer(const struct bw_conn *c,
-			  struct sockaddr_storage *ss);
-bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
-			     uint64_t *delay_ns);
-
 /* Whether a socket(2) call creates something bulwark tracks. */
 static inline int bw_connect_tracks(int domain, int type, int proto)
 {
