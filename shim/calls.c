@@ -147,10 +147,10 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 					    memory_order_relaxed);
 	int rc = may_queue
 			 ? bw_bulkhead_acquire_nb(&bw_g.state, d, s,
-						  BW_BULKHEAD_IF_BLOCKING(fd),
+						  BW_BH_IF_BLOCKING(fd),
 						  now_ns, &c->slot, &c->ticket)
 			 : bw_bulkhead_acquire(&bw_g.state, d, s,
-					       BW_BULKHEAD_IF_BLOCKING(fd), 0,
+					       BW_BH_IF_BLOCKING(fd), 0,
 					       now_ns, &c->slot);
 	if (BW_UNLIKELY(atomic_load_explicit(&d->bh_corrupt,
 					     memory_order_relaxed) != bad))
