@@ -32,11 +32,10 @@
 void bw_attempt_dissolve(int fd)
 {
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	int saved = errno, e = 0;
+	int e = 0;
 	socklen_t l = sizeof(e);
 	bw_real.connect(fd, &unspec, sizeof(unspec));
 	bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l);
-	errno = saved;
 }
 
 /* Keeps the address of a connect, for the retries made in the program's

@@ -17,7 +17,7 @@
 
 /* Aborts fd's connect attempt, or forgets its failure (connect
  * AF_UNSPEC): reconnectable, with no stale error for the next connect.
- * AS-safe: yes. */
+ * May change errno.  AS-safe: yes. */
 void bw_attempt_dissolve(int fd);
 
 /* Keeps sa (AF_INET or AF_INET6) in c, for the attempts made later in the

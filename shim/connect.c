@@ -39,17 +39,15 @@ static int is_stream(int fd)
 {
 	int type = 0;
 	socklen_t len = sizeof(type);
-	int saved = errno;
-	int rc = bw_real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
-	errno = saved;
-	return rc == 0 && type == SOCK_STREAM;
+	return bw_real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+	       type == SOCK_STREAM;
 }
 
-/* Waits until deadline_ns for fd's pending connect: 0 connected, its
+/* Waits until deadline_ns for fd's pending connect: 0 connected, -its
  * error (read from SO_ERROR: the program never sees this pending state, it
  * asked for a blocking connect or is asking us for the answer; the kernel
- * still holds the failed attempt), ETIMEDOUT after aborting it (dissolve),
- * or, with stop_on_signal, EINTR when a signal that would interrupt the
+ * still holds the failed attempt), -ETIMEDOUT after aborting it (dissolve),
+ * or, with stop_on_signal, -EINTR when a signal that would interrupt the
  * program's connect arrived (wait.c): the attempt goes on in the kernel,
  * as after an interrupted kernel connect.  Without stop_on_signal (the
  * program's own call cannot fail with EINTR) the wait goes on to the same
@@ -61,51 +59,45 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n > 0) {
 			int e = 0;
 			socklen_t l = sizeof(e);
-			int saved = errno;
 			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e,
 					       &l) < 0)
-				e = errno;
-			errno = saved;
-			return e;
+				return -errno;
+			return -e;
 		}
 		if (n == 0)
 			break;
 		if (n != -EINTR || stop_on_signal)
-			return -n;
+			return n;
 	}
 	bw_attempt_dissolve(fd);
-	return ETIMEDOUT;
+	return -ETIMEDOUT;
 }
 
 /*
  * A blocking connect bounded by timeout_ns (connect.timeout): the attempt
  * runs non-blocking under poll, and the socket's mode is put back before
  * returning, so the program never sees it change (doc/design.md L6).  Returns
- * libc-style: 0 with errno untouched, or -1 with errno (ETIMEDOUT past the
- * deadline; EINTR when a signal without SA_RESTART arrives, as it ends a
- * kernel connect; a signal with SA_RESTART does not end it).  A failed
+ * 0 or -errno (-ETIMEDOUT past the deadline; -EINTR when a signal without
+ * SA_RESTART arrives, as it ends a kernel connect; a signal with SA_RESTART
+ * does not end it).  A failed
  * attempt is dissolved, so the socket is left as a failed blocking connect
  * leaves it: reconnectable, with no stale error for the next attempt.
  */
 static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 			 uint64_t timeout_ns)
 {
-	int saved = errno;
 	int fl = bw_real.fcntl(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK) ||
-	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-		errno = saved;
-		return bw_real.connect(fd, sa, len);
-	}
-	int err = bw_real.connect(fd, sa, len) == 0 ? 0 : errno;
-	if (err == EINPROGRESS) {
-		err = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
-		if (err && err != ETIMEDOUT && err != EINTR)
+	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return bw_sysret(bw_real.connect(fd, sa, len));
+	int rc = bw_sysret(bw_real.connect(fd, sa, len));
+	if (rc == -EINPROGRESS) {
+		rc = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
+		if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR)
 			bw_attempt_dissolve(fd); /* read from SO_ERROR: still held */
 	}
 	bw_real.fcntl(fd, F_SETFL, fl);
-	errno = err ? err : saved;
-	return err ? -1 : 0;
+	return rc;
 }
 
 
@@ -138,6 +130,13 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 	return r;
 }
 
+/* Whether fd is non-blocking (asked only on the failure path). */
+static bool nonblocking(int fd)
+{
+	int fl = bw_real.fcntl(fd, F_GETFL);
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
 /*
  * The attempts of one program connect on a FRESH socket: each admitted by
  * the breaker, bounded by connect.timeout (growing with
@@ -148,23 +147,14 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
  * waits here: one the bulkhead queues, one in progress (EINPROGRESS) and
  * one that failed at once and is retried are handed to shim/async.c,
  * whose work happens in the program's own waits; the program sees
- * EINPROGRESS.
+ * EINPROGRESS.  Returns 0 connected, or -errno.
  */
-/* Whether fd is non-blocking (asked only on the failure path). */
-static bool nonblocking(int fd)
-{
-	int saved = errno;
-	int fl = bw_real.fcntl(fd, F_GETFL);
-	errno = saved;
-	return fl >= 0 && (fl & O_NONBLOCK);
-}
-
 static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		    socklen_t len)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	struct bw_dest *d = bw_state_live(c->d, c->ten);
-	int rc, err, saved = errno;
+	int rc;
 
 	uint64_t now = bw_clock_ns();
 	if (d)
@@ -173,22 +163,20 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		c->attempt = n;
 		c->t0_ns = n == 1 ? now : bw_clock_ns();
 		int refused = bw_call_admit(c, fd, true, c->t0_ns);
-		if (refused == 1) {
+		if (refused == BW_CALL_QUEUED) {
 			/* A non-blocking connect queued by the bulkhead: it
 			 * starts when a slot frees (shim/async.c). */
 			bw_attempt_remember_peer(c, sa);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED,
-					   c->t0_ns) == 0) {
-				errno = EINPROGRESS;
-				return -1;
-			}
+					   c->t0_ns) == 0)
+				return -EINPROGRESS;
 			bw_call_leave_queue(c);
 			bw_call_release(c);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
 					  BW_CONN_FRESH);
-			return bw_hook_fail(-s->bulkhead_errno);
+			return -s->bulkhead_errno;
 		}
 		if (refused == -EINTR) {
 			/* A signal ended the bulkhead wait: the program sees
@@ -199,33 +187,32 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 					     s->bulkhead_errno < 256,
 				     "pending_err");
 			c->pending_err = (uint8_t)s->bulkhead_errno;
-			return bw_hook_fail(refused);
+			return refused;
 		}
 		if (refused < 0)
-			return bw_hook_fail(refused); /* never on the network */
+			return refused; /* never on the network */
 		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
 		rc = BW_UNLIKELY(s->hedge_delay_ns) /* hedge.c; 0: off */
 			     ? bw_hedge_connect(c, fd, sa, len,
 						s->hedge_delay_ns, tmo)
-			     : BW_HEDGE_PASS;
+			     : BW_HEDGE_PASSED;
 		bool nb_hedge = false;
-		if (rc == BW_HEDGE_PASS) {
+		if (rc == BW_HEDGE_PASSED) {
 			/* hedge.c: non-blocking, the race runs in the
 			 * program's waits (the bind is checked before the
 			 * connect binds the socket) */
 			nb_hedge = BW_UNLIKELY(s->hedge_delay_ns) &&
 				   bw_hedge_nb_check(c, fd, sa, len);
 			rc = tmo ? timed_connect(fd, sa, len, tmo)
-				 : bw_real.connect(fd, sa, len);
+				 : bw_sysret(bw_real.connect(fd, sa, len));
 		}
-		err = rc == 0 ? 0 : errno;
-		if (rc == 0) {
+		if (rc == 0) { /* BW_HEDGE_CONNECTED, or connected unhedged */
 			bw__connect_done(c, 0, bw_clock_ns());
 			if (n > 1 && d)
 				bw_retry_note_success(d);
-			errno = saved; /* libc leaves it on success */
 			return 0;
 		}
+		int err = -rc;
 		if (err == EINPROGRESS || err == EINTR) {
 			/* Its outcome comes later; so may its retries and its
 			 * connect.timeout (shim/async.c), which need the
@@ -265,7 +252,7 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_BACKOFF,
 					   bw_clock_ns() + delay) == 0) {
-				err = EINPROGRESS;
+				rc = -EINPROGRESS;
 				break;
 			}
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
@@ -282,11 +269,10 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 					     "pending_err");
 				c->pending_err = (uint8_t)err;
 			}
-			err = -b; /* EINTR, or EBADF: closed meanwhile */
+			rc = b; /* -EINTR, or -EBADF: closed meanwhile */
 			break;
 		}
 	}
-	errno = err;
 	return rc;
 }
 
@@ -296,17 +282,17 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 
 	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
 	    !bw_g.active || !sa || len < sizeof(sa_family_t))
-		return bw_real.connect(fd, sa, len);
+		return bw_sysret(bw_real.connect(fd, sa, len));
 	if (!c) {
 		if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
 		    !is_stream(fd) || !(c = bw_fd_track(fd)))
-			return bw_real.connect(fd, sa, len);
+			return bw_sysret(bw_real.connect(fd, sa, len));
 	}
 
 	int st = atomic_load(&c->state);
 	if (st == BW_CONN_IGNORED || st == BW_CONN_DEAD ||
 	    st == BW_CONN_ESTABLISHED || st == BW_CONN_EPOLL)
-		return bw_real.connect(fd, sa, len);
+		return bw_sysret(bw_real.connect(fd, sa, len));
 	if (sa->sa_family == AF_UNSPEC) {
 		/* Dissolves the association; the socket may connect again.
 		 * A connect the shim was still working on ends here as if
@@ -315,7 +301,7 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 			bw_async_cancel(c);
 			bw_call_release(c);
 		}
-		int rc = bw_real.connect(fd, sa, len);
+		int rc = bw_sysret(bw_real.connect(fd, sa, len));
 		if (rc == 0)
 			bw_conn_set_state(c,
 					  BW_CONN_BIT(BW_CONN_FRESH) |
@@ -333,11 +319,11 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (st == BW_CONN_CONNECTING) {
 		/* The program polls a pending connect with connect itself:
 		 * EALREADY while pending, then 0/EISCONN or the error. */
-		int rc = bw_real.connect(fd, sa, len);
-		int err = rc == 0 ? 0 : errno;
+		int rc = bw_sysret(bw_real.connect(fd, sa, len));
+		int err = -rc;
 		if (err != EALREADY && err != EINPROGRESS && err != EINTR)
-			BW_KEEP_ERRNO(bw__connect_done(
-				c, err == EISCONN ? 0 : err, bw_clock_ns()));
+			bw__connect_done(c, err == EISCONN ? 0 : err,
+					 bw_clock_ns());
 		return rc;
 	}
 
@@ -351,14 +337,13 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		if (c->stale) /* the kernel's ECONNABORTED, swallowed */
 			bw_real.connect(fd, sa, len);
 		c->stale = 0;
-		errno = e;
-		return -1;
+		return -e;
 	}
 	/* FRESH: a new connect, perhaps to another address than the last. */
 	if (bw_bind(c, sa, len) != 0) {
 		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 				  BW_CONN_IGNORED);
-		return bw_real.connect(fd, sa, len);
+		return bw_sysret(bw_real.connect(fd, sa, len));
 	}
 	return attempts(c, fd, sa, len);
 }

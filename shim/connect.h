@@ -12,8 +12,10 @@
 
 #include "shim/fd_table.h"
 
-/* connect(2) for a fd the fast path could not pass through.  Returns
- * libc's value with libc's errno for an allowed call.  AS-safe: yes. */
+/* connect(2) for a fd the fast path could not pass through.  Returns 0 or
+ * -errno (an allowed call: the real connect's result, bw_sysret); the
+ * connect hook converts it and keeps the program's errno on success.
+ * May change errno.  AS-safe: yes. */
 int bw_connect(int fd, const struct sockaddr *sa, socklen_t len);
 
 /*
