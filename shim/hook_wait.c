@@ -172,7 +172,7 @@ poll_hook(struct pollfd *fds, nfds_t n, int timeout)
 		if (BW_LIKELY(rc <= 0 || bw_async_idle()))
 			return rc;
 		/* A connect went async during the call (another thread). */
-		int saved = errno;
+		int saved = errno; /* hook boundary: the filter may change it */
 		rc = poll_filter(fds, n, rc);
 		errno = saved;
 		if (rc > 0 || timeout == 0)
@@ -190,7 +190,7 @@ ppoll_hook(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		int rc = bw_real.ppoll(fds, n, ts, mask);
 		if (BW_LIKELY(rc <= 0 || bw_async_idle()))
 			return rc;
-		int saved = errno;
+		int saved = errno; /* hook boundary: the filter may change it */
 		rc = poll_filter(fds, n, rc);
 		errno = saved;
 		if (rc > 0 || (ts && !ts->tv_sec && !ts->tv_nsec))
@@ -426,7 +426,7 @@ static int ep_loop(int kind, int epfd, struct epoll_event *ev, int max,
  * count left, or -2 to go on waiting. */
 static int ep_late(int epfd, struct epoll_event *ev, int rc, bool no_wait)
 {
-	int saved = errno;
+	int saved = errno; /* hook boundary: the filter may change it */
 	rc = ep_filter(epfd, ev, rc);
 	errno = saved;
 	return rc > 0 || no_wait ? rc : -2;
@@ -481,7 +481,7 @@ static int new_epfd(int epfd)
 {
 	if (epfd < 0)
 		return epfd;
-	int saved = errno;
+	int saved = errno; /* hook boundary: the cancel may change it */
 	struct bw_conn *c = bw_fd_drop(epfd);
 	if (c) {
 		if (atomic_load(&c->aphase))
