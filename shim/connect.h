@@ -23,7 +23,8 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * (doc/design.md L3): before the real call, binds c's destination and admits
  * the attempt (breaker, bulkhead) as connect does.  Returns 0 to go on, or
  * -errno when it is refused (nothing reaches the network).  Not retried:
- * the call carries data.  AS-safe: yes.
+ * the call carries data.  May change errno (the send hooks keep the
+ * program's).  AS-safe: yes.
  */
 int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			socklen_t len);
