@@ -1225,15 +1225,14 @@ static int wait_slot(struct bh *b, uint32_t idx, uint64_t *rw, uint32_t t,
 	}
 }
 
-/* Whether a connect that found the bulkhead full may wait: may_wait is 0,
- * 1, or BW_BULKHEAD_IF_BLOCKING(fd), asked of the kernel only now (a
- * system call saved on every connect that finds a free slot). */
-static bool can_wait(int may_wait)
+/* Whether a connect that found the bulkhead full may wait (bulkhead.h,
+ * struct bw_bh_wait): a blocking socket is asked of the kernel only now
+ * (a system call saved on every connect that finds a free slot). */
+static bool can_wait(struct bw_bh_wait may_wait)
 {
-	if (may_wait < BW_BULKHEAD_IF_BLOCKING(0))
-		return may_wait != 0;
-	int fl = bw_sys.fcntl(may_wait - BW_BULKHEAD_IF_BLOCKING(0), F_GETFL,
-			      0);
+	if (may_wait.how != BW_BH_WAIT_IF_BLOCKING)
+		return may_wait.how == BW_BH_WAIT_ALWAYS;
+	int fl = bw_sys.fcntl(may_wait.fd, F_GETFL, 0);
 	return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
@@ -1244,8 +1243,8 @@ static void ticket_fill(struct bw_bh_ticket *tk, uint8_t kind, uint32_t idx,
 /* scope=process: the same counts in private memory, no records. */
 static int acquire_private(struct bw_dest *d, uint32_t didx,
 			   const struct bw_settings *s, uint32_t max,
-			   int may_wait, uint64_t now_ns, struct bw_slot *out,
-			   struct bw_bh_ticket *tk)
+			   struct bw_bh_wait may_wait, uint64_t now_ns,
+			   struct bw_slot *out, struct bw_bh_ticket *tk)
 {
 	struct bh b;
 	uint64_t waited = 0, rw = 0;
@@ -1305,7 +1304,7 @@ static void ticket_fill(struct bw_bh_ticket *tk, uint8_t kind, uint32_t idx,
 }
 
 static int acquire(struct bw_state *st, struct bw_dest *d,
-		   const struct bw_settings *s, int may_wait,
+		   const struct bw_settings *s, struct bw_bh_wait may_wait,
 		   uint64_t sock_ino, uint64_t now_ns, struct bw_slot *out,
 		   struct bw_bh_ticket *tk)
 {
@@ -1423,7 +1422,7 @@ out:
 }
 
 int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
-			const struct bw_settings *s, int may_wait,
+			const struct bw_settings *s, struct bw_bh_wait may_wait,
 			uint64_t sock_ino, uint64_t now_ns,
 			struct bw_slot *out)
 {
@@ -1431,7 +1430,8 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 }
 
 int bw_bulkhead_acquire_nb(struct bw_state *st, struct bw_dest *d,
-			   const struct bw_settings *s, int may_wait,
+			   const struct bw_settings *s,
+			   struct bw_bh_wait may_wait,
 			   uint64_t now_ns, struct bw_slot *out,
 			   struct bw_bh_ticket *tk)
 {

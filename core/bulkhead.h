@@ -61,7 +61,30 @@ struct bw_bulkhead_view {
 	uint64_t wait_hist[BW_STATE_HIST_BUCKETS];
 };
 
-#define BW_BULKHEAD_IF_BLOCKING(fd) ((fd) + 2)
+/*
+ * Whether a connect that finds the bulkhead full may wait for a slot (the
+ * may_wait of bw_bulkhead_acquire and bw_bulkhead_acquire_nb): never,
+ * always (up to bulkhead.wait), or if fd is a blocking socket, which is
+ * asked of the kernel only when the bulkhead is full (a system call saved
+ * on every connect that finds a free slot).
+ */
+enum bw_bh_wait_how {
+	BW_BH_WAIT_NEVER = 0,
+	BW_BH_WAIT_ALWAYS = 1,
+	BW_BH_WAIT_IF_BLOCKING = 2,
+};
+struct bw_bh_wait {
+	enum bw_bh_wait_how how;
+	int fd; /* BW_BH_WAIT_IF_BLOCKING: the socket; else -1 */
+};
+#define BW_BH_NEVER ((struct bw_bh_wait){ BW_BH_WAIT_NEVER, -1 })
+#define BW_BH_ALWAYS ((struct bw_bh_wait){ BW_BH_WAIT_ALWAYS, -1 })
+#define BW_BH_IF_BLOCKING(fd)                                                 \
+	((struct bw_bh_wait){ BW_BH_WAIT_IF_BLOCKING, (fd) })
+
+/* bw_bulkhead_acquire_nb and bw_bulkhead_try: the connect waits in the
+ * queue (its ticket filled in); not an error. */
+#define BW_BULKHEAD_QUEUED 1
 
 /*
  * Takes a slot of d under s before a connect; sock_ino is the socket's
@@ -71,7 +94,7 @@ struct bw_bulkhead_view {
  * socket.  A hold whose inode is unknown when its owner dies is freed at
  * once (see core/bulkhead.c "Limits").  Returns 0 with *out
  * filled (kind NONE when s has no bulkhead or the hold table is full), or
- * may_wait: 0 (never wait), 1, or BW_BULKHEAD_IF_BLOCKING(fd): wait if
+ * may_wait: BW_BH_NEVER, BW_BH_ALWAYS, or BW_BH_IF_BLOCKING(fd): wait if
  * fd is a blocking socket, which is asked of the kernel only when the
  * bulkhead is full.
  * -s->bulkhead_errno: the bulkhead is full and may not wait, the wait
@@ -85,7 +108,7 @@ struct bw_bulkhead_view {
  * AS-safe: yes (atomics, futex, kill, and /proc reads in a sweep).
  */
 int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
-			const struct bw_settings *s, int may_wait,
+			const struct bw_settings *s, struct bw_bh_wait may_wait,
 			uint64_t sock_ino, uint64_t now_ns,
 			struct bw_slot *out);
 
@@ -108,20 +131,22 @@ struct bw_bh_ticket {
  * bw_bulkhead_acquire for a connect that must not wait in the call (a
  * non-blocking socket; may_wait as for acquire: a blocking one still
  * waits here): when the bulkhead is full and bulkhead.wait > 0, takes a
- * ticket in the same FIFO as the blocking waiters and returns 1 with *tk
+ * ticket in the same FIFO as the blocking waiters and returns
+ * BW_BULKHEAD_QUEUED with *tk
  * filled (bulkhead.queue bounds it as for them).  Otherwise as
  * bw_bulkhead_acquire: 0 with *out, or -bulkhead.errno.  AS-safe: yes.
  */
 int bw_bulkhead_acquire_nb(struct bw_state *st, struct bw_dest *d,
-			   const struct bw_settings *s, int may_wait,
+			   const struct bw_settings *s,
+			   struct bw_bh_wait may_wait,
 			   uint64_t now_ns, struct bw_slot *out,
 			   struct bw_bh_ticket *tk);
 /*
  * One non-blocking look for a queued ticket: 0 with *out (the slot, its
- * wait recorded), 1 still queued, or -bulkhead.errno when bulkhead.wait
- * ran out (the ticket left the queue, the refusal counted).  Runs the
- * no-progress rule and the sweep every 100 ms, as a blocking waiter
- * does.  The caller looks again at its own pace (the program's waits:
+ * wait recorded), BW_BULKHEAD_QUEUED still, or -bulkhead.errno when
+ * bulkhead.wait ran out (the ticket left the queue, the refusal counted).
+ * Runs the no-progress rule and the sweep every 100 ms, as a blocking
+ * waiter does.  The caller looks again at its own pace (the program's waits:
  * shim/async.c).  AS-safe: yes.
  */
 int bw_bulkhead_try(struct bw_state *st, const struct bw_settings *s,

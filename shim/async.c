@@ -85,8 +85,8 @@
 
 #include "core/retry.h"
 #include "shim/async.h"
+#include "shim/attempt.h"
 #include "shim/calls.h"
-#include "shim/connect.h"
 #include "shim/exchange.h"
 #include "shim/internal.h"
 #include "shim/real.h"
@@ -180,21 +180,18 @@ static void ep_hide(struct bw_conn *c)
 {
 	if (c->ahidden)
 		return;
-	int saved = errno;
 	for (unsigned i = 0; i < c->nepreg; i++) {
 		struct bw_epreg *r = &c->epreg[i];
 		if (ep_live(r))
 			bw_real.epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->fd, NULL);
 	}
 	c->ahidden = 1;
-	errno = saved;
 }
 
 static void ep_show(struct bw_conn *c)
 {
 	if (!c->ahidden)
 		return;
-	int saved = errno;
 	for (unsigned i = 0; i < c->nepreg; i++) {
 		struct bw_epreg *r = &c->epreg[i];
 		struct epoll_event ev = { .events = r->events };
@@ -205,7 +202,6 @@ static void ep_show(struct bw_conn *c)
 			bw_real.epoll_ctl(r->epfd, EPOLL_CTL_MOD, r->fd, &ev);
 	}
 	c->ahidden = 0;
-	errno = saved;
 }
 
 /* The registrations are in the kernel: makes each report again what it
@@ -213,7 +209,6 @@ static void ep_show(struct bw_conn *c)
  * hid).  EPOLL_CTL_MOD re-checks readiness. */
 static void ep_rearm(struct bw_conn *c)
 {
-	int saved = errno;
 	for (unsigned i = 0; i < c->nepreg; i++) {
 		struct bw_epreg *r = &c->epreg[i];
 		struct epoll_event ev = { .events = r->events };
@@ -221,7 +216,6 @@ static void ep_rearm(struct bw_conn *c)
 		if (ep_live(r))
 			bw_real.epoll_ctl(r->epfd, EPOLL_CTL_MOD, r->fd, &ev);
 	}
-	errno = saved;
 }
 
 void bw_async_ep_hide(struct bw_conn *c)
@@ -285,7 +279,7 @@ int bw_async_epoll_ctl(struct bw_conn *c, int epfd, int op, int fd,
 		       struct epoll_event *ev)
 {
 	if (!lock(c))
-		return bw_real.epoll_ctl(epfd, op, fd, ev);
+		return bw_sysret(bw_real.epoll_ctl(epfd, op, fd, ev));
 	int rc;
 	if (c->ahidden) {
 		/* Out of the kernel's sets for now: the program's change is
@@ -294,22 +288,21 @@ int bw_async_epoll_ctl(struct bw_conn *c, int epfd, int op, int fd,
 		if ((op == EPOLL_CTL_ADD && i >= 0) ||
 		    (op != EPOLL_CTL_ADD && i < 0)) {
 			unlock(c);
-			errno = op == EPOLL_CTL_ADD ? EEXIST : ENOENT;
-			return -1;
+			return op == EPOLL_CTL_ADD ? -EEXIST : -ENOENT;
 		}
 		if (op != EPOLL_CTL_DEL && !ev) {
 			unlock(c);
-			errno = EFAULT;
-			return -1;
+			return -EFAULT;
 		}
 		if (op == EPOLL_CTL_ADD && c->nepreg >= BW_EPREG_MAX) {
-			rc = bw_real.epoll_ctl(epfd, op, fd, ev); /* kept */
+			rc = bw_sysret(bw_real.epoll_ctl(epfd, op, fd,
+							 ev)); /* kept */
 		} else {
 			note_reg(c, epfd, op, fd, ev);
 			rc = 0;
 		}
 	} else {
-		rc = bw_real.epoll_ctl(epfd, op, fd, ev);
+		rc = bw_sysret(bw_real.epoll_ctl(epfd, op, fd, ev));
 		if (rc == 0)
 			note_reg(c, epfd, op, fd, ev);
 	}
@@ -388,7 +381,7 @@ static void attempt(struct bw_conn *c, uint64_t now);
  * unless aborted): retried after its backoff, or final. */
 static void failed(struct bw_conn *c, int err, uint64_t now)
 {
-	bw__connect_dissolve(c->afd);
+	bw_attempt_dissolve(c->afd);
 	if (!bw_call_connect_failed(err)) {
 		/* EACCES, EADDRNOTAVAIL...: no call, never retried. */
 		bw_call_release(c);
@@ -398,7 +391,7 @@ static void failed(struct bw_conn *c, int err, uint64_t now)
 	bw__connect_done(c, err, now); /* counted; the slot goes back */
 	bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH), BW_CONN_CONNECTING);
 	uint64_t delay = 0;
-	if (!bw__connect_retry_after(c, c->attempt, err, &delay)) {
+	if (!bw_attempt_retry_after(c, c->attempt, err, &delay)) {
 		final_failure(c, err);
 		return;
 	}
@@ -411,11 +404,9 @@ static void failed(struct bw_conn *c, int err, uint64_t now)
 static void connect_now(struct bw_conn *c, uint64_t now)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = bw__connect_peer(c, &ss);
-	int saved = errno;
-	int rc = bw_real.connect(c->afd, (struct sockaddr *)&ss, len);
-	int err = rc == 0 ? 0 : errno;
-	errno = saved;
+	socklen_t len = bw_attempt_peer(c, &ss);
+	int err = -bw_sysret(bw_real.connect(c->afd, (struct sockaddr *)&ss,
+					     len));
 	c->t0_ns = now;
 	if (err == 0) {
 		struct bw_dest *d = bw_state_live(c->d, c->ten);
@@ -457,7 +448,7 @@ static void attempt(struct bw_conn *c, uint64_t now)
 		final_failure(c, -rc);
 		return;
 	}
-	if (rc == 1) {
+	if (rc == BW_CALL_QUEUED) {
 		queued(c, now);
 		return;
 	}
@@ -470,10 +461,7 @@ static int check_attempt(struct bw_conn *c, uint64_t now)
 {
 	struct tcp_info ti;
 	socklen_t l = sizeof(ti);
-	int saved = errno;
-	int rc = bw_real.getsockopt(c->afd, IPPROTO_TCP, TCP_INFO, &ti, &l);
-	errno = saved;
-	if (rc < 0)
+	if (bw_real.getsockopt(c->afd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
 		return 0;
 	if (ti.tcpi_state == TCP_SYN_SENT || ti.tcpi_state == TCP_SYN_RECV)
 		return 0;
@@ -486,7 +474,6 @@ static int check_attempt(struct bw_conn *c, uint64_t now)
 	if (bw_real.getsockopt(c->afd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ||
 	    err == 0)
 		err = ECONNREFUSED; /* closed with no error left: refused */
-	errno = saved;
 	failed(c, err, now);
 	return 1;
 }
@@ -509,9 +496,9 @@ static void due(struct bw_conn *c, uint64_t now)
 	case BW_ASYNC_QUEUED:
 		if (now >= c->adue_ns) {
 			int rc = bw_call_try_queued(c, now);
-			if (rc == 0)
+			if (rc == BW_CALL_ADMITTED)
 				connect_now(c, now);
-			else if (rc == 1)
+			else if (rc == BW_CALL_QUEUED)
 				queued(c, now);
 			else
 				final_failure(c, -rc);
@@ -617,15 +604,14 @@ int bw_async_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		     socklen_t len)
 {
 	if (!lock(c))
-		return bw_real.connect(fd, sa, len);
+		return bw_sysret(bw_real.connect(fd, sa, len));
 	uint64_t now = bw_clock_ns();
 	if (still_ours(c))
 		due(c, now);
 	int p = phase(c);
 	if (p == BW_ASYNC_BACKOFF || p == BW_ASYNC_QUEUED) {
 		unlock(c);
-		errno = EALREADY;
-		return -1;
+		return -EALREADY;
 	}
 	if (p == BW_ASYNC_NONE) {
 		/* Settled meanwhile: the owed error once, or the kernel's
@@ -634,29 +620,25 @@ int bw_async_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		if (c->pending_err) {
 			int e = c->pending_err;
 			c->pending_err = 0;
-			errno = e;
-			return -1;
+			return -e;
 		}
-		return bw_connect(fd, sa, len);
+		return BW_ASYNC_SETTLED;
 	}
-	int rc = bw_real.connect(fd, sa, len);
-	int err = rc == 0 ? 0 : errno;
+	int rc = bw_sysret(bw_real.connect(fd, sa, len));
+	int err = -rc;
 	if (err == 0 || err == EISCONN) {
 		bw__connect_done(c, 0, bw_clock_ns());
 		finish(c);
 	} else if (err != EALREADY && err != EINPROGRESS && err != EINTR) {
 		failed(c, err, now);
 		if (phase(c) != BW_ASYNC_NONE) {
-			err = EALREADY; /* retried: still in progress */
+			rc = -EALREADY; /* retried: still in progress */
 		} else {
-			err = c->pending_err ? c->pending_err : err;
+			rc = -(c->pending_err ? c->pending_err : err);
 			c->pending_err = 0;
 		}
-		rc = -1;
 	}
 	unlock(c);
-	if (rc < 0)
-		errno = err;
 	return rc;
 }
 

@@ -3,6 +3,8 @@
  * shim/async.h: non-blocking connects the shim manages inside the
  * program's own waits (retries, bulkhead queue, connect.timeout), and the
  * program's epoll registrations they need.  Design: shim/async.c.
+ * Every bw_async_* may change errno; the hooks that call them keep the
+ * program's (doc/design.md, Error convention).
  */
 #ifndef BW_SHIM_ASYNC_H
 #define BW_SHIM_ASYNC_H
@@ -62,8 +64,11 @@ static inline bool bw_async_hidden(const struct bw_conn *c)
 struct bw_conn *bw_async_by_data(int epfd, uint64_t data);
 
 /* The program's connect() on an async connection (HAProxy's way of
- * learning the outcome): EALREADY while in progress, then 0/EISCONN or
- * the final error.  libc-style return. */
+ * learning the outcome): -EALREADY while in progress, then 0/-EISCONN or
+ * the final -errno; or BW_ASYNC_SETTLED when the async phase is over with
+ * no error owed: the caller (connect.c) makes the connect the usual way.
+ * async.c never calls connect.c.  May change errno. */
+enum { BW_ASYNC_SETTLED = 1 };
 int bw_async_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		     socklen_t len);
 /* The program read SO_ERROR (*v, as the kernel answered) on an async
@@ -79,7 +84,7 @@ int bw_async_io(struct bw_conn *c, int fd);
 int bw_async_io_failed(struct bw_conn *c, int err);
 
 /* The program's epoll_ctl on c's fd (tracked): recorded, and kept from
- * the kernel while the registrations are hidden.  libc-style return. */
+ * the kernel while the registrations are hidden.  0 or -errno. */
 int bw_async_epoll_ctl(struct bw_conn *c, int epfd, int op, int fd,
 		       struct epoll_event *ev);
 /* A new epoll fd (epoll_create*): tracked so that its registrations can

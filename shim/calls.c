@@ -25,6 +25,9 @@
  * attempt, no timeouts, no hedge); the others hold harmless values.
  * Defined here, not in init.c, so that everything linking the accounting
  * (the command, the unit tests, the bench) has it. */
+/* The bulkhead's answers pass through as the call's own. */
+_Static_assert(BW_CALL_QUEUED == BW_BULKHEAD_QUEUED, "queued");
+
 const struct bw_settings bw_observed_settings = {
 	.breaker_on = false,
 	.rate = -1,
@@ -132,8 +135,8 @@ static void note_bulkhead_refused(struct bw_conn *c, struct bw_dest *d,
 /* Takes a bulkhead slot for the attempt when the rule has a bulkhead: a
  * blocking connect may wait bulkhead.wait for it in the call; a
  * non-blocking one takes a ticket in the same queue and waits in the
- * program's own waits (shim/async.c).  Returns 0, 1 queued (c->ticket),
- * or -bulkhead.errno (counted, logged). */
+ * program's own waits (shim/async.c).  Returns BW_CALL_ADMITTED,
+ * BW_CALL_QUEUED (c->ticket), or -bulkhead.errno (counted, logged). */
 static int take_slot(struct bw_conn *c, struct bw_dest *d,
 		     const struct bw_settings *s, int fd, bool may_queue,
 		     uint64_t now_ns)
@@ -147,10 +150,10 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 					    memory_order_relaxed);
 	int rc = may_queue
 			 ? bw_bulkhead_acquire_nb(&bw_g.state, d, s,
-						  BW_BULKHEAD_IF_BLOCKING(fd),
+						  BW_BH_IF_BLOCKING(fd),
 						  now_ns, &c->slot, &c->ticket)
 			 : bw_bulkhead_acquire(&bw_g.state, d, s,
-					       BW_BULKHEAD_IF_BLOCKING(fd), 0,
+					       BW_BH_IF_BLOCKING(fd), 0,
 					       now_ns, &c->slot);
 	if (BW_UNLIKELY(atomic_load_explicit(&d->bh_corrupt,
 					     memory_order_relaxed) != bad))
@@ -223,7 +226,7 @@ int bw_call_admit(struct bw_conn *c, int fd, bool may_queue,
 			bw_call_release(c);
 			return full;
 		}
-		return full; /* 0, or 1: queued */
+		return full; /* BW_CALL_ADMITTED, or BW_CALL_QUEUED */
 	}
 	return 0;
 }

@@ -13,20 +13,28 @@
 
 enum bw_call_kind { BW_CALL_CONNECT = 0, BW_CALL_EXCHANGE = 1 };
 
-/* Before a connect attempt of c on fd: 0 admitted (c->probe holds a
+/* What bw_call_admit and bw_call_try_queued answer when they refuse
+ * nothing (a refusal is -errno). */
+enum bw_call_admit_result {
+	BW_CALL_ADMITTED = 0, /* go on: the attempt may be made */
+	BW_CALL_QUEUED = 1,   /* a non-blocking connect waits in the queue */
+};
+
+/* Before a connect attempt of c on fd: BW_CALL_ADMITTED (c->probe holds a
  * half-open probe ticket, if any; c->slot a bulkhead slot, if the rule has
  * a bulkhead), or -errno (breaker.errno, bulkhead.errno) when the breaker
  * or the bulkhead refuses it; the refusal is counted and logged, and
  * nothing reached the network.  A blocking connect may wait for a slot;
  * with may_queue, a non-blocking one that finds the bulkhead full
- * (bulkhead.wait > 0) is queued: returns 1, its ticket in c->ticket (bw_call_try_queued).
+ * (bulkhead.wait > 0) is queued: returns BW_CALL_QUEUED, its ticket in
+ * c->ticket (bw_call_try_queued).
  * AS-safe: yes. */
 int bw_call_admit(struct bw_conn *c, int fd, bool may_queue,
 		  uint64_t now_ns);
-/* A non-blocking connect that bw_call_admit queued (it returned 1, the
- * ticket in c->ticket): one look at the bulkhead.  0 admitted (c->slot),
- * 1 still queued, -bulkhead.errno once bulkhead.wait ran out (counted,
- * logged, the probe claim given back).  AS-safe: yes. */
+/* A non-blocking connect that bw_call_admit queued (BW_CALL_QUEUED, the
+ * ticket in c->ticket): one look at the bulkhead.  BW_CALL_ADMITTED
+ * (c->slot), BW_CALL_QUEUED still, or -bulkhead.errno once bulkhead.wait
+ * ran out (counted, logged, the probe claim given back).  AS-safe: yes. */
 int bw_call_try_queued(struct bw_conn *c, uint64_t now_ns);
 /* c's queued ticket, if any, leaves the queue (closed, cancelled). */
 void bw_call_leave_queue(struct bw_conn *c);

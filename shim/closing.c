@@ -8,8 +8,9 @@
  * keep its bulkhead slot, or its place in the bulkhead's queue, until its
  * fd number came back from a hooked call; bw_conn_reap finds them when a
  * bulkhead they could be blocking is full.
- * Owns: bw_conn_forget, bw_conn_reap.  Never: allocates, blocks, changes
- * errno.  Context: any hook (AS-safe: atomics, fcntl).
+ * Owns: bw_conn_forget, bw_conn_reap.  Never: allocates, blocks; nor
+ * changes errno in bw_conn_forget (the close hooks' path).  Context: any
+ * hook (AS-safe: atomics, fcntl).
  */
 #include <fcntl.h>
 
@@ -23,6 +24,8 @@
 
 void bw_conn_forget(int fd)
 {
+	/* Kept: the close hooks call this before their real call, which
+	 * must see the program's errno (doc/design.md, Error convention). */
 	int saved = errno;
 	struct bw_conn *a = bw_fd_conn(fd);
 	/* (In a vfork child nothing reads as tracked, fd_table.h: the
@@ -59,7 +62,6 @@ unsigned bw_conn_reap(const struct bw_dest *d)
 	if (now - last < BW_REAP_EVERY_NS ||
 	    !atomic_compare_exchange_strong(&last_ns, &last, now))
 		return 0;
-	int saved = errno;
 	unsigned n = 0;
 	int high = bw_fd_high();
 	for (int fd = 0; fd < high; fd++) {
@@ -71,6 +73,5 @@ unsigned bw_conn_reap(const struct bw_dest *d)
 		bw_conn_forget(fd);
 		n++;
 	}
-	errno = saved;
 	return n;
 }

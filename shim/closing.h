@@ -21,7 +21,8 @@ void bw_conn_forget(int fd);
  * waits in its queue.  Runs at most every 20 ms per process (a pass over
  * the fd table, one fcntl per connection of d holding a slot or a ticket);
  * returns how many it forgot.  A number reused by an fd made without a
- * hook (raw socket or open system calls too) is not noticed.  Keeps errno.
+ * hook (raw socket or open system calls too) is not noticed.  May change
+ * errno (its callers are the connect path's, whose hooks keep it).
  * AS-safe: yes.
  */
 unsigned bw_conn_reap(const struct bw_dest *d);

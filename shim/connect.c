@@ -2,8 +2,10 @@
 /*
  * shim/connect.c: connect(2) on TCP sockets: binds the connection to its
  * destination and rule (shim/bind.c), makes the attempts and accounts for
- * them (bulwark-policy(7) CALLS).  It calls hedge.c for a hedged attempt;
- * hedge.c never calls back here (doc/design.md, Layers).
+ * them (bulwark-policy(7) CALLS).  It calls hedge.c for a hedged attempt
+ * and async.c for the non-blocking work done in the program's waits; the
+ * reset, peer address and retry decision both paths need are attempt.c's.
+ * None of them calls back here (doc/design.md, Layers).
  * Owns: bw_connect.  Never: changes the socket's blocking mode, retries
  * after EINTR (the connect goes on in the kernel, doc/design.md L7), allocates.
  * Context: the connect hook (AS-safe: nothing locks).
@@ -18,6 +20,7 @@
 #include "core/breaker.h"
 #include "core/retry.h"
 #include "shim/async.h"
+#include "shim/attempt.h"
 #include "shim/bind.h"
 #include "shim/calls.h"
 #include "shim/connect.h"
@@ -36,33 +39,15 @@ static int is_stream(int fd)
 {
 	int type = 0;
 	socklen_t len = sizeof(type);
-	int saved = errno;
-	int rc = bw_real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
-	errno = saved;
-	return rc == 0 && type == SOCK_STREAM;
+	return bw_real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+	       type == SOCK_STREAM;
 }
 
-/* Aborts fd's connect attempt, or forgets its failure: the socket can
- * connect again, and no stale error (ECONNABORTED) answers the next
- * connect.  connect(2) with AF_UNSPEC; aborting an attempt still in
- * SYN_SENT leaves ECONNRESET in the socket's error, which is ours (the
- * caller decided the outcome): read away, so neither the program's
- * SO_ERROR nor its next call sees it. */
-void bw__connect_dissolve(int fd)
-{
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	int saved = errno, e = 0;
-	socklen_t l = sizeof(e);
-	bw_real.connect(fd, &unspec, sizeof(unspec));
-	bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l);
-	errno = saved;
-}
-
-/* Waits until deadline_ns for fd's pending connect: 0 connected, its
+/* Waits until deadline_ns for fd's pending connect: 0 connected, -its
  * error (read from SO_ERROR: the program never sees this pending state, it
  * asked for a blocking connect or is asking us for the answer; the kernel
- * still holds the failed attempt), ETIMEDOUT after aborting it (dissolve),
- * or, with stop_on_signal, EINTR when a signal that would interrupt the
+ * still holds the failed attempt), -ETIMEDOUT after aborting it (dissolve),
+ * or, with stop_on_signal, -EINTR when a signal that would interrupt the
  * program's connect arrived (wait.c): the attempt goes on in the kernel,
  * as after an interrupted kernel connect.  Without stop_on_signal (the
  * program's own call cannot fail with EINTR) the wait goes on to the same
@@ -74,95 +59,48 @@ static int wait_connected(int fd, uint64_t deadline_ns, bool stop_on_signal)
 		if (n > 0) {
 			int e = 0;
 			socklen_t l = sizeof(e);
-			int saved = errno;
 			if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e,
 					       &l) < 0)
-				e = errno;
-			errno = saved;
-			return e;
+				return -errno;
+			return -e;
 		}
 		if (n == 0)
 			break;
 		if (n != -EINTR || stop_on_signal)
-			return -n;
+			return n;
 	}
-	bw__connect_dissolve(fd);
-	return ETIMEDOUT;
+	bw_attempt_dissolve(fd);
+	return -ETIMEDOUT;
 }
 
 /*
  * A blocking connect bounded by timeout_ns (connect.timeout): the attempt
  * runs non-blocking under poll, and the socket's mode is put back before
  * returning, so the program never sees it change (doc/design.md L6).  Returns
- * libc-style: 0 with errno untouched, or -1 with errno (ETIMEDOUT past the
- * deadline; EINTR when a signal without SA_RESTART arrives, as it ends a
- * kernel connect; a signal with SA_RESTART does not end it).  A failed
+ * 0 or -errno (-ETIMEDOUT past the deadline; -EINTR when a signal without
+ * SA_RESTART arrives, as it ends a kernel connect; a signal with SA_RESTART
+ * does not end it).  A failed
  * attempt is dissolved, so the socket is left as a failed blocking connect
  * leaves it: reconnectable, with no stale error for the next attempt.
  */
 static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 			 uint64_t timeout_ns)
 {
-	int saved = errno;
 	int fl = bw_real.fcntl(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK) ||
-	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-		errno = saved;
-		return bw_real.connect(fd, sa, len);
-	}
-	int err = bw_real.connect(fd, sa, len) == 0 ? 0 : errno;
-	if (err == EINPROGRESS) {
-		err = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
-		if (err && err != ETIMEDOUT && err != EINTR)
-			bw__connect_dissolve(fd); /* read from SO_ERROR: still held */
+	    bw_real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return bw_sysret(bw_real.connect(fd, sa, len));
+	int rc = bw_sysret(bw_real.connect(fd, sa, len));
+	if (rc == -EINPROGRESS) {
+		rc = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
+		if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR)
+			bw_attempt_dissolve(fd); /* read from SO_ERROR: still held */
 	}
 	bw_real.fcntl(fd, F_SETFL, fl);
-	errno = err ? err : saved;
-	return err ? -1 : 0;
+	return rc;
 }
 
 
-
-/* Keeps the address of a connect, for the retries made in the program's
- * waits (shim/async.c). */
-static void remember_peer(struct bw_conn *c, const struct sockaddr *sa)
-{
-	memset(&c->peer, 0, sizeof(c->peer));
-	c->peer.family = sa->sa_family;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		c->peer.port = in->sin_port;
-		memcpy(c->peer.addr, &in->sin_addr, 4);
-	} else {
-		const struct sockaddr_in6 *in6 =
-			(const struct sockaddr_in6 *)sa;
-		c->peer.port = in6->sin6_port;
-		c->peer.scope = in6->sin6_scope_id;
-		memcpy(c->peer.addr, &in6->sin6_addr, 16);
-	}
-}
-
-socklen_t bw__connect_peer(const struct bw_conn *c,
-			  struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (c->peer.family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)ss;
-		in->sin_family = AF_INET;
-		in->sin_port = c->peer.port;
-		memcpy(&in->sin_addr, c->peer.addr, 4);
-		return sizeof(*in);
-	}
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-	in6->sin6_family = AF_INET6;
-	in6->sin6_port = c->peer.port;
-	in6->sin6_scope_id = c->peer.scope;
-	memcpy(&in6->sin6_addr, c->peer.addr, 16);
-	return sizeof(*in6);
-}
-
-/* Seed of the retry jitter, taken from the clock at the first retry. */
-static _Atomic uint64_t jitter_seed;
 
 /*
  * Sleeps (until until_ns) the backoff before the next attempt of c on fd
@@ -192,45 +130,11 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 	return r;
 }
 
-/*
- * After failed attempt n (errno err) of a connect: whether to try
- * again, and the delay, by retry.* (bulwark-policy(7)): never once the breaker
- * is open, never for an errno outside retry.on, within retry.attempts, the
- * budget and retry.min_success.  Logs retry / retry_exhausted.
- */
-bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
-			     uint64_t *delay_ns)
+/* Whether fd is non-blocking (asked only on the failure path). */
+static bool nonblocking(int fd)
 {
-	struct bw_dest *d = bw_state_live(c->d, c->ten);
-	const struct bw_settings *s = bw_settings_for(c->rule);
-	uint64_t now = bw_clock_ns();
-	char label[BW_STATE_LABEL_MAX];
-
-	if (!d || s->retry_attempts <= 1 || !bw_retry_retryable(s, err))
-		return false;
-	if (atomic_load_explicit(&d->forced, memory_order_relaxed) ==
-		    BW_FORCE_OPEN ||
-	    bw_breaker_view(d, now, NULL) != BW_BREAKER_CLOSED)
-		return false;
-	int v = bw_retry_decide(d, s, n, err, now);
-	bw_state_label(d, label, sizeof(label));
-	if (v != BW_RETRY_ALLOW) {
-		bw_log(BW_LOG_WARN, "retry_exhausted", label,
-		       "attempts=%u errno=%s reason=%s", n,
-		       bw_policy_errno_name(err), bw_retry_verdict_name(v));
-		return false;
-	}
-	if (!atomic_load_explicit(&jitter_seed, memory_order_relaxed))
-		atomic_store(&jitter_seed, bw_clock_ns());
-	/* The pid, spread over all bits, keeps forked children apart. */
-	uint64_t rnd = bw_retry_rand(&jitter_seed) ^
-		       ((uint64_t)getpid() * 0x9e3779b97f4a7c15ull);
-	*delay_ns = bw_retry_delay_ns(s, n, err,
-				      bw_retry_success_rate(d, s, now), rnd);
-	bw_log(BW_LOG_INFO, "retry", label, "attempt=%u delay=%D errno=%s",
-	       n + 1, *delay_ns, bw_policy_errno_name(err));
-	BW_USDT_RETRY(d, n + 1, err, *delay_ns);
-	return true;
+	int fl = bw_real.fcntl(fd, F_GETFL);
+	return fl >= 0 && (fl & O_NONBLOCK);
 }
 
 /*
@@ -243,23 +147,14 @@ bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
  * waits here: one the bulkhead queues, one in progress (EINPROGRESS) and
  * one that failed at once and is retried are handed to shim/async.c,
  * whose work happens in the program's own waits; the program sees
- * EINPROGRESS.
+ * EINPROGRESS.  Returns 0 connected, or -errno.
  */
-/* Whether fd is non-blocking (asked only on the failure path). */
-static bool nonblocking(int fd)
-{
-	int saved = errno;
-	int fl = bw_real.fcntl(fd, F_GETFL);
-	errno = saved;
-	return fl >= 0 && (fl & O_NONBLOCK);
-}
-
 static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		    socklen_t len)
 {
 	const struct bw_settings *s = bw_settings_for(c->rule);
 	struct bw_dest *d = bw_state_live(c->d, c->ten);
-	int rc, err, saved = errno;
+	int rc;
 
 	uint64_t now = bw_clock_ns();
 	if (d)
@@ -268,22 +163,20 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		c->attempt = n;
 		c->t0_ns = n == 1 ? now : bw_clock_ns();
 		int refused = bw_call_admit(c, fd, true, c->t0_ns);
-		if (refused == 1) {
+		if (refused == BW_CALL_QUEUED) {
 			/* A non-blocking connect queued by the bulkhead: it
 			 * starts when a slot frees (shim/async.c). */
-			remember_peer(c, sa);
+			bw_attempt_remember_peer(c, sa);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED,
-					   c->t0_ns) == 0) {
-				errno = EINPROGRESS;
-				return -1;
-			}
+					   c->t0_ns) == 0)
+				return -EINPROGRESS;
 			bw_call_leave_queue(c);
 			bw_call_release(c);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
 					  BW_CONN_FRESH);
-			return bw_hook_fail(-s->bulkhead_errno);
+			return -s->bulkhead_errno;
 		}
 		if (refused == -EINTR) {
 			/* A signal ended the bulkhead wait: the program sees
@@ -294,38 +187,37 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 					     s->bulkhead_errno < 256,
 				     "pending_err");
 			c->pending_err = (uint8_t)s->bulkhead_errno;
-			return bw_hook_fail(refused);
+			return refused;
 		}
 		if (refused < 0)
-			return bw_hook_fail(refused); /* never on the network */
+			return refused; /* never on the network */
 		uint64_t tmo = bw_retry_attempt_timeout_ns(s, n);
 		rc = BW_UNLIKELY(s->hedge_delay_ns) /* hedge.c; 0: off */
 			     ? bw_hedge_connect(c, fd, sa, len,
 						s->hedge_delay_ns, tmo)
-			     : BW_HEDGE_PASS;
+			     : BW_HEDGE_PASSED;
 		bool nb_hedge = false;
-		if (rc == BW_HEDGE_PASS) {
+		if (rc == BW_HEDGE_PASSED) {
 			/* hedge.c: non-blocking, the race runs in the
 			 * program's waits (the bind is checked before the
 			 * connect binds the socket) */
 			nb_hedge = BW_UNLIKELY(s->hedge_delay_ns) &&
 				   bw_hedge_nb_check(c, fd, sa, len);
 			rc = tmo ? timed_connect(fd, sa, len, tmo)
-				 : bw_real.connect(fd, sa, len);
+				 : bw_sysret(bw_real.connect(fd, sa, len));
 		}
-		err = rc == 0 ? 0 : errno;
-		if (rc == 0) {
+		if (rc == 0) { /* BW_HEDGE_CONNECTED, or connected unhedged */
 			bw__connect_done(c, 0, bw_clock_ns());
 			if (n > 1 && d)
 				bw_retry_note_success(d);
-			errno = saved; /* libc leaves it on success */
 			return 0;
 		}
+		int err = -rc;
 		if (err == EINPROGRESS || err == EINTR) {
 			/* Its outcome comes later; so may its retries and its
 			 * connect.timeout (shim/async.c), which need the
 			 * address. */
-			remember_peer(c, sa);
+			bw_attempt_remember_peer(c, sa);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
 			if (nb_hedge && err == EINPROGRESS)
@@ -349,18 +241,18 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		}
 		bw__connect_done(c, err, bw_clock_ns());
 		uint64_t delay = 0;
-		if (!bw__connect_retry_after(c, n, err, &delay))
+		if (!bw_attempt_retry_after(c, n, err, &delay))
 			break;
 		if (nonblocking(fd)) {
 			/* Retried in the program's waits, after the backoff:
 			 * still in progress to the program. */
-			remember_peer(c, sa);
-			bw__connect_dissolve(fd);
+			bw_attempt_remember_peer(c, sa);
+			bw_attempt_dissolve(fd);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
 			if (bw_async_enter(c, fd, BW_ASYNC_BACKOFF,
 					   bw_clock_ns() + delay) == 0) {
-				err = EINPROGRESS;
+				rc = -EINPROGRESS;
 				break;
 			}
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_CONNECTING),
@@ -377,11 +269,10 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 					     "pending_err");
 				c->pending_err = (uint8_t)err;
 			}
-			err = -b; /* EINTR, or EBADF: closed meanwhile */
+			rc = b; /* -EINTR, or -EBADF: closed meanwhile */
 			break;
 		}
 	}
-	errno = err;
 	return rc;
 }
 
@@ -391,17 +282,17 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 
 	if (!atomic_load_explicit(&bw_g.ready, memory_order_acquire) ||
 	    !bw_g.active || !sa || len < sizeof(sa_family_t))
-		return bw_real.connect(fd, sa, len);
+		return bw_sysret(bw_real.connect(fd, sa, len));
 	if (!c) {
 		if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
 		    !is_stream(fd) || !(c = bw_fd_track(fd)))
-			return bw_real.connect(fd, sa, len);
+			return bw_sysret(bw_real.connect(fd, sa, len));
 	}
 
 	int st = atomic_load(&c->state);
 	if (st == BW_CONN_IGNORED || st == BW_CONN_DEAD ||
 	    st == BW_CONN_ESTABLISHED || st == BW_CONN_EPOLL)
-		return bw_real.connect(fd, sa, len);
+		return bw_sysret(bw_real.connect(fd, sa, len));
 	if (sa->sa_family == AF_UNSPEC) {
 		/* Dissolves the association; the socket may connect again.
 		 * A connect the shim was still working on ends here as if
@@ -410,7 +301,7 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 			bw_async_cancel(c);
 			bw_call_release(c);
 		}
-		int rc = bw_real.connect(fd, sa, len);
+		int rc = bw_sysret(bw_real.connect(fd, sa, len));
 		if (rc == 0)
 			bw_conn_set_state(c,
 					  BW_CONN_BIT(BW_CONN_FRESH) |
@@ -418,18 +309,21 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 					  BW_CONN_FRESH);
 		return rc;
 	}
-	if (BW_UNLIKELY(atomic_load(&c->aphase)))
+	if (BW_UNLIKELY(atomic_load(&c->aphase))) {
 		/* In progress to the program (HAProxy asks connect itself):
-		 * EALREADY, then 0/EISCONN or the final error. */
-		return bw_async_connect(c, fd, sa, len);
+		 * EALREADY, then 0/EISCONN or the final error; once settled,
+		 * the connect is made the usual way, from the top. */
+		int rc = bw_async_connect(c, fd, sa, len);
+		return rc == BW_ASYNC_SETTLED ? bw_connect(fd, sa, len) : rc;
+	}
 	if (st == BW_CONN_CONNECTING) {
 		/* The program polls a pending connect with connect itself:
 		 * EALREADY while pending, then 0/EISCONN or the error. */
-		int rc = bw_real.connect(fd, sa, len);
-		int err = rc == 0 ? 0 : errno;
+		int rc = bw_sysret(bw_real.connect(fd, sa, len));
+		int err = -rc;
 		if (err != EALREADY && err != EINPROGRESS && err != EINTR)
-			BW_KEEP_ERRNO(bw__connect_done(
-				c, err == EISCONN ? 0 : err, bw_clock_ns()));
+			bw__connect_done(c, err == EISCONN ? 0 : err,
+					 bw_clock_ns());
 		return rc;
 	}
 
@@ -443,14 +337,13 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		if (c->stale) /* the kernel's ECONNABORTED, swallowed */
 			bw_real.connect(fd, sa, len);
 		c->stale = 0;
-		errno = e;
-		return -1;
+		return -e;
 	}
 	/* FRESH: a new connect, perhaps to another address than the last. */
 	if (bw_bind(c, sa, len) != 0) {
 		bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 				  BW_CONN_IGNORED);
-		return bw_real.connect(fd, sa, len);
+		return bw_sysret(bw_real.connect(fd, sa, len));
 	}
 	return attempts(c, fd, sa, len);
 }
@@ -469,7 +362,7 @@ int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		return 0;
 	}
 	struct bw_dest *d = bw_state_live(c->d, c->ten);
-	remember_peer(c, sa);
+	bw_attempt_remember_peer(c, sa);
 	c->attempt = 1;
 	c->t0_ns = bw_clock_ns();
 	if (d)

@@ -12,8 +12,10 @@
 
 #include "shim/fd_table.h"
 
-/* connect(2) for a fd the fast path could not pass through.  Returns
- * libc's value with libc's errno for an allowed call.  AS-safe: yes. */
+/* connect(2) for a fd the fast path could not pass through.  Returns 0 or
+ * -errno (an allowed call: the real connect's result, bw_sysret); the
+ * connect hook converts it and keeps the program's errno on success.
+ * May change errno.  AS-safe: yes. */
 int bw_connect(int fd, const struct sockaddr *sa, socklen_t len);
 
 /*
@@ -21,20 +23,11 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * (doc/design.md L3): before the real call, binds c's destination and admits
  * the attempt (breaker, bulkhead) as connect does.  Returns 0 to go on, or
  * -errno when it is refused (nothing reaches the network).  Not retried:
- * the call carries data.  AS-safe: yes.
+ * the call carries data.  May change errno (the send hooks keep the
+ * program's).  AS-safe: yes.
  */
 int bw_connect_fastopen(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			socklen_t len);
-
-/* Internal to connect.c and async.c: aborts fd's attempt or forgets its
- * failure (connect AF_UNSPEC); c's address as a sockaddr; whether attempt
- * n of c that failed with err is retried by retry.* (logs retry /
- * retry_exhausted), and after which delay.  AS-safe: yes. */
-void bw__connect_dissolve(int fd);
-socklen_t bw__connect_peer(const struct bw_conn *c,
-			  struct sockaddr_storage *ss);
-bool bw__connect_retry_after(struct bw_conn *c, unsigned n, int err,
-			     uint64_t *delay_ns);
 
 /* Whether a socket(2) call creates something bulwark tracks. */
 static inline int bw_connect_tracks(int domain, int type, int proto)

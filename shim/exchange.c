@@ -28,10 +28,7 @@ static int tcp_progress(int fd)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
-	int saved = errno;
-	int rc = bw_real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
-	errno = saved;
-	if (rc < 0)
+	if (bw_real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return -1;
 	switch (ti.tcpi_state) {
 	case TCP_SYN_SENT:

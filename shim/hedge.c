@@ -41,7 +41,7 @@
  * hedge adds load like a retry: retry.h), and its bulkhead slot is taken
  * without waiting.
  *
- * Not hedged (BW_HEDGE_PASS, the usual attempt instead): a non-blocking
+ * Not hedged (BW_HEDGE_PASSED, the usual attempt instead): a non-blocking
  * socket (its program runs its own race, e.g. Happy Eyeballs), a socket
  * bound by the program (the bind could not be repeated without a clash),
  * a socket with another fd of this process on it (dup before connect: the
@@ -288,13 +288,14 @@ static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 
 /* The outcome of a connect poll reported done on: ours to read, since
  * the program asked for a blocking connect and never sees the pending
- * state (as timed_connect). */
+ * state (as timed_connect).  0 connected, else the socket's error as
+ * SO_ERROR holds it (a positive errno), or getsockopt's own. */
 static int so_error(int fd)
 {
 	int e = 0;
 	socklen_t l = sizeof(e);
 	if (bw_real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0)
-		e = errno;
+		return errno;
 	return e;
 }
 
@@ -309,7 +310,7 @@ static void dissolve(int fd)
 int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		     socklen_t len, uint64_t delay_ns, uint64_t timeout_ns)
 {
-	int saved = errno, family = 0, fl;
+	int family = 0, fl;
 	socklen_t flen = sizeof(family);
 	struct race r = { .spare = -1 };
 
@@ -326,8 +327,8 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	uint64_t deadline = timeout_ns ? start + timeout_ns : UINT64_MAX;
 	uint64_t hedge_at = start + delay_ns;
 	bool launched = false, orig_live = true;
-	int rc = bw_real.connect(fd, sa, len);
-	int err = rc == 0 ? 0 : errno, orig_err = 0;
+	int rc = bw_sysret(bw_real.connect(fd, sa, len));
+	int err = -rc, orig_err = 0;
 
 	while (rc < 0 && err == EINPROGRESS) {
 		uint64_t now = bw_clock_ns();
@@ -388,11 +389,9 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 	}
 	drop_spare(&r);
 	bw_real.fcntl(fd, F_SETFL, fl);
-	errno = rc == 0 ? saved : err; /* libc leaves errno on success */
-	return rc;
+	return rc == 0 ? BW_HEDGE_CONNECTED : -err;
 pass:
-	errno = saved;
-	return BW_HEDGE_PASS;
+	return BW_HEDGE_PASSED;
 }
 
 /* ---- non-blocking connects: the race inside the program's waits ------- */
@@ -462,7 +461,6 @@ _Atomic uint32_t bw_hedge_nb_live;
 bool bw_hedge_nb_check(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		       socklen_t len)
 {
-	int saved = errno;
 	struct sockaddr_storage to;
 	socklen_t tolen;
 	bool ok = atomic_load_explicit(&c->refs, memory_order_relaxed) == 1 &&
@@ -471,21 +469,20 @@ bool bw_hedge_nb_check(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		int fl = bw_real.fcntl(fd, F_GETFL);
 		ok = fl >= 0 && (fl & O_NONBLOCK) && !bound(fd);
 	}
-	errno = saved;
 	return ok;
 }
 
 void bw_hedge_nb_arm(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		     socklen_t len, uint64_t due_ns)
 {
-	int saved = errno, family = 0;
+	int family = 0;
 	socklen_t flen = sizeof(family);
 	struct sockaddr_storage to;
 	socklen_t tolen;
 
 	if (!bw_names_next(sa, len, &to, &tolen) ||
 	    bw_real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) < 0)
-		goto out;
+		return;
 	for (int i = 0; i < NB_MAX; i++) {
 		uint32_t want = NB_FREE;
 		struct nb_race *x = &races[i];
@@ -507,8 +504,6 @@ void bw_hedge_nb_arm(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		atomic_store(&x->st, NB_IDLE);
 		break;
 	}
-out:
-	errno = saved;
 }
 
 /* Ends x's race (its owner: NB_BUSY held): the spare, if any, dropped as

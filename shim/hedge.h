@@ -17,19 +17,22 @@
 
 #include "shim/fd_table.h"
 
-/* bw_hedge_connect did nothing: make the attempt the usual way. */
-#define BW_HEDGE_PASS 1
+/* What bw_hedge_connect did, when it did not fail (-errno). */
+enum bw_hedge_result {
+	BW_HEDGE_CONNECTED = 0, /* the program's attempt or the hedge won */
+	BW_HEDGE_PASSED = 1,	/* not hedgeable: the usual attempt instead */
+};
 
 /*
  * One connect attempt of c (admitted by the caller for c's destination)
  * on the blocking socket fd to sa, hedged after delay_ns, the whole
  * attempt bounded by timeout_ns (0: the kernel's own).  Returns
- * BW_HEDGE_PASS, touching nothing, when the attempt is not hedgeable (fd
+ * BW_HEDGE_PASSED, touching nothing, when the attempt is not hedgeable (fd
  * non-blocking, bound, shared by another fd, sa of no recorded name with
- * a next address); else libc-style: 0 connected (c rebound to the
- * winner's rule and destination, c->t0_ns its start), or -1 with errno:
- * the program's own attempt's error, ETIMEDOUT past timeout_ns, EINTR
- * (the program's attempt goes on in the kernel).  The caller accounts the
+ * a next address); BW_HEDGE_CONNECTED (c rebound to the winner's rule and
+ * destination, c->t0_ns its start); or -errno: the program's own
+ * attempt's error, -ETIMEDOUT past timeout_ns, -EINTR (the program's
+ * attempt goes on in the kernel).  May change errno.  The caller accounts the
  * result for c as for any attempt.  AS-safe: yes.
  */
 int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
@@ -44,13 +47,13 @@ extern _Atomic uint32_t bw_hedge_nb_live;
 
 /* Before a connect of c on fd to sa: whether it may be hedged in the
  * program's waits (fd non-blocking, not bound, not shared; sa of a
- * recorded name with a next address).  Preserves errno. */
+ * recorded name with a next address).  May change errno. */
 bool bw_hedge_nb_check(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		       socklen_t len);
 
 /* That connect (checked) returned EINPROGRESS: races a connect to the
  * name's next address from due_ns on, if a race slot is free; else
- * nothing.  Preserves errno. */
+ * nothing.  May change errno. */
 void bw_hedge_nb_arm(struct bw_conn *c, int fd, const struct sockaddr *sa,
 		     socklen_t len, uint64_t due_ns);
 

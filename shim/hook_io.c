@@ -19,28 +19,34 @@
 #include "shim/real.h"
 
 /* A connect the shim works on (shim/async.c): its due work first; while
- * in backoff or queued, EAGAIN, as for a connect still in progress. */
+ * in backoff or queued, EAGAIN, as for a connect still in progress.  The
+ * work may change errno: the program's is put back (hook boundary). */
 #define ASYNC_FIRST(c, fd)                                                    \
 	do {                                                                  \
 		if (BW_UNLIKELY(atomic_load_explicit(&(c)->aphase,            \
 						     memory_order_relaxed))) {\
+			int e_ = errno;                                       \
 			int a_ = bw_async_io(c, fd);                          \
 			if (a_ < 0)                                           \
 				return bw_hook_fail(a_);                      \
+			errno = e_;                                           \
 		}                                                             \
 	} while (0)
 
 /* The call itself met the attempt's failure (it came between the check
  * above and the call): retried, the program sees EAGAIN; final, the
- * error, accounted once by shim/async.c. */
+ * error, accounted once by shim/async.c.  Otherwise the call's own errno
+ * is put back (hook boundary). */
 #define ASYNC_AFTER(c, rc)                                                    \
 	do {                                                                  \
 		if (BW_UNLIKELY((rc) < 0 &&                                   \
 				atomic_load_explicit(&(c)->aphase,            \
 						     memory_order_relaxed))) {\
-			int a_ = bw_async_io_failed(c, errno);                \
+			int e_ = errno;                                       \
+			int a_ = bw_async_io_failed(c, e_);                   \
 			if (a_ < 0)                                           \
 				return bw_hook_fail(a_);                      \
+			errno = e_;                                           \
 		}                                                             \
 	} while (0)
 
@@ -102,9 +108,11 @@ BW_EXPORT ssize_t sendto(int fd, const void *b, size_t n, int fl,
 	if (BW_LIKELY(!c))
 		return bw_real.sendto(fd, b, n, fl, sa, len);
 	if (BW_UNLIKELY(fl & MSG_FASTOPEN)) {
+		int e = errno; /* hook boundary */
 		int refused = bw_connect_fastopen(c, fd, sa, len);
 		if (refused < 0)
 			return bw_hook_fail(refused);
+		errno = e;
 	}
 	SEND_TRACKED(c, fd, bw_real.sendto(fd, b, n, fl, sa, len));
 }
@@ -115,10 +123,12 @@ BW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
 	if (BW_LIKELY(!c))
 		return bw_real.sendmsg(fd, m, fl);
 	if (BW_UNLIKELY(fl & MSG_FASTOPEN) && m) {
+		int e = errno; /* hook boundary */
 		int refused = bw_connect_fastopen(c, fd, m->msg_name,
 						  m->msg_namelen);
 		if (refused < 0)
 			return bw_hook_fail(refused);
+		errno = e;
 	}
 	SEND_TRACKED(c, fd, bw_real.sendmsg(fd, m, fl));
 }

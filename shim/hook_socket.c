@@ -50,13 +50,16 @@ BW_EXPORT int socket(int domain, int type, int proto)
 	return fd;
 }
 
-/* connect(2).  AS-safe: yes.  Allowed calls keep libc's rc and errno. */
+/* connect(2).  AS-safe: yes.  Allowed calls keep libc's rc and errno:
+ * bw_connect's 0 or -errno is converted here, once, and a success leaves
+ * the program's errno as it was (hook boundary: the one save). */
 BW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	if (BW_LIKELY(!bw_fd_conn(fd)) && sa &&
 	    sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
 		return bw_real.connect(fd, sa, len); /* Unix, netlink... */
-	return bw_connect(fd, sa, len);
+	int saved = errno;
+	return bw_hook_ret(bw_connect(fd, sa, len), saved);
 }
 
 /* accept(2), accept4(2): inbound connections are not ours.  AS-safe. */

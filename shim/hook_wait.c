@@ -117,6 +117,9 @@ static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline,
 		     bool pp, const sigset_t *mask)
 {
 	nfds_t hid[HIDE_MAX];
+	/* Hook boundary: the pump, the filter and the hedge races may
+	 * change errno; a result leaves the program's as it was. */
+	int saved = errno;
 	for (;;) {
 		uint64_t now = bw_clock_ns();
 		uint64_t until = min64(deadline, bw_async_pump(now));
@@ -140,13 +143,13 @@ static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline,
 		} else {
 			rc = bw_real.poll(fds, n, ms_until(until, now));
 		}
-		int saved = errno;
+		int e = errno;
 		for (unsigned k = 0; k < nh; k++) {
 			fds[hid[k]].fd = -1 - fds[hid[k]].fd;
 			fds[hid[k]].revents = 0;
 		}
 		if (rc < 0) {
-			errno = saved;
+			errno = e; /* the call's own */
 			return rc;
 		}
 		if (rc > 0)
@@ -169,7 +172,7 @@ poll_hook(struct pollfd *fds, nfds_t n, int timeout)
 		if (BW_LIKELY(rc <= 0 || bw_async_idle()))
 			return rc;
 		/* A connect went async during the call (another thread). */
-		int saved = errno;
+		int saved = errno; /* hook boundary: the filter may change it */
 		rc = poll_filter(fds, n, rc);
 		errno = saved;
 		if (rc > 0 || timeout == 0)
@@ -187,7 +190,7 @@ ppoll_hook(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		int rc = bw_real.ppoll(fds, n, ts, mask);
 		if (BW_LIKELY(rc <= 0 || bw_async_idle()))
 			return rc;
-		int saved = errno;
+		int saved = errno; /* hook boundary: the filter may change it */
 		rc = poll_filter(fds, n, rc);
 		errno = saved;
 		if (rc > 0 || (ts && !ts->tv_sec && !ts->tv_nsec))
@@ -268,6 +271,9 @@ static int select_loop(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		       uint64_t deadline, bool ps, const sigset_t *mask)
 {
 	fd_set r0, w0, e0;
+	/* Hook boundary: the pumps and the filter may change errno; a
+	 * result leaves the program's as it was. */
+	int saved = errno;
 	fds_copy(&r0, r);
 	fds_copy(&w0, w);
 	fds_copy(&e0, e);
@@ -306,7 +312,6 @@ static int select_loop(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		}
 		if (rc < 0)
 			return rc;
-		int saved = errno;
 		if (rc > 0)
 			rc = select_filter(nfds, r, w, e, rc);
 		errno = saved;
@@ -395,6 +400,9 @@ static int ep_call(int kind, int epfd, struct epoll_event *ev, int max,
 static int ep_loop(int kind, int epfd, struct epoll_event *ev, int max,
 		   uint64_t deadline, const sigset_t *mask)
 {
+	/* Hook boundary: the pumps and the filter may change errno; a
+	 * result leaves the program's as it was. */
+	int saved = errno;
 	for (;;) {
 		uint64_t now = bw_clock_ns();
 		uint64_t until = min64(deadline, bw_async_pump(now));
@@ -404,7 +412,6 @@ static int ep_loop(int kind, int epfd, struct epoll_event *ev, int max,
 		int rc = ep_call(kind, epfd, ev, max, until, now, mask);
 		if (rc < 0)
 			return rc;
-		int saved = errno;
 		if (rc > 0)
 			rc = ep_filter(epfd, ev, rc);
 		errno = saved;
@@ -419,7 +426,7 @@ static int ep_loop(int kind, int epfd, struct epoll_event *ev, int max,
  * count left, or -2 to go on waiting. */
 static int ep_late(int epfd, struct epoll_event *ev, int rc, bool no_wait)
 {
-	int saved = errno;
+	int saved = errno; /* hook boundary: the filter may change it */
 	rc = ep_filter(epfd, ev, rc);
 	errno = saved;
 	return rc > 0 || no_wait ? rc : -2;
@@ -474,7 +481,7 @@ static int new_epfd(int epfd)
 {
 	if (epfd < 0)
 		return epfd;
-	int saved = errno;
+	int saved = errno; /* hook boundary: the cancel may change it */
 	struct bw_conn *c = bw_fd_drop(epfd);
 	if (c) {
 		if (atomic_load(&c->aphase))
@@ -507,5 +514,6 @@ BW_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 						  memory_order_relaxed) ==
 				     BW_CONN_EPOLL)
 		return bw_real.epoll_ctl(epfd, op, fd, ev);
-	return bw_async_epoll_ctl(c, epfd, op, fd, ev);
+	int saved = errno; /* hook boundary */
+	return bw_hook_ret(bw_async_epoll_ctl(c, epfd, op, fd, ev), saved);
 }

@@ -22,6 +22,27 @@
 #define BW_NOINLINE __attribute__((noinline))
 #define BW_EXPORT __attribute__((visibility("default")))
 
+/*
+ * The error convention (doc/design.md "Error convention"): below the hooks
+ * a function returns >= 0 (a count, or a named outcome of its own enum:
+ * BW_HEDGE_PASSED, BW_CALL_QUEUED, BW_ASYNC_SETTLED) or -errno.  It never
+ * reads errno for its caller nor puts it back: a system call it makes may
+ * leave errno changed.  A hook converts once, at the boundary: it keeps
+ * the program's errno on entry when anything below may change it, and
+ * returns with bw_hook_ret (or bw_hook_fail), so that an allowed call that
+ * succeeds leaves errno as the program had it.  errno is saved and restored
+ * by hand only at a hook boundary, in signal-handler context, and on the
+ * closing path called from the close hooks; each such place says which.
+ */
+
+/* A libc call's result in that convention (libuv's UV__ERR): rc, or
+ * -errno when it failed.  The call is the argument, so errno is read
+ * right after it. */
+static inline int bw_sysret(int rc)
+{
+	return rc < 0 ? -errno : rc;
+}
+
 /* Runs stmt with errno saved and restored around it (doc/design.md H5). */
 #define BW_KEEP_ERRNO(stmt)                                                   \
 	do {                                                                  \
@@ -35,6 +56,18 @@ static inline int bw_hook_fail(int rc)
 {
 	errno = -rc;
 	return -1;
+}
+
+/* A hook's one conversion of an internal result rc (musl's
+ * __syscall_ret): -errno becomes -1 with errno set; anything else is
+ * returned with errno put back to saved, the program's errno on entry to
+ * the hook (doc/design.md H4, H5). */
+static inline int bw_hook_ret(int rc, int saved)
+{
+	if (rc < 0)
+		return bw_hook_fail(rc);
+	errno = saved;
+	return rc;
 }
 
 /* Process-wide configuration, written once by the constructor (and the

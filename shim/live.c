@@ -248,7 +248,6 @@ void bw_live_rebind(struct bw_conn *c, int fd)
 	socklen_t len = sizeof(ss);
 	struct bw_hostmask hosts;
 	uint8_t addr[16];
-	int saved = errno;
 	int id = bw_live_enter();
 	uint32_t g = (uint32_t)bw_live_gen_of(id);
 	const struct bw_policy *p = &bw_live_objs[id];
@@ -275,7 +274,6 @@ void bw_live_rebind(struct bw_conn *c, int fd)
 	c->io_timeout = nr >= 0 && bw_live_rule_of(nr)->s.io_timeout_ns > 0;
 out:
 	bw_live_leave(id);
-	errno = saved;
 }
 
 void bw_live_apply(void)

@@ -90,6 +90,9 @@ static inline const struct bw_policy *bw_policy_now(void)
 extern _Atomic uint32_t bw_live_gen;
 
 struct bw_conn;
+/* c (fd) was matched under another generation: its rule under the policy
+ * in force.  May change errno (its caller, the send hooks' bookkeeping,
+ * keeps the program's). */
 void bw_live_rebind(struct bw_conn *c, int fd);
 
 /* At the start of an exchange on c (fd): polls, and gives c the rule

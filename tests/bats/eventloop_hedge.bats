@@ -15,11 +15,17 @@
 # 127.0.0.2 and 127.0.0.3 are both loopback with the same prefix against
 # the source 127.0.0.1: getaddrinfo keeps the /etc/hosts order (checked by
 # the first test).
+#
+# Also: errno.  The spare's connect (EINPROGRESS) and the swap run inside
+# the program's wait; a wait that succeeds, or a blocking connect the hedge
+# wins, leaves the program's errno as it was (tests/fixtures/sigclient.c -e).
 
 load ../lib/common
 
 PY=$(python3 -c 'import sys; print(sys.executable)')
 NAME=hedge-loop.bulwark.test
+SIGCLIENT=$BW_BUILD/fixtures/sigclient
+[[ $SIGCLIENT == /* ]] || SIGCLIENT=$PWD/$SIGCLIENT
 
 setup() {
 	bw_setup
@@ -144,4 +150,40 @@ print(" ".join(a[4][0] for a in socket.getaddrinfo(sys.argv[1], 80,
 	[ "$code" = 200 ]
 	[ "$ip" = 127.0.0.3 ]
 	"$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 1.0 else 1)' "$t"
+}
+
+# sc ARGS...: sigclient under the shim in the private names, bounded; its
+# line in $output.
+sc() {
+	[[ -x $SIGCLIENT ]] || skip "sigclient not built: $SIGCLIENT"
+	run in_names timeout 20 env LD_PRELOAD="$BW_LIB" "$SIGCLIENT" "$@"
+	echo "# $output" >&3
+	[ "$status" -eq 0 ]
+}
+
+# val KEY: KEY=VALUE from sigclient's line.
+val() {
+	sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$output"
+}
+
+@test "eventloop hedge: a poll, ppoll or epoll_wait that sees the hedge win leaves errno as the program had it" {
+	hedge_env
+	export BULWARK_POLICY="* hedge.delay=100ms retry.attempts=1"
+	local mode
+	for mode in poll ppoll epoll; do
+		sc -e "$mode" "$NAME" "$PORT" 3000
+		[ "$(val rc)" = 1 ]      # the program's fd, writable: connected
+		[ "$(val errno)" = 1234 ] # not the spare's EINPROGRESS
+		[ "$(val final)" = 0 ]
+		(($(val ms) >= 90 && $(val ms) < 2000)) # the hedge, not the timeout
+	done
+}
+
+@test "eventloop hedge: a blocking connect the hedge wins leaves errno as the program had it" {
+	hedge_env
+	export BULWARK_POLICY="* hedge.delay=100ms connect.timeout=3s retry.attempts=1"
+	sc -e connect "$NAME" "$PORT"
+	[ "$(val rc)" = 0 ]
+	[ "$(val errno)" = 1234 ]
+	(($(val ms) >= 90 && $(val ms) < 2000))
 }

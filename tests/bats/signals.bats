@@ -4,7 +4,8 @@
 # waits exactly as they would interrupt its calls without the shim: EINTR
 # when the handler lacks SA_RESTART, otherwise the call goes on to its
 # deadline (io.timeout, connect.timeout, hedge.delay, the retries' backoff).
-# Also: errno after a successful connect, a poll's timeout with retries
+# Also: errno after a successful connect, and after a successful wait with
+# a non-blocking connect's retries inside, a poll's timeout with retries
 # inside, and a close of the fd by another thread during a backoff.  The
 # driver is tests/fixtures/sigclient.c (SIGALRM from an interval timer).
 
@@ -152,6 +153,28 @@ val() {
 	[ "$(val rc)" = 0 ]
 	[ "$(val errno)" = 1234 ]
 	(( $(bw_field "127.0.0.1:$FS_PORT" failed_calls) >= 1 ))
+}
+
+@test "a connect that succeeds on a retry without connect.timeout leaves errno as the program had it" {
+	start_faultsrv --mode echo --refuse-for 150
+	BULWARK_POLICY="127.0.0.1 retry.attempts=5 retry.backoff=100ms breaker.failures=100" \
+		sc -e connect 127.0.0.1 "$FS_PORT"
+	[ "$(val rc)" = 0 ]
+	[ "$(val errno)" = 1234 ]
+	(( $(bw_field "127.0.0.1:$FS_PORT" failed_calls) >= 1 ))
+}
+
+@test "a poll or epoll_wait that sees a non-blocking connect succeed on a retry leaves errno as the program had it" {
+	local mode
+	for mode in poll epoll; do
+		start_faultsrv --mode echo --refuse-for 150
+		BULWARK_POLICY="127.0.0.1 retry.attempts=5 retry.backoff=100ms breaker.failures=100" \
+			sc -e "$mode" 127.0.0.1 "$FS_PORT" 3000
+		[ "$(val rc)" = 1 ]
+		[ "$(val errno)" = 1234 ] # the retries ran inside the wait
+		[ "$(val final)" = 0 ]
+		(( $(bw_field "127.0.0.1:$FS_PORT" failed_calls) >= 1 ))
+	done
 }
 
 @test "poll(500) with a connect retried inside (backoff 400 ms) returns within its timeout" {

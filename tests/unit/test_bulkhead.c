@@ -143,7 +143,8 @@ static void test_bulkhead_no_bulkhead_passes(void)
 	struct bw_settings s = cfg(0, 100 * MS, 0, BW_SCOPE_SHARED);
 
 	BW_ASSERT_EQ(open_dest(&st, "none", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &sl),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &sl),
 		     0);
 	BW_ASSERT_EQ(sl.kind, BW_SLOT_NONE);
 	BW_ASSERT_EQ(active(d), 0);
@@ -171,13 +172,16 @@ static void nb_queue(int scope)
 			       name, sizeof(name), &d),
 		     0);
 	/* A free slot: taken at once, no ticket. */
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, now, &held, &ta),
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, now, &held,
+					    &ta),
 		     0);
 	BW_ASSERT(held.kind != BW_SLOT_NONE);
 	BW_ASSERT_EQ(ta.kind, BW_SLOT_NONE);
 	/* Full: two tickets, in order. */
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, now, &a, &ta), 1);
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, now, &b, &tb), 1);
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, now, &a,
+					    &ta), 1);
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, now, &b,
+					    &tb), 1);
 	BW_ASSERT(!sh || waiting(d) == 2);
 	BW_ASSERT_EQ(bw_bulkhead_try(&st, &s, &ta, mono_ns(), &a), 1);
 	/* The slot frees: the first ticket gets it, not the second. */
@@ -189,7 +193,8 @@ static void nb_queue(int scope)
 	BW_ASSERT(!sh || active(d) == 1);
 	BW_ASSERT(!sh || waiting(d) == 1);
 	/* A third queues, and is cancelled (the program closed it). */
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &c, &tc),
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, mono_ns(),
+					    &c, &tc),
 		     1);
 	BW_ASSERT(!sh || waiting(d) == 2);
 	bw_bulkhead_leave(&st, &tc);
@@ -230,14 +235,18 @@ static void test_bulkhead_nonblocking_queue_bound(void)
 	struct bw_settings s0 = cfg(1, 0, 0, BW_SCOPE_SHARED);
 
 	BW_ASSERT_EQ(open_dest(&st, "nbq", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &held,
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, mono_ns(),
+					    &held,
 					    &t1),
 		     0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s0, 0, mono_ns(), &x, &t1),
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s0, BW_BH_NEVER, mono_ns(),
+					    &x, &t1),
 		     -ECONNREFUSED);
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &x, &t1),
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, mono_ns(),
+					    &x, &t1),
 		     1);
-	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, 0, mono_ns(), &x, &t2),
+	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, mono_ns(),
+					    &x, &t2),
 		     -ECONNREFUSED);
 	BW_ASSERT_EQ(t2.kind, BW_SLOT_NONE);
 	bw_bulkhead_leave(&st, &t1);
@@ -258,19 +267,20 @@ static void test_bulkhead_limits(void)
 
 	BW_ASSERT_EQ(open_dest(&st, "lim", name, sizeof(name), &d), 0);
 	for (int i = 0; i < 3; i++) {
-		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0,
+		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0,
 						 mono_ns(), &sl[i]),
 			     0);
 		BW_ASSERT_EQ(sl[i].kind, BW_SLOT_SHARED);
 	}
 	BW_ASSERT_EQ(active(d), 3);
 	BW_ASSERT_EQ(atomic_load(&d->bh_max), 3);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &x),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &x),
 		     -ECONNREFUSED);
 	BW_ASSERT_EQ(x.kind, BW_SLOT_NONE);
 	bw_bulkhead_release(&st, &sl[1]);
 	BW_ASSERT_EQ(active(d), 2);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
 					 &sl[1]),
 		     0);
 	for (int i = 0; i < 3; i++)
@@ -292,11 +302,12 @@ static void test_bulkhead_nonblocking_refused_at_once(void)
 
 	s.bulkhead_errno = EAGAIN;
 	BW_ASSERT_EQ(open_dest(&st, "nb", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
 	errno = 1234;
 	t0 = mono_ns();
-	rc = bw_bulkhead_acquire(&st, d, &s, false, 0, t0, &b);
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, t0, &b);
 	BW_ASSERT_EQ(rc, -EAGAIN);
 	BW_ASSERT(mono_ns() - t0 < 5 * MS);
 	BW_ASSERT_EQ(errno, 1234);
@@ -334,11 +345,13 @@ static void test_bulkhead_wait_gets_freed_slot(void)
 	uint64_t t0, dt;
 
 	BW_ASSERT_EQ(open_dest(&st, "wait", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	pthread_create(&th, NULL, release_later, &l);
 	t0 = mono_ns();
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &b), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, t0, &b),
+					 0);
 	dt = mono_ns() - t0;
 	pthread_join(th, NULL);
 	fprintf(stderr, "# waited %llu us\n", (unsigned long long)dt / 1000);
@@ -365,11 +378,12 @@ static void test_bulkhead_wait_times_out(void)
 	uint64_t t0, dt;
 
 	BW_ASSERT_EQ(open_dest(&st, "tmo", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	errno = 77;
 	t0 = mono_ns();
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &b),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, t0, &b),
 		     -ECONNREFUSED);
 	dt = mono_ns() - t0;
 	BW_ASSERT_EQ(errno, 77);
@@ -397,7 +411,8 @@ static void *wait_thread(void *arg)
 	struct waiter *w = arg;
 	struct bw_slot sl;
 
-	w->rc = bw_bulkhead_acquire(w->st, w->d, &w->s, true, 0, mono_ns(),
+	w->rc = bw_bulkhead_acquire(w->st, w->d, &w->s, BW_BH_ALWAYS, 0,
+				    mono_ns(),
 				    &sl);
 	if (w->rc == 0) {
 		if (w->order)
@@ -420,7 +435,8 @@ static void test_bulkhead_queue_bounds_waiters(void)
 	uint64_t t0;
 
 	BW_ASSERT_EQ(open_dest(&st, "queue", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	for (int i = 0; i < 2; i++) {
 		w[i] = (struct waiter){&st, d, s, -1, 1, NULL, 0};
@@ -430,7 +446,7 @@ static void test_bulkhead_queue_bounds_waiters(void)
 		sleep_ms(1);
 	BW_ASSERT_EQ(waiting(d), 2);
 	t0 = mono_ns();
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &b),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, t0, &b),
 		     -ECONNREFUSED);
 	BW_ASSERT(mono_ns() - t0 < 5 * MS);
 	bw_bulkhead_release(&st, &a);
@@ -455,7 +471,8 @@ static void test_bulkhead_waiters_in_arrival_order(void)
 	_Atomic int order = 0;
 
 	BW_ASSERT_EQ(open_dest(&st, "fifo", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	for (int i = 0; i < 4; i++) {
 		w[i] = (struct waiter){&st, d, s, -1, 5, &order, -1};
@@ -484,7 +501,7 @@ static void test_bulkhead_scope_process(void)
 
 	BW_ASSERT_EQ(open_dest(&st, "proc", name, sizeof(name), &d), 0);
 	for (int i = 0; i < 2; i++) {
-		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0,
+		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0,
 						 mono_ns(), &sl[i]),
 			     0);
 		BW_ASSERT_EQ(sl[i].kind, BW_SLOT_PROCESS);
@@ -492,10 +509,12 @@ static void test_bulkhead_scope_process(void)
 	BW_ASSERT_EQ(bw_bulkhead_process_active(&st, d), 2);
 	BW_ASSERT_EQ(active(d), 0); /* the shared count is not touched */
 	t0 = mono_ns();
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &sl[2]),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, t0,
+					 &sl[2]),
 		     -ECONNREFUSED);
 	BW_ASSERT(mono_ns() - t0 >= 50 * MS);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, t0, &sl[2]),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, t0,
+					 &sl[2]),
 		     -ECONNREFUSED);
 	/* Another process has its own count. */
 	pid_t p = fork_();
@@ -504,9 +523,10 @@ static void test_bulkhead_scope_process(void)
 		struct bw_slot x, y;
 
 		bw_bulkhead_forked(true);
-		_exit(bw_bulkhead_acquire(&st, d, &sh, false, 0, mono_ns(),
+		_exit(bw_bulkhead_acquire(&st, d, &sh, BW_BH_NEVER, 0,
+					  mono_ns(),
 					  &x) == 0 &&
-			      bw_bulkhead_acquire(&st, d, &sh, false, 0,
+			      bw_bulkhead_acquire(&st, d, &sh, BW_BH_NEVER, 0,
 						  mono_ns(), &y) == 0
 			  ? 0
 			  : 1);
@@ -535,14 +555,16 @@ static void test_bulkhead_metrics(void)
 	uint64_t sum = 0;
 
 	BW_ASSERT_EQ(open_dest(&st, "met", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
 	for (int i = 0; i < 3; i++)
-		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0,
+		BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0,
 						 mono_ns(), &b),
 			     -ECONNREFUSED);
 	bw_bulkhead_release(&st, &a);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
 	bw_bulkhead_view(d, &v);
 	BW_ASSERT_EQ(v.active, 1);
@@ -575,9 +597,11 @@ static void test_bulkhead_release_exactly_once(void)
 	struct bw_settings s = cfg(2, 0, 0, BW_SCOPE_SHARED);
 
 	BW_ASSERT_EQ(open_dest(&st, "once", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &b),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &b),
 		     0);
 	copy = a;
 	bw_bulkhead_release(&st, &a);
@@ -585,7 +609,8 @@ static void test_bulkhead_release_exactly_once(void)
 	bw_bulkhead_release(&st, &copy); /* stale copy: nothing */
 	BW_ASSERT_EQ(active(d), 1);
 	/* The record is reused by a new slot; the stale copy still fails. */
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
 	bw_bulkhead_release(&st, &copy);
 	BW_ASSERT_EQ(active(d), 2);
@@ -624,7 +649,7 @@ static void crash_case(bool reap)
 			uint64_t ino = i % 2 ? bw_bulkhead_sock_ino(fd) : 0;
 
 			bw_bulkhead_forked(true);
-			if (bw_bulkhead_acquire(&st, d, &s, false, ino,
+			if (bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, ino,
 						mono_ns(), &sl) != 0)
 				_exit(1);
 			if (write(pfd[1], "x", 1) != 1)
@@ -640,7 +665,8 @@ static void crash_case(bool reap)
 	close(pfd[0]);
 	close(pfd[1]);
 	BW_ASSERT_EQ(active(d), 5);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &x),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &x),
 		     -ECONNREFUSED);
 	for (int i = 0; i < 5; i++)
 		kill(kids[i], SIGKILL);
@@ -650,7 +676,8 @@ static void crash_case(bool reap)
 	else
 		sleep_ms(20); /* let them become zombies */
 	t0 = mono_ns();
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, t0, &x), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, t0, &x),
+					 0);
 	dt = mono_ns() - t0;
 	fprintf(stderr, "# slot back after %llu us\n",
 		(unsigned long long)dt / 1000);
@@ -690,7 +717,7 @@ static void test_bulkhead_fork_shares_slot(void)
 
 	BW_ASSERT(fd >= 0);
 	BW_ASSERT_EQ(open_dest(&st, "fork", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false,
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER,
 					 bw_bulkhead_sock_ino(fd), mono_ns(),
 					 &a),
 		     0);
@@ -744,7 +771,7 @@ static void test_bulkhead_inherited_by_survivor(void)
 		char c;
 
 		bw_bulkhead_forked(true);
-		if (bw_bulkhead_acquire(&st, d, &s, false,
+		if (bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER,
 					bw_bulkhead_sock_ino(fd), mono_ns(),
 					&sl) != 0)
 			_exit(1);
@@ -833,7 +860,7 @@ static void test_bulkhead_sweep_spares_live_group(void)
 
 		bw_bulkhead_forked(true);
 		if (fd < 0 ||
-		    bw_bulkhead_acquire(&st, d, &s, false,
+		    bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER,
 					bw_bulkhead_sock_ino(fd), mono_ns(),
 					&sl) != 0 ||
 		    pthread_create(&t, NULL, hold_forever, NULL) != 0)
@@ -851,7 +878,7 @@ static void test_bulkhead_sweep_spares_live_group(void)
 	after_sweep = active(d);
 	/* A waiter sweeps every BW_BULKHEAD_SWEEP_NS while it waits, and
 	 * re-checks the limit after each: it must time out, not overtake. */
-	rc = bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &x);
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(), &x);
 	after_wait = active(d);
 	kill(p, SIGKILL); /* before any assertion: it would hold our stdout */
 	waitpid(p, NULL, 0);
@@ -863,7 +890,8 @@ static void test_bulkhead_sweep_spares_live_group(void)
 	BW_ASSERT_EQ(rc, -ECONNREFUSED);
 	BW_ASSERT_EQ(after_wait, 1);
 	BW_ASSERT_EQ(waiting(d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &x),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &x),
 		     0);
 	bw_bulkhead_release(&st, &x);
 	BW_ASSERT_EQ(active(d), 0);
@@ -896,8 +924,10 @@ static void test_bulkhead_killed_anywhere_consistent(void)
 					struct bw_slot sl;
 
 					if (bw_bulkhead_acquire(
-						&st, d, &s, n % 3 != 0, 0,
-						mono_ns(), &sl) == 0)
+						&st, d, &s,
+						n % 3 ? BW_BH_ALWAYS
+						      : BW_BH_NEVER,
+						0, mono_ns(), &sl) == 0)
 						bw_bulkhead_release(&st, &sl);
 				}
 			}
@@ -943,7 +973,8 @@ static void test_bulkhead_fifo_with_long_holds(void)
 	int inorder = 0;
 
 	BW_ASSERT_EQ(open_dest(&st, "fifo2", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	for (int i = 0; i < 8; i++) {
 		w[i] = (struct waiter){&st, d, s, -1, 30, &order, -1};
@@ -1001,7 +1032,8 @@ static void *sleeper_thread(void *arg)
 	struct bw_slot sl;
 
 	atomic_store(&z->tid, (pid_t)syscall(SYS_gettid));
-	z->rc = bw_bulkhead_acquire(z->st, z->d, &z->s, true, 0, mono_ns(),
+	z->rc = bw_bulkhead_acquire(z->st, z->d, &z->s, BW_BH_ALWAYS, 0,
+				    mono_ns(),
 				    &sl);
 	if (z->rc == 0) {
 		atomic_store(&z->got, 1);
@@ -1030,7 +1062,8 @@ static void test_bulkhead_release_wakes_one(void)
 	uint64_t t0;
 
 	BW_ASSERT_EQ(open_dest(&st, "wake1", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	for (int i = 0; i < 8; i++) {
 		z[i] = (struct sleeper){.st = &st, .d = d, .s = s,
@@ -1092,7 +1125,8 @@ static void *sig_wait_thread(void *arg)
 	uint64_t t0 = mono_ns();
 
 	atomic_store(&x->started, 1);
-	x->rc = bw_bulkhead_acquire(x->st, x->d, &x->s, true, 0, t0, &sl);
+	x->rc = bw_bulkhead_acquire(x->st, x->d, &x->s, BW_BH_ALWAYS, 0, t0,
+				    &sl);
 	x->took = mono_ns() - t0;
 	if (x->rc == 0)
 		bw_bulkhead_release(x->st, &sl);
@@ -1131,7 +1165,8 @@ static void sig_case(bool restart)
 	BW_ASSERT_EQ(open_dest(&st, restart ? "sigr" : "sig", name,
 			       sizeof(name), &d),
 		     0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	x = (struct sig_waiter){.st = &st, .d = d, .s = s, .rc = 1};
 	pthread_create(&th, NULL, sig_wait_thread, &x);
@@ -1160,7 +1195,8 @@ static void sig_case(bool restart)
 	BW_ASSERT_EQ(holds_in_use(&st), 1);
 	/* The queue is not stuck behind the interrupted waiter. */
 	bw_bulkhead_release(&st, &a);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, true, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
+					 &a),
 		     0);
 	bw_bulkhead_release(&st, &a);
 	BW_ASSERT_EQ(holds_in_use(&st), 0);
@@ -1202,9 +1238,11 @@ static void test_bulkhead_negative_count_rebuilt(void)
 	struct bw_bulkhead_view v;
 
 	BW_ASSERT_EQ(open_dest(&st, "neg", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &b),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &b),
 		     0);
 	set_counts(d, 0, 0);
 	bw_bulkhead_release(&st, &a); /* 0 - 1 */
@@ -1212,9 +1250,11 @@ static void test_bulkhead_negative_count_rebuilt(void)
 	BW_ASSERT_EQ(v.corrupt, 1);
 	BW_ASSERT_EQ(v.active, 1); /* b, from its hold record */
 	/* The limit holds again: one slot free, not two. */
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &c),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &c),
 		     -ECONNREFUSED);
 	bw_bulkhead_release(&st, &a);
 	bw_bulkhead_release(&st, &b);
@@ -1237,10 +1277,12 @@ static void test_bulkhead_corrupt_count_repaired(void)
 	struct bw_bulkhead_view v;
 
 	BW_ASSERT_EQ(open_dest(&st, "corrupt", name, sizeof(name), &d), 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &a),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a),
 		     0);
 	set_counts(d, 0xfffff, 0);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &b),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &b),
 		     0);
 	BW_ASSERT_EQ(active(d), 2);
 	bw_bulkhead_release(&st, &b);
@@ -1248,14 +1290,16 @@ static void test_bulkhead_corrupt_count_repaired(void)
 	 * acquire that meets the count after that repairs it too). */
 	bw_bulkhead_sweep(&st, d, mono_ns(), false);
 	set_counts(d, 50, 7); /* 50 > max 3, 7 waiters that do not exist */
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &b),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &b),
 		     -ECONNREFUSED);
 	bw_bulkhead_sweep(&st, d, mono_ns(), true);
 	bw_bulkhead_view(d, &v);
 	BW_ASSERT_EQ(v.active, 1);
 	BW_ASSERT_EQ(v.waiting, 0);
 	BW_ASSERT_EQ(v.corrupt, 2);
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(), &b),
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &b),
 		     0);
 	/* A correct count is left alone. */
 	bw_bulkhead_sweep(&st, d, mono_ns(), true);
@@ -1288,7 +1332,7 @@ static void test_bulkhead_other_pid_namespace_kept(void)
 		struct bw_slot sl;
 
 		bw_bulkhead_forked(true);
-		_exit(bw_bulkhead_acquire(&st, d, &s, false, 0, mono_ns(),
+		_exit(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
 					  &sl) == 0
 			  ? 0
 			  : 1);

@@ -75,7 +75,8 @@ static void *worker(void *arg)
 
 		if ((n & 63) == 0 && mono_ns() >= end)
 			break;
-		if (bw_bulkhead_acquire(c->st, c->d, &c->s, n % 4 != 0, 0,
+		if (bw_bulkhead_acquire(c->st, c->d, &c->s,
+					n % 4 ? BW_BH_ALWAYS : BW_BH_NEVER, 0,
 					mono_ns(), &sl) != 0) {
 			refused++;
 			continue;
@@ -270,7 +271,8 @@ static void *storm_thread(void *arg)
 	struct timespec hold = {0, HOLD_MS * 1000000L};
 
 	pthread_barrier_wait(&g->go);
-	if (bw_bulkhead_acquire(g->st, g->d, &g->s, 1, 0, mono_ns(), &sl) !=
+	if (bw_bulkhead_acquire(g->st, g->d, &g->s, BW_BH_ALWAYS, 0, mono_ns(),
+				&sl) !=
 	    0) {
 		atomic_fetch_add(&g->refused, 1);
 		return NULL;

@@ -623,7 +623,8 @@ static void test_state_reclaim_spares_busy(void)
 		case 3:
 			memset(&slot, 0, sizeof(slot));
 			if (held == BW_STATE_SLOTS) {
-				BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &bh, 0,
+				BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &bh,
+								 BW_BH_NEVER,
 								 0, now, &slot),
 					     0);
 				BW_ASSERT(slot.kind != 0);

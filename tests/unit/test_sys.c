@@ -211,13 +211,14 @@ static void test_sys_bulkhead_blocking_check(void)
 	s.bulkhead_wait_ns = 100 * MS;
 	s.bulkhead_scope = BW_SCOPE_SHARED;
 	s.bulkhead_errno = ECONNREFUSED;
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, 0, 0, mono_ns(), &a), 0);
+	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
+					 &a), 0);
 
 	/* fd 5 is only a number here: the table answers for it. */
 	bw_sys.fcntl = fcntl_fixed;
 	atomic_store(&fcntl_answer, -EBADF);
 	t0 = mono_ns();
-	rc = bw_bulkhead_acquire(&st, d, &s, BW_BULKHEAD_IF_BLOCKING(5), 0, t0,
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0,
 				 &b);
 	dt = mono_ns() - t0;
 	BW_ASSERT_EQ(rc, -ECONNREFUSED);
@@ -228,7 +229,7 @@ static void test_sys_bulkhead_blocking_check(void)
 
 	atomic_store(&fcntl_answer, O_RDWR); /* blocking */
 	t0 = mono_ns();
-	rc = bw_bulkhead_acquire(&st, d, &s, BW_BULKHEAD_IF_BLOCKING(5), 0, t0,
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0,
 				 &b);
 	dt = mono_ns() - t0;
 	fprintf(stderr, "# waited %llu us\n", (unsigned long long)dt / 1000);
@@ -238,7 +239,7 @@ static void test_sys_bulkhead_blocking_check(void)
 
 	atomic_store(&fcntl_answer, O_RDWR | O_NONBLOCK);
 	t0 = mono_ns();
-	rc = bw_bulkhead_acquire(&st, d, &s, BW_BULKHEAD_IF_BLOCKING(5), 0, t0,
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0,
 				 &b);
 	dt = mono_ns() - t0;
 	BW_ASSERT_EQ(rc, -ECONNREFUSED);
