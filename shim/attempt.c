@@ -15,12 +15,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/breaker.h"
+#include "core/retry.h"
 #include "shim/attempt.h"
-#include "shim/breaker.h"
 #include "shim/internal.h"
 #include "shim/log.h"
 #include "shim/real.h"
-#include "shim/retry.h"
 #include "shim/usdt.h"
 
 /* Aborts fd's connect attempt, or forgets its failure: the socket can

@@ -99,6 +99,12 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 		       "breaker.open_max from now (corrupt, or written in "
 		       "another time namespace)");
 		break;
+	case BW_BREAKER_EV_REPAIRED:
+		bw_log(BW_LOG_WARN, "state_error", label,
+		       "breaker_corrupt=%u repaired=closed",
+		       (unsigned)atomic_load_explicit(&d->breaker_corrupt,
+						      memory_order_relaxed));
+		break;
 	default:
 		break;
 	}
@@ -192,7 +198,7 @@ int bw_call_admit(struct bw_conn *c, int fd, bool may_queue,
 		  uint64_t now_ns)
 {
 	/* A slot reclaimed since the bind holds another destination now
-	 * (shim/state.c, T2): this connection goes on untracked.  Observed only:
+	 * (core/state.c, T2): this connection goes on untracked.  Observed only:
 	 * never refused, whatever the shared breaker says (another process's
 	 * rule may have opened it), and no slot. */
 	struct bw_dest *d = bw_state_live(c->d, c->ten);

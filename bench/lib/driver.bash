@@ -69,7 +69,7 @@ build_helpers() {
 			-lpthread 2>>"$LOG" || return 1
 	done
 	"$CC" "${cf[@]}" -o "$BIN/stats" bench/stats.c -lm 2>>"$LOG" || return 1
-	# bench_state links shim/state.c and whatever it needs from the other
+	# bench_state links core/state.c and whatever it needs from the other
 	# non-hook modules, through an archive so that only those are pulled
 	# (not shim/init.c: no constructor; bench_state defines bw_g itself).
 	mkdir -p "$BIN/obj" && rm -f "$BIN/obj"/*.o "$BIN/libbwstate.a"

@@ -144,6 +144,7 @@ PY
 	[ "$output" = ECONNREFUSED ]
 	[ "$(bw_field "$dest" state)" = open ]
 	[ "$(bw_field "$dest" breaker_corrupt)" -eq 1 ]
+	grep -q "state_error.*breaker_corrupt=1 repaired=closed" "$BULWARK_LOG_FILE"
 	run "$BW_CLI" status --prometheus
 	[[ $output == *"bulwark_breaker_corrupt_total{destination=\"$dest\""*"} 1"* ]]
 	# A forced mode bulwark force never writes: back to auto, counted.
