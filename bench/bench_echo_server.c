@@ -58,9 +58,10 @@ int main(int argc, char **argv)
 	socklen_t len = sizeof(a);
 	int one = 1;
 	signal(SIGPIPE, SIG_IGN);
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one,
-				  sizeof(one)) < 0 ||
+	int lfd =
+		socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (lfd < 0 ||
+	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
 	    listen(lfd, 4096) < 0 ||
 	    getsockname(lfd, (struct sockaddr *)&a, &len) < 0) {

@@ -54,7 +54,8 @@ static int parse(int argc, char **argv, struct variant *v)
 	int n = 0, i = 0;
 	while (i < argc) {
 		if (n == LOCKSTEP_MAX) {
-			fprintf(stderr, "bench_lockstep: more than %d variants\n",
+			fprintf(stderr,
+				"bench_lockstep: more than %d variants\n",
 				LOCKSTEP_MAX);
 			return -1;
 		}
@@ -62,8 +63,9 @@ static int parse(int argc, char **argv, struct variant *v)
 		while (i < argc && strcmp(argv[i], ";") != 0)
 			i++;
 		if (i - start < 3) {
-			fprintf(stderr, "bench_lockstep: variant %d needs NAME "
-					"OUTFILE CMD\n",
+			fprintf(stderr,
+				"bench_lockstep: variant %d needs NAME "
+				"OUTFILE CMD\n",
 				n + 1);
 			return -1;
 		}

@@ -51,7 +51,7 @@ struct worker {
 	struct bw_state *st;
 	const struct bw_dest_key *keys; /* lookup: the hot set */
 	long nkeys;
-	const int *fds;                 /* call: this thread's connections */
+	const int *fds; /* call: this thread's connections */
 	long nfds;
 	long start, calls;
 	pthread_barrier_t *go;
@@ -211,8 +211,9 @@ int main(int argc, char **argv)
 	    dests < hot || dests >= BW_STATE_SLOTS || conns < 1 ||
 	    conns > STATE_CONNS_MAX ||
 	    FD_MANY + nthreads * conns >= BW_FD_TABLE_MAX) {
-		fprintf(stderr, "bench_state: need 1 <= THREADS <= %d, "
-				"1 <= HOT <= DESTS < %d, 1 <= CONNS <= %d\n",
+		fprintf(stderr,
+			"bench_state: need 1 <= THREADS <= %d, "
+			"1 <= HOT <= DESTS < %d, 1 <= CONNS <= %d\n",
 			STATE_THREADS_MAX, BW_STATE_SLOTS, STATE_CONNS_MAX);
 		return 2;
 	}
@@ -257,12 +258,14 @@ int main(int argc, char **argv)
 	if (connect_fake(FD_ONE, &one, d1) < 0)
 		goto out;
 	static const int fd_one = FD_ONE;
-	fprintf(stderr, "bench_state: %ld destinations in the table, %ld hot, "
-			"%ld threads x %ld connections, %ld calls a round\n",
+	fprintf(stderr,
+		"bench_state: %ld destinations in the table, %ld hot, "
+		"%ld threads x %ld connections, %ld calls a round\n",
 		dests, hot, nthreads, conns, calls);
 	for (long r = 0; r < rounds; r++) {
 		/* call: bw_g.state is the state the dests index. */
-		w1 = (struct worker){ .fds = &fd_one, .nfds = 1,
+		w1 = (struct worker){ .fds = &fd_one,
+				      .nfds = 1,
 				      .calls = calls };
 		bw_g.state = one;
 		double a = run(&w1, 1, work_call, &misses);
@@ -274,11 +277,13 @@ int main(int argc, char **argv)
 		bw_g.state = many;
 		double b = run(wn, (int)nthreads, work_call, &misses);
 		/* lookup */
-		w1 = (struct worker){ .st = &one, .keys = all, .nkeys = 1,
-				      .calls = calls };
+		w1 = (struct worker){
+			.st = &one, .keys = all, .nkeys = 1, .calls = calls
+		};
 		double c = run(&w1, 1, work_lookup, &misses);
 		for (int t = 0; t < nthreads; t++)
-			wn[t] = (struct worker){ .st = &many, .keys = hotkeys,
+			wn[t] = (struct worker){ .st = &many,
+						 .keys = hotkeys,
 						 .nkeys = hot,
 						 .start = (t * 37L) % hot,
 						 .calls = calls / nthreads };
@@ -293,8 +298,9 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 	if (misses) {
-		fprintf(stderr, "bench_state: %ld calls missed their "
-				"connection or destination\n",
+		fprintf(stderr,
+			"bench_state: %ld calls missed their "
+			"connection or destination\n",
 			misses);
 		goto out;
 	}

@@ -49,9 +49,8 @@ int main(int argc, char **argv)
 	struct block warm = { b.fd, n / 10 + 1000 }; /* caches and PLT */
 	int rc = write_block(&warm);
 	if (rc == 0)
-		rc = bench_timed_loop("bench_write", n / b.writes > 0
-							 ? n / b.writes
-							 : 1,
+		rc = bench_timed_loop("bench_write",
+				      n / b.writes > 0 ? n / b.writes : 1,
 				      b.writes, write_block, &b);
 	else
 		perror("bench_write: write");

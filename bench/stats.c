@@ -74,7 +74,8 @@ static void word_of(const char *line, int field, char *out, size_t cap)
 		while (*e && *e != ' ' && *e != '\t' && *e != '\n')
 			e++;
 		if (i == field) {
-			size_t n = (size_t)(e - p) < cap - 1 ? (size_t)(e - p) : cap - 1;
+			size_t n = (size_t)(e - p) < cap - 1 ? (size_t)(e - p)
+							     : cap - 1;
 			memcpy(out, p, n);
 			out[n] = '\0';
 			return;
@@ -280,8 +281,8 @@ static int cmd_paired(int argc, char **argv)
 	if (n >= 2) {
 		qsort(r, n, sizeof(*r), cmp_double);
 		qsort(d, n, sizeof(*d), cmp_double);
-		printf("%.4f %.4f %.1f %.1f %zu\n", median(r, n), median_se(r, n),
-		       median(d, n), median_se(d, n), n);
+		printf("%.4f %.4f %.1f %.1f %zu\n", median(r, n),
+		       median_se(r, n), median(d, n), median_se(d, n), n);
 	}
 	free(r);
 	free(d);
@@ -420,7 +421,8 @@ static int cmd_worst_verdict(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *sp = strchr(argv[i], ' ');
 		const char *bound = sp ? sp + 1 : argv[i];
-		if (!((bound[0] >= '0' && bound[0] <= '9') || strstr(bound, "inf")))
+		if (!((bound[0] >= '0' && bound[0] <= '9') ||
+		      strstr(bound, "inf")))
 			continue;
 		if (strcmp(bound, "inf") == 0)
 			bound = "1e99";
@@ -507,7 +509,8 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+	for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]);
+	     i++) {
 		if (strcmp(argv[1], cmds[i].name) != 0)
 			continue;
 		if (argc - 2 < cmds[i].min_args) {
@@ -517,6 +520,7 @@ int main(int argc, char **argv)
 		}
 		return cmds[i].fn(argc - 2, argv + 2);
 	}
-	fprintf(stderr, "usage: stats COMMAND ARGS (bench/stats.c lists them)\n");
+	fprintf(stderr,
+		"usage: stats COMMAND ARGS (bench/stats.c lists them)\n");
 	return 2;
 }

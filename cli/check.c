@@ -15,45 +15,45 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-    "Usage: bulwark check [--policy-file F] [POLICY]\n"
-    "\n"
-    "Checks a policy as the shim would compile it and prints the rules in\n"
-    "order (first match wins) with every effective setting, one key=value "
-    "a\n"
-    "line, then the defaults every rule starts from.  A value set by the "
-    "rule\n"
-    "is marked '# rule', one from a BULWARK_<KEY> variable '# env'; the "
-    "others\n"
-    "are the built-in defaults.  A destination no rule matches is observed\n"
-    "only: counted and shown by status, nothing applied.  With no rules "
-    "but\n"
-    "some BULWARK_<KEY> variables, those act as the one rule '*'.\n"
-    "\n"
-    "An invalid policy prints its first error and exits with status 2:\n"
-    "\n"
-    "  bulwark: policy:LINE:COL: message\n"
-    "\n"
-    "('file:LINE:COL' for an error in a policy file, 'env' for a bad\n"
-    "BULWARK_<KEY> value); a misspelt key gets a suggestion.\n"
-    "\n"
-    "Arguments:\n"
-    "  POLICY               the rules to check (quote them: one argument)\n"
-    "  -f, --policy-file F  also check the rules in file F, after POLICY\n"
-    "  -h, --help           show this help\n"
-    "\n"
-    "With neither, the policy comes from the environment, as the shim "
-    "reads it:\n"
-    "BULWARK_POLICY then BULWARK_POLICY_FILE; BULWARK_STATE and "
-    "BULWARK_LOG are\n"
-    "checked too.  BULWARK_<KEY> defaults always apply.\n"
-    "\n"
-    "Exit status: 0 valid, 2 invalid or bad usage.\n"
-    "\n"
-    "Examples:\n"
-    "  bulwark check 'redis.internal:6379 breaker.failures=3 "
-    "breaker.open=30s'\n"
-    "  bulwark check --policy-file /etc/bulwark/api.policy\n"
-    "  BULWARK_POLICY='*:443 retry.attempts=5' bulwark check\n";
+	"Usage: bulwark check [--policy-file F] [POLICY]\n"
+	"\n"
+	"Checks a policy as the shim would compile it and prints the rules in\n"
+	"order (first match wins) with every effective setting, one key=value "
+	"a\n"
+	"line, then the defaults every rule starts from.  A value set by the "
+	"rule\n"
+	"is marked '# rule', one from a BULWARK_<KEY> variable '# env'; the "
+	"others\n"
+	"are the built-in defaults.  A destination no rule matches is observed\n"
+	"only: counted and shown by status, nothing applied.  With no rules "
+	"but\n"
+	"some BULWARK_<KEY> variables, those act as the one rule '*'.\n"
+	"\n"
+	"An invalid policy prints its first error and exits with status 2:\n"
+	"\n"
+	"  bulwark: policy:LINE:COL: message\n"
+	"\n"
+	"('file:LINE:COL' for an error in a policy file, 'env' for a bad\n"
+	"BULWARK_<KEY> value); a misspelt key gets a suggestion.\n"
+	"\n"
+	"Arguments:\n"
+	"  POLICY               the rules to check (quote them: one argument)\n"
+	"  -f, --policy-file F  also check the rules in file F, after POLICY\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"With neither, the policy comes from the environment, as the shim "
+	"reads it:\n"
+	"BULWARK_POLICY then BULWARK_POLICY_FILE; BULWARK_STATE and "
+	"BULWARK_LOG are\n"
+	"checked too.  BULWARK_<KEY> defaults always apply.\n"
+	"\n"
+	"Exit status: 0 valid, 2 invalid or bad usage.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark check 'redis.internal:6379 breaker.failures=3 "
+	"breaker.open=30s'\n"
+	"  bulwark check --policy-file /etc/bulwark/api.policy\n"
+	"  BULWARK_POLICY='*:443 retry.attempts=5' bulwark check\n";
 
 static bool valid_log_level(const char *s)
 {
@@ -64,9 +64,9 @@ static bool valid_log_level(const char *s)
 static int check_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"policy-file", required_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "policy-file", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *text = NULL, *file = NULL;
 	bool from_env = false;
@@ -162,8 +162,8 @@ describe:;
 }
 
 const struct bw_cli_cmd bw_cli_cmd_check = {
-    .name = "check",
-    .main = check_main,
-    .summary = "check a policy and show its effective settings",
-    .usage = usage,
+	.name = "check",
+	.main = check_main,
+	.summary = "check a policy and show its effective settings",
+	.usage = usage,
 };

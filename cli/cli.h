@@ -53,12 +53,12 @@ extern const struct bw_cli_cmd bw_cli_cmd_policy;
 
 /* "bulwark CMD: message\n" on standard error. */
 void bw_cli_err(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+	__attribute__((format(printf, 2, 3)));
 /* "bulwark: warning: message\n" on standard error. */
 void bw_cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: the message, a pointer to --help; returns BW_CLI_USAGE. */
 int bw_cli_usage_error(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+	__attribute__((format(printf, 2, 3)));
 /* Reports getopt_long's '?' or ':' (optstring starting with "+:") for
  * argv[optind - 1]; returns BW_CLI_USAGE. */
 int bw_cli_bad_option(const char *cmd, char **argv, int c);
@@ -144,9 +144,9 @@ struct bw_cli_snap {
 /*
  * Reads state name as bulwark status does (never creates a segment; a
  * missing one is a snapshot with no rows and exists false; the only
- * change made is giving back the bulkhead slots of dead processes).  An unusable
- * segment returns BW_CLI_FAIL: said as "bulwark CMD: ..." when cmd is not
- * NULL, and in why (may be NULL with why_cap 0).  Else BW_CLI_OK; release
+ * change made is giving back the bulkhead slots of dead processes).  An
+ * unusable segment returns BW_CLI_FAIL: said as "bulwark CMD: ..." when cmd is
+ * not NULL, and in why (may be NULL with why_cap 0).  Else BW_CLI_OK; release
  * with bw_cli_snap_drop.
  */
 int bw_cli_snap_take(const char *cmd, const char *name, struct bw_cli_snap *s,

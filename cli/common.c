@@ -34,8 +34,7 @@ static void key_from_sockaddr(const struct sockaddr *sa, uint16_t port,
 
 /* "bulwark CMD: " (or "bulwark: ", "bulwark: warning: ") and the message,
  * without the newline, after what stdout holds so far. */
-static void vsay(const char *cmd, const char *what, const char *fmt,
-		 va_list ap)
+static void vsay(const char *cmd, const char *what, const char *fmt, va_list ap)
 {
 	fflush(stdout);
 	if (cmd)
@@ -225,15 +224,16 @@ int bw_cli_load_policy(const char *cmd, const char *text, const char *path,
 		if (rc == NOT_REGULAR || rc == -ELOOP) {
 			bw_cli_err(cmd, "policy file '%s': %s", path,
 				   rc == NOT_REGULAR
-				       ? "not a regular file"
-				       : "a symbolic link (not followed)");
+					   ? "not a regular file"
+					   : "a symbolic link (not followed)");
 			goto out;
 		}
 		if (rc < 0) {
-			bw_cli_err(
-			    cmd, "cannot read policy file '%s': %s", path,
-			    rc == -EFBIG ? "larger than the 256 KiB limit"
-					 : strerror(-rc));
+			bw_cli_err(cmd, "cannot read policy file '%s': %s",
+				   path,
+				   rc == -EFBIG
+					   ? "larger than the 256 KiB limit"
+					   : strerror(-rc));
 			goto out;
 		}
 		memset(&err, 0, sizeof(err));
@@ -265,10 +265,10 @@ int bw_cli_check_state(const char *cmd, const char *name)
 {
 	if (bw_policy_check_state_name(name) < 0)
 		return bw_cli_usage_error(
-		    cmd,
-		    "bad state name '%s': use 1 to 64 letters, digits, "
-		    "'.', '_' or '-'",
-		    name);
+			cmd,
+			"bad state name '%s': use 1 to 64 letters, digits, "
+			"'.', '_' or '-'",
+			name);
 	return BW_CLI_OK;
 }
 
@@ -323,8 +323,8 @@ static int parse_port(const char *s, uint16_t *port)
 static void key_from_sockaddr(const struct sockaddr *sa, uint16_t port,
 			      struct bw_dest_key *k)
 {
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
-					   0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0,    0,
+					    0, 0, 0, 0, 0xff, 0xff };
 
 	memset(k, 0, sizeof(*k));
 	k->port = port;
@@ -391,10 +391,10 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 		if (inet_pton(AF_INET, text, &a6) == 1 ||
 		    inet_pton(AF_INET6, text, &a6) == 1)
 			return bw_cli_usage_error(
-			    cmd,
-			    "'%s' has no port: write ip:port or "
-			    "[ipv6]:port",
-			    text);
+				cmd,
+				"'%s' has no port: write ip:port or "
+				"[ipv6]:port",
+				text);
 		out->is_group = true;
 		return BW_CLI_OK;
 	}
@@ -404,17 +404,17 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 		const char *close = strchr(text, ']');
 		if (!close || close[1] != ':')
 			return bw_cli_usage_error(
-			    cmd, "bad destination '%s': write [ipv6]:port",
-			    text);
+				cmd, "bad destination '%s': write [ipv6]:port",
+				text);
 		hlen = (size_t)(close - text - 1);
 		port_s = close + 2;
 	} else {
 		if (memchr(text, ':', (size_t)(colon - text)))
 			return bw_cli_usage_error(
-			    cmd,
-			    "bad destination '%s': put an IPv6 address "
-			    "in brackets, [ipv6]:port",
-			    text);
+				cmd,
+				"bad destination '%s': put an IPv6 address "
+				"in brackets, [ipv6]:port",
+				text);
 		hlen = (size_t)(colon - text);
 		port_s = colon + 1;
 	}
@@ -424,7 +424,8 @@ int bw_cli_dest_parse(const char *cmd, const char *text,
 	host[hlen] = '\0';
 	if (parse_port(port_s, &port) < 0)
 		return bw_cli_usage_error(
-		    cmd, "bad port '%s' in '%s': use 1 to 65535", port_s, text);
+			cmd, "bad port '%s' in '%s': use 1 to 65535", port_s,
+			text);
 
 	struct sockaddr_in in4;
 	struct sockaddr_in6 in6;
@@ -519,7 +520,8 @@ FILE *bw_cli_atomic_open(const char *cmd, const char *path, char *tmp,
 		bw_cli_err(cmd, "%s: name too long", path);
 		return NULL;
 	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	int fd = open(tmp,
+		      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 		      0644);
 	if (fd < 0) {
 		bw_cli_err(cmd, "cannot create %s: %s", tmp, strerror(errno));

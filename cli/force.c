@@ -17,45 +17,45 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-    "Usage: bulwark force [--state NAME] DEST open|disabled|auto\n"
-    "\n"
-    "Overrides the breaker of a destination for every program sharing the "
-    "state:\n"
-    "  open      refuse every new connect at once (with breaker.errno), as "
-    "an open\n"
-    "            breaker does, until forced back to auto\n"
-    "  disabled  let every connect through: no breaker, bulkhead or retry\n"
-    "  auto      end the override; the breaker decides again\n"
-    "\n"
-    "An address no program has connected to yet is added to the state "
-    "(rule\n"
-    "'(forced)'), so it can be forced before traffic starts; the state is\n"
-    "created if needed.  Established connections are left alone.\n"
-    "\n"
-    "DEST is IP:PORT, [IPV6]:PORT, HOST:PORT (every address HOST resolves "
-    "to),\n"
-    "or the name of a rule group that is already in the state.\n"
-    "\n"
-    "Options:\n"
-    "  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
-    "                    'default')\n"
-    "  -h, --help        show this help\n"
-    "\n"
-    "Exit status: 0 done, 1 DEST unknown (a group, or auto on an absent "
-    "address)\n"
-    "or the state is unusable or full, 2 bad usage.\n"
-    "\n"
-    "Examples:\n"
-    "  bulwark force 10.0.0.7:5432 open       # take a replica out\n"
-    "  bulwark force 10.0.0.7:5432 auto       # and back\n"
-    "  bulwark force --state api payments disabled\n";
+	"Usage: bulwark force [--state NAME] DEST open|disabled|auto\n"
+	"\n"
+	"Overrides the breaker of a destination for every program sharing the "
+	"state:\n"
+	"  open      refuse every new connect at once (with breaker.errno), as "
+	"an open\n"
+	"            breaker does, until forced back to auto\n"
+	"  disabled  let every connect through: no breaker, bulkhead or retry\n"
+	"  auto      end the override; the breaker decides again\n"
+	"\n"
+	"An address no program has connected to yet is added to the state "
+	"(rule\n"
+	"'(forced)'), so it can be forced before traffic starts; the state is\n"
+	"created if needed.  Established connections are left alone.\n"
+	"\n"
+	"DEST is IP:PORT, [IPV6]:PORT, HOST:PORT (every address HOST resolves "
+	"to),\n"
+	"or the name of a rule group that is already in the state.\n"
+	"\n"
+	"Options:\n"
+	"  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
+	"                    'default')\n"
+	"  -h, --help        show this help\n"
+	"\n"
+	"Exit status: 0 done, 1 DEST unknown (a group, or auto on an absent "
+	"address)\n"
+	"or the state is unusable or full, 2 bad usage.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark force 10.0.0.7:5432 open       # take a replica out\n"
+	"  bulwark force 10.0.0.7:5432 auto       # and back\n"
+	"  bulwark force --state api payments disabled\n";
 
 static int force_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"state", required_argument, NULL, 's'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "state", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = getenv("BULWARK_STATE");
 	uint32_t mode;
@@ -177,8 +177,8 @@ out_free:
 }
 
 const struct bw_cli_cmd bw_cli_cmd_force = {
-    .name = "force",
-    .main = force_main,
-    .summary = "force a destination's breaker open, disabled or auto",
-    .usage = usage,
+	.name = "force",
+	.main = force_main,
+	.summary = "force a destination's breaker open, disabled or auto",
+	.usage = usage,
 };

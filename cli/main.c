@@ -2,8 +2,8 @@
 /*
  * cli/main.c: the bulwark command's entry point: --version, --help,
  * `help CMD`, and dispatch to one subcommand per file (run, check, status,
- * reset, force, trace, serve, systemd, policy).  Owns: main and the subcommand table.
- * Never: parses subcommand options; each subcommand owns its own, --help
+ * reset, force, trace, serve, systemd, policy).  Owns: main and the subcommand
+ * table. Never: parses subcommand options; each subcommand owns its own, --help
  * included.  Exit statuses (bulwark(1) EXIT STATUS): 0 done, 1 runtime failure,
  * 2 bad usage or bad policy.
  */
@@ -15,9 +15,9 @@
 #include "cli/cli.h"
 
 static const struct bw_cli_cmd *const cmds[] = {
-    &bw_cli_cmd_run,   &bw_cli_cmd_check, &bw_cli_cmd_status,
-    &bw_cli_cmd_reset, &bw_cli_cmd_force, &bw_cli_cmd_trace,
-    &bw_cli_cmd_serve, &bw_cli_cmd_systemd, &bw_cli_cmd_policy,
+	&bw_cli_cmd_run,   &bw_cli_cmd_check,	&bw_cli_cmd_status,
+	&bw_cli_cmd_reset, &bw_cli_cmd_force,	&bw_cli_cmd_trace,
+	&bw_cli_cmd_serve, &bw_cli_cmd_systemd, &bw_cli_cmd_policy,
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -78,17 +78,16 @@ static const char *closest_cmd(const char *name)
 
 static void print_help(FILE *f)
 {
-	fputs(
-	    "Usage: bulwark COMMAND [OPTIONS] [ARGS]\n"
-	    "       bulwark run [OPTIONS] -- PROGRAM [ARGS...]\n"
-	    "\n"
-	    "Circuit breakers, bulkheads and connect retries for the outgoing "
-	    "TCP\n"
-	    "connections of unmodified programs, through an LD_PRELOAD "
-	    "shim.\n"
-	    "\n"
-	    "Commands:\n",
-	    f);
+	fputs("Usage: bulwark COMMAND [OPTIONS] [ARGS]\n"
+	      "       bulwark run [OPTIONS] -- PROGRAM [ARGS...]\n"
+	      "\n"
+	      "Circuit breakers, bulkheads and connect retries for the outgoing "
+	      "TCP\n"
+	      "connections of unmodified programs, through an LD_PRELOAD "
+	      "shim.\n"
+	      "\n"
+	      "Commands:\n",
+	      f);
 	for (size_t i = 0; i < NCMDS; i++)
 		fprintf(f, "  %-8s %s\n", cmds[i]->name, cmds[i]->summary);
 	fputs("  help     show the usage of a command: bulwark help COMMAND\n"
@@ -144,10 +143,10 @@ int main(int argc, char **argv)
 			const char *near = closest_cmd(argv[2]);
 			if (near)
 				return bw_cli_usage_error(
-				    NULL,
-				    "unknown command '%s'; did you mean "
-				    "'%s'?",
-				    argv[2], near);
+					NULL,
+					"unknown command '%s'; did you mean "
+					"'%s'?",
+					argv[2], near);
 			return bw_cli_usage_error(NULL, "unknown command '%s'",
 						  argv[2]);
 		}
@@ -161,8 +160,9 @@ int main(int argc, char **argv)
 		const char *near = closest_cmd(name);
 		if (near)
 			return bw_cli_usage_error(
-			    NULL, "unknown command '%s'; did you mean '%s'?",
-			    name, near);
+				NULL,
+				"unknown command '%s'; did you mean '%s'?",
+				name, near);
 		return bw_cli_usage_error(NULL, "unknown command '%s'", name);
 	}
 	int rc = cmd->main(argc - 1, argv + 1);

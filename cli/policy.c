@@ -27,75 +27,75 @@
 #include "core/livestore.h"
 
 static const char usage[] =
-    "Usage: bulwark policy push [--state NAME] (POLICY | --file F)\n"
-    "       bulwark policy show [--state NAME]\n"
-    "       bulwark policy history [--state NAME]\n"
-    "       bulwark policy rollback [--state NAME]\n"
-    "       bulwark policy clear [--state NAME]\n"
-    "\n"
-    "Changes the rules of every program sharing a state, running ones\n"
-    "included, without a restart.\n"
-    "\n"
-    "  push      validates POLICY (or the rules in file F) as 'bulwark "
-    "check'\n"
-    "            does (an invalid one is said as check says it, exit 2, "
-    "and\n"
-    "            nothing changes), then stores it with a new generation "
-    "number.\n"
-    "            Every process sharing the state applies it within a "
-    "second\n"
-    "            (at its next connect, request or name lookup; an idle "
-    "one\n"
-    "            at the next it makes), and a process started "
-    "later\n"
-    "            starts with it.  It replaces the process's own rules\n"
-    "            (BULWARK_POLICY, BULWARK_POLICY_FILE); BULWARK_<KEY> "
-    "defaults\n"
-    "            still apply.  Counters, open breakers and bulkhead slots "
-    "are\n"
-    "            kept; the new limits apply from the next call: a "
-    "connection\n"
-    "            open before takes the new rule for its peer at its next\n"
-    "            request.  At most 64 KiB of rules.\n"
-    "  show      the generation in force: when and by whom (uid, pid) it "
-    "was\n"
-    "            pushed, how many live processes run it, its text and "
-    "its rules\n"
-    "            as 'bulwark check' prints them\n"
-    "  history   the generations kept (the last 8), newest first; '*' "
-    "marks\n"
-    "            the one in force\n"
-    "  rollback  pushes the generation before the one in force again, as "
-    "a\n"
-    "            new generation (twice in a row toggles between two); "
-    "before\n"
-    "            the first push that is each process's own policy\n"
-    "  clear     every process goes back to its own policy (a new "
-    "generation\n"
-    "            too, so that rollback can undo it)\n"
-    "\n"
-    "Options:\n"
-    "  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
-    "                    'default')\n"
-    "  -f, --file F      push the rules in file F (same grammar, '#' "
-    "comments)\n"
-    "  -h, --help        show this help\n"
-    "\n"
-    "Each process logs 'event=policy_applied generation=N' at info level "
-    "once\n"
-    "per generation, and 'event=policy_error' (the policy in force is "
-    "kept)\n"
-    "when a stored policy is corrupt.\n"
-    "\n"
-    "Exit status: 0 done, 1 runtime failure (segment unusable, nothing to\n"
-    "roll back to), 2 bad usage or invalid policy.\n"
-    "\n"
-    "Examples:\n"
-    "  bulwark policy push '10.0.0.7:5432 breaker.failures=2 "
-    "breaker.open=30s'\n"
-    "  bulwark policy push --state api --file /etc/bulwark/api.policy\n"
-    "  bulwark policy show\n"
-    "  bulwark policy rollback\n";
+	"Usage: bulwark policy push [--state NAME] (POLICY | --file F)\n"
+	"       bulwark policy show [--state NAME]\n"
+	"       bulwark policy history [--state NAME]\n"
+	"       bulwark policy rollback [--state NAME]\n"
+	"       bulwark policy clear [--state NAME]\n"
+	"\n"
+	"Changes the rules of every program sharing a state, running ones\n"
+	"included, without a restart.\n"
+	"\n"
+	"  push      validates POLICY (or the rules in file F) as 'bulwark "
+	"check'\n"
+	"            does (an invalid one is said as check says it, exit 2, "
+	"and\n"
+	"            nothing changes), then stores it with a new generation "
+	"number.\n"
+	"            Every process sharing the state applies it within a "
+	"second\n"
+	"            (at its next connect, request or name lookup; an idle "
+	"one\n"
+	"            at the next it makes), and a process started "
+	"later\n"
+	"            starts with it.  It replaces the process's own rules\n"
+	"            (BULWARK_POLICY, BULWARK_POLICY_FILE); BULWARK_<KEY> "
+	"defaults\n"
+	"            still apply.  Counters, open breakers and bulkhead slots "
+	"are\n"
+	"            kept; the new limits apply from the next call: a "
+	"connection\n"
+	"            open before takes the new rule for its peer at its next\n"
+	"            request.  At most 64 KiB of rules.\n"
+	"  show      the generation in force: when and by whom (uid, pid) it "
+	"was\n"
+	"            pushed, how many live processes run it, its text and "
+	"its rules\n"
+	"            as 'bulwark check' prints them\n"
+	"  history   the generations kept (the last 8), newest first; '*' "
+	"marks\n"
+	"            the one in force\n"
+	"  rollback  pushes the generation before the one in force again, as "
+	"a\n"
+	"            new generation (twice in a row toggles between two); "
+	"before\n"
+	"            the first push that is each process's own policy\n"
+	"  clear     every process goes back to its own policy (a new "
+	"generation\n"
+	"            too, so that rollback can undo it)\n"
+	"\n"
+	"Options:\n"
+	"  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
+	"                    'default')\n"
+	"  -f, --file F      push the rules in file F (same grammar, '#' "
+	"comments)\n"
+	"  -h, --help        show this help\n"
+	"\n"
+	"Each process logs 'event=policy_applied generation=N' at info level "
+	"once\n"
+	"per generation, and 'event=policy_error' (the policy in force is "
+	"kept)\n"
+	"when a stored policy is corrupt.\n"
+	"\n"
+	"Exit status: 0 done, 1 runtime failure (segment unusable, nothing to\n"
+	"roll back to), 2 bad usage or invalid policy.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark policy push '10.0.0.7:5432 breaker.failures=2 "
+	"breaker.open=30s'\n"
+	"  bulwark policy push --state api --file /etc/bulwark/api.policy\n"
+	"  bulwark policy show\n"
+	"  bulwark policy rollback\n";
 
 #define CMD "policy"
 
@@ -181,7 +181,8 @@ static int push(const char *name, const char *text, const char *file)
 	struct bw_policy *p = NULL;
 	char *buf = NULL;
 	size_t len = 0;
-	int rc = bw_cli_load_policy(CMD, text, file && strcmp(file, "-") ? file : NULL, &p);
+	int rc = bw_cli_load_policy(
+		CMD, text, file && strcmp(file, "-") ? file : NULL, &p);
 	if (rc == BW_CLI_OK && file && !strcmp(file, "-")) {
 		/* Standard input: read, then validated as a string. */
 		buf = read_whole(file, &len);
@@ -240,7 +241,8 @@ static int count_live(struct bw_state *st, uint64_t gen, int *other)
 		if (!w)
 			continue;
 		if (!alive((uint32_t)(w >> 32))) {
-			atomic_compare_exchange_strong(&st->pol->procs[i], &w, 0);
+			atomic_compare_exchange_strong(&st->pol->procs[i], &w,
+						       0);
 			continue;
 		}
 		if ((uint32_t)w == (uint32_t)gen)
@@ -294,7 +296,8 @@ static int show(const char *name)
 	}
 	int r = -EAGAIN;
 	for (int i = 0; i < 100 && r == -EAGAIN; i++) {
-		r = bw_livestore_read(&st, gen, &m, text, BW_POLICY_TEXT_MAX + 1);
+		r = bw_livestore_read(&st, gen, &m, text,
+				      BW_POLICY_TEXT_MAX + 1);
 		if (r == -EAGAIN)
 			usleep(10000);
 	}
@@ -391,8 +394,10 @@ static int rollback(const char *name)
 		return rc;
 	uint64_t gen = none ? 0 : bw_livestore_published(&st);
 	if (gen == 0) {
-		bw_cli_err(CMD, "nothing to roll back: no policy was pushed "
-				"to state '%s'", name);
+		bw_cli_err(CMD,
+			   "nothing to roll back: no policy was pushed "
+			   "to state '%s'",
+			   name);
 		if (!none)
 			bw_state_detach(&st);
 		return BW_CLI_FAIL;
@@ -412,7 +417,7 @@ static int rollback(const char *name)
 	if (r < 0) {
 		bw_cli_err(CMD, "generation %llu cannot be read: %s",
 			   (unsigned long long)(gen - 1),
-			   r == -EBADMSG ? "corrupt"
+			   r == -EBADMSG  ? "corrupt"
 			   : r == -ENOENT ? "no longer kept"
 					  : "being rewritten, try again");
 		rc = BW_CLI_FAIL;
@@ -443,10 +448,10 @@ static int clear(const char *name)
 static int policy_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"state", required_argument, NULL, 's'},
-	    {"file", required_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "state", required_argument, NULL, 's' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = getenv("BULWARK_STATE"), *file = NULL;
 	int c;
@@ -483,8 +488,9 @@ static int policy_main(int argc, char **argv)
 	bool is_push = !strcmp(sub, "push");
 	if (!is_push && strcmp(sub, "show") && strcmp(sub, "history") &&
 	    strcmp(sub, "rollback") && strcmp(sub, "clear"))
-		return bw_cli_usage_error(CMD, "unknown subcommand '%s' (push, "
-					       "show, history, rollback, clear)",
+		return bw_cli_usage_error(CMD,
+					  "unknown subcommand '%s' (push, "
+					  "show, history, rollback, clear)",
 					  sub);
 	const char *text = NULL;
 	if (is_push && optind < argc)
@@ -515,9 +521,9 @@ static int policy_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_policy = {
-    .name = "policy",
-    .main = policy_main,
-    .summary = "change the policy of running programs (push, show, "
-	       "history, rollback, clear)",
-    .usage = usage,
+	.name = "policy",
+	.main = policy_main,
+	.summary = "change the policy of running programs (push, show, "
+		   "history, rollback, clear)",
+	.usage = usage,
 };

@@ -21,40 +21,40 @@
 #include "core/clock.h"
 
 static const char usage[] =
-    "Usage: bulwark reset [--state NAME] DEST\n"
-    "       bulwark reset [--state NAME] --all\n"
-    "\n"
-    "Forgets what the programs sharing a state have learnt about a "
-    "destination:\n"
-    "its call counters are zeroed and its breaker closes.  Connections open "
-    "now\n"
-    "keep their bulkhead slots; the slots' count is checked against them and\n"
-    "rebuilt if it is wrong.  A forced state (bulwark force) is left as "
-    "it is.\n"
-    "\n"
-    "DEST is one of\n"
-    "  IP:PORT        an IPv4 address and port, e.g. 10.0.0.7:5432\n"
-    "  [IPV6]:PORT    an IPv6 address in brackets, e.g. [::1]:6379\n"
-    "  HOST:PORT      every address HOST resolves to (getaddrinfo)\n"
-    "  GROUP          a rule group's name (the rule key group=GROUP)\n"
-    "or a destination exactly as 'bulwark status' prints it.\n"
-    "\n"
-    "Options:\n"
-    "  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
-    "                    'default')\n"
-    "  -a, --all         reset every destination of the state, and free the\n"
-    "                    slot of each one that is not forced and holds no\n"
-    "                    bulkhead slot (it is made afresh at its next\n"
-    "                    connect; status no longer lists it)\n"
-    "  -h, --help        show this help\n"
-    "\n"
-    "Exit status: 0 done (also --all on a state no program has used yet),\n"
-    "1 DEST is not in the state or the segment is unusable, 2 bad usage.\n"
-    "\n"
-    "Examples:\n"
-    "  bulwark reset 127.0.0.1:6379\n"
-    "  bulwark reset --state api db.internal:5432\n"
-    "  bulwark reset --all\n";
+	"Usage: bulwark reset [--state NAME] DEST\n"
+	"       bulwark reset [--state NAME] --all\n"
+	"\n"
+	"Forgets what the programs sharing a state have learnt about a "
+	"destination:\n"
+	"its call counters are zeroed and its breaker closes.  Connections open "
+	"now\n"
+	"keep their bulkhead slots; the slots' count is checked against them and\n"
+	"rebuilt if it is wrong.  A forced state (bulwark force) is left as "
+	"it is.\n"
+	"\n"
+	"DEST is one of\n"
+	"  IP:PORT        an IPv4 address and port, e.g. 10.0.0.7:5432\n"
+	"  [IPV6]:PORT    an IPv6 address in brackets, e.g. [::1]:6379\n"
+	"  HOST:PORT      every address HOST resolves to (getaddrinfo)\n"
+	"  GROUP          a rule group's name (the rule key group=GROUP)\n"
+	"or a destination exactly as 'bulwark status' prints it.\n"
+	"\n"
+	"Options:\n"
+	"  -s, --state NAME  the shared state (default: $BULWARK_STATE, else\n"
+	"                    'default')\n"
+	"  -a, --all         reset every destination of the state, and free the\n"
+	"                    slot of each one that is not forced and holds no\n"
+	"                    bulkhead slot (it is made afresh at its next\n"
+	"                    connect; status no longer lists it)\n"
+	"  -h, --help        show this help\n"
+	"\n"
+	"Exit status: 0 done (also --all on a state no program has used yet),\n"
+	"1 DEST is not in the state or the segment is unusable, 2 bad usage.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark reset 127.0.0.1:6379\n"
+	"  bulwark reset --state api db.internal:5432\n"
+	"  bulwark reset --all\n";
 
 /* The bulkhead's count of d rebuilt from its hold records if it is
  * wrong (a corrupt segment), after the slots of dead holders are freed:
@@ -71,10 +71,10 @@ static void repair_bulkhead(struct bw_state *st, struct bw_dest *d)
 static int reset_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"state", required_argument, NULL, 's'},
-	    {"all", no_argument, NULL, 'a'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "state", required_argument, NULL, 's' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = getenv("BULWARK_STATE"), *text = NULL;
 	bool all = false;
@@ -129,7 +129,7 @@ static int reset_main(int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	if (bw_cli_state_exists(name, path, sizeof(path)) != 1 ||
 	    (rc = bw_state_attach(&st, name, false, why, sizeof(why))) ==
-		-ENOENT) {
+		    -ENOENT) {
 		if (all) {
 			printf("no state '%s' yet (no program has run under "
 			       "bulwark with it): nothing to reset\n",
@@ -210,8 +210,8 @@ out_free:
 }
 
 const struct bw_cli_cmd bw_cli_cmd_reset = {
-    .name = "reset",
-    .main = reset_main,
-    .summary = "zero a destination's counters and close its breaker",
-    .usage = usage,
+	.name = "reset",
+	.main = reset_main,
+	.summary = "zero a destination's counters and close its breaker",
+	.usage = usage,
 };

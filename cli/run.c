@@ -39,69 +39,69 @@ static void warn_target(const char *prog, int depth);
 static int add_preload(const char *shim);
 
 static const char usage[] =
-    "Usage: bulwark run [OPTIONS] [--] PROGRAM [ARGS...]\n"
-    "\n"
-    "Runs PROGRAM with the bulwark shim preloaded: every outgoing TCP "
-    "connect it\n"
-    "makes that a rule matches goes through the circuit breaker, bulkhead "
-    "and\n"
-    "retry policy.  The exit status is the program's.\n"
-    "\n"
-    "The policy is checked first (as 'bulwark check' does); an invalid one "
-    "is\n"
-    "reported and the program is not started (exit status 2).  Then "
-    "bulwark sets\n"
-    "the variables below, appends libbulwark.so to LD_PRELOAD (keeping what "
-    "is\n"
-    "there; never twice) and execs PROGRAM, found through PATH.\n"
-    "\n"
-    "Options:\n"
-    "  -p, --policy P       rules (bulwark-policy(7)) -> BULWARK_POLICY\n"
-    "  -f, --policy-file F  a file of rules -> BULWARK_POLICY_FILE "
-    "(made absolute)\n"
-    "  -s, --state NAME     shared state to use -> BULWARK_STATE "
-    "(default 'default';\n"
-    "                       'private' keeps state inside each process)\n"
-    "  -l, --log LEVEL      off, error, warn, info or debug -> BULWARK_LOG\n"
-    "      --strict         an invalid policy ends the program before main "
-    "with\n"
-    "                       exit status 2 -> BULWARK_STRICT=1\n"
-    "  -h, --help           show this help\n"
-    "\n"
-    "Without --policy or --policy-file, BULWARK_POLICY and "
-    "BULWARK_POLICY_FILE\n"
-    "from the environment are checked and passed on unchanged.  A "
-    "destination\n"
-    "no rule matches is observed only (counted, nothing applied); with no "
-    "policy\n"
-    "at all that is every destination.  --policy '*' applies every "
-    "default.\n"
-    "\n"
-    "The shim is BULWARK_LIB if set, else libbulwark.so beside the bulwark "
-    "binary,\n"
-    "else ../lib/MULTIARCH/bulwark/libbulwark.so (the Debian package), else\n"
-    "../lib/bulwark/libbulwark.so (make install), relative to it.\n"
-    "\n"
-    "Warnings: bulwark warns when PROGRAM is statically linked or setuid/"
-    "setgid\n"
-    "(or has file capabilities): the dynamic loader does not preload the "
-    "shim\n"
-    "there, so nothing is applied.  Programs that bypass libc (Go's own net "
-    "stack,\n"
-    "raw syscall(2), io_uring) are not covered either; bulwark warns for "
-    "a Go\n"
-    "binary.\n"
-    "\n"
-    "Exit status: PROGRAM's; 2 for bad usage or an invalid policy; 1 when "
-    "the\n"
-    "shim is missing; 127 when PROGRAM is not found, 126 when it cannot be\n"
-    "executed.\n"
-    "\n"
-    "Examples:\n"
-    "  bulwark run --policy 'redis.internal:6379 breaker.failures=3' \\\n"
-    "      -- redis-cli ping\n"
-    "  bulwark run --policy-file /etc/bulwark/api.policy --state api -- "
-    "./worker\n";
+	"Usage: bulwark run [OPTIONS] [--] PROGRAM [ARGS...]\n"
+	"\n"
+	"Runs PROGRAM with the bulwark shim preloaded: every outgoing TCP "
+	"connect it\n"
+	"makes that a rule matches goes through the circuit breaker, bulkhead "
+	"and\n"
+	"retry policy.  The exit status is the program's.\n"
+	"\n"
+	"The policy is checked first (as 'bulwark check' does); an invalid one "
+	"is\n"
+	"reported and the program is not started (exit status 2).  Then "
+	"bulwark sets\n"
+	"the variables below, appends libbulwark.so to LD_PRELOAD (keeping what "
+	"is\n"
+	"there; never twice) and execs PROGRAM, found through PATH.\n"
+	"\n"
+	"Options:\n"
+	"  -p, --policy P       rules (bulwark-policy(7)) -> BULWARK_POLICY\n"
+	"  -f, --policy-file F  a file of rules -> BULWARK_POLICY_FILE "
+	"(made absolute)\n"
+	"  -s, --state NAME     shared state to use -> BULWARK_STATE "
+	"(default 'default';\n"
+	"                       'private' keeps state inside each process)\n"
+	"  -l, --log LEVEL      off, error, warn, info or debug -> BULWARK_LOG\n"
+	"      --strict         an invalid policy ends the program before main "
+	"with\n"
+	"                       exit status 2 -> BULWARK_STRICT=1\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"Without --policy or --policy-file, BULWARK_POLICY and "
+	"BULWARK_POLICY_FILE\n"
+	"from the environment are checked and passed on unchanged.  A "
+	"destination\n"
+	"no rule matches is observed only (counted, nothing applied); with no "
+	"policy\n"
+	"at all that is every destination.  --policy '*' applies every "
+	"default.\n"
+	"\n"
+	"The shim is BULWARK_LIB if set, else libbulwark.so beside the bulwark "
+	"binary,\n"
+	"else ../lib/MULTIARCH/bulwark/libbulwark.so (the Debian package), else\n"
+	"../lib/bulwark/libbulwark.so (make install), relative to it.\n"
+	"\n"
+	"Warnings: bulwark warns when PROGRAM is statically linked or setuid/"
+	"setgid\n"
+	"(or has file capabilities): the dynamic loader does not preload the "
+	"shim\n"
+	"there, so nothing is applied.  Programs that bypass libc (Go's own net "
+	"stack,\n"
+	"raw syscall(2), io_uring) are not covered either; bulwark warns for "
+	"a Go\n"
+	"binary.\n"
+	"\n"
+	"Exit status: PROGRAM's; 2 for bad usage or an invalid policy; 1 when "
+	"the\n"
+	"shim is missing; 127 when PROGRAM is not found, 126 when it cannot be\n"
+	"executed.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark run --policy 'redis.internal:6379 breaker.failures=3' \\\n"
+	"      -- redis-cli ping\n"
+	"  bulwark run --policy-file /etc/bulwark/api.policy --state api -- "
+	"./worker\n";
 
 /* Whether path names an existing regular file. */
 static bool is_file(const char *path)
@@ -225,7 +225,7 @@ static bool elf_is_go(int fd)
 		if (at >= strsize)
 			continue;
 		ssize_t n =
-		    pread(fd, name, sizeof(name) - 1, (off_t)(stroff + at));
+			pread(fd, name, sizeof(name) - 1, (off_t)(stroff + at));
 		if (n <= 0)
 			continue;
 		name[n] = '\0';
@@ -301,11 +301,11 @@ static void warn_target(const char *prog, int depth)
 			    path);
 	if (go)
 		bw_cli_warn(
-		    "%s is a Go program%s: Go's net package makes its "
-		    "own connect system calls, bypassing the C library, "
-		    "so bulwark cannot act there; its connections get "
-		    "no breaker, bulkhead or retry",
-		    path, kind == ELF_STATIC ? " (statically linked)" : "");
+			"%s is a Go program%s: Go's net package makes its "
+			"own connect system calls, bypassing the C library, "
+			"so bulwark cannot act there; its connections get "
+			"no breaker, bulkhead or retry",
+			path, kind == ELF_STATIC ? " (statically linked)" : "");
 	if (kind != ELF_NOT || n < 3 || head[0] != '#' || head[1] != '!')
 		return;
 
@@ -352,10 +352,10 @@ static int add_preload(const char *shim)
 		for (char *t = strtok_r(copy, " :\t", &save); t && !have;
 		     t = strtok_r(NULL, " :\t", &save)) {
 			struct stat sb;
-			have =
-			    strcmp(t, shim) == 0 ||
-			    (stat(t, &sb) == 0 && sb.st_dev == shim_sb.st_dev &&
-			     sb.st_ino == shim_sb.st_ino);
+			have = strcmp(t, shim) == 0 ||
+			       (stat(t, &sb) == 0 &&
+				sb.st_dev == shim_sb.st_dev &&
+				sb.st_ino == shim_sb.st_ino);
 		}
 		free(copy);
 		if (have)
@@ -374,8 +374,8 @@ static int add_preload(const char *shim)
 
 static bool valid_log_level(const char *s)
 {
-	static const char *const levels[] = {"off", "error", "warn", "info",
-					     "debug"};
+	static const char *const levels[] = { "off", "error", "warn", "info",
+					      "debug" };
 	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
 		if (strcmp(s, levels[i]) == 0)
 			return true;
@@ -385,13 +385,13 @@ static bool valid_log_level(const char *s)
 static int run_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"policy", required_argument, NULL, 'p'},
-	    {"policy-file", required_argument, NULL, 'f'},
-	    {"state", required_argument, NULL, 's'},
-	    {"log", required_argument, NULL, 'l'},
-	    {"strict", no_argument, NULL, 'S'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "policy", required_argument, NULL, 'p' },
+		{ "policy-file", required_argument, NULL, 'f' },
+		{ "state", required_argument, NULL, 's' },
+		{ "log", required_argument, NULL, 'l' },
+		{ "strict", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *policy = NULL, *file = NULL, *state = NULL, *log = NULL;
 	bool strict = false;
@@ -484,8 +484,8 @@ static int run_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_run = {
-    .name = "run",
-    .main = run_main,
-    .summary = "run a program with the shim preloaded",
-    .usage = usage,
+	.name = "run",
+	.main = run_main,
+	.summary = "run a program with the shim preloaded",
+	.usage = usage,
 };

@@ -11,10 +11,10 @@
  * closed.  Every request reads the segments afresh as bulwark status
  * does (bw_cli_snap_take: atomic loads, never creating a segment; like
  * status it gives back the bulkhead slots of dead processes, lock-free):
- * nothing here takes a lock a shimmed program could wait on.  HTTP/1.0 and 1.1, one request per connection
- * (Connection: close).  SIGINT and SIGTERM end it cleanly (status 0).
- * Never: listens beyond loopback unless --listen says so; creates a
- * segment.
+ * nothing here takes a lock a shimmed program could wait on.  HTTP/1.0 and 1.1,
+ * one request per connection (Connection: close).  SIGINT and SIGTERM end it
+ * cleanly (status 0). Never: listens beyond loopback unless --listen says so;
+ * creates a segment.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,56 +41,56 @@
 #define SERVE_TIMEOUT_DEFAULT_S 5.0
 
 static const char usage[] =
-    "Usage: bulwark serve [--state NAME]... [--listen [ADDR:]PORT] "
-    "[--timeout S]\n"
-    "\n"
-    "Serves what the programs sharing the given states have learnt, over "
-    "HTTP:\n"
-    "\n"
-    "  GET /metrics  the Prometheus text format (0.0.4) of every state, as\n"
-    "                'bulwark status --prometheus' prints it; each sample\n"
-    "                has the label state_name=\"NAME\"\n"
-    "  GET /status   the JSON of 'bulwark status --json': with one state its\n"
-    "                array; with several an object of arrays by state name;\n"
-    "                /status?state=NAME gives that state's array\n"
-    "  GET /healthz  'ok' while the server runs\n"
-    "\n"
-    "HEAD is answered too; other methods get 405, malformed requests 400,\n"
-    "requests over 8 KiB 431, other paths 404, and a state whose segment is\n"
-    "unusable 503.  One request per connection.  A state no program has "
-    "used\n"
-    "yet has no rows.  States are read as 'bulwark status' reads them: "
-    "serving\n"
-    "never delays a shimmed program.\n"
-    "\n"
-    "Options:\n"
-    "  -s, --state NAME     a shared state to serve; repeat for several\n"
-    "                       (default: $BULWARK_STATE, else 'default')\n"
-    "  -l, --listen [ADDR:]PORT\n"
-    "                       where to listen (default "
-    SERVE_DEFAULT_ADDR ":" SERVE_DEFAULT_PORT ");\n"
-    "                       without ADDR, or with ':PORT', "
-    SERVE_DEFAULT_ADDR " (loopback\n"
-    "                       only); ADDR is an IPv4 address, [IPv6] or a "
-    "host\n"
-    "                       name; 0.0.0.0 (IPv4) or [::] (IPv6) for every\n"
-    "                       interface; PORT 0"
-    " picks a free port (printed at start)\n"
-    "  -t, --timeout S      seconds a client has to send its request, and "
-    "again\n"
-    "                       to take the answer (default 5; 0.1 to 3600)\n"
-    "  -h, --help           show this help\n"
-    "\n"
-    "It prints 'bulwark serve: listening on http://ADDR:PORT/' on standard\n"
-    "error and runs until SIGINT or SIGTERM (exit status 0).\n"
-    "\n"
-    "Exit status: 0 stopped by a signal, 1 cannot listen (address in use,\n"
-    "not permitted...), 2 bad usage.\n"
-    "\n"
-    "Examples:\n"
-    "  bulwark serve --state api --listen 9464\n"
-    "  bulwark serve --state api --state batch --listen 0.0.0.0:9464\n"
-    "  curl -s http://127.0.0.1:9464/metrics\n";
+	"Usage: bulwark serve [--state NAME]... [--listen [ADDR:]PORT] "
+	"[--timeout S]\n"
+	"\n"
+	"Serves what the programs sharing the given states have learnt, over "
+	"HTTP:\n"
+	"\n"
+	"  GET /metrics  the Prometheus text format (0.0.4) of every state, as\n"
+	"                'bulwark status --prometheus' prints it; each sample\n"
+	"                has the label state_name=\"NAME\"\n"
+	"  GET /status   the JSON of 'bulwark status --json': with one state its\n"
+	"                array; with several an object of arrays by state name;\n"
+	"                /status?state=NAME gives that state's array\n"
+	"  GET /healthz  'ok' while the server runs\n"
+	"\n"
+	"HEAD is answered too; other methods get 405, malformed requests 400,\n"
+	"requests over 8 KiB 431, other paths 404, and a state whose segment is\n"
+	"unusable 503.  One request per connection.  A state no program has "
+	"used\n"
+	"yet has no rows.  States are read as 'bulwark status' reads them: "
+	"serving\n"
+	"never delays a shimmed program.\n"
+	"\n"
+	"Options:\n"
+	"  -s, --state NAME     a shared state to serve; repeat for several\n"
+	"                       (default: $BULWARK_STATE, else 'default')\n"
+	"  -l, --listen [ADDR:]PORT\n"
+	"                       where to listen (default " SERVE_DEFAULT_ADDR
+	":" SERVE_DEFAULT_PORT ");\n"
+	"                       without ADDR, or with ':PORT', " SERVE_DEFAULT_ADDR
+	" (loopback\n"
+	"                       only); ADDR is an IPv4 address, [IPv6] or a "
+	"host\n"
+	"                       name; 0.0.0.0 (IPv4) or [::] (IPv6) for every\n"
+	"                       interface; PORT 0"
+	" picks a free port (printed at start)\n"
+	"  -t, --timeout S      seconds a client has to send its request, and "
+	"again\n"
+	"                       to take the answer (default 5; 0.1 to 3600)\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"It prints 'bulwark serve: listening on http://ADDR:PORT/' on standard\n"
+	"error and runs until SIGINT or SIGTERM (exit status 0).\n"
+	"\n"
+	"Exit status: 0 stopped by a signal, 1 cannot listen (address in use,\n"
+	"not permitted...), 2 bad usage.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark serve --state api --listen 9464\n"
+	"  bulwark serve --state api --state batch --listen 0.0.0.0:9464\n"
+	"  curl -s http://127.0.0.1:9464/metrics\n";
 
 enum conn_phase { PH_FREE, PH_READ, PH_WRITE };
 
@@ -247,8 +247,8 @@ static const char *reason(int code)
 
 /* Puts the whole answer (status line, headers, body unless head) into
  * c->out. */
-static void answer(struct conn *c, int code, const char *type,
-		   const char *body, size_t blen, bool head)
+static void answer(struct conn *c, int code, const char *type, const char *body,
+		   size_t blen, bool head)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -308,8 +308,8 @@ static int query_param(const char *query, const char *key, char *out,
 }
 
 /* /metrics and /status: reads the states now, prints into a buffer. */
-static void answer_states(struct conn *c, const struct served *sv,
-			  bool metrics, const char *only, bool head)
+static void answer_states(struct conn *c, const struct served *sv, bool metrics,
+			  const char *only, bool head)
 {
 	struct bw_cli_snap snaps[SERVE_STATES_MAX];
 	char why[512] = "";
@@ -411,7 +411,8 @@ static void handle(struct conn *c, const struct served *sv)
 			answer_text(c, 400, "bad method\n", false);
 			return;
 		}
-	if (strcmp(version, "HTTP/1.0") != 0 && strcmp(version, "HTTP/1.1") != 0) {
+	if (strcmp(version, "HTTP/1.0") != 0 &&
+	    strcmp(version, "HTTP/1.1") != 0) {
 		answer_text(c, 400, "HTTP/1.0 or HTTP/1.1 only\n", false);
 		return;
 	}
@@ -441,8 +442,7 @@ static void handle(struct conn *c, const struct served *sv)
 		if (query_param(query, "state", only, sizeof(only)) == 0) {
 			for (int i = 0; i < sv->n; i++)
 				if (!strcmp(only, sv->names[i])) {
-					answer_states(c, sv, false, only,
-						      head);
+					answer_states(c, sv, false, only, head);
 					return;
 				}
 			answer_text(c, 404, "no such state served here\n",
@@ -658,11 +658,11 @@ static int serve_loop(int lfd, const struct served *sv, uint64_t timeout_ms)
 static int serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"state", required_argument, NULL, 's'},
-	    {"listen", required_argument, NULL, 'l'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "state", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *names[SERVE_STATES_MAX];
 	const char *listen_arg = SERVE_DEFAULT_ADDR ":" SERVE_DEFAULT_PORT;
@@ -675,21 +675,23 @@ static int serve_main(int argc, char **argv)
 		switch (c) {
 		case 's':
 			if (nnames == SERVE_STATES_MAX)
-				return bw_cli_usage_error(
-				    "serve", "at most %d states",
-				    SERVE_STATES_MAX);
+				return bw_cli_usage_error("serve",
+							  "at most %d states",
+							  SERVE_STATES_MAX);
 			if (!strcmp(optarg, "private"))
 				return bw_cli_usage_error(
-				    "serve", "state 'private' lives inside "
-					     "each process; there is nothing "
-					     "shared to serve");
+					"serve",
+					"state 'private' lives inside "
+					"each process; there is nothing "
+					"shared to serve");
 			if (bw_cli_check_state("serve", optarg) != BW_CLI_OK)
 				return BW_CLI_USAGE;
 			for (int i = 0; i < nnames; i++)
 				if (!strcmp(names[i], optarg))
 					return bw_cli_usage_error(
-					    "serve", "state '%s' given twice",
-					    optarg);
+						"serve",
+						"state '%s' given twice",
+						optarg);
 			names[nnames++] = optarg;
 			break;
 		case 'l':
@@ -701,10 +703,10 @@ static int serve_main(int argc, char **argv)
 			if (end == optarg || *end || !(timeout_s >= 0.1) ||
 			    timeout_s > 3600)
 				return bw_cli_usage_error(
-				    "serve",
-				    "bad timeout '%s': seconds from 0.1 to "
-				    "3600",
-				    optarg);
+					"serve",
+					"bad timeout '%s': seconds from 0.1 to "
+					"3600",
+					optarg);
 			break;
 		}
 		case 'h':
@@ -722,7 +724,7 @@ static int serve_main(int argc, char **argv)
 		names[nnames++] = env && *env ? env : "default";
 		if (!strcmp(names[0], "private"))
 			return bw_cli_usage_error(
-			    "serve", "BULWARK_STATE=private: give --state");
+				"serve", "BULWARK_STATE=private: give --state");
 		if (bw_cli_check_state("serve", names[0]) != BW_CLI_OK)
 			return BW_CLI_USAGE;
 	}
@@ -730,10 +732,10 @@ static int serve_main(int argc, char **argv)
 	if (split_listen(listen_arg, host, sizeof(host), port, sizeof(port)) <
 	    0)
 		return bw_cli_usage_error(
-		    "serve",
-		    "bad --listen '%s': [ADDR:]PORT, e.g. 9464, "
-		    "127.0.0.1:9464, [::1]:9464",
-		    listen_arg);
+			"serve",
+			"bad --listen '%s': [ADDR:]PORT, e.g. 9464, "
+			"127.0.0.1:9464, [::1]:9464",
+			listen_arg);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -751,15 +753,15 @@ static int serve_main(int argc, char **argv)
 	for (int i = 0; i < nnames; i++)
 		fprintf(stderr, "%s%s", i ? ", " : " ", names[i]);
 	fputs(")\n", stderr);
-	struct served sv = {names, nnames};
+	struct served sv = { names, nnames };
 	int rc = serve_loop(lfd, &sv, (uint64_t)(timeout_s * 1000.0));
 	close(lfd);
 	return rc;
 }
 
 const struct bw_cli_cmd bw_cli_cmd_serve = {
-    .name = "serve",
-    .main = serve_main,
-    .summary = "serve /metrics, /status and /healthz over HTTP",
-    .usage = usage,
+	.name = "serve",
+	.main = serve_main,
+	.summary = "serve /metrics, /status and /healthz over HTTP",
+	.usage = usage,
 };

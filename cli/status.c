@@ -54,75 +54,75 @@ struct bw_cli_row {
 static volatile sig_atomic_t stop_watch;
 
 static const char usage[] =
-    "Usage: bulwark status [--state NAME] [--json | --prometheus] "
-    "[--output FILE]\n"
-    "       bulwark status [--state NAME] --watch [--interval S]\n"
-    "\n"
-    "Shows what the programs sharing a state have learnt: one row per\n"
-    "destination, sorted by destination, with\n"
-    "\n"
-    "  DESTINATION  ip:port, [ipv6]:port, or a rule group's name\n"
-    "  RULE         the matching rule as written; '(observed)' when none\n"
-    "               matched (counted only, nothing applied), '(forced)'\n"
-    "               when added by bulwark force\n"
-    "  STATE        closed, open, half_open; forced_open or disabled when\n"
-    "               an operator forced it (bulwark force)\n"
-    "  FAILS        consecutive failed calls\n"
-    "  TOTAL OK FAILED REJECTED SLOW\n"
-    "               calls: all, successful, failed, refused by the breaker "
-    "or\n"
-    "               bulkhead, slower than breaker.slow\n"
-    "  SUCCESS      successful / total (100% with no calls)\n"
-    "  HEALTH       success rate x (1 - slow rate x 0.5), in [0, 1]\n"
-    "  BULKHEAD     connections open now / bulkhead.max ('-': no limit)\n"
-    "  BH_REJ       connects the full bulkhead refused\n"
-    "  RETRIES      connect retries made\n"
-    "  OPEN_LEFT    time until an open breaker turns half-open\n"
-    "\n"
-    "Options:\n"
-    "  -s, --state NAME   the shared state (default: $BULWARK_STATE, else\n"
-    "                     'default'); its file is /dev/shm/bulwark-UID-NAME\n"
-    "  -j, --json         a JSON array of objects with the keys destination,"
-    "\n"
-    "                     rule, state, failure_count, total_calls,\n"
-    "                     successful_calls, failed_calls, rejected_calls,\n"
-    "                     slow_calls, success_rate, health_score, bulkhead\n"
-    "                     {active, max, rejected, then waiting, acquired,\n"
-    "                     saturated, corrupt, rejection_rate, wait_us_log2:\n"
-    "                     waits"
-    " in log2 microsecond buckets}, retries,\n"
-    "                     open_remaining_ms, then waiting, saturated,\n"
-    "                     retries_succeeded, retries_denied, opened,\n"
-    "                     avg_latency_ms, breaker_corrupt\n"
-    "  -P, --prometheus   the Prometheus text format (metrics bulwark_*, "
-    "labels\n"
-    "                     destination, rule, state_name), for "
-    "node_exporter's\n"
-    "                     textfile collector or bulwark serve\n"
-    "  -o, --output FILE  write to FILE, whole: a temporary file beside it,\n"
-    "                     then renamed over it (not with --watch)\n"
-    "  -w, --watch        redraw the table every interval until "
-    "interrupted\n"
-    "  -i, --interval S   seconds between redraws (default 1, at least "
-    "0.1)\n"
-    "  -h, --help         show this help\n"
-    "\n"
-    "The table ends with how many of the state's 16384 destination slots\n"
-    "are in use (--prometheus: bulwark_state_slots_used, bulwark_state_slots);\n"
-    "a destination idle for 10 minutes gives up its slot to a new one, and\n"
-    "bulwark reset --all frees every slot not forced.\n"
-    "\n"
-    "A state no program has used yet is reported as such, with an empty "
-    "table\n"
-    "('[]' with --json); the status is still 0.\n"
-    "\n"
-    "Exit status: 0 done, 1 the segment is unusable (another owner, wrong\n"
-    "size or version, corrupt), 2 bad usage.\n"
-    "\n"
-    "Examples:\n"
-    "  bulwark status --state api\n"
-    "  bulwark status --json | jq '.[] | select(.state != \"closed\")'\n"
-    "  bulwark status --prometheus -o /var/lib/node_exporter/bulwark.prom\n";
+	"Usage: bulwark status [--state NAME] [--json | --prometheus] "
+	"[--output FILE]\n"
+	"       bulwark status [--state NAME] --watch [--interval S]\n"
+	"\n"
+	"Shows what the programs sharing a state have learnt: one row per\n"
+	"destination, sorted by destination, with\n"
+	"\n"
+	"  DESTINATION  ip:port, [ipv6]:port, or a rule group's name\n"
+	"  RULE         the matching rule as written; '(observed)' when none\n"
+	"               matched (counted only, nothing applied), '(forced)'\n"
+	"               when added by bulwark force\n"
+	"  STATE        closed, open, half_open; forced_open or disabled when\n"
+	"               an operator forced it (bulwark force)\n"
+	"  FAILS        consecutive failed calls\n"
+	"  TOTAL OK FAILED REJECTED SLOW\n"
+	"               calls: all, successful, failed, refused by the breaker "
+	"or\n"
+	"               bulkhead, slower than breaker.slow\n"
+	"  SUCCESS      successful / total (100% with no calls)\n"
+	"  HEALTH       success rate x (1 - slow rate x 0.5), in [0, 1]\n"
+	"  BULKHEAD     connections open now / bulkhead.max ('-': no limit)\n"
+	"  BH_REJ       connects the full bulkhead refused\n"
+	"  RETRIES      connect retries made\n"
+	"  OPEN_LEFT    time until an open breaker turns half-open\n"
+	"\n"
+	"Options:\n"
+	"  -s, --state NAME   the shared state (default: $BULWARK_STATE, else\n"
+	"                     'default'); its file is /dev/shm/bulwark-UID-NAME\n"
+	"  -j, --json         a JSON array of objects with the keys destination,"
+	"\n"
+	"                     rule, state, failure_count, total_calls,\n"
+	"                     successful_calls, failed_calls, rejected_calls,\n"
+	"                     slow_calls, success_rate, health_score, bulkhead\n"
+	"                     {active, max, rejected, then waiting, acquired,\n"
+	"                     saturated, corrupt, rejection_rate, wait_us_log2:\n"
+	"                     waits"
+	" in log2 microsecond buckets}, retries,\n"
+	"                     open_remaining_ms, then waiting, saturated,\n"
+	"                     retries_succeeded, retries_denied, opened,\n"
+	"                     avg_latency_ms, breaker_corrupt\n"
+	"  -P, --prometheus   the Prometheus text format (metrics bulwark_*, "
+	"labels\n"
+	"                     destination, rule, state_name), for "
+	"node_exporter's\n"
+	"                     textfile collector or bulwark serve\n"
+	"  -o, --output FILE  write to FILE, whole: a temporary file beside it,\n"
+	"                     then renamed over it (not with --watch)\n"
+	"  -w, --watch        redraw the table every interval until "
+	"interrupted\n"
+	"  -i, --interval S   seconds between redraws (default 1, at least "
+	"0.1)\n"
+	"  -h, --help         show this help\n"
+	"\n"
+	"The table ends with how many of the state's 16384 destination slots\n"
+	"are in use (--prometheus: bulwark_state_slots_used, bulwark_state_slots);\n"
+	"a destination idle for 10 minutes gives up its slot to a new one, and\n"
+	"bulwark reset --all frees every slot not forced.\n"
+	"\n"
+	"A state no program has used yet is reported as such, with an empty "
+	"table\n"
+	"('[]' with --json); the status is still 0.\n"
+	"\n"
+	"Exit status: 0 done, 1 the segment is unusable (another owner, wrong\n"
+	"size or version, corrupt), 2 bad usage.\n"
+	"\n"
+	"Examples:\n"
+	"  bulwark status --state api\n"
+	"  bulwark status --json | jq '.[] | select(.state != \"closed\")'\n"
+	"  bulwark status --prometheus -o /var/lib/node_exporter/bulwark.prom\n";
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -233,7 +233,7 @@ static int collect(struct bw_state *st, struct bw_cli_row **out, size_t *nout)
 			continue;
 		if (n == cap) {
 			struct bw_cli_row *more =
-			    realloc(rows, 2 * cap * sizeof(*rows));
+				realloc(rows, 2 * cap * sizeof(*rows));
 			if (!more) {
 				free(rows);
 				return -ENOMEM;
@@ -271,13 +271,15 @@ enum {
 };
 
 static const char *const col_names[NCOLS] = {
-    "DESTINATION", "RULE",     "STATE",	   "FAILS",   "TOTAL",
-    "OK",	   "FAILED",   "REJECTED", "SLOW",    "SUCCESS",
-    "HEALTH",	   "BULKHEAD", "BH_REJ",   "RETRIES", "OPEN_LEFT",
+	"DESTINATION", "RULE",	   "STATE",    "FAILS",	  "TOTAL",
+	"OK",	       "FAILED",   "REJECTED", "SLOW",	  "SUCCESS",
+	"HEALTH",      "BULKHEAD", "BH_REJ",   "RETRIES", "OPEN_LEFT",
 };
 /* Text columns are left-aligned, numbers right-aligned. */
 static const bool col_left[NCOLS] = {
-    [COL_DEST] = true, [COL_RULE] = true, [COL_STATE] = true,
+	[COL_DEST] = true,
+	[COL_RULE] = true,
+	[COL_STATE] = true,
 };
 
 #define CELL_MAX 72
@@ -331,13 +333,15 @@ static void print_fullness(FILE *f, const struct bw_state *st)
 	uint32_t used = bw_state_count_used(st);
 	uint64_t full = LD(st->hdr->full_events);
 
-	fprintf(f, "\nslots: %" PRIu32 " of %u in use (a destination idle for "
-	       "%d minutes gives up its slot to a new one)",
-	       used, (unsigned)BW_STATE_SLOTS, BW_STATE_IDLE_S / 60);
+	fprintf(f,
+		"\nslots: %" PRIu32 " of %u in use (a destination idle for "
+		"%d minutes gives up its slot to a new one)",
+		used, (unsigned)BW_STATE_SLOTS, BW_STATE_IDLE_S / 60);
 	if (full)
-		fprintf(f, "; %" PRIu64 " new destination%s found no room and "
-		       "went unprotected",
-		       full, full == 1 ? "" : "s");
+		fprintf(f,
+			"; %" PRIu64 " new destination%s found no room and "
+			"went unprotected",
+			full, full == 1 ? "" : "s");
 	fputc('\n', f);
 }
 
@@ -356,9 +360,10 @@ static void print_table(FILE *f, const struct bw_cli_row *rows, size_t n,
 				width[c] = strlen(cells[c]);
 	}
 	for (int c = 0; c < NCOLS; c++)
-		fprintf(f, c + 1 < NCOLS ? (col_left[c] ? "%-*s  " : "%*s  ")
-				     : (col_left[c] ? "%-*s\n" : "%*s\n"),
-		       (int)width[c], col_names[c]);
+		fprintf(f,
+			c + 1 < NCOLS ? (col_left[c] ? "%-*s  " : "%*s  ")
+				      : (col_left[c] ? "%-*s\n" : "%*s\n"),
+			(int)width[c], col_names[c]);
 	for (size_t i = 0; i < n; i++) {
 		row_cells(&rows[i], cells);
 		for (int c = 0; c < NCOLS; c++) {
@@ -366,8 +371,8 @@ static void print_table(FILE *f, const struct bw_cli_row *rows, size_t n,
 				fprintf(f, "%*s\n", (int)width[c], cells[c]);
 				break;
 			}
-			fprintf(f, col_left[c] ? "%-*s  " : "%*s  ", (int)width[c],
-			       cells[c]);
+			fprintf(f, col_left[c] ? "%-*s  " : "%*s  ",
+				(int)width[c], cells[c]);
 		}
 	}
 	if (st)
@@ -421,42 +426,46 @@ static void print_json(FILE *f, const struct bw_cli_row *rows, size_t n)
 		json_string(f, r->rule);
 		fputs(", \"state\": ", f);
 		json_string(f, r->state);
-		fprintf(f, ", \"failure_count\": %" PRIu32
-		       ", \"total_calls\": %" PRIu64
-		       ", \"successful_calls\": %" PRIu64
-		       ", \"failed_calls\": %" PRIu64
-		       ", \"rejected_calls\": %" PRIu64
-		       ", \"slow_calls\": %" PRIu64
-		       ", \"success_rate\": %.4f, \"health_score\": %.4f"
-		       ", \"bulkhead\": {\"active\": %" PRIu32
-		       ", \"max\": %" PRIu32 ", \"rejected\": %" PRIu64,
-		       r->fails, r->total, r->ok, r->failed, r->rejected,
-		       r->slow, r->success_rate, r->health, r->bh_active,
-		       r->bh_max, r->bh_rejected);
+		fprintf(f,
+			", \"failure_count\": %" PRIu32
+			", \"total_calls\": %" PRIu64
+			", \"successful_calls\": %" PRIu64
+			", \"failed_calls\": %" PRIu64
+			", \"rejected_calls\": %" PRIu64
+			", \"slow_calls\": %" PRIu64
+			", \"success_rate\": %.4f, \"health_score\": %.4f"
+			", \"bulkhead\": {\"active\": %" PRIu32
+			", \"max\": %" PRIu32 ", \"rejected\": %" PRIu64,
+			r->fails, r->total, r->ok, r->failed, r->rejected,
+			r->slow, r->success_rate, r->health, r->bh_active,
+			r->bh_max, r->bh_rejected);
 		/* after the keys bulwark(1) status lists: the rest of the
 		 * bulkhead's metrics, and the wait-time distribution (bucket i:
 		 * waits of 2^i to 2^(i+1) microseconds; bucket 0 also holds no
 		 * wait) */
-		fprintf(f, ", \"waiting\": %" PRIu32 ", \"acquired\": %" PRIu64
-		       ", \"saturated\": %" PRIu64
-		       ", \"corrupt\": %" PRIu32
-		       ", \"rejection_rate\": %.4f, \"wait_us_log2\": [",
-		       r->bh_waiting, r->bh_acquired, r->bh_saturated,
-		       r->bh_corrupt, r->bh_rejection_rate);
+		fprintf(f,
+			", \"waiting\": %" PRIu32 ", \"acquired\": %" PRIu64
+			", \"saturated\": %" PRIu64 ", \"corrupt\": %" PRIu32
+			", \"rejection_rate\": %.4f, \"wait_us_log2\": [",
+			r->bh_waiting, r->bh_acquired, r->bh_saturated,
+			r->bh_corrupt, r->bh_rejection_rate);
 		for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++)
-			fprintf(f, "%s%" PRIu64, b ? ", " : "", r->bh_wait_hist[b]);
-		fprintf(f, "]}"
-		       ", \"retries\": %" PRIu64
-		       ", \"open_remaining_ms\": %" PRId64,
-		       r->retries, r->open_remaining_ms);
-		fprintf(f, ", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
-		       ", \"retries_succeeded\": %" PRIu64
-		       ", \"retries_denied\": %" PRIu64 ", \"opened\": %" PRIu64
-		       ", \"avg_latency_ms\": %.3f"
-		       ", \"breaker_corrupt\": %" PRIu32 "}%s\n",
-		       r->bh_waiting, r->bh_saturated, r->retries_ok,
-		       r->retries_denied, r->opened, r->avg_latency_ms,
-		       r->breaker_corrupt, i + 1 < n ? "," : "");
+			fprintf(f, "%s%" PRIu64, b ? ", " : "",
+				r->bh_wait_hist[b]);
+		fprintf(f,
+			"]}"
+			", \"retries\": %" PRIu64
+			", \"open_remaining_ms\": %" PRId64,
+			r->retries, r->open_remaining_ms);
+		fprintf(f,
+			", \"waiting\": %" PRIu32 ", \"saturated\": %" PRIu64
+			", \"retries_succeeded\": %" PRIu64
+			", \"retries_denied\": %" PRIu64
+			", \"opened\": %" PRIu64 ", \"avg_latency_ms\": %.3f"
+			", \"breaker_corrupt\": %" PRIu32 "}%s\n",
+			r->bh_waiting, r->bh_saturated, r->retries_ok,
+			r->retries_denied, r->opened, r->avg_latency_ms,
+			r->breaker_corrupt, i + 1 < n ? "," : "");
 	}
 	fputs("]\n", f);
 }
@@ -518,63 +527,67 @@ struct metric {
 	bool is_double;
 };
 
-#define M_U64(n, t, h, f)                                                      \
-	{                                                                      \
-		n, t, h, offsetof(struct bw_cli_row, f), 8, false             \
+#define M_U64(n, t, h, f)                                         \
+	{                                                         \
+		n, t, h, offsetof(struct bw_cli_row, f), 8, false \
 	}
-#define M_U32(n, t, h, f)                                                      \
-	{                                                                      \
-		n, t, h, offsetof(struct bw_cli_row, f), 4, false             \
+#define M_U32(n, t, h, f)                                         \
+	{                                                         \
+		n, t, h, offsetof(struct bw_cli_row, f), 4, false \
 	}
-#define M_DBL(n, t, h, f)                                                      \
-	{                                                                      \
-		n, t, h, offsetof(struct bw_cli_row, f), 8, true              \
+#define M_DBL(n, t, h, f)                                        \
+	{                                                        \
+		n, t, h, offsetof(struct bw_cli_row, f), 8, true \
 	}
 
 static const struct metric metrics[] = {
-    M_U32("bulwark_consecutive_failures", "gauge", "Consecutive failed calls.",
-	  fails),
-    M_U64("bulwark_calls_total", "counter",
-	  "Calls: connect attempts and request/response exchanges.", total),
-    M_U64("bulwark_successful_calls_total", "counter", "Calls that succeeded.",
-	  ok),
-    M_U64("bulwark_failed_calls_total", "counter", "Calls that failed.",
-	  failed),
-    M_U64("bulwark_rejected_calls_total", "counter",
-	  "Connects refused by the breaker or the bulkhead.", rejected),
-    M_U64("bulwark_slow_calls_total", "counter",
-	  "Calls slower than breaker.slow.", slow),
-    M_DBL("bulwark_success_ratio", "gauge",
-	  "Successful calls / all calls (1 with no calls).", success_rate),
-    M_DBL("bulwark_health_score", "gauge",
-	  "Success ratio x (1 - slow ratio x 0.5), in [0, 1].", health),
-    M_U64("bulwark_breaker_opened_total", "counter",
-	  "Times the breaker opened.", opened),
-    M_U32("bulwark_breaker_corrupt_total", "counter",
-	  "Impossible breaker states found in the segment and repaired "
-	  "(to closed, or forced to auto).", breaker_corrupt),
-    M_U32("bulwark_bulkhead_active", "gauge",
-	  "Connections holding a bulkhead slot.", bh_active),
-    M_U32("bulwark_bulkhead_max", "gauge", "bulkhead.max (0: no limit).",
-	  bh_max),
-    M_U64("bulwark_bulkhead_acquired_total", "counter",
-	  "Connects that got a bulkhead slot.", bh_acquired),
-    M_DBL("bulwark_bulkhead_rejection_rate", "gauge",
-	  "Bulkhead refusals over slot requests.", bh_rejection_rate),
-    M_U32("bulwark_bulkhead_waiting", "gauge",
-	  "Connects waiting for a bulkhead slot.", bh_waiting),
-    M_U64("bulwark_bulkhead_rejected_total", "counter",
-	  "Connects the full bulkhead refused.", bh_rejected),
-    M_U64("bulwark_bulkhead_saturated_total", "counter",
-	  "Connects that found the bulkhead full.", bh_saturated),
-    M_U32("bulwark_bulkhead_corrupt_total", "counter",
-	  "Impossible bulkhead counts found in the segment and rebuilt "
-	  "from the hold records.", bh_corrupt),
-    M_U64("bulwark_retries_total", "counter", "Connect retries made.", retries),
-    M_U64("bulwark_retries_succeeded_total", "counter",
-	  "Connect retries that succeeded.", retries_ok),
-    M_U64("bulwark_retries_denied_total", "counter",
-	  "Retries the retry budget or min_success refused.", retries_denied),
+	M_U32("bulwark_consecutive_failures", "gauge",
+	      "Consecutive failed calls.", fails),
+	M_U64("bulwark_calls_total", "counter",
+	      "Calls: connect attempts and request/response exchanges.", total),
+	M_U64("bulwark_successful_calls_total", "counter",
+	      "Calls that succeeded.", ok),
+	M_U64("bulwark_failed_calls_total", "counter", "Calls that failed.",
+	      failed),
+	M_U64("bulwark_rejected_calls_total", "counter",
+	      "Connects refused by the breaker or the bulkhead.", rejected),
+	M_U64("bulwark_slow_calls_total", "counter",
+	      "Calls slower than breaker.slow.", slow),
+	M_DBL("bulwark_success_ratio", "gauge",
+	      "Successful calls / all calls (1 with no calls).", success_rate),
+	M_DBL("bulwark_health_score", "gauge",
+	      "Success ratio x (1 - slow ratio x 0.5), in [0, 1].", health),
+	M_U64("bulwark_breaker_opened_total", "counter",
+	      "Times the breaker opened.", opened),
+	M_U32("bulwark_breaker_corrupt_total", "counter",
+	      "Impossible breaker states found in the segment and repaired "
+	      "(to closed, or forced to auto).",
+	      breaker_corrupt),
+	M_U32("bulwark_bulkhead_active", "gauge",
+	      "Connections holding a bulkhead slot.", bh_active),
+	M_U32("bulwark_bulkhead_max", "gauge", "bulkhead.max (0: no limit).",
+	      bh_max),
+	M_U64("bulwark_bulkhead_acquired_total", "counter",
+	      "Connects that got a bulkhead slot.", bh_acquired),
+	M_DBL("bulwark_bulkhead_rejection_rate", "gauge",
+	      "Bulkhead refusals over slot requests.", bh_rejection_rate),
+	M_U32("bulwark_bulkhead_waiting", "gauge",
+	      "Connects waiting for a bulkhead slot.", bh_waiting),
+	M_U64("bulwark_bulkhead_rejected_total", "counter",
+	      "Connects the full bulkhead refused.", bh_rejected),
+	M_U64("bulwark_bulkhead_saturated_total", "counter",
+	      "Connects that found the bulkhead full.", bh_saturated),
+	M_U32("bulwark_bulkhead_corrupt_total", "counter",
+	      "Impossible bulkhead counts found in the segment and rebuilt "
+	      "from the hold records.",
+	      bh_corrupt),
+	M_U64("bulwark_retries_total", "counter", "Connect retries made.",
+	      retries),
+	M_U64("bulwark_retries_succeeded_total", "counter",
+	      "Connect retries that succeeded.", retries_ok),
+	M_U64("bulwark_retries_denied_total", "counter",
+	      "Retries the retry budget or min_success refused.",
+	      retries_denied),
 };
 
 static void prom_value(FILE *f, const struct metric *mt,
@@ -603,8 +616,8 @@ static void prom_value(FILE *f, const struct metric *mt,
 void bw_cli_print_prometheus(FILE *f, const struct bw_cli_snap *snaps,
 			     size_t nsnaps)
 {
-	static const char *const states[] = {"closed", "open", "half_open",
-					     "forced_open", "disabled"};
+	static const char *const states[] = { "closed", "open", "half_open",
+					      "forced_open", "disabled" };
 	size_t rows = 0;
 
 	prom_family(f, "bulwark_destinations", "gauge",
@@ -623,8 +636,7 @@ void bw_cli_print_prometheus(FILE *f, const struct bw_cli_snap *snaps,
 				    "Lookups refused because every "
 				    "destination slot was taken.");
 		any = true;
-		prom_state_sample(f, "bulwark_state_full_total",
-				  snaps[k].name);
+		prom_state_sample(f, "bulwark_state_full_total", snaps[k].name);
 		fprintf(f, "%" PRIu64 "\n",
 			(uint64_t)LD(snaps[k].st.hdr->full_events));
 	}
@@ -658,8 +670,8 @@ void bw_cli_print_prometheus(FILE *f, const struct bw_cli_snap *snaps,
 		    "Breaker state: 1 for the current one.");
 	for (size_t k = 0; k < nsnaps; k++)
 		for (size_t i = 0; i < snaps[k].n; i++)
-			for (size_t s = 0; s < sizeof(states) / sizeof(states[0]);
-			     s++) {
+			for (size_t s = 0;
+			     s < sizeof(states) / sizeof(states[0]); s++) {
 				const struct bw_cli_row *r = &snaps[k].rows[i];
 				prom_sample(f, "bulwark_breaker_state",
 					    snaps[k].name, r);
@@ -685,16 +697,18 @@ void bw_cli_print_prometheus(FILE *f, const struct bw_cli_snap *snaps,
 			uint64_t cum = 0;
 			for (int b = 0; b < BW_STATE_HIST_BUCKETS; b++) {
 				cum += r->bh_wait_hist[b];
-				prom_sample(f, "bulwark_bulkhead_wait_seconds_bucket",
-					    nm, r);
+				prom_sample(
+					f,
+					"bulwark_bulkhead_wait_seconds_bucket",
+					nm, r);
 				fprintf(f, ",le=\"%g\"} %" PRIu64 "\n",
 					(double)(2ull << b) / 1e6, cum);
 			}
-			prom_sample(f, "bulwark_bulkhead_wait_seconds_bucket", nm,
-				    r);
+			prom_sample(f, "bulwark_bulkhead_wait_seconds_bucket",
+				    nm, r);
 			fprintf(f, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
-			prom_sample(f, "bulwark_bulkhead_wait_seconds_count", nm,
-				    r);
+			prom_sample(f, "bulwark_bulkhead_wait_seconds_count",
+				    nm, r);
 			fprintf(f, "} %" PRIu64 "\n", cum);
 		}
 	prom_family(f, "bulwark_breaker_open_remaining_seconds", "gauge",
@@ -728,9 +742,10 @@ int bw_cli_snap_take(const char *cmd, const char *name, struct bw_cli_snap *s,
 			exists = 0;
 		} else if (rc < 0) {
 			if (why_cap)
-				snprintf(why, why_cap, "state '%s' (%s) is "
-				    "unusable: %s", name, path,
-				    w[0] ? w : strerror(-rc));
+				snprintf(why, why_cap,
+					 "state '%s' (%s) is "
+					 "unusable: %s",
+					 name, path, w[0] ? w : strerror(-rc));
 			if (cmd)
 				bw_cli_state_unusable(cmd, name, path, w, rc);
 			memset(&s->st, 0, sizeof(s->st));
@@ -840,9 +855,10 @@ static int watch(const char *name, double interval_s)
 		if (rc != BW_CLI_OK)
 			return rc;
 		struct timespec ts = {
-		    .tv_sec = (time_t)interval_s,
-		    .tv_nsec =
-			(long)((interval_s - (double)(time_t)interval_s) * 1e9),
+			.tv_sec = (time_t)interval_s,
+			.tv_nsec = (long)((interval_s -
+					   (double)(time_t)interval_s) *
+					  1e9),
 		};
 		while (!stop_watch && nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
@@ -853,14 +869,14 @@ static int watch(const char *name, double interval_s)
 static int status_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"state", required_argument, NULL, 's'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"prometheus", no_argument, NULL, 'P'},
-	    {"watch", no_argument, NULL, 'w'},
-	    {"interval", required_argument, NULL, 'i'},
-	    {"output", required_argument, NULL, 'o'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "state", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "prometheus", no_argument, NULL, 'P' },
+		{ "watch", no_argument, NULL, 'w' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = getenv("BULWARK_STATE"), *interval = NULL;
 	const char *output = NULL;
@@ -872,7 +888,8 @@ static int status_main(int argc, char **argv)
 	if (!name || !*name)
 		name = "default";
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:s:jPwi:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:s:jPwi:o:h", opts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 's':
 			name = optarg;
@@ -927,10 +944,10 @@ static int status_main(int argc, char **argv)
 		    !(interval_s >= BW_CLI_WATCH_MIN_S) ||
 		    interval_s > BW_CLI_WATCH_MAX_S)
 			return bw_cli_usage_error(
-			    "status",
-			    "bad interval "
-			    "'%s': seconds from 0.1 to 86400",
-			    interval);
+				"status",
+				"bad interval "
+				"'%s': seconds from 0.1 to 86400",
+				interval);
 	}
 	if (!name || strcmp(name, "private") == 0)
 		return bw_cli_usage_error("status",
@@ -948,8 +965,8 @@ static int status_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_status = {
-    .name = "status",
-    .main = status_main,
-    .summary = "show the state of every destination",
-    .usage = usage,
+	.name = "status",
+	.main = status_main,
+	.summary = "show the state of every destination",
+	.usage = usage,
 };

@@ -21,41 +21,41 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-    "Usage: bulwark systemd SERVICE [--policy-file F] [--state NAME]\n"
-    "                       [--log-file F] [--log LEVEL]\n"
-    "\n"
-    "Prints a systemd drop-in that runs SERVICE under the shim, for\n"
-    "/etc/systemd/system/SERVICE.service.d/bulwark.conf:\n"
-    "\n"
-    "  [Service]\n"
-    "  Environment=LD_PRELOAD=/usr/lib/MULTIARCH/bulwark/libbulwark.so\n"
-    "  Environment=BULWARK_POLICY_FILE=F\n"
-    "  Environment=BULWARK_STATE=NAME\n"
-    "\n"
-    "The shim's path is the one 'bulwark run' would preload (see its "
-    "--help).\n"
-    "Log lines go to the service's standard error, so to the journal\n"
-    "(journalctl -u SERVICE), unless --log-file is given.\n"
-    "\n"
-    "Options:\n"
-    "  -p, --policy-file F  the policy (an absolute path); checked now when\n"
-    "                       readable, as 'bulwark check' would\n"
-    "  -s, --state NAME     the shared state (default: the shim's, "
-    "'default')\n"
-    "  -f, --log-file F     BULWARK_LOG_FILE: log lines to F (an absolute\n"
-    "                       path the service's user can write)\n"
-    "  -L, --log LEVEL      BULWARK_LOG: off, error, warn, info or debug\n"
-    "  -h, --help           show this help\n"
-    "\n"
-    "Install it with:\n"
-    "  mkdir -p /etc/systemd/system/nginx.service.d\n"
-    "  bulwark systemd nginx --policy-file /etc/bulwark/nginx.policy \\\n"
-    "      > /etc/systemd/system/nginx.service.d/bulwark.conf\n"
-    "  systemctl daemon-reload && systemctl restart nginx\n"
-    "\n"
-    "Exit status: 0 printed, 1 the shim is not found, 2 bad usage or an "
-    "invalid\n"
-    "policy file.\n";
+	"Usage: bulwark systemd SERVICE [--policy-file F] [--state NAME]\n"
+	"                       [--log-file F] [--log LEVEL]\n"
+	"\n"
+	"Prints a systemd drop-in that runs SERVICE under the shim, for\n"
+	"/etc/systemd/system/SERVICE.service.d/bulwark.conf:\n"
+	"\n"
+	"  [Service]\n"
+	"  Environment=LD_PRELOAD=/usr/lib/MULTIARCH/bulwark/libbulwark.so\n"
+	"  Environment=BULWARK_POLICY_FILE=F\n"
+	"  Environment=BULWARK_STATE=NAME\n"
+	"\n"
+	"The shim's path is the one 'bulwark run' would preload (see its "
+	"--help).\n"
+	"Log lines go to the service's standard error, so to the journal\n"
+	"(journalctl -u SERVICE), unless --log-file is given.\n"
+	"\n"
+	"Options:\n"
+	"  -p, --policy-file F  the policy (an absolute path); checked now when\n"
+	"                       readable, as 'bulwark check' would\n"
+	"  -s, --state NAME     the shared state (default: the shim's, "
+	"'default')\n"
+	"  -f, --log-file F     BULWARK_LOG_FILE: log lines to F (an absolute\n"
+	"                       path the service's user can write)\n"
+	"  -L, --log LEVEL      BULWARK_LOG: off, error, warn, info or debug\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"Install it with:\n"
+	"  mkdir -p /etc/systemd/system/nginx.service.d\n"
+	"  bulwark systemd nginx --policy-file /etc/bulwark/nginx.policy \\\n"
+	"      > /etc/systemd/system/nginx.service.d/bulwark.conf\n"
+	"  systemctl daemon-reload && systemctl restart nginx\n"
+	"\n"
+	"Exit status: 0 printed, 1 the shim is not found, 2 bad usage or an "
+	"invalid\n"
+	"policy file.\n";
 
 /* Characters of a unit name (systemd.unit(5)). */
 static bool unit_name_ok(const char *s)
@@ -83,12 +83,12 @@ static bool env_value_ok(const char *s)
 static int systemd_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"policy-file", required_argument, NULL, 'p'},
-	    {"state", required_argument, NULL, 's'},
-	    {"log-file", required_argument, NULL, 'f'},
-	    {"log", required_argument, NULL, 'L'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "policy-file", required_argument, NULL, 'p' },
+		{ "state", required_argument, NULL, 's' },
+		{ "log-file", required_argument, NULL, 'f' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *policy = NULL, *state = NULL, *log_file = NULL,
 		   *log_level = NULL;
@@ -131,18 +131,19 @@ static int systemd_main(int argc, char **argv)
 		sl -= 8;
 	snprintf(unit, sizeof(unit), "%.*s", (int)(sl < 255 ? sl : 255), svc);
 	if (!unit_name_ok(unit))
-		return bw_cli_usage_error("systemd",
-					  "bad service name '%s'", svc);
+		return bw_cli_usage_error("systemd", "bad service name '%s'",
+					  svc);
 	if (state) {
 		if (!strcmp(state, "private"))
 			return bw_cli_usage_error(
-			    "systemd", "state 'private' is the shim's "
-				       "per-process state; give a shared name");
+				"systemd",
+				"state 'private' is the shim's "
+				"per-process state; give a shared name");
 		if (bw_cli_check_state("systemd", state) != BW_CLI_OK)
 			return BW_CLI_USAGE;
 	}
-	static const char *const levels[] = {"off", "error", "warn", "info",
-					     "debug"};
+	static const char *const levels[] = { "off", "error", "warn", "info",
+					      "debug" };
 	bool level_ok = !log_level;
 	for (size_t i = 0; log_level && i < sizeof(levels) / sizeof(levels[0]);
 	     i++)
@@ -152,27 +153,29 @@ static int systemd_main(int argc, char **argv)
 					  "bad log level '%s': off, error, "
 					  "warn, info or debug",
 					  log_level);
-	const char *paths[2] = {policy, log_file};
-	const char *what[2] = {"--policy-file", "--log-file"};
+	const char *paths[2] = { policy, log_file };
+	const char *what[2] = { "--policy-file", "--log-file" };
 	for (int i = 0; i < 2; i++) {
 		if (!paths[i])
 			continue;
 		if (paths[i][0] != '/')
 			return bw_cli_usage_error(
-			    "systemd",
-			    "%s needs an absolute path (a service runs "
-			    "in /): '%s'",
-			    what[i], paths[i]);
+				"systemd",
+				"%s needs an absolute path (a service runs "
+				"in /): '%s'",
+				what[i], paths[i]);
 		if (!env_value_ok(paths[i]))
 			return bw_cli_usage_error(
-			    "systemd", "%s: '%s' has a character systemd "
-				       "would need escaped",
-			    what[i], paths[i]);
+				"systemd",
+				"%s: '%s' has a character systemd "
+				"would need escaped",
+				what[i], paths[i]);
 	}
 	if (policy) {
 		if (access(policy, R_OK) == 0) {
 			struct bw_policy *p = NULL;
-			int rc = bw_cli_load_policy("systemd", NULL, policy, &p);
+			int rc =
+				bw_cli_load_policy("systemd", NULL, policy, &p);
 			free(p);
 			if (rc != BW_CLI_OK)
 				return rc;
@@ -186,9 +189,10 @@ static int systemd_main(int argc, char **argv)
 	if (bw_cli_find_shim("systemd", shim, sizeof(shim)) < 0)
 		return BW_CLI_FAIL;
 	if (!env_value_ok(shim) || strchr(shim, ' ') || strchr(shim, ':')) {
-		bw_cli_err("systemd", "the shim's path '%s' cannot be preloaded "
-				      "(a space, ':' or a character systemd "
-				      "would need escaped)",
+		bw_cli_err("systemd",
+			   "the shim's path '%s' cannot be preloaded "
+			   "(a space, ':' or a character systemd "
+			   "would need escaped)",
 			   shim);
 		return BW_CLI_FAIL;
 	}
@@ -224,8 +228,8 @@ static int systemd_main(int argc, char **argv)
 }
 
 const struct bw_cli_cmd bw_cli_cmd_systemd = {
-    .name = "systemd",
-    .main = systemd_main,
-    .summary = "print a systemd drop-in running a service under the shim",
-    .usage = usage,
+	.name = "systemd",
+	.main = systemd_main,
+	.summary = "print a systemd drop-in running a service under the shim",
+	.usage = usage,
 };

@@ -173,8 +173,7 @@ static inline bool cas_state(struct bw_dest *d, uint64_t *w, uint64_t nw)
 
 static void corrupt_count(struct bw_dest *d)
 {
-	atomic_fetch_add_explicit(&d->breaker_corrupt, 1,
-				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&d->breaker_corrupt, 1, memory_order_relaxed);
 }
 
 static void counters_clear(struct bw_dest *d);
@@ -235,8 +234,8 @@ static uint64_t probe_stale_ns(const struct bw_dest *d,
 {
 	uint64_t cur = open_cur(d, s);
 	return cur > BW_BREAKER_PROBE_STALE_MIN_NS
-		   ? cur
-		   : BW_BREAKER_PROBE_STALE_MIN_NS;
+		       ? cur
+		       : BW_BREAKER_PROBE_STALE_MIN_NS;
 }
 
 /* ---- round-tagged counters (I3) ------------------------------------------ */
@@ -273,7 +272,7 @@ static uint64_t count_bucket_size(const struct bw_settings *s)
 {
 	uint64_t n = s->window_calls;
 	uint64_t sz =
-	    (n + BW_STATE_WINDOW_BUCKETS - 1) / BW_STATE_WINDOW_BUCKETS;
+		(n + BW_STATE_WINDOW_BUCKETS - 1) / BW_STATE_WINDOW_BUCKETS;
 	return sz ? sz : 1;
 }
 
@@ -360,8 +359,8 @@ void bw_breaker_window(const struct bw_dest *d, const struct bw_settings *s,
 		uint64_t size;
 		uint32_t nb;
 		count_geometry(s, &size, &nb);
-		uint64_t seq =
-		    atomic_load_explicit(&d->window_seq, memory_order_relaxed);
+		uint64_t seq = atomic_load_explicit(&d->window_seq,
+						    memory_order_relaxed);
 		if (seq == 0)
 			goto out;
 		last = (seq - 1) / size + 1;
@@ -585,12 +584,13 @@ static int admit_slow(struct bw_dest *d, const struct bw_settings *s,
 				continue;
 			}
 			/* The longest round any open time gives (I6). */
-			if (bound_deadline(d, &w, now_ns,
-					   open_max_of(s) >
-						   BW_BREAKER_PROBE_STALE_MIN_NS
-					       ? open_max_of(s)
-					       : BW_BREAKER_PROBE_STALE_MIN_NS,
-					   event))
+			if (bound_deadline(
+				    d, &w, now_ns,
+				    open_max_of(
+					    s) > BW_BREAKER_PROBE_STALE_MIN_NS
+					    ? open_max_of(s)
+					    : BW_BREAKER_PROBE_STALE_MIN_NS,
+				    event))
 				continue;
 			rc = claim_probe(d, s, w);
 			if (rc != 0)
@@ -654,8 +654,8 @@ static void slow_count_lower(struct bw_dest *d)
 {
 	uint32_t v = atomic_load_explicit(&d->slow_count, memory_order_relaxed);
 	while (v > 0 && !atomic_compare_exchange_weak_explicit(
-			    &d->slow_count, &v, v - 1, memory_order_relaxed,
-			    memory_order_relaxed))
+				&d->slow_count, &v, v - 1, memory_order_relaxed,
+				memory_order_relaxed))
 		;
 }
 
@@ -716,9 +716,9 @@ static int record_probe(struct bw_dest *d, const struct bw_settings *s,
 	return breaker_close(d, w) ? BW_BREAKER_EV_CLOSED : BW_BREAKER_EV_NONE;
 }
 
-static int record(struct bw_dest *d, const struct bw_settings *s,
-		  bool failed, bool clears, uint64_t latency_ns, bool probe,
-		  uint64_t now_ns, int *why)
+static int record(struct bw_dest *d, const struct bw_settings *s, bool failed,
+		  bool clears, uint64_t latency_ns, bool probe, uint64_t now_ns,
+		  int *why)
 {
 	if (why)
 		*why = BW_BREAKER_WHY_NONE;
@@ -755,7 +755,7 @@ bool bw_breaker_record_ok(struct bw_dest *d, const struct bw_settings *s,
 		return true; /* nothing to judge */
 	if (window_judged(s) || bw_breaker_is_slow(s, latency_ns) ||
 	    atomic_load_explicit(&d->forced, memory_order_relaxed) !=
-		BW_FORCE_AUTO ||
+		    BW_FORCE_AUTO ||
 	    w_state(atomic_load(&d->state)) != BW_BREAKER_CLOSED)
 		return false;
 	/* record_closed() for a success that cannot trip. */
@@ -774,8 +774,7 @@ int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
 	return record(d, s, failed, true, latency_ns, probe, now_ns, why);
 }
 
-int bw_breaker_record_connect_ok(struct bw_dest *d,
-				 const struct bw_settings *s,
+int bw_breaker_record_connect_ok(struct bw_dest *d, const struct bw_settings *s,
 				 uint64_t latency_ns, bool probe,
 				 uint64_t now_ns)
 {
@@ -804,7 +803,7 @@ enum bw_breaker_state bw_breaker_view(const struct bw_dest *d, uint64_t now_ns,
 			/* I9: no more than the open time the trip stored
 			 * (admit repairs the word itself). */
 			uint64_t dur = atomic_load_explicit(
-			    &d->open_ns, memory_order_relaxed);
+				&d->open_ns, memory_order_relaxed);
 			st = BW_BREAKER_OPEN;
 			left = w_deadline_ms(w) * NS_PER_MS - now_ns;
 			if (dur && left > dur)

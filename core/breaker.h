@@ -96,8 +96,7 @@ int bw_breaker_record(struct bw_dest *d, const struct bw_settings *s,
  * breaker.slow_calls.
  * Returns an enum bw_breaker_event.  AS-safe: yes.
  */
-int bw_breaker_record_connect_ok(struct bw_dest *d,
-				 const struct bw_settings *s,
+int bw_breaker_record_connect_ok(struct bw_dest *d, const struct bw_settings *s,
 				 uint64_t latency_ns, bool probe,
 				 uint64_t now_ns);
 

@@ -143,33 +143,37 @@ _Static_assert(BW_POLICY_COUNT_MAX <= BH_ACTIVE_MASK, "active field");
 /* Record states.  Record 0 is never used: last == 0 means none. */
 enum {
 	ST_FREE = 0,
-	ST_HELD = 1,	/* a slot; owner pid closes or dies */
-	ST_WAITING = 2, /* a connect waiting for a slot */
-	ST_SHARED = 3,	/* a slot of a connection other processes may hold */
-	ST_I_ACQ = 8,	/* FREE -> HELD: active + 1 */
-	ST_I_ENQ = 9,	/* FREE -> WAITING: waiting + 1 */
-	ST_I_TAKE = 10, /* WAITING -> HELD: active + 1, waiting - 1 */
+	ST_HELD = 1,	 /* a slot; owner pid closes or dies */
+	ST_WAITING = 2,	 /* a connect waiting for a slot */
+	ST_SHARED = 3,	 /* a slot of a connection other processes may hold */
+	ST_I_ACQ = 8,	 /* FREE -> HELD: active + 1 */
+	ST_I_ENQ = 9,	 /* FREE -> WAITING: waiting + 1 */
+	ST_I_TAKE = 10,	 /* WAITING -> HELD: active + 1, waiting - 1 */
 	ST_I_LEAVE = 11, /* WAITING -> FREE: waiting - 1 */
-	ST_I_REL = 12,	/* HELD -> FREE: active - 1 */
-	ST_I_SREL = 13, /* SHARED -> FREE: active - 1 */
+	ST_I_REL = 12,	 /* HELD -> FREE: active - 1 */
+	ST_I_SREL = 13,	 /* SHARED -> FREE: active - 1 */
 };
 
 /* clang-format off: the tables pair each intent with its transition. */
 static const uint8_t intent_from[16] = {
-	[ST_I_ACQ] = ST_FREE,	   [ST_I_ENQ] = ST_FREE,
+	[ST_I_ACQ] = ST_FREE,	  [ST_I_ENQ] = ST_FREE,
 	[ST_I_TAKE] = ST_WAITING, [ST_I_LEAVE] = ST_WAITING,
-	[ST_I_REL] = ST_HELD,	   [ST_I_SREL] = ST_SHARED,
+	[ST_I_REL] = ST_HELD,	  [ST_I_SREL] = ST_SHARED,
 };
 static const uint8_t intent_to[16] = {
-	[ST_I_ACQ] = ST_HELD,	   [ST_I_ENQ] = ST_WAITING,
-	[ST_I_TAKE] = ST_HELD,	   [ST_I_LEAVE] = ST_FREE,
-	[ST_I_REL] = ST_FREE,	   [ST_I_SREL] = ST_FREE,
+	[ST_I_ACQ] = ST_HELD,	[ST_I_ENQ] = ST_WAITING, [ST_I_TAKE] = ST_HELD,
+	[ST_I_LEAVE] = ST_FREE, [ST_I_REL] = ST_FREE,	 [ST_I_SREL] = ST_FREE,
 };
 static const int8_t intent_dact[16] = {
-	[ST_I_ACQ] = 1, [ST_I_TAKE] = 1, [ST_I_REL] = -1, [ST_I_SREL] = -1,
+	[ST_I_ACQ] = 1,
+	[ST_I_TAKE] = 1,
+	[ST_I_REL] = -1,
+	[ST_I_SREL] = -1,
 };
 static const int8_t intent_dwait[16] = {
-	[ST_I_ENQ] = 1, [ST_I_TAKE] = -1, [ST_I_LEAVE] = -1,
+	[ST_I_ENQ] = 1,
+	[ST_I_TAKE] = -1,
+	[ST_I_LEAVE] = -1,
 };
 /* clang-format on */
 
@@ -186,7 +190,10 @@ static inline uint64_t hw_make(unsigned state, uint32_t dest, uint32_t pid,
 	       ((uint64_t)state & HW_STATE_MASK) << HW_STATE_SHIFT |
 	       ((uint64_t)gen & HW_GEN_MASK) << HW_GEN_SHIFT;
 }
-static inline uint32_t hw_pid(uint64_t w) { return (uint32_t)(w & HW_PID_MASK); }
+static inline uint32_t hw_pid(uint64_t w)
+{
+	return (uint32_t)(w & HW_PID_MASK);
+}
 static inline uint32_t hw_dest(uint64_t w)
 {
 	return (uint32_t)(w >> HW_DEST_SHIFT & HW_DEST_MASK);
@@ -200,7 +207,10 @@ static inline uint32_t hw_gen(uint64_t w)
 	return (uint32_t)(w >> HW_GEN_SHIFT & HW_GEN_MASK);
 }
 
-static inline uint32_t bh_active(uint64_t w) { return (uint32_t)(w & BH_ACTIVE_MASK); }
+static inline uint32_t bh_active(uint64_t w)
+{
+	return (uint32_t)(w & BH_ACTIVE_MASK);
+}
 static inline uint32_t bh_waiting(uint64_t w)
 {
 	return (uint32_t)(w >> BH_WAIT_SHIFT & BH_WAIT_MASK);
@@ -232,10 +242,10 @@ struct priv_bh {
 };
 static struct priv_bh priv[BW_STATE_SLOTS];
 
-static _Atomic uint32_t self_pid;     /* 0: not known yet (or forked) */
-static _Atomic uint32_t self_ns;      /* our pid namespace's inode, 0: unknown */
-static _Atomic uint64_t self_start;   /* our start time, 0: unknown */
-static _Atomic uint32_t fork_count;   /* bw_bulkhead_forked() calls */
+static _Atomic uint32_t self_pid;   /* 0: not known yet (or forked) */
+static _Atomic uint32_t self_ns;    /* our pid namespace's inode, 0: unknown */
+static _Atomic uint64_t self_start; /* our start time, 0: unknown */
+static _Atomic uint32_t fork_count; /* bw_bulkhead_forked() calls */
 /* Where this thread looks first for a free record: the one it freed last,
  * so a thread keeps reusing one warm record and threads do not collide
  * (initial-exec: doc/design.md L5). */
@@ -252,7 +262,6 @@ struct bh {
 };
 
 /* ---- small helpers (errno kept by the callers' save/restore) -------------- */
-
 
 static int sys_open_at(int dirfd, const char *path, int flags)
 {
@@ -359,7 +368,8 @@ static uint32_t self(uint64_t *start)
 		atomic_store_explicit(&self_pid, pid, memory_order_release);
 	}
 	if (start)
-		*start = atomic_load_explicit(&self_start, memory_order_relaxed);
+		*start =
+			atomic_load_explicit(&self_start, memory_order_relaxed);
 	return pid;
 }
 
@@ -420,8 +430,7 @@ static void wake_bits(struct bh *b, uint32_t mask)
 	if (!mask)
 		return;
 	atomic_fetch_add_explicit(b->wake, 1, memory_order_seq_cst);
-	atomic_fetch_add_explicit(&bw__bulkhead_wakes, 1,
-				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&bw__bulkhead_wakes, 1, memory_order_relaxed);
 	syscall(SYS_futex, (uint32_t *)b->wake,
 		FUTEX_WAKE_BITSET | b->futex_flags, INT_MAX, NULL, NULL, mask);
 }
@@ -529,8 +538,8 @@ static void complete(struct bw_state *st, uint32_t idx, uint64_t w)
 	if (!is_intent(s))
 		return;
 	to = intent_to[s] == ST_FREE
-		 ? hw_make(ST_FREE, 0, 0, hw_gen(w))
-		 : hw_make(intent_to[s], hw_dest(w), hw_pid(w), hw_gen(w));
+		     ? hw_make(ST_FREE, 0, 0, hw_gen(w))
+		     : hw_make(intent_to[s], hw_dest(w), hw_pid(w), hw_gen(w));
 	atomic_compare_exchange_strong(&rec(st, idx)->word, &w, to);
 }
 
@@ -574,10 +583,10 @@ static bool rebuild(struct bw_state *st, uint32_t didx)
 				continue;
 			if (is_intent(s))
 				s = bh_last(w) == i &&
-					    bh_lgen(w) ==
-						(hw_gen(r) & BH_LGEN_MASK)
-					? intent_to[s]
-					: intent_from[s];
+						    bh_lgen(w) == (hw_gen(r) &
+								   BH_LGEN_MASK)
+					    ? intent_to[s]
+					    : intent_from[s];
 			act += s == ST_HELD || s == ST_SHARED;
 			wait += s == ST_WAITING;
 		}
@@ -643,8 +652,8 @@ static int commit(struct bh *b, uint32_t idx, uint64_t rw, uint32_t max,
 			return -EBUSY;
 		if (s == ST_I_TAKE && act >= max)
 			return -EBUSY;
-		if (s == ST_I_ENQ && ((queue && wait >= queue) ||
-				      wait >= BH_WAIT_MASK))
+		if (s == ST_I_ENQ &&
+		    ((queue && wait >= queue) || wait >= BH_WAIT_MASK))
 			return -EBUSY;
 		uint64_t n = b->st ? bh_make((uint32_t)na, (uint32_t)nw, idx,
 					     hw_gen(rw))
@@ -663,10 +672,9 @@ static uint64_t completed(uint64_t rw)
 {
 	unsigned to = intent_to[hw_state(rw)];
 
-	return to == ST_FREE
-		   ? hw_make(ST_FREE, 0, 0, hw_gen(rw))
-		   : (rw & ~(HW_STATE_MASK << HW_STATE_SHIFT)) |
-			     (uint64_t)to << HW_STATE_SHIFT;
+	return to == ST_FREE ? hw_make(ST_FREE, 0, 0, hw_gen(rw))
+			     : (rw & ~(HW_STATE_MASK << HW_STATE_SHIFT)) |
+				       (uint64_t)to << HW_STATE_SHIFT;
 }
 
 /*
@@ -714,9 +722,9 @@ static bool retarget(struct bw_state *st, uint32_t idx, uint64_t *rw,
 
 	if (!s) {
 		unsigned from = intent_from[hw_state(*rw)];
-		n = from == ST_FREE
-			? hw_make(ST_FREE, 0, 0, hw_gen(*rw))
-			: hw_make(from, hw_dest(*rw), hw_pid(*rw), hw_gen(*rw));
+		n = from == ST_FREE ? hw_make(ST_FREE, 0, 0, hw_gen(*rw))
+				    : hw_make(from, hw_dest(*rw), hw_pid(*rw),
+					      hw_gen(*rw));
 	} else
 		n = hw_make(s, hw_dest(*rw), pid, hw_gen(*rw) + 1);
 	if (!atomic_compare_exchange_strong(&rec(st, idx)->word, rw, n))
@@ -764,8 +772,8 @@ static uint32_t claim(struct bw_state *st, uint32_t didx, unsigned s,
 #define PID_CACHE 32
 struct pid_verdict {
 	uint32_t pid;
-	bool gone;	/* ESRCH or zombie */
-	bool known;	/* start read */
+	bool gone;  /* ESRCH or zombie */
+	bool known; /* start read */
 	uint64_t start;
 };
 
@@ -797,7 +805,7 @@ static bool owner_dead(struct bw_state *st, uint32_t idx, uint64_t w,
 		if (cache[i].pid == pid)
 			v = &cache[i];
 	if (!v) {
-		struct pid_verdict tmp = {.pid = pid};
+		struct pid_verdict tmp = { .pid = pid };
 		bool z = false;
 
 		tmp.gone = bw_sys.kill((pid_t)pid, 0) == -ESRCH;
@@ -829,8 +837,9 @@ static uint64_t recover(struct bw_state *st, uint32_t idx, uint64_t w)
 
 	if (bh_last(bw) == idx && bh_lgen(bw) == (hw_gen(w) & BH_LGEN_MASK))
 		complete(st, idx, w);
-	back = from == ST_FREE ? hw_make(ST_FREE, 0, 0, hw_gen(w))
-			       : hw_make(from, hw_dest(w), hw_pid(w), hw_gen(w));
+	back = from == ST_FREE
+		       ? hw_make(ST_FREE, 0, 0, hw_gen(w))
+		       : hw_make(from, hw_dest(w), hw_pid(w), hw_gen(w));
 	atomic_compare_exchange_strong(&rec(st, idx)->word, &w, back);
 	return atomic_load(&rec(st, idx)->word);
 }
@@ -924,7 +933,8 @@ static bool proc_scan(struct cand *c, int n)
 						continue;
 					ln = syscall(SYS_readlinkat, ffd, fn,
 						     lnk, sizeof(lnk) - 1);
-					if (ln < 9 || memcmp(lnk, "socket:[", 8) != 0)
+					if (ln < 9 ||
+					    memcmp(lnk, "socket:[", 8) != 0)
 						continue;
 					for (long k = 8;
 					     k < ln && lnk[k] >= '0' &&
@@ -1006,7 +1016,8 @@ unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 		}
 		if (ncand < SCAN_MAX)
 			cands[ncand++] = (struct cand){
-			    .word = w, .ino = ino, .idx = i, .found = false};
+				.word = w, .ino = ino, .idx = i, .found = false
+			};
 		else
 			shared++; /* next sweep */
 	}
@@ -1024,10 +1035,10 @@ unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 		if (hw_state(w) == ST_HELD) {
 			/* Its owner died, another process holds the socket
 			 * (a forked or exec'd child): keep the slot. */
-			uint64_t n =
-			    hw_make(ST_SHARED, hw_dest(w), 0, hw_gen(w) + 1);
+			uint64_t n = hw_make(ST_SHARED, hw_dest(w), 0,
+					     hw_gen(w) + 1);
 			atomic_compare_exchange_strong(
-			    &rec(st, cands[i].idx)->word, &w, n);
+				&rec(st, cands[i].idx)->word, &w, n);
 		}
 	}
 	if (d) {
@@ -1066,8 +1077,8 @@ static void note_acquired(struct bw_dest *d, struct bw_slot *out,
 	 * one contended write less per connect. */
 	if (wait_ns)
 		atomic_fetch_add_explicit(
-		    &d->bh_wait_hist[hist_bucket(wait_ns)], 1,
-		    memory_order_relaxed);
+			&d->bh_wait_hist[hist_bucket(wait_ns)], 1,
+			memory_order_relaxed);
 	out->wait_ns = wait_ns;
 }
 
@@ -1086,8 +1097,7 @@ static int refuse(struct bw_dest *d, const struct bw_settings *s)
 /* Sleeps on b's wake word while it still reads v, on bits, until
  * CLOCK_MONOTONIC reaches until_ns (absolute).  Returns 0 or -errno
  * (-EINTR: a signal handler ran; -ETIMEDOUT; -EAGAIN: v changed). */
-static int sleep_on(struct bh *b, uint32_t v, uint32_t bits,
-		    uint64_t until_ns)
+static int sleep_on(struct bh *b, uint32_t v, uint32_t bits, uint64_t until_ns)
 {
 	struct timespec now, ts;
 	uint64_t left, n;
@@ -1096,8 +1106,7 @@ static int sleep_on(struct bh *b, uint32_t v, uint32_t bits,
 	left = until_ns > n ? until_ns - n : 0;
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	n = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec +
-	    left;
+	n = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec + left;
 	ts.tv_sec = (time_t)(n / 1000000000ull);
 	ts.tv_nsec = (long)(n % 1000000000ull);
 	if (syscall(SYS_futex, (uint32_t *)b->wake,
@@ -1349,7 +1358,7 @@ static int acquire(struct bw_state *st, struct bw_dest *d,
 	if (atomic_load_explicit(&d->bh_shared, memory_order_relaxed) &&
 	    now_ns - atomic_load_explicit(&d->bh_sweep_ns,
 					  memory_order_relaxed) >=
-		BW_BULKHEAD_SHARED_NS)
+		    BW_BULKHEAD_SHARED_NS)
 		bw_bulkhead_sweep(st, d, now_ns, false);
 	idx = claim(st, didx, ST_I_ACQ, pid, start, &rw);
 	if (!idx) {
@@ -1357,8 +1366,8 @@ static int acquire(struct bw_state *st, struct bw_dest *d,
 					  memory_order_relaxed);
 		goto out; /* passes uncounted, like a full state table */
 	}
-	if (sock_ino || atomic_load_explicit(&st->holds[idx].ino,
-					     memory_order_relaxed))
+	if (sock_ino ||
+	    atomic_load_explicit(&st->holds[idx].ino, memory_order_relaxed))
 		atomic_store_explicit(&st->holds[idx].ino, sock_ino,
 				      memory_order_release);
 	if (commit_own(st, d, idx, rw, max) == 0)
@@ -1423,17 +1432,15 @@ out:
 
 int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
 			const struct bw_settings *s, struct bw_bh_wait may_wait,
-			uint64_t sock_ino, uint64_t now_ns,
-			struct bw_slot *out)
+			uint64_t sock_ino, uint64_t now_ns, struct bw_slot *out)
 {
 	return acquire(st, d, s, may_wait, sock_ino, now_ns, out, NULL);
 }
 
 int bw_bulkhead_acquire_nb(struct bw_state *st, struct bw_dest *d,
 			   const struct bw_settings *s,
-			   struct bw_bh_wait may_wait,
-			   uint64_t now_ns, struct bw_slot *out,
-			   struct bw_bh_ticket *tk)
+			   struct bw_bh_wait may_wait, uint64_t now_ns,
+			   struct bw_slot *out, struct bw_bh_ticket *tk)
 {
 	tk->kind = BW_SLOT_NONE;
 	return acquire(st, d, s, may_wait, 0, now_ns, out, tk);
@@ -1636,10 +1643,12 @@ void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v)
 	v->active = bh_active(w);
 	v->waiting = bh_waiting(w);
 	v->max = atomic_load_explicit(&d->bh_max, memory_order_relaxed);
-	v->acquired = atomic_load_explicit(&d->bh_acquired, memory_order_relaxed);
-	v->rejected = atomic_load_explicit(&d->bh_rejected, memory_order_relaxed);
+	v->acquired =
+		atomic_load_explicit(&d->bh_acquired, memory_order_relaxed);
+	v->rejected =
+		atomic_load_explicit(&d->bh_rejected, memory_order_relaxed);
 	v->saturated =
-	    atomic_load_explicit(&d->bh_saturated, memory_order_relaxed);
+		atomic_load_explicit(&d->bh_saturated, memory_order_relaxed);
 	v->corrupt = atomic_load_explicit(&d->bh_corrupt, memory_order_relaxed);
 	tot = v->acquired + v->rejected;
 	v->rejection_rate = tot ? (double)v->rejected / (double)tot : 0.0;

@@ -30,31 +30,31 @@
 
 /* What a slot is (bw_slot.kind). */
 enum bw_slot_kind {
-	BW_SLOT_NONE = 0,	/* nothing held: no bulkhead, or passed uncounted */
-	BW_SLOT_SHARED = 1,	/* a hold record in the segment */
-	BW_SLOT_PROCESS = 2,	/* this process's private counter */
+	BW_SLOT_NONE = 0,   /* nothing held: no bulkhead, or passed uncounted */
+	BW_SLOT_SHARED = 1, /* a hold record in the segment */
+	BW_SLOT_PROCESS = 2, /* this process's private counter */
 };
 
 /* One acquired slot; lives in the caller's per-connection record (the fd
  * table's bw_conn).  Plain data: copy it, never share it between two
  * connections.  Zeroed = nothing held. */
 struct bw_slot {
-	uint8_t kind;	   /* enum bw_slot_kind */
+	uint8_t kind; /* enum bw_slot_kind */
 	uint8_t pad[3];
-	uint32_t hold;	   /* hold record index (SHARED) */
-	uint32_t dest;	   /* state slot index of the destination */
-	uint32_t forks;	   /* bw_bulkhead_forked() count when acquired */
-	uint64_t word;	   /* the hold record's word when acquired */
-	uint64_t wait_ns;  /* how long the acquire waited (also when it was
-			    * refused in the end) */
+	uint32_t hold;	  /* hold record index (SHARED) */
+	uint32_t dest;	  /* state slot index of the destination */
+	uint32_t forks;	  /* bw_bulkhead_forked() count when acquired */
+	uint64_t word;	  /* the hold record's word when acquired */
+	uint64_t wait_ns; /* how long the acquire waited (also when it was
+			   * refused in the end) */
 };
 
 /* Metrics of one destination (bulwark(1) status). */
 struct bw_bulkhead_view {
 	uint32_t active, max, waiting;
 	uint64_t acquired, rejected, saturated;
-	uint32_t corrupt;	/* impossible counts found (and rebuilt) */
-	double rejection_rate;	/* rejected / (acquired + rejected), 0 if none */
+	uint32_t corrupt;      /* impossible counts found (and rebuilt) */
+	double rejection_rate; /* rejected / (acquired + rejected), 0 if none */
 	/* bucket i: waits of [2^i, 2^(i+1)) µs, bucket 0 also < 1 µs and
 	 * every acquire that did not wait (bh_wait_hist itself counts waits
 	 * only) */
@@ -79,7 +79,7 @@ struct bw_bh_wait {
 };
 #define BW_BH_NEVER ((struct bw_bh_wait){ BW_BH_WAIT_NEVER, -1 })
 #define BW_BH_ALWAYS ((struct bw_bh_wait){ BW_BH_WAIT_ALWAYS, -1 })
-#define BW_BH_IF_BLOCKING(fd)                                                 \
+#define BW_BH_IF_BLOCKING(fd) \
 	((struct bw_bh_wait){ BW_BH_WAIT_IF_BLOCKING, (fd) })
 
 /* bw_bulkhead_acquire_nb and bw_bulkhead_try: the connect waits in the
@@ -116,14 +116,14 @@ int bw_bulkhead_acquire(struct bw_state *st, struct bw_dest *d,
  * kept in its connection until it takes a slot, leaves, or times out.
  * Zeroed (kind NONE) = none. */
 struct bw_bh_ticket {
-	uint8_t kind;	   /* enum bw_slot_kind of the bulkhead, NONE: none */
+	uint8_t kind; /* enum bw_slot_kind of the bulkhead, NONE: none */
 	uint8_t rechecked;
 	uint32_t idx;	   /* hold record (SHARED), WAITING */
 	uint32_t t;	   /* the ticket number */
 	uint32_t didx;	   /* state slot index of the destination */
 	uint32_t stuck_at; /* serving at the last re-check */
 	uint32_t forks;
-	uint64_t rw;	   /* the record's word */
+	uint64_t rw; /* the record's word */
 	uint64_t t0_ns, check_ns, deadline_ns;
 };
 
@@ -138,9 +138,8 @@ struct bw_bh_ticket {
  */
 int bw_bulkhead_acquire_nb(struct bw_state *st, struct bw_dest *d,
 			   const struct bw_settings *s,
-			   struct bw_bh_wait may_wait,
-			   uint64_t now_ns, struct bw_slot *out,
-			   struct bw_bh_ticket *tk);
+			   struct bw_bh_wait may_wait, uint64_t now_ns,
+			   struct bw_slot *out, struct bw_bh_ticket *tk);
 /*
  * One non-blocking look for a queued ticket: 0 with *out (the slot, its
  * wait recorded), BW_BULKHEAD_QUEUED still, or -bulkhead.errno when

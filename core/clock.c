@@ -35,11 +35,11 @@
 #endif
 
 static struct {
-	_Atomic int usable;     /* 1: the counter stands in */
-	_Atomic uint32_t seq;   /* odd while a writer updates the rest */
-	_Atomic uint64_t ns, tsc; /* the anchor */
-	_Atomic uint64_t mult;  /* ns per tick << 32; 0: not measured yet */
-	_Atomic uint64_t span;  /* ticks an anchor is trusted for */
+	_Atomic int usable;	    /* 1: the counter stands in */
+	_Atomic uint32_t seq;	    /* odd while a writer updates the rest */
+	_Atomic uint64_t ns, tsc;   /* the anchor */
+	_Atomic uint64_t mult;	    /* ns per tick << 32; 0: not measured yet */
+	_Atomic uint64_t span;	    /* ticks an anchor is trusted for */
 	_Atomic uint64_t ns0, tsc0; /* the first anchor: the rate's base */
 } clk;
 
@@ -99,16 +99,17 @@ static uint64_t anchor(void)
 		atomic_store_explicit(&clk.ns0, ns, memory_order_relaxed);
 		atomic_store_explicit(&clk.tsc0, t, memory_order_relaxed);
 	} else if (ns - ns0 >= BW_CLOCK_CALIBRATE_NS && t > tsc0) {
-		unsigned __int128 m = ((unsigned __int128)(ns - ns0) << 32) /
-				      (t - tsc0);
+		unsigned __int128 m =
+			((unsigned __int128)(ns - ns0) << 32) / (t - tsc0);
 		if (m > 0 && m < ((unsigned __int128)1 << 40)) {
 			atomic_store_explicit(&clk.mult, (uint64_t)m,
 					      memory_order_relaxed);
 			atomic_store_explicit(
-			    &clk.span,
-			    (uint64_t)(((unsigned __int128)BW_CLOCK_ANCHOR_NS
-					<< 32) / m),
-			    memory_order_relaxed);
+				&clk.span,
+				(uint64_t)(((unsigned __int128)BW_CLOCK_ANCHOR_NS
+					    << 32) /
+					   m),
+				memory_order_relaxed);
 		}
 	}
 	atomic_store_explicit(&clk.ns, ns, memory_order_relaxed);
@@ -122,23 +123,23 @@ uint64_t bw_clock_ns(void)
 {
 #if HAVE_TSC
 	if (atomic_load_explicit(&clk.usable, memory_order_relaxed)) {
-		uint32_t s = atomic_load_explicit(&clk.seq,
-						  memory_order_acquire);
-		uint64_t ns = atomic_load_explicit(&clk.ns,
-						   memory_order_relaxed);
-		uint64_t t0 = atomic_load_explicit(&clk.tsc,
-						   memory_order_relaxed);
-		uint64_t m = atomic_load_explicit(&clk.mult,
-						  memory_order_relaxed);
-		uint64_t span = atomic_load_explicit(&clk.span,
-						     memory_order_relaxed);
+		uint32_t s =
+			atomic_load_explicit(&clk.seq, memory_order_acquire);
+		uint64_t ns =
+			atomic_load_explicit(&clk.ns, memory_order_relaxed);
+		uint64_t t0 =
+			atomic_load_explicit(&clk.tsc, memory_order_relaxed);
+		uint64_t m =
+			atomic_load_explicit(&clk.mult, memory_order_relaxed);
+		uint64_t span =
+			atomic_load_explicit(&clk.span, memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		uint64_t d = __rdtsc() - t0;
 		if (!(s & 1) && m &&
-		    atomic_load_explicit(&clk.seq, memory_order_relaxed) ==
-			    s &&
+		    atomic_load_explicit(&clk.seq, memory_order_relaxed) == s &&
 		    d < span)
-			return ns + (uint64_t)(((unsigned __int128)d * m) >> 32);
+			return ns +
+			       (uint64_t)(((unsigned __int128)d * m) >> 32);
 		return anchor();
 	}
 #endif

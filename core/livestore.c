@@ -60,9 +60,11 @@ static bool writer_gone(uint64_t pid)
 static uint64_t claim(struct bw_policy_rec *r, uint32_t pid)
 {
 	for (int i = 0; i < 2000; i++) {
-		uint64_t s = atomic_load_explicit(&r->seq, memory_order_acquire);
+		uint64_t s =
+			atomic_load_explicit(&r->seq, memory_order_acquire);
 		if (!(s & 1)) {
-			if (atomic_compare_exchange_strong(&r->seq, &s, s + 1)) {
+			if (atomic_compare_exchange_strong(&r->seq, &s,
+							   s + 1)) {
 				atomic_store(&r->writer, pid);
 				return s + 1;
 			}
@@ -135,8 +137,8 @@ int bw_livestore_read(const struct bw_state *st, uint64_t gen,
 	uint64_t sum = atomic_load_explicit(&r->sum, memory_order_acquire);
 	uint32_t len = m->len <= BW_POLICY_TEXT_MAX ? m->len : 0;
 	for (size_t w = 0; w < (len + 7) / 8; w++) {
-		uint64_t v = atomic_load_explicit(&r->text[w],
-						  memory_order_acquire);
+		uint64_t v =
+			atomic_load_explicit(&r->text[w], memory_order_acquire);
 		size_t n = len - w * 8 < 8 ? len - w * 8 : 8;
 		memcpy(buf + w * 8, &v, n);
 	}
@@ -164,8 +166,8 @@ int bw_livestore_register(struct bw_state *st, uint32_t pid, uint64_t gen)
 	}
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = 0; i < BW_POLICY_PROCS; i++) {
-			uint64_t w = atomic_load_explicit(
-				&t[i], memory_order_relaxed);
+			uint64_t w = atomic_load_explicit(&t[i],
+							  memory_order_relaxed);
 			if (w && (pass == 0 || !writer_gone(w >> 32)))
 				continue;
 			if (atomic_compare_exchange_strong(&t[i], &w, mine))
@@ -174,8 +176,7 @@ int bw_livestore_register(struct bw_state *st, uint32_t pid, uint64_t gen)
 	return -1;
 }
 
-void bw_livestore_note(struct bw_state *st, int idx, uint32_t pid,
-		       uint64_t gen)
+void bw_livestore_note(struct bw_state *st, int idx, uint32_t pid, uint64_t gen)
 {
 	if (!st || !st->pol || idx < 0 || idx >= BW_POLICY_PROCS)
 		return;

@@ -121,7 +121,8 @@ static uint64_t budget_sync(struct bw_dest *d, uint64_t now_ns)
 		if (gap == 0 || gap > BUDGET_HALF_MASK / 2)
 			return w; /* current, or we are behind it (I1) */
 		uint64_t claim = budget_word(now_half, 0, 0);
-		if (!atomic_compare_exchange_strong(&d->budget_epoch, &w, claim))
+		if (!atomic_compare_exchange_strong(&d->budget_epoch, &w,
+						    claim))
 			continue; /* another caller rolled it (w reloaded) */
 		/* Ours (I2): the half's counts move together. */
 		uint32_t c = atomic_exchange(&d->budget_connects, 0);
@@ -295,7 +296,7 @@ uint64_t bw_retry_delay_ns(const struct bw_settings *s, unsigned n, int err,
 	if (n == 0)
 		n = 1;
 	double d =
-	    (double)s->retry_backoff_ns * pow_u(s->retry_multiplier, n - 1);
+		(double)s->retry_backoff_ns * pow_u(s->retry_multiplier, n - 1);
 	if (!(d < cap)) /* also catches inf from a huge power */
 		d = cap;
 	if (s->retry_adaptive) {

@@ -49,7 +49,7 @@
  * order. */
 enum bw_retry_verdict {
 	BW_RETRY_ALLOW = 0,
-	BW_RETRY_DENY_ERRNO, /* err not in retry.on (bulwark-policy(7)) */
+	BW_RETRY_DENY_ERRNO,	/* err not in retry.on (bulwark-policy(7)) */
 	BW_RETRY_DENY_ATTEMPTS, /* retry.attempts used up */
 	BW_RETRY_DENY_ADAPTIVE, /* retry.min_success: success unlikely */
 	BW_RETRY_DENY_BUDGET,	/* retry.budget spent for the last 10 s */

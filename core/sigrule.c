@@ -43,8 +43,8 @@ enum bw_sigrule_verdict bw_sigrule_handlers(bool all_signals)
 	for (int s = 1; s < _NSIG && v != BW_SIGRULE_MIXED; s++) {
 		struct sigaction sa;
 		if (synchronous(s) || sigismember(&cur, s) == 1 ||
-		    bw_sys.sigaction(s, NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
-		    sa.sa_handler == SIG_IGN)
+		    bw_sys.sigaction(s, NULL, &sa) != 0 ||
+		    sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
 			continue;
 		v |= (sa.sa_flags & SA_RESTART) ? 2 : BW_SIGRULE_INTR;
 	}

@@ -130,7 +130,7 @@ _Static_assert((BW_STATE_HOLDS * sizeof(struct bw_bh_hold)) % 64 == 0,
  * shims built before it share the segment unchanged. */
 _Static_assert(sizeof(struct bw_dest) == 960, "bw_dest layout");
 _Static_assert(offsetof(struct bw_dest, breaker_corrupt) == 236 &&
-		   offsetof(struct bw_dest, open_until_ns) == 240,
+		       offsetof(struct bw_dest, open_until_ns) == 240,
 	       "bw_dest layout: breaker_corrupt is the old padding");
 
 static const char private_name[] = "private";
@@ -195,20 +195,20 @@ static const char *errname(int e)
 		int e;
 		const char *s;
 	} names[] = {
-	    {ENOENT, "no such file"},
-	    {EACCES, "permission denied"},
-	    {EPERM, "operation not permitted"},
-	    {ELOOP, "is a symbolic link"},
-	    {EISDIR, "is a directory"},
-	    {ENOTDIR, "not a directory"},
-	    {ENOSPC, "no space left"},
-	    {ENOMEM, "out of memory"},
-	    {EMFILE, "too many open files"},
-	    {ENFILE, "too many open files in system"},
-	    {EROFS, "read-only file system"},
-	    {EEXIST, "file exists"},
-	    {EINVAL, "invalid argument"},
-	    {EOPNOTSUPP, "operation not supported"},
+		{ ENOENT, "no such file" },
+		{ EACCES, "permission denied" },
+		{ EPERM, "operation not permitted" },
+		{ ELOOP, "is a symbolic link" },
+		{ EISDIR, "is a directory" },
+		{ ENOTDIR, "not a directory" },
+		{ ENOSPC, "no space left" },
+		{ ENOMEM, "out of memory" },
+		{ EMFILE, "too many open files" },
+		{ ENFILE, "too many open files in system" },
+		{ EROFS, "read-only file system" },
+		{ EEXIST, "file exists" },
+		{ EINVAL, "invalid argument" },
+		{ EOPNOTSUPP, "operation not supported" },
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -217,10 +217,10 @@ static const char *errname(int e)
 	return "system error";
 }
 
-#define WHY(...)                                                               \
-	do {                                                                   \
-		if (why && whycap)                                             \
-			snprintf(why, whycap, __VA_ARGS__);                    \
+#define WHY(...)                                            \
+	do {                                                \
+		if (why && whycap)                          \
+			snprintf(why, whycap, __VA_ARGS__); \
 	} while (0)
 
 /* ---- paths and segment files ----------------------------------------------
@@ -294,8 +294,8 @@ static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 	int fd, rc, n;
 	bool named = false;
 
-	fd = bw_sys.openat(AT_FDCWD, "/dev/shm",
-			   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	fd = bw_sys.openat(AT_FDCWD, "/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC,
+			   0600);
 	if (fd >= 0) {
 		rc = prepare_file(fd, path, uid, why, whycap);
 		if (rc < 0)
@@ -306,7 +306,7 @@ static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 			goto out;
 		}
 		if (linkat(AT_FDCWD, tmp, AT_FDCWD, path, AT_SYMLINK_FOLLOW) ==
-			0 ||
+			    0 ||
 		    errno == EEXIST)
 			goto out;
 		if (errno != ENOENT) { /* ENOENT: no /proc; try a name */
@@ -800,10 +800,10 @@ static uint64_t claim_tag(uint64_t h16)
 /* Claims d, whose tag we saw as *t (0, TOMB, or a dead claimer's), for
  * key c and publishes it.  Returns FOUND; LOST when the tag moved first
  * (*t then holds the new tag); RESTART when a stealer took our claim. */
-static enum lookup_rc claim(struct bw_state *st, struct bw_dest *d,
-			    uint64_t *t, const struct bw_dest_key *c,
-			    uint64_t hash, bool stolen, const char *label,
-			    const char *rule, struct bw_dest **out)
+static enum lookup_rc claim(struct bw_state *st, struct bw_dest *d, uint64_t *t,
+			    const struct bw_dest_key *c, uint64_t hash,
+			    bool stolen, const char *label, const char *rule,
+			    struct bw_dest **out)
 {
 	const uint64_t ready = BW_TAG_READY | (hash >> 2);
 	uint64_t mine = claim_tag((hash >> 2) & BW_TAG_HASH16);
@@ -845,7 +845,7 @@ static enum lookup_rc lookup(struct bw_state *st, const struct bw_dest_key *c,
 		uint32_t i = (uint32_t)(hash + n) & (BW_STATE_SLOTS - 1);
 		struct bw_dest *d = &st->dests[i];
 		uint64_t t =
-		    atomic_load_explicit(&d->tag, memory_order_acquire);
+			atomic_load_explicit(&d->tag, memory_order_acquire);
 		/* Each pass returns, moves to the next slot, or sees the tag
 		 * move along I1's diagram.  A slot that keeps changing is
 		 * never skipped (I3): the lookup gives up instead. */
@@ -920,16 +920,15 @@ static bool reclaimable(struct bw_dest *d, uint64_t now_ns,
 	if (mode == BW_RECLAIM_RESET)
 		return bulkhead_idle(d);
 	uint32_t now_t = (uint32_t)(now_ns >> BW_STATE_TOUCH_SHIFT);
-	uint32_t age = now_t - atomic_load_explicit(&d->touched,
-						     memory_order_relaxed);
-	const uint32_t idle = (uint32_t)(((uint64_t)BW_STATE_IDLE_S *
-					  1000000000ull) >>
-					 BW_STATE_TOUCH_SHIFT);
+	uint32_t age =
+		now_t - atomic_load_explicit(&d->touched, memory_order_relaxed);
+	const uint32_t idle =
+		(uint32_t)(((uint64_t)BW_STATE_IDLE_S * 1000000000ull) >>
+			   BW_STATE_TOUCH_SHIFT);
 	if (age > UINT32_MAX / 2) {
 		/* Touched in the future: another time namespace's clock or
 		 * a corrupt value.  From now on it ages as ours. */
-		atomic_store_explicit(&d->touched, now_t,
-				      memory_order_relaxed);
+		atomic_store_explicit(&d->touched, now_t, memory_order_relaxed);
 		return false;
 	}
 	return age >= idle &&
@@ -970,8 +969,8 @@ bool bw_state_reclaim(struct bw_state *st, uint32_t i, uint64_t now_ns,
 	if (atomic_compare_exchange_strong(&d->tag, &mine, BW_TAG_TOMB)) {
 		uint64_t u = atomic_load_explicit(&st->hdr->used,
 						  memory_order_relaxed);
-		while (u > 0 && !atomic_compare_exchange_weak(&st->hdr->used,
-							     &u, u - 1))
+		while (u > 0 &&
+		       !atomic_compare_exchange_weak(&st->hdr->used, &u, u - 1))
 			;
 	}
 	return true;

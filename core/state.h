@@ -42,9 +42,9 @@
 #define BW_STATE_HOLDS 16384
 
 struct bw_dest_key {
-	uint8_t family;      /* AF_INET, AF_INET6, or 0 for a group */
+	uint8_t family; /* AF_INET, AF_INET6, or 0 for a group */
 	uint8_t pad;
-	uint16_t port;       /* host byte order; 0 for a group */
+	uint16_t port;	     /* host byte order; 0 for a group */
 	uint32_t group_hash; /* group name hash, 0 for an address */
 	uint8_t addr[16];    /* network order; 4 bytes used for AF_INET */
 };
@@ -97,7 +97,7 @@ struct bw_dest {
 	struct bw_dest_key key;
 	/* "127.0.0.1:6379", "[::1]:80", or the group's name */
 	char label[BW_STATE_LABEL_MAX];
-	char rule[BW_STATE_RULE_MAX];   /* the rule's match as written */
+	char rule[BW_STATE_RULE_MAX]; /* the rule's match as written */
 
 	/* Tenancy (core/state.c owns these; version 6).  ten counts the
 	 * destinations this slot has held: a connection keeps the value it
@@ -113,23 +113,23 @@ struct bw_dest {
 	_Atomic uint64_t connect_ns_sum, exchange_ns_sum;
 
 	/* Breaker (core/breaker.h owns these; read them through it). */
-	_Atomic uint64_t state;         /* packed word: enum bw_breaker_state,
-					 * generation, deadline; decode with
-					 * bw_breaker_view() */
-	_Atomic uint32_t forced;        /* enum bw_force */
+	_Atomic uint64_t state;	 /* packed word: enum bw_breaker_state,
+				  * generation, deadline; decode with
+				  * bw_breaker_view() */
+	_Atomic uint32_t forced; /* enum bw_force */
 	_Atomic uint32_t consecutive_failures;
-	_Atomic uint32_t slow_count;    /* the seed's slow-call counter */
+	_Atomic uint32_t slow_count;	  /* the seed's slow-call counter */
 	_Atomic uint32_t breaker_corrupt; /* impossible values found in state
 					   * or forced (and repaired; breaker.c
 					   * I10).  Was padding, always 0: no
 					   * version change */
-	_Atomic uint64_t open_until_ns; /* best-effort mirror of the word's
-					 * deadline (CLOCK_MONOTONIC), 0 when
-					 * not open */
-	_Atomic uint64_t open_ns;       /* current open time (doubles) */
+	_Atomic uint64_t open_until_ns;	  /* best-effort mirror of the word's
+					   * deadline (CLOCK_MONOTONIC), 0 when
+					   * not open */
+	_Atomic uint64_t open_ns;	  /* current open time (doubles) */
 	/* Half-open round: generation << 32 | count. */
 	_Atomic uint64_t probes_claimed, probes_ok;
-	_Atomic uint64_t window_seq;    /* calls ever put in the window */
+	_Atomic uint64_t window_seq; /* calls ever put in the window */
 	struct bw_window_bucket win[BW_STATE_WINDOW_BUCKETS];
 	_Atomic uint64_t opened_count;
 
@@ -143,11 +143,11 @@ struct bw_dest {
 	_Alignas(64) _Atomic uint64_t bh_word;
 	_Atomic uint32_t bh_max, bh_ticket, bh_serving, bh_wake;
 	_Atomic uint64_t bh_acquired, bh_rejected, bh_saturated;
-	_Atomic uint64_t bh_sweep_ns;  /* CLOCK_MONOTONIC of the last sweep */
+	_Atomic uint64_t bh_sweep_ns; /* CLOCK_MONOTONIC of the last sweep */
 	_Atomic uint64_t bh_wait_hist[BW_STATE_HIST_BUCKETS];
-	_Atomic uint32_t bh_shared;    /* hint: SHARED holds to look at */
-	_Atomic uint32_t bh_corrupt;   /* impossible counts found in bh_word
-					* (and rebuilt from the holds) */
+	_Atomic uint32_t bh_shared;  /* hint: SHARED holds to look at */
+	_Atomic uint32_t bh_corrupt; /* impossible counts found in bh_word
+				      * (and rebuilt from the holds) */
 
 	/* Retries. */
 	_Atomic uint64_t retries, retries_ok, retries_denied;
@@ -161,20 +161,20 @@ struct bw_state_hdr {
 	uint64_t magic;
 	uint32_t version;
 	uint32_t slots;
-	uint64_t size;      /* bytes of the whole segment */
+	uint64_t size; /* bytes of the whole segment */
 	uint32_t uid;
-	uint32_t hdr_sum;   /* checksum of the fields above */
-	_Atomic uint64_t used; /* slots READY */
-	_Atomic uint64_t full_events; /* lookups refused for lack of room */
+	uint32_t hdr_sum;	       /* checksum of the fields above */
+	_Atomic uint64_t used;	       /* slots READY */
+	_Atomic uint64_t full_events;  /* lookups refused for lack of room */
 	_Atomic uint64_t bh_hold_full; /* connects passed for lack of a hold */
 	uint8_t pad[56];
 };
 
 /* One bulkhead hold record (core/bulkhead.c owns the layout). */
 struct bw_bh_hold {
-	_Atomic uint64_t word;   /* state, dest, owner pid, generation */
-	_Atomic uint64_t owner;  /* owner's start time << 24 | generation */
-	_Atomic uint64_t ino;    /* socket inode, 0: unknown */
+	_Atomic uint64_t word;	 /* state, dest, owner pid, generation */
+	_Atomic uint64_t owner;	 /* owner's start time << 24 | generation */
+	_Atomic uint64_t ino;	 /* socket inode, 0: unknown */
 	_Atomic uint64_t ticket; /* owner's pid namespace (inode of
 				  * /proc/<pid>/ns/pid, 0: unknown) << 32 |
 				  * generation; the name is historical */
@@ -193,13 +193,13 @@ struct bw_bh_hold {
 /* A record that says "back to each process's own policy". */
 #define BW_POLICY_REC_CLEAR 1u
 struct bw_policy_rec {
-	_Atomic uint64_t seq;   /* even: stable; odd: being written */
+	_Atomic uint64_t seq;	 /* even: stable; odd: being written */
 	_Atomic uint64_t writer; /* pid of the writer holding seq odd */
 	_Atomic uint64_t gen;
-	_Atomic uint64_t time_ns; /* CLOCK_REALTIME of the push */
-	_Atomic uint32_t uid, pid; /* who pushed */
+	_Atomic uint64_t time_ns;    /* CLOCK_REALTIME of the push */
+	_Atomic uint32_t uid, pid;   /* who pushed */
 	_Atomic uint32_t len, flags; /* text bytes; BW_POLICY_REC_* */
-	_Atomic uint64_t sum;   /* bw_livestore_sum of the fields and text */
+	_Atomic uint64_t sum; /* bw_livestore_sum of the fields and text */
 	_Atomic uint64_t text[BW_POLICY_TEXT_MAX / 8];
 };
 struct bw_policy_area {
@@ -213,11 +213,11 @@ struct bw_policy_area {
 struct bw_state {
 	struct bw_state_hdr *hdr;
 	struct bw_dest *dests;
-	struct bw_bh_hold *holds; /* BW_STATE_HOLDS, after the dests */
+	struct bw_bh_hold *holds;   /* BW_STATE_HOLDS, after the dests */
 	struct bw_policy_area *pol; /* after the holds */
 	size_t map_len;
-	bool shared;           /* false: private memory */
-	char path[128];        /* the segment file, "" for private */
+	bool shared;	/* false: private memory */
+	char path[128]; /* the segment file, "" for private */
 };
 
 /* Size of a segment: header, BW_STATE_SLOTS destinations, then

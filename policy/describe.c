@@ -85,14 +85,14 @@ size_t bw_policy_describe(const struct bw_policy *p, char *buf, size_t cap)
 	if (!p)
 		return 0;
 	int n = p->nrules < BW_POLICY_RULES_MAX ? p->nrules
-						 : BW_POLICY_RULES_MAX;
+						: BW_POLICY_RULES_MAX;
 	for (int i = 0; i < n; i++) {
 		const struct bw_rule *r = &p->rules[i];
 		bw__buf_puts(&b, "rule ");
 		bw__buf_putu(&b, (uint64_t)i + 1);
 		bw__buf_puts(&b, " (");
-		bw__buf_putn(&b, r->origin, strnlen(r->origin,
-						    sizeof(r->origin)));
+		bw__buf_putn(&b, r->origin,
+			     strnlen(r->origin, sizeof(r->origin)));
 		bw__buf_putc(&b, ':');
 		bw__buf_putu(&b, (uint64_t)(r->line > 0 ? r->line : 0));
 		bw__buf_puts(&b, "): ");

@@ -14,7 +14,6 @@
 #include "policy/policy.h"
 #include "policy/text.h"
 
-
 /* ASCII only: the locale must not change how a policy reads. */
 static inline char bw__lower(char c)
 {
@@ -22,22 +21,22 @@ static inline char bw__lower(char c)
 }
 
 enum bw__vtype {
-	BW__V_BOOL,     /* on | off (bool) */
-	BW__V_COUNT,    /* whole number (uint32_t) */
-	BW__V_PERCENT,  /* number% (double fraction) */
-	BW__V_WINDOW,   /* count or duration (window_calls / window_ns) */
+	BW__V_BOOL,	/* on | off (bool) */
+	BW__V_COUNT,	/* whole number (uint32_t) */
+	BW__V_PERCENT,	/* number% (double fraction) */
+	BW__V_WINDOW,	/* count or duration (window_calls / window_ns) */
 	BW__V_DURATION, /* number unit | 0 (uint64_t ns) */
-	BW__V_FACTOR,   /* decimal >= 1 (double) */
-	BW__V_JITTER,   /* decimal in [0, 1] | full */
-	BW__V_ERRNO,    /* E* name (int) */
+	BW__V_FACTOR,	/* decimal >= 1 (double) */
+	BW__V_JITTER,	/* decimal in [0, 1] | full */
+	BW__V_ERRNO,	/* E* name (int) */
 	BW__V_RETRY_ON, /* class list (uint32_t mask) */
-	BW__V_SCOPE,    /* shared | process (enum bw_scope) */
-	BW__V_GROWTH,   /* fixed | linear (enum bw_growth) */
-	BW__V_GROUP,    /* a name, or none (char[]) */
+	BW__V_SCOPE,	/* shared | process (enum bw_scope) */
+	BW__V_GROWTH,	/* fixed | linear (enum bw_growth) */
+	BW__V_GROUP,	/* a name, or none (char[]) */
 };
 
 /* Key flags. */
-#define BW__K_OFF 1u     /* "off" accepted: 0, or -1 for a rate */
+#define BW__K_OFF 1u	 /* "off" accepted: 0, or -1 for a rate */
 #define BW__K_OFF_NEG 2u /* off is stored as -1 (rates) */
 
 struct bw__key {
@@ -45,7 +44,7 @@ struct bw__key {
 	enum bw__vtype type;
 	const char *def;   /* built-in default, parsed by bw_policy_init */
 	const char *shown; /* default as documented, if it differs */
-	size_t off;        /* offsetof(struct bw_settings, field) */
+	size_t off;	   /* offsetof(struct bw_settings, field) */
 	unsigned flags;
 	uint64_t min, max; /* counts, durations (ns), percents (%) */
 };

@@ -22,21 +22,20 @@
 #define OFFNEG (BW__K_OFF | BW__K_OFF_NEG)
 
 const struct bw__key bw__keys[BW_KEY_COUNT] = {
-	[BW_KEY_BREAKER] = { "breaker", BW__V_BOOL, "on", NULL,
-			     F(breaker_on), 0, 0, 0 },
+	[BW_KEY_BREAKER] = { "breaker", BW__V_BOOL, "on", NULL, F(breaker_on),
+			     0, 0, 0 },
 	[BW_KEY_BREAKER_FAILURES] = { "breaker.failures", BW__V_COUNT, "5",
 				      NULL, F(failures), OFF, 0, CMAX },
 	[BW_KEY_BREAKER_RATE] = { "breaker.rate", BW__V_PERCENT, "off", NULL,
 				  F(rate), OFFNEG, 0, 100 },
-	[BW_KEY_BREAKER_WINDOW] = { "breaker.window", BW__V_WINDOW, "100",
-				    NULL, 0, 0, 0, 0 },
+	[BW_KEY_BREAKER_WINDOW] = { "breaker.window", BW__V_WINDOW, "100", NULL,
+				    0, 0, 0, 0 },
 	[BW_KEY_BREAKER_MIN_CALLS] = { "breaker.min_calls", BW__V_COUNT, "20",
 				       NULL, F(min_calls), 0, 0, CMAX },
 	[BW_KEY_BREAKER_SLOW] = { "breaker.slow", BW__V_DURATION, "off", NULL,
 				  F(slow_ns), OFF, 0, DMAX },
-	[BW_KEY_BREAKER_SLOW_CALLS] = { "breaker.slow_calls", BW__V_COUNT,
-					"10", NULL, F(slow_calls), OFF, 0,
-					CMAX },
+	[BW_KEY_BREAKER_SLOW_CALLS] = { "breaker.slow_calls", BW__V_COUNT, "10",
+					NULL, F(slow_calls), OFF, 0, CMAX },
 	[BW_KEY_BREAKER_SLOW_RATE] = { "breaker.slow_rate", BW__V_PERCENT,
 				       "off", NULL, F(slow_rate), OFFNEG, 0,
 				       100 },
@@ -47,11 +46,10 @@ const struct bw__key bw__keys[BW_KEY_COUNT] = {
 				      DMAX },
 	[BW_KEY_BREAKER_PROBES] = { "breaker.probes", BW__V_COUNT, "1", NULL,
 				    F(probes), 0, 1, CMAX },
-	[BW_KEY_BREAKER_ERRNO] = { "breaker.errno", BW__V_ERRNO,
-				   "ECONNREFUSED", NULL, F(breaker_errno), 0,
-				   0, 0 },
-	[BW_KEY_BULKHEAD_MAX] = { "bulkhead.max", BW__V_COUNT, "0",
-				  "0 (none)", F(bulkhead_max), OFF, 0, CMAX },
+	[BW_KEY_BREAKER_ERRNO] = { "breaker.errno", BW__V_ERRNO, "ECONNREFUSED",
+				   NULL, F(breaker_errno), 0, 0, 0 },
+	[BW_KEY_BULKHEAD_MAX] = { "bulkhead.max", BW__V_COUNT, "0", "0 (none)",
+				  F(bulkhead_max), OFF, 0, CMAX },
 	[BW_KEY_BULKHEAD_WAIT] = { "bulkhead.wait", BW__V_DURATION, "100ms",
 				   NULL, F(bulkhead_wait_ns), 0, 0, DMAX },
 	[BW_KEY_BULKHEAD_QUEUE] = { "bulkhead.queue", BW__V_COUNT, "0",
@@ -60,8 +58,8 @@ const struct bw__key bw__keys[BW_KEY_COUNT] = {
 	[BW_KEY_BULKHEAD_SCOPE] = { "bulkhead.scope", BW__V_SCOPE, "shared",
 				    NULL, F(bulkhead_scope), 0, 0, 0 },
 	[BW_KEY_BULKHEAD_ERRNO] = { "bulkhead.errno", BW__V_ERRNO,
-				    "ECONNREFUSED", NULL, F(bulkhead_errno),
-				    0, 0, 0 },
+				    "ECONNREFUSED", NULL, F(bulkhead_errno), 0,
+				    0, 0 },
 	/* 100 attempts already means minutes of waiting at the default
 	 * backoff; more is a typo. */
 	[BW_KEY_RETRY_ATTEMPTS] = { "retry.attempts", BW__V_COUNT, "3", NULL,
@@ -69,15 +67,15 @@ const struct bw__key bw__keys[BW_KEY_COUNT] = {
 	[BW_KEY_RETRY_BACKOFF] = { "retry.backoff", BW__V_DURATION, "100ms",
 				   NULL, F(retry_backoff_ns), 0, 0, DMAX },
 	[BW_KEY_RETRY_MAX_BACKOFF] = { "retry.max_backoff", BW__V_DURATION,
-				       "10s", NULL, F(retry_max_backoff_ns),
-				       0, 0, DMAX },
+				       "10s", NULL, F(retry_max_backoff_ns), 0,
+				       0, DMAX },
 	[BW_KEY_RETRY_MULTIPLIER] = { "retry.multiplier", BW__V_FACTOR, "2",
 				      NULL, F(retry_multiplier), 0, 1, 100 },
-	[BW_KEY_RETRY_JITTER] = { "retry.jitter", BW__V_JITTER, "0.1", NULL,
-				  0, 0, 0, 1 },
+	[BW_KEY_RETRY_JITTER] = { "retry.jitter", BW__V_JITTER, "0.1", NULL, 0,
+				  0, 0, 1 },
 	[BW_KEY_RETRY_ON] = { "retry.on", BW__V_RETRY_ON,
-			      "refused,timeout,unreachable", NULL,
-			      F(retry_on), 0, 0, 0 },
+			      "refused,timeout,unreachable", NULL, F(retry_on),
+			      0, 0, 0 },
 	[BW_KEY_RETRY_BUDGET] = { "retry.budget", BW__V_PERCENT, "20%", NULL,
 				  F(retry_budget), 0, 0, 100 },
 	[BW_KEY_RETRY_MIN_SUCCESS] = { "retry.min_success", BW__V_PERCENT,
@@ -86,14 +84,14 @@ const struct bw__key bw__keys[BW_KEY_COUNT] = {
 	[BW_KEY_RETRY_ADAPTIVE] = { "retry.adaptive", BW__V_BOOL, "off", NULL,
 				    F(retry_adaptive), 0, 0, 0 },
 	[BW_KEY_CONNECT_TIMEOUT] = { "connect.timeout", BW__V_DURATION, "off",
-				     "0 (kernel's)", F(connect_timeout_ns),
-				     OFF, 0, DMAX },
+				     "0 (kernel's)", F(connect_timeout_ns), OFF,
+				     0, DMAX },
 	[BW_KEY_CONNECT_TIMEOUT_GROWTH] = { "connect.timeout_growth",
 					    BW__V_GROWTH, "fixed", NULL,
 					    F(connect_timeout_growth), 0, 0,
 					    0 },
-	[BW_KEY_IO_TIMEOUT] = { "io.timeout", BW__V_DURATION, "off",
-				"0 (none)", F(io_timeout_ns), OFF, 0, DMAX },
+	[BW_KEY_IO_TIMEOUT] = { "io.timeout", BW__V_DURATION, "off", "0 (none)",
+				F(io_timeout_ns), OFF, 0, DMAX },
 	[BW_KEY_HEDGE_DELAY] = { "hedge.delay", BW__V_DURATION, "off",
 				 "0 (off)", F(hedge_delay_ns), OFF, 0, DMAX },
 	[BW_KEY_GROUP] = { "group", BW__V_GROUP, "none", NULL, F(group), 0, 0,
@@ -154,8 +152,8 @@ static unsigned distance(const char *a, size_t na, const char *b, size_t nb)
 		unsigned *prev = row[(i - 1) & 1], *cur = row[i & 1];
 		cur[0] = (unsigned)i;
 		for (size_t j = 1; j <= nb; j++) {
-			unsigned sub = prev[j - 1] +
-				       (bw__lower(a[i - 1]) != b[j - 1]);
+			unsigned sub =
+				prev[j - 1] + (bw__lower(a[i - 1]) != b[j - 1]);
 			unsigned del = prev[j] + 1, ins = cur[j - 1] + 1;
 			unsigned m = sub < del ? sub : del;
 			cur[j] = m < ins ? m : ins;

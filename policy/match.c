@@ -29,7 +29,7 @@ int bw_policy_match(const struct bw_policy *p, const struct sockaddr *sa,
 		    socklen_t len, bool (*host_rule_hit)(void *ctx, int rule),
 		    void *ctx)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0,    0,
 					    0, 0, 0, 0, 0xff, 0xff };
 	uint8_t addr[16];
 	int family;
@@ -67,7 +67,7 @@ int bw_policy_match(const struct bw_policy *p, const struct sockaddr *sa,
 	}
 
 	int n = p->nrules < BW_POLICY_RULES_MAX ? p->nrules
-						 : BW_POLICY_RULES_MAX;
+						: BW_POLICY_RULES_MAX;
 	for (int i = 0; i < n; i++) {
 		const struct bw_match *m = &p->rules[i].match;
 		if (port < m->port_lo || port > m->port_hi)

@@ -242,7 +242,7 @@ static const char *parse_match(const char *s, size_t n, struct bw_match *m,
 		m->kind = BW_MATCH_ADDR;
 		/* ::ffff:a.b.c.d/n: connections are matched as IPv4
 		 * (doc/design.md L10), so the rule is an IPv4 rule. */
-		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
+		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0,    0,
 						    0, 0, 0, 0, 0xff, 0xff };
 		if (m->prefix >= 96 && !memcmp(m->addr, mapped, 12)) {
 			m->family = AF_INET;
@@ -474,8 +474,9 @@ int bw_policy_parse(struct bw_policy *p, const char *text, size_t len,
 		    const char *origin, struct bw_policy_error *err)
 {
 	struct bw_policy_error dummy;
-	struct cursor c = { text, len, 0, 1, origin ? origin : "policy",
-			    err ? err : &dummy };
+	struct cursor c = {
+		text, len, 0, 1, origin ? origin : "policy", err ? err : &dummy
+	};
 	struct bw_rule *r = NULL;
 	bool seen_off = false;
 	size_t i = 0;
@@ -514,7 +515,8 @@ int bw_policy_parse(struct bw_policy *p, const char *text, size_t len,
 				break;
 			if (u < 0x20 || u == 0x7f) {
 				struct bw__buf b = err_start(&c, i);
-				bw__buf_puts(&b, "unexpected control character ");
+				bw__buf_puts(&b,
+					     "unexpected control character ");
 				bw__buf_quote(&b, text + i, 1, 1);
 				return -EINVAL;
 			}

@@ -30,9 +30,9 @@
 
 enum bw_match_kind {
 	BW_MATCH_ANY = 0, /* "*" */
-	BW_MATCH_HOST,    /* a name: matches what the program resolved */
+	BW_MATCH_HOST,	  /* a name: matches what the program resolved */
 	BW_MATCH_SUFFIX,  /* "*.name": every subdomain of name */
-	BW_MATCH_ADDR,    /* an IPv4 literal or CIDR, or [IPv6[/prefix]] */
+	BW_MATCH_ADDR,	  /* an IPv4 literal or CIDR, or [IPv6[/prefix]] */
 };
 
 struct bw_match {
@@ -51,10 +51,11 @@ struct bw_match {
 
 /* retry.on classes (bit mask). */
 enum {
-	BW_RETRY_ON_REFUSED = 1u << 0,     /* ECONNREFUSED */
-	BW_RETRY_ON_TIMEOUT = 1u << 1,     /* ETIMEDOUT */
-	BW_RETRY_ON_UNREACHABLE = 1u << 2, /* ENETUNREACH, EHOSTUNREACH, ENETDOWN, EHOSTDOWN */
-	BW_RETRY_ON_RESET = 1u << 3,       /* ECONNRESET, ECONNABORTED */
+	BW_RETRY_ON_REFUSED = 1u << 0,	   /* ECONNREFUSED */
+	BW_RETRY_ON_TIMEOUT = 1u << 1,	   /* ETIMEDOUT */
+	BW_RETRY_ON_UNREACHABLE = 1u << 2, /* ENETUNREACH, EHOSTUNREACH,
+					      ENETDOWN, EHOSTDOWN */
+	BW_RETRY_ON_RESET = 1u << 3,	   /* ECONNRESET, ECONNABORTED */
 };
 
 enum bw_scope { BW_SCOPE_SHARED = 0, BW_SCOPE_PROCESS = 1 };
@@ -110,54 +111,54 @@ enum bw_growth { BW_GROWTH_FIXED = 0, BW_GROWTH_LINEAR = 1 };
  * duration is a negative rate or a zero duration as noted.
  */
 struct bw_settings {
-	bool breaker_on;            /* breaker */
-	uint32_t failures;          /* breaker.failures (0: never by count) */
-	double rate;                /* breaker.rate, < 0: off */
-	uint32_t window_calls;      /* breaker.window as a count, else 0 */
-	uint64_t window_ns;         /* breaker.window as a duration, else 0 */
-	uint32_t min_calls;         /* breaker.min_calls */
-	uint64_t slow_ns;           /* breaker.slow, 0: off */
-	uint32_t slow_calls;        /* breaker.slow_calls */
-	double slow_rate;           /* breaker.slow_rate, < 0: off */
-	uint64_t open_ns;           /* breaker.open */
-	uint64_t open_max_ns;       /* breaker.open_max, 0: = open_ns; in a
-				     * compiled rule always >= open_ns */
-	uint32_t probes;            /* breaker.probes */
-	int breaker_errno;          /* breaker.errno */
+	bool breaker_on;       /* breaker */
+	uint32_t failures;     /* breaker.failures (0: never by count) */
+	double rate;	       /* breaker.rate, < 0: off */
+	uint32_t window_calls; /* breaker.window as a count, else 0 */
+	uint64_t window_ns;    /* breaker.window as a duration, else 0 */
+	uint32_t min_calls;    /* breaker.min_calls */
+	uint64_t slow_ns;      /* breaker.slow, 0: off */
+	uint32_t slow_calls;   /* breaker.slow_calls */
+	double slow_rate;      /* breaker.slow_rate, < 0: off */
+	uint64_t open_ns;      /* breaker.open */
+	uint64_t open_max_ns;  /* breaker.open_max, 0: = open_ns; in a
+				* compiled rule always >= open_ns */
+	uint32_t probes;       /* breaker.probes */
+	int breaker_errno;     /* breaker.errno */
 
-	uint32_t bulkhead_max;      /* bulkhead.max, 0: none */
-	uint64_t bulkhead_wait_ns;  /* bulkhead.wait */
-	uint32_t bulkhead_queue;    /* bulkhead.queue, 0: no limit */
+	uint32_t bulkhead_max;	      /* bulkhead.max, 0: none */
+	uint64_t bulkhead_wait_ns;    /* bulkhead.wait */
+	uint32_t bulkhead_queue;      /* bulkhead.queue, 0: no limit */
 	enum bw_scope bulkhead_scope; /* bulkhead.scope */
-	int bulkhead_errno;         /* bulkhead.errno */
+	int bulkhead_errno;	      /* bulkhead.errno */
 
-	uint32_t retry_attempts;    /* retry.attempts, >= 1 */
-	uint64_t retry_backoff_ns;  /* retry.backoff */
+	uint32_t retry_attempts;       /* retry.attempts, >= 1 */
+	uint64_t retry_backoff_ns;     /* retry.backoff */
 	uint64_t retry_max_backoff_ns; /* retry.max_backoff */
-	double retry_multiplier;    /* retry.multiplier */
-	double retry_jitter;        /* retry.jitter as a factor in [0, 1] */
-	bool retry_jitter_full;     /* retry.jitter=full */
-	uint32_t retry_on;          /* retry.on, BW_RETRY_ON_* mask */
-	double retry_budget;        /* retry.budget */
-	double retry_min_success;   /* retry.min_success, 0: off */
-	bool retry_adaptive;        /* retry.adaptive */
+	double retry_multiplier;       /* retry.multiplier */
+	double retry_jitter;	       /* retry.jitter as a factor in [0, 1] */
+	bool retry_jitter_full;	       /* retry.jitter=full */
+	uint32_t retry_on;	       /* retry.on, BW_RETRY_ON_* mask */
+	double retry_budget;	       /* retry.budget */
+	double retry_min_success;      /* retry.min_success, 0: off */
+	bool retry_adaptive;	       /* retry.adaptive */
 
 	uint64_t connect_timeout_ns; /* connect.timeout, 0: kernel's */
 	enum bw_growth connect_timeout_growth; /* connect.timeout_growth */
-	uint64_t io_timeout_ns;     /* io.timeout, 0: none */
-	uint64_t hedge_delay_ns;    /* hedge.delay, 0: off */
+	uint64_t io_timeout_ns;		       /* io.timeout, 0: none */
+	uint64_t hedge_delay_ns;	       /* hedge.delay, 0: off */
 
 	char group[BW_POLICY_NAME_MAX]; /* group, "" : none */
 };
 
 struct bw_rule {
 	struct bw_match match;
-	bool off;                  /* the "off" setting: nothing applied */
-	struct bw_settings s;      /* effective settings (precedence applied) */
-	uint64_t set_mask;         /* keys the rule itself set, bit = key index */
-	int line;                  /* where the rule starts in its source */
-	char origin[16];           /* "policy" or "file" */
-	char text[96];             /* the match as written, for status/check */
+	bool off;	      /* the "off" setting: nothing applied */
+	struct bw_settings s; /* effective settings (precedence applied) */
+	uint64_t set_mask;    /* keys the rule itself set, bit = key index */
+	int line;	      /* where the rule starts in its source */
+	char origin[16];      /* "policy" or "file" */
+	char text[96];	      /* the match as written, for status/check */
 };
 
 struct bw_policy {
@@ -167,15 +168,15 @@ struct bw_policy {
 	 * BULWARK_<KEY>.  A destination no rule matches does not get them:
 	 * it is observed only (bw_policy_match returns -1). */
 	struct bw_settings defaults;
-	bool has_host_rules;       /* any BW_MATCH_HOST / SUFFIX rule */
-	uint64_t env_mask;         /* keys set by BULWARK_<KEY>, bit = key */
+	bool has_host_rules; /* any BW_MATCH_HOST / SUFFIX rule */
+	uint64_t env_mask;   /* keys set by BULWARK_<KEY>, bit = key */
 };
 
 /* One error: "policy:LINE:COL: message" (bulwark-policy(7) ERRORS). */
 struct bw_policy_error {
-	char origin[16];           /* "policy", "file" or "env" */
-	int line, col;             /* 1-based; 0 when not applicable */
-	char msg[256];             /* message, with "; did you mean ...?" */
+	char origin[16]; /* "policy", "file" or "env" */
+	int line, col;	 /* 1-based; 0 when not applicable */
+	char msg[256];	 /* message, with "; did you mean ...?" */
 };
 
 /* Looks up an environment variable; the shim passes its own AS-safe
@@ -242,8 +243,8 @@ bool bw_policy_name_matches(const struct bw_rule *r, const char *name);
 
 /* Key metadata for bulwark check and BULWARK_<KEY> help. */
 int bw_policy_nkeys(void);
-const char *bw_policy_key_name(int i);     /* "breaker.failures" */
-const char *bw_policy_key_default(int i);  /* built-in default text */
+const char *bw_policy_key_name(int i);	  /* "breaker.failures" */
+const char *bw_policy_key_default(int i); /* built-in default text */
 
 /*
  * Writes the effective value of key i in s as the grammar spells it

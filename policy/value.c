@@ -119,7 +119,7 @@ static const struct {
 	uint64_t ns;
 } units[] = {
 	{ "h", 3600000000000ull }, { "m", 60000000000ull },
-	{ "s", 1000000000ull },    { "ms", 1000000ull },
+	{ "s", 1000000000ull },	   { "ms", 1000000ull },
 	{ "us", 1000ull },
 };
 
@@ -236,13 +236,14 @@ static int parse_retry_on(const char *v, size_t n, uint32_t *out,
 			if (eq(v + i, j - i, classes[c].name))
 				break;
 		if (c == sizeof(classes) / sizeof(classes[0])) {
-			bw__buf_puts(why, j == i ? "empty class"
-						 : "unknown class ");
+			bw__buf_puts(why,
+				     j == i ? "empty class" : "unknown class ");
 			if (j > i)
 				bw__buf_quote(why, v + i, j - i, 24);
-			bw__buf_puts(why, "; expected a comma-separated list of "
-					  "refused, timeout, unreachable, "
-					  "reset (or none)");
+			bw__buf_puts(why,
+				     "; expected a comma-separated list of "
+				     "refused, timeout, unreachable, "
+				     "reset (or none)");
 			return -EINVAL;
 		}
 		mask |= classes[c].bit;
@@ -286,8 +287,8 @@ int bw__value_parse(const struct bw__key *k, const char *v, size_t n,
 	if ((k->flags & BW__K_OFF) && eq(v, n, "off")) {
 		switch (k->type) {
 		case BW__V_PERCENT:
-			*FIELD(s, k, double) =
-				(k->flags & BW__K_OFF_NEG) ? -1.0 : 0.0;
+			*FIELD(s, k, double) = (k->flags & BW__K_OFF_NEG) ? -1.0
+									  : 0.0;
 			return 0;
 		case BW__V_DURATION:
 			*FIELD(s, k, uint64_t) = 0;
@@ -426,7 +427,8 @@ void bw__format_duration(struct bw__buf *b, uint64_t ns)
 		if (unit > 1000000000ull) {
 			if (ns % unit || ns < 2 * unit)
 				continue;
-		} else if (u + 1 < NUNITS && (ns < unit || ns % (unit / 1000))) {
+		} else if (u + 1 < NUNITS &&
+			   (ns < unit || ns % (unit / 1000))) {
 			continue;
 		}
 		bw__buf_fixed(b, ns / (unit / 1000), 3);
@@ -522,10 +524,9 @@ void bw__value_format(const struct bw__key *k, const struct bw_settings *s,
 					: "shared");
 		return;
 	case BW__V_GROWTH:
-		bw__buf_puts(b,
-			     *FIELD(s, k, enum bw_growth) == BW_GROWTH_LINEAR
-				     ? "linear"
-				     : "fixed");
+		bw__buf_puts(b, *FIELD(s, k, enum bw_growth) == BW_GROWTH_LINEAR
+					? "linear"
+					: "fixed");
 		return;
 	case BW__V_GROUP: {
 		const char *g = FIELD(s, k, const char);

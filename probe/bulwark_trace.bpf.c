@@ -53,11 +53,11 @@
 #define BWT_TCP_CLOSE 7
 #define BWT_TCP_LAST_ACK 9
 
-const volatile __u32 targ_tgid = 0;	  /* -p PID: only this process */
-const volatile bool targ_follow = false;  /* -- CMD: tgids map, + forks */
-const volatile __u64 targ_min_ns = 0;	  /* --slow */
-const volatile __u16 targ_family = 0;	  /* --dest: 0 any address */
-const volatile __u16 targ_dport = 0;	  /* --dest: 0 any port */
+const volatile __u32 targ_tgid = 0;	 /* -p PID: only this process */
+const volatile bool targ_follow = false; /* -- CMD: tgids map, + forks */
+const volatile __u64 targ_min_ns = 0;	 /* --slow */
+const volatile __u16 targ_family = 0;	 /* --dest: 0 any address */
+const volatile __u16 targ_dport = 0;	 /* --dest: 0 any port */
 const volatile __u8 targ_daddr[16] = {};
 
 enum bwt_phase { BWT_PH_IDLE = 0, BWT_PH_SENT = 1, BWT_PH_CONNECTING = 2 };
@@ -69,7 +69,7 @@ struct bwt_conn {
 	__u64 t0_ns; /* connect or exchange start */
 	__u32 pid;   /* the connecting process */
 	__u32 phase;
-	__u32 open;  /* counted in its destination's open connections */
+	__u32 open; /* counted in its destination's open connections */
 	char comm[BWT_COMM_LEN];
 };
 
@@ -86,7 +86,6 @@ struct {
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct bwt_conn);
 } conns SEC(".maps");
-
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -220,7 +219,9 @@ static __always_inline struct bwt_hist *record(const struct bwt_conn *c,
 					       __u64 delta_ns, int err)
 {
 	struct bwt_hist_key key = {
-		.dest = c->dest, .op = op, .src = BWT_SRC_SOCK,
+		.dest = c->dest,
+		.op = op,
+		.src = BWT_SRC_SOCK,
 	};
 	struct bwt_hist *h = hist_add(&key, delta_ns, err != 0);
 
@@ -246,7 +247,9 @@ static __always_inline struct bwt_hist *record(const struct bwt_conn *c,
 static __always_inline void conn_closed(const struct bwt_conn *c)
 {
 	struct bwt_hist_key key = {
-		.dest = c->dest, .op = BWT_OP_HANDSHAKE, .src = BWT_SRC_SOCK,
+		.dest = c->dest,
+		.op = BWT_OP_HANDSHAKE,
+		.src = BWT_SRC_SOCK,
 	};
 	struct bwt_hist *h = bpf_map_lookup_elem(&hists, &key);
 	if (h && h->open > 0)
@@ -293,7 +296,8 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 			d.dport = bpf_ntohs(
 				BPF_CORE_READ(sk, __sk_common.skc_dport));
 			if (d.family == BWT_AF_INET) {
-				__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+				__u32 a = BPF_CORE_READ(sk,
+							__sk_common.skc_daddr);
 				__builtin_memcpy(d.addr, &a, 4);
 			} else {
 				BPF_CORE_READ_INTO(
@@ -304,7 +308,9 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 		if (!dest_wanted(&d))
 			return;
 		struct bwt_conn v = {
-			.dest = d, .pid = tgid, .phase = BWT_PH_CONNECTING,
+			.dest = d,
+			.pid = tgid,
+			.phase = BWT_PH_CONNECTING,
 		};
 		__u64 key = (__u64)sk;
 		bpf_get_current_comm(v.comm, sizeof(v.comm));
@@ -321,9 +327,9 @@ static __always_inline void on_state(struct sock *sk, int oldstate,
 	/* The program closed it (FIN_WAIT1, LAST_ACK) or it ended: no
 	 * longer open as a bulkhead counts, though the kernel may keep the
 	 * socket a little longer. */
-	if (c->open && (newstate == BWT_TCP_FIN_WAIT1 ||
-			newstate == BWT_TCP_LAST_ACK ||
-			newstate == BWT_TCP_CLOSE)) {
+	if (c->open &&
+	    (newstate == BWT_TCP_FIN_WAIT1 || newstate == BWT_TCP_LAST_ACK ||
+	     newstate == BWT_TCP_CLOSE)) {
 		c->open = 0;
 		conn_closed(c);
 	}
@@ -420,7 +426,9 @@ static __always_inline void on_recv(struct sock *sk, int ret, int flags)
 		return;
 	c->phase = BWT_PH_IDLE;
 	record(c, BWT_OP_EXCHANGE, true, bpf_ktime_get_ns() - c->t0_ns,
-	       ret > 0 ? 0 : ret == 0 ? BWT_ECONNRESET : -ret);
+	       ret > 0	  ? 0
+	       : ret == 0 ? BWT_ECONNRESET
+			  : -ret);
 }
 
 /* tp_btf: sk is a trusted pointer, read directly (no helper call); a

@@ -121,7 +121,8 @@ static int parse_duration_ns(const char *s, unsigned long long *out,
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || v < 0 || !isfinite(v) || isspace((unsigned char)*s))
+	if (errno || end == s || v < 0 || !isfinite(v) ||
+	    isspace((unsigned char)*s))
 		return -1;
 	double mul = bare_mul;
 	if (!*end)
@@ -194,11 +195,13 @@ static int parse_dest(const char *arg)
 			if (res->ai_family == AF_INET)
 				memcpy(env.dest_addr,
 				       &((struct sockaddr_in *)res->ai_addr)
-						->sin_addr, 4);
+						->sin_addr,
+				       4);
 			else
 				memcpy(env.dest_addr,
 				       &((struct sockaddr_in6 *)res->ai_addr)
-						->sin6_addr, 16);
+						->sin6_addr,
+				       16);
 			freeaddrinfo(res);
 		}
 	}
@@ -224,7 +227,8 @@ static void parse_args(int argc, char **argv)
 	int c;
 	char *end;
 
-	while ((c = getopt_long(argc, argv, "+p:s:i:d:jvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:s:i:d:jvh", opts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'p':
 			env.pid = strtol(optarg, &end, 10);
@@ -443,8 +447,8 @@ static void find_shims(void)
 			*slash = 0;
 			snprintf(p, sizeof(p), "%s/libbulwark.so", exe);
 			add_shim_path(p);
-			snprintf(p, sizeof(p), "%s/../lib/bulwark/libbulwark.so",
-				 exe);
+			snprintf(p, sizeof(p),
+				 "%s/../lib/bulwark/libbulwark.so", exe);
 			add_shim_path(p);
 		}
 	}
@@ -670,7 +674,8 @@ static unsigned long long mono_to_real_offset_ns(void)
 static int handle_event(void *ctx, void *data, size_t len)
 {
 	const struct bwt_event *e = data;
-	char dest[BWT_LABEL_LEN + 64], tbuf[32], rbuf[32], comm[BWT_COMM_LEN + 1];
+	char dest[BWT_LABEL_LEN + 64], tbuf[32], rbuf[32],
+		comm[BWT_COMM_LEN + 1];
 	unsigned long long real_ns = e->ts_ns + mono_to_real_offset_ns();
 	time_t secs = real_ns / 1000000000ull;
 	struct tm tm;
@@ -695,8 +700,8 @@ static int handle_event(void *ctx, void *data, size_t len)
 		       shim_ev ? "event" : "slow", tbuf,
 		       real_ns / 1000000ull % 1000, e->ts_ns, e->pid);
 		json_str(comm);
-		printf(",\"op\":\"%s\",\"src\":\"%s\",\"dest\":", op_names[e->op],
-		       src_names[e->src % 3]);
+		printf(",\"op\":\"%s\",\"src\":\"%s\",\"dest\":",
+		       op_names[e->op], src_names[e->src % 3]);
 		json_str(dest);
 		if (shim_ev) {
 			printf(",\"event\":");
@@ -960,11 +965,12 @@ static void suggest_one(const struct bwt_addr *d, struct suggestion *sg)
 		fmt_dur(v, st->value, sizeof(st->value));
 		fmt_ms(p99, a, sizeof(a));
 		fmt_ms(hx->max_ns, b, sizeof(b));
-		snprintf(st->why, sizeof(st->why),
-			 "exchange p99 <= %s over %llu exchange%s (slowest %s), "
-			 "x1.5 rounded up%s",
-			 a, n_x, n_x == 1 ? "" : "s", b,
-			 floor ? ", at least 10ms" : "");
+		snprintf(
+			st->why, sizeof(st->why),
+			"exchange p99 <= %s over %llu exchange%s (slowest %s), "
+			"x1.5 rounded up%s",
+			a, n_x, n_x == 1 ? "" : "s", b,
+			floor ? ", at least 10ms" : "");
 	} else {
 		snprintf(sg->notes[sg->n_notes++], sizeof(sg->notes[0]),
 			 "no breaker.slow: no exchange answered");
@@ -1009,7 +1015,8 @@ static void suggest_one(const struct bwt_addr *d, struct suggestion *sg)
 	static const struct bwt_hist none;
 	const struct bwt_hist *ps = hs ? hs : &none, *px = hx ? hx : &none;
 	unsigned long long rec = ps->recovered + px->recovered;
-	unsigned long long rec_run = ps->max_recovered_run > px->max_recovered_run
+	unsigned long long rec_run = ps->max_recovered_run >
+						     px->max_recovered_run
 					     ? ps->max_recovered_run
 					     : px->max_recovered_run;
 	unsigned long long max_run = ps->max_run > px->max_run ? ps->max_run
@@ -1023,13 +1030,14 @@ static void suggest_one(const struct bwt_addr *d, struct suggestion *sg)
 		unsigned long long v = rec_run + 2 < 3 ? 3 : rec_run + 2;
 		bool cap = v > 20;
 		snprintf(st->value, sizeof(st->value), "%llu", cap ? 20 : v);
-		snprintf(st->why, sizeof(st->why),
-			 "%llu run%s of failures ended by a success, the "
-			 "longest %llu in a row: +2, so that such a run does not "
-			 "open the breaker%s",
-			 rec, rec == 1 ? "" : "s", rec_run,
-			 cap ? " (at most 20: an outage longer than that should)"
-			     : "");
+		snprintf(
+			st->why, sizeof(st->why),
+			"%llu run%s of failures ended by a success, the "
+			"longest %llu in a row: +2, so that such a run does not "
+			"open the breaker%s",
+			rec, rec == 1 ? "" : "s", rec_run,
+			cap ? " (at most 20: an outage longer than that should)"
+			    : "");
 	} else {
 		snprintf(st->value, sizeof(st->value), "3");
 		snprintf(st->why, sizeof(st->why),
@@ -1113,10 +1121,11 @@ static void print_suggestion_json(FILE *f, const struct suggestion *sg,
 	}
 	fprintf(f, "]");
 	if (se)
-		fprintf(f, ",\"shim\":{\"breaker_open\":%llu,\"reject_open\":%llu,"
-		       "\"reject_bulkhead\":%llu,\"retry\":%llu}",
-		       se->breaker_open, se->reject_open, se->reject_bulkhead,
-		       se->retry);
+		fprintf(f,
+			",\"shim\":{\"breaker_open\":%llu,\"reject_open\":%llu,"
+			"\"reject_bulkhead\":%llu,\"retry\":%llu}",
+			se->breaker_open, se->reject_open, se->reject_bulkhead,
+			se->retry);
 	fprintf(f, "}\n");
 	fflush(f);
 }
@@ -1170,8 +1179,8 @@ static void suggest(FILE *f, double secs)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char rule[1024];
-		size_t len = (size_t)snprintf(rule, sizeof(rule), "%s",
-					      sg[i].dest);
+		size_t len =
+			(size_t)snprintf(rule, sizeof(rule), "%s", sg[i].dest);
 		const struct shimev *se = NULL;
 		for (size_t k = 0; k < n_shimevs; k++)
 			if (!strcmp(shimevs[k].label, sg[i].dest))
@@ -1241,8 +1250,8 @@ static int attach_all(struct bulwark_trace_bpf *skel, struct hooks *hk,
 		struct bpf_link **btf_link, **tp_link;
 		const char *name;
 	} socks[] = {
-#define SOCK(p, n)                                                            \
-	{ skel->progs.bwt_##p##_btf, skel->progs.bwt_##p##_tp,                \
+#define SOCK(p, n)                                             \
+	{ skel->progs.bwt_##p##_btf, skel->progs.bwt_##p##_tp, \
 	  &skel->links.bwt_##p##_btf, &skel->links.bwt_##p##_tp, n }
 		SOCK(state, "inet_sock_set_state"),
 		SOCK(send, "sock_send_length"),
@@ -1252,11 +1261,13 @@ static int attach_all(struct bulwark_trace_bpf *skel, struct hooks *hk,
 	static const char *const usdt_names[N_USDT] = { "breaker", "reject",
 							"retry" };
 	struct bpf_program *usdt_progs[N_USDT] = {
-		skel->progs.bwt_usdt_breaker, skel->progs.bwt_usdt_reject,
+		skel->progs.bwt_usdt_breaker,
+		skel->progs.bwt_usdt_reject,
 		skel->progs.bwt_usdt_retry,
 	};
 	struct bpf_link **usdt_links[N_USDT] = {
-		&skel->links.bwt_usdt_breaker, &skel->links.bwt_usdt_reject,
+		&skel->links.bwt_usdt_breaker,
+		&skel->links.bwt_usdt_reject,
 		&skel->links.bwt_usdt_retry,
 	};
 	int n_sock = 0;
@@ -1385,15 +1396,15 @@ static struct bulwark_trace_bpf *open_load(bool use_btf)
 	bpf_program__set_autoload(skel->progs.bwt_state_btf, use_btf);
 	bpf_program__set_autoload(skel->progs.bwt_send_btf, use_btf);
 	bpf_program__set_autoload(skel->progs.bwt_recv_btf, use_btf);
-	bpf_program__set_autoload(skel->progs.bwt_state_tp,
-				  !use_btf && tracepoint_exists(
-						      "sock", "inet_sock_set_state"));
-	bpf_program__set_autoload(skel->progs.bwt_send_tp,
-				  !use_btf && tracepoint_exists(
-						      "sock", "sock_send_length"));
-	bpf_program__set_autoload(skel->progs.bwt_recv_tp,
-				  !use_btf && tracepoint_exists(
-						      "sock", "sock_recv_length"));
+	bpf_program__set_autoload(
+		skel->progs.bwt_state_tp,
+		!use_btf && tracepoint_exists("sock", "inet_sock_set_state"));
+	bpf_program__set_autoload(
+		skel->progs.bwt_send_tp,
+		!use_btf && tracepoint_exists("sock", "sock_send_length"));
+	bpf_program__set_autoload(
+		skel->progs.bwt_recv_tp,
+		!use_btf && tracepoint_exists("sock", "sock_recv_length"));
 	bpf_program__set_autoload(skel->progs.bwt_fork, env.cmd != NULL);
 	if (bulwark_trace_bpf__load(skel)) {
 		bulwark_trace_bpf__destroy(skel);
@@ -1497,8 +1508,9 @@ int main(int argc, char **argv)
 		int timeout_ms = 100;
 		if (env.interval_ns &&
 		    last_hist + env.interval_ns - now < 100000000ull)
-			timeout_ms = (last_hist + env.interval_ns - now) /
-					     1000000 + 1;
+			timeout_ms =
+				(last_hist + env.interval_ns - now) / 1000000 +
+				1;
 		int n = ring_buffer__poll(rb, timeout_ms);
 		if (n < 0 && n != -EINTR) {
 			fprintf(stderr, "bulwark trace: ring buffer: %s\n",
@@ -1526,8 +1538,9 @@ int main(int argc, char **argv)
 	if (env.suggest) {
 		/* The text policy: to FILE, else to standard output unless
 		 * --json (whose lines carry each rule). */
-		FILE *f = suggest_out ? suggest_out
-			  : env.suggest_file || env.json ? NULL : stdout;
+		FILE *f = suggest_out			 ? suggest_out
+			  : env.suggest_file || env.json ? NULL
+							 : stdout;
 		if (env.suggest_file) {
 			f = fopen(env.suggest_file, "w");
 			if (!f) {
@@ -1539,8 +1552,9 @@ int main(int argc, char **argv)
 		if (f || env.json) {
 			suggest(f, (mono_ns() - t0) / 1e9);
 			if (f && (fflush(f) || (f != stdout && fclose(f)))) {
-				fprintf(stderr, "bulwark trace: writing the "
-						"policy: %s\n",
+				fprintf(stderr,
+					"bulwark trace: writing the "
+					"policy: %s\n",
 					strerror(errno));
 				err = 1;
 			}

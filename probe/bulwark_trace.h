@@ -48,7 +48,7 @@ struct bwt_dest {
 
 struct bwt_hist_key {
 	struct bwt_addr dest;
-	unsigned int op; /* enum bwt_op */
+	unsigned int op;  /* enum bwt_op */
 	unsigned int src; /* enum bwt_src */
 };
 
@@ -61,11 +61,11 @@ struct bwt_hist {
 	unsigned long long slots[BWT_HIST_SLOTS];
 	unsigned long long failed;
 	unsigned long long sum_ns;
-	unsigned long long max_ns;	   /* slowest call */
-	unsigned long long run;		   /* failures in a row, now */
-	unsigned long long run_t0_ns;	   /* when the run began */
-	unsigned long long max_run;	   /* longest run of failures */
-	unsigned long long recovered;	   /* runs a success ended */
+	unsigned long long max_ns;    /* slowest call */
+	unsigned long long run;	      /* failures in a row, now */
+	unsigned long long run_t0_ns; /* when the run began */
+	unsigned long long max_run;   /* longest run of failures */
+	unsigned long long recovered; /* runs a success ended */
 	unsigned long long max_recovered_run;
 	unsigned long long max_recover_ns; /* first failure -> success */
 	/* Handshakes only: connections established and not yet closed by
@@ -81,10 +81,10 @@ struct bwt_event {
 	unsigned int pid;
 	unsigned int op;  /* enum bwt_op */
 	unsigned int src; /* enum bwt_src */
-	int err;          /* 0 ok, else a positive errno, -1 failed (shim) */
-	int arg;          /* retry: attempt number; breaker: 1 open... */
+	int err;	  /* 0 ok, else a positive errno, -1 failed (shim) */
+	int arg;	  /* retry: attempt number; breaker: 1 open... */
 	char comm[BWT_COMM_LEN];
-	char what[24];    /* breaker_open, reject_open, reject_bulkhead... */
+	char what[24]; /* breaker_open, reject_open, reject_bulkhead... */
 	struct bwt_dest dest;
 };
 

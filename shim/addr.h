@@ -21,7 +21,7 @@
 static inline int bw_sa_addr(const struct sockaddr *sa, uint8_t out[16],
 			     uint16_t *port)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0,
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0,    0,
 					    0, 0, 0, 0, 0xff, 0xff };
 	memset(out, 0, 16);
 	if (sa->sa_family == AF_INET) {

@@ -28,7 +28,8 @@ bw_assert_fail(const char *file, int line, const char *inv, const char *cond)
 	char buf[512];
 	size_t n = 0;
 	const char *parts[] = {
-	    "bulwark: assert ", file, ":", NULL, " ", inv, ": ", cond, "\n"};
+		"bulwark: assert ", file, ":", NULL, " ", inv, ": ", cond, "\n"
+	};
 	char num[12];
 	int k = sizeof(num);
 	unsigned u = line > 0 ? (unsigned)line : 0;
@@ -49,10 +50,10 @@ bw_assert_fail(const char *file, int line, const char *inv, const char *cond)
 	abort();
 }
 
-#define BW_INVARIANT(cond, inv)                                                \
-	(__builtin_expect(!!(cond), 1)                                         \
-	     ? (void)0                                                         \
-	     : bw_assert_fail(__FILE__, __LINE__, inv, #cond))
+#define BW_INVARIANT(cond, inv)        \
+	(__builtin_expect(!!(cond), 1) \
+		 ? (void)0             \
+		 : bw_assert_fail(__FILE__, __LINE__, inv, #cond))
 #else
 /* Not evaluated; sizeof keeps the variables it names used. */
 #define BW_INVARIANT(cond, inv) ((void)sizeof(!(cond)))

@@ -295,8 +295,8 @@ int bw_async_epoll_ctl(struct bw_conn *c, int epfd, int op, int fd,
 			return -EFAULT;
 		}
 		if (op == EPOLL_CTL_ADD && c->nepreg >= BW_EPREG_MAX) {
-			rc = bw_sysret(bw_real.epoll_ctl(epfd, op, fd,
-							 ev)); /* kept */
+			rc = bw_sysret(
+				bw_real.epoll_ctl(epfd, op, fd, ev)); /* kept */
 		} else {
 			note_reg(c, epfd, op, fd, ev);
 			rc = 0;
@@ -314,8 +314,8 @@ struct bw_conn *bw_async_by_data(int epfd, uint64_t data)
 {
 	uint32_t hi = atomic_load_explicit(&aset_hi, memory_order_acquire);
 	for (uint32_t i = 0; i < hi; i++) {
-		uint32_t v = atomic_load_explicit(&aset[i],
-						  memory_order_acquire);
+		uint32_t v =
+			atomic_load_explicit(&aset[i], memory_order_acquire);
 		if (!v)
 			continue;
 		struct bw_conn *c = &bw_conns[v - 1];
@@ -340,17 +340,19 @@ static void set_phase(struct bw_conn *c, int p)
 	/* A1: only the edges drawn at the top of this file (NONE: any
 	 * phase may end); A2: a phase other than NONE is CONNECTING's. */
 	static const uint8_t from[] = {
-	    [BW_ASYNC_NONE] = 0xf,
-	    [BW_ASYNC_ATTEMPT] = 1u << BW_ASYNC_NONE | 1u << BW_ASYNC_BACKOFF |
-				 1u << BW_ASYNC_QUEUED,
-	    [BW_ASYNC_BACKOFF] = 0xf,
-	    [BW_ASYNC_QUEUED] = 1u << BW_ASYNC_NONE | 1u << BW_ASYNC_BACKOFF |
-				1u << BW_ASYNC_QUEUED,
+		[BW_ASYNC_NONE] = 0xf,
+		[BW_ASYNC_ATTEMPT] = 1u << BW_ASYNC_NONE |
+				     1u << BW_ASYNC_BACKOFF |
+				     1u << BW_ASYNC_QUEUED,
+		[BW_ASYNC_BACKOFF] = 0xf,
+		[BW_ASYNC_QUEUED] = 1u << BW_ASYNC_NONE |
+				    1u << BW_ASYNC_BACKOFF |
+				    1u << BW_ASYNC_QUEUED,
 	};
 	BW_INVARIANT(p >= BW_ASYNC_NONE && p <= BW_ASYNC_QUEUED, "A1");
 	BW_INVARIANT(from[p] >> atomic_load(&c->aphase) & 1, "A1");
 	BW_INVARIANT(p == BW_ASYNC_NONE ||
-			 atomic_load(&c->state) == BW_CONN_CONNECTING,
+			     atomic_load(&c->state) == BW_CONN_CONNECTING,
 		     "A2");
 	(void)from;
 	atomic_store_explicit(&c->aphase, (uint8_t)p, memory_order_release);
@@ -366,8 +368,8 @@ static void final_failure(struct bw_conn *c, int err)
 	c->pending_err = (uint8_t)err;
 	c->stale = 0;
 	bw_conn_set_state(
-	    c, BW_CONN_BIT(BW_CONN_CONNECTING) | BW_CONN_BIT(BW_CONN_FRESH),
-	    BW_CONN_FRESH);
+		c, BW_CONN_BIT(BW_CONN_CONNECTING) | BW_CONN_BIT(BW_CONN_FRESH),
+		BW_CONN_FRESH);
 	finish(c);
 	if (c->ahidden)
 		ep_show(c);
@@ -405,8 +407,8 @@ static void connect_now(struct bw_conn *c, uint64_t now)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = bw_attempt_peer(c, &ss);
-	int err = -bw_sysret(bw_real.connect(c->afd, (struct sockaddr *)&ss,
-					     len));
+	int err = -bw_sysret(
+		bw_real.connect(c->afd, (struct sockaddr *)&ss, len));
 	c->t0_ns = now;
 	if (err == 0) {
 		struct bw_dest *d = bw_state_live(c->d, c->ten);
@@ -466,7 +468,8 @@ static int check_attempt(struct bw_conn *c, uint64_t now)
 	if (ti.tcpi_state == TCP_SYN_SENT || ti.tcpi_state == TCP_SYN_RECV)
 		return 0;
 	if (ti.tcpi_state != TCP_CLOSE) {
-		finish(c); /* connected: accounted where the program learns it */
+		/* connected: accounted where the program learns it */
+		finish(c);
 		return 2;
 	}
 	int err = 0;
@@ -554,8 +557,8 @@ uint64_t bw_async_pump(uint64_t now)
 	uint64_t next = UINT64_MAX;
 	uint32_t hi = atomic_load_explicit(&aset_hi, memory_order_acquire);
 	for (uint32_t i = 0; i < hi; i++) {
-		uint32_t v = atomic_load_explicit(&aset[i],
-						  memory_order_acquire);
+		uint32_t v =
+			atomic_load_explicit(&aset[i], memory_order_acquire);
 		if (!v)
 			continue;
 		struct bw_conn *c = &bw_conns[v - 1];

@@ -22,8 +22,8 @@ extern _Atomic uint32_t bw_async_pending;
 
 static inline bool bw_async_idle(void)
 {
-	return atomic_load_explicit(&bw_async_pending,
-				    memory_order_relaxed) == 0;
+	return atomic_load_explicit(&bw_async_pending, memory_order_relaxed) ==
+	       0;
 }
 
 /* How often a queued connect looks at its bulkhead again (a slot freed by

@@ -57,8 +57,7 @@ void bw_attempt_remember_peer(struct bw_conn *c, const struct sockaddr *sa)
 	}
 }
 
-socklen_t bw_attempt_peer(const struct bw_conn *c,
-			  struct sockaddr_storage *ss)
+socklen_t bw_attempt_peer(const struct bw_conn *c, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (c->peer.family == AF_INET) {

@@ -24,8 +24,7 @@ void bw_attempt_dissolve(int fd);
  * program's waits; bw_attempt_peer gives it back as a sockaddr (its
  * length).  AS-safe: yes. */
 void bw_attempt_remember_peer(struct bw_conn *c, const struct sockaddr *sa);
-socklen_t bw_attempt_peer(const struct bw_conn *c,
-			  struct sockaddr_storage *ss);
+socklen_t bw_attempt_peer(const struct bw_conn *c, struct sockaddr_storage *ss);
 
 /* Whether attempt n of c, which failed with err (positive errno), is tried
  * again by retry.* (bulwark-policy(7)), and after which delay; logs retry

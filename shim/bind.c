@@ -98,8 +98,8 @@ static void bind_to(struct bw_conn *c, int r, uint32_t slot, uint32_t ten)
 	c->io_timeout = bw_settings_for(r)->io_timeout_ns > 0;
 }
 
-static int bind_in(struct bw_conn *c, const struct sockaddr *sa,
-		   socklen_t len, int id);
+static int bind_in(struct bw_conn *c, const struct sockaddr *sa, socklen_t len,
+		   int id);
 
 /* Binds a fresh connection to its rule and destination.  A destination
  * no rule matches is bound as observed (rule BW_RULE_OBSERVED): its calls
@@ -115,8 +115,8 @@ int bw_bind(struct bw_conn *c, const struct sockaddr *sa, socklen_t len)
 	return rc;
 }
 
-static int bind_in(struct bw_conn *c, const struct sockaddr *sa,
-		   socklen_t len, int id)
+static int bind_in(struct bw_conn *c, const struct sockaddr *sa, socklen_t len,
+		   int id)
 {
 	struct bw_dest_key k;
 	char label[BW_STATE_LABEL_MAX];
@@ -131,8 +131,8 @@ static int bind_in(struct bw_conn *c, const struct sockaddr *sa,
 	    BW_LIKELY((lastw & ~0xffffffffull) == bind_gen(id))) {
 		/* The tenancy before the key check (core/state.c, T2). */
 		uint32_t ten = bw_state_ten(&bw_g.state, (last & 0xffff) - 1);
-		if (BW_LIKELY(bw_state_find_at(&bw_g.state,
-					       (last & 0xffff) - 1, &k))) {
+		if (BW_LIKELY(bw_state_find_at(&bw_g.state, (last & 0xffff) - 1,
+					       &k))) {
 			bind_to(c, (int)(last >> 16) - 2, (last & 0xffff) - 1,
 				ten);
 			return 0;
@@ -184,8 +184,7 @@ static int bind_in(struct bw_conn *c, const struct sockaddr *sa,
 	bind_to(c, r, slot, ten);
 	if (!s->group[0]) {
 		atomic_store_explicit(&last_bind,
-				      bind_gen(id) |
-					      (uint32_t)(r + 2) << 16 |
+				      bind_gen(id) | (uint32_t)(r + 2) << 16 |
 					      (slot + 1),
 				      memory_order_relaxed);
 	}

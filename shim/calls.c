@@ -86,7 +86,7 @@ static void log_transition(struct bw_dest *d, int ev, int why)
 		BW_USDT_BREAKER(d, "breaker_half_open");
 		bw_log(BW_LOG_INFO, "breaker_half_open", label, "%s",
 		       ev == BW_BREAKER_EV_PROBES_EXPIRED ? "reason=probes_lost"
-							 : "");
+							  : "");
 		break;
 	case BW_BREAKER_EV_CLOSED:
 		BW_USDT_BREAKER(d, "breaker_close");
@@ -152,15 +152,15 @@ static int take_slot(struct bw_conn *c, struct bw_dest *d,
 	if (BW_UNLIKELY(bw_bulkhead_full(&bw_g.state, d, s)))
 		bw_conn_reap(d);
 	/* errno: the bulkhead never changes it. */
-	uint32_t bad = atomic_load_explicit(&d->bh_corrupt,
-					    memory_order_relaxed);
+	uint32_t bad =
+		atomic_load_explicit(&d->bh_corrupt, memory_order_relaxed);
 	int rc = may_queue
 			 ? bw_bulkhead_acquire_nb(&bw_g.state, d, s,
-						  BW_BH_IF_BLOCKING(fd),
-						  now_ns, &c->slot, &c->ticket)
+						  BW_BH_IF_BLOCKING(fd), now_ns,
+						  &c->slot, &c->ticket)
 			 : bw_bulkhead_acquire(&bw_g.state, d, s,
-					       BW_BH_IF_BLOCKING(fd), 0,
-					       now_ns, &c->slot);
+					       BW_BH_IF_BLOCKING(fd), 0, now_ns,
+					       &c->slot);
 	if (BW_UNLIKELY(atomic_load_explicit(&d->bh_corrupt,
 					     memory_order_relaxed) != bad))
 		note_corrupt(d);
@@ -177,8 +177,7 @@ int bw_call_try_queued(struct bw_conn *c, uint64_t now_ns)
 	struct bw_dest *live = bw_state_live(c->d, c->ten);
 	if (live)
 		bw_conn_reap(live); /* slots of fds closed behind our back */
-	int rc = bw_bulkhead_try(&bw_g.state, s, &c->ticket, now_ns,
-				 &c->slot);
+	int rc = bw_bulkhead_try(&bw_g.state, s, &c->ticket, now_ns, &c->slot);
 	if (rc < 0) {
 		struct bw_dest *d = bw_state_live(c->d, c->ten);
 		if (d)
@@ -194,13 +193,12 @@ void bw_call_leave_queue(struct bw_conn *c)
 		bw_bulkhead_leave(&bw_g.state, &c->ticket);
 }
 
-int bw_call_admit(struct bw_conn *c, int fd, bool may_queue,
-		  uint64_t now_ns)
+int bw_call_admit(struct bw_conn *c, int fd, bool may_queue, uint64_t now_ns)
 {
 	/* A slot reclaimed since the bind holds another destination now
-	 * (core/state.c, T2): this connection goes on untracked.  Observed only:
-	 * never refused, whatever the shared breaker says (another process's
-	 * rule may have opened it), and no slot. */
+	 * (core/state.c, T2): this connection goes on untracked.  Observed
+	 * only: never refused, whatever the shared breaker says (another
+	 * process's rule may have opened it), and no slot. */
 	struct bw_dest *d = bw_state_live(c->d, c->ten);
 	if (!d || c->rule < 0)
 		return 0;
@@ -274,8 +272,8 @@ static BW_NOINLINE void record_rest(struct bw_conn *c, struct bw_dest *d,
 	if (connect && failed)
 		bw_call_end(c); /* a failed attempt holds no slot */
 	int ev = connect && !failed
-			 ? bw_breaker_record_connect_ok(d, s, latency_ns,
-							probe, now_ns)
+			 ? bw_breaker_record_connect_ok(d, s, latency_ns, probe,
+							now_ns)
 			 : bw_breaker_record(d, s, failed, latency_ns, probe,
 					     now_ns, &why);
 	if (ev != BW_BREAKER_EV_NONE)
@@ -301,12 +299,13 @@ void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 	bool probe = connect && c->probe > 0;
 	const memory_order r = memory_order_relaxed;
 
-	atomic_fetch_add_explicit(failed ? &d->failed_calls
-					 : &d->successful_calls, 1, r);
-	atomic_fetch_add_explicit(connect ? &d->connect_calls
-					  : &d->exchange_calls, 1, r);
+	atomic_fetch_add_explicit(
+		failed ? &d->failed_calls : &d->successful_calls, 1, r);
+	atomic_fetch_add_explicit(
+		connect ? &d->connect_calls : &d->exchange_calls, 1, r);
 	atomic_fetch_add_explicit(connect ? &d->connect_ns_sum
-					  : &d->exchange_ns_sum, latency_ns, r);
+					  : &d->exchange_ns_sum,
+				  latency_ns, r);
 	if (connect)
 		c->probe = 0;
 	/* Observed only: counted (status, trace), never judged: the breaker

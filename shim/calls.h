@@ -29,8 +29,7 @@ enum bw_call_admit_result {
  * (bulkhead.wait > 0) is queued: returns BW_CALL_QUEUED, its ticket in
  * c->ticket (bw_call_try_queued).
  * AS-safe: yes. */
-int bw_call_admit(struct bw_conn *c, int fd, bool may_queue,
-		  uint64_t now_ns);
+int bw_call_admit(struct bw_conn *c, int fd, bool may_queue, uint64_t now_ns);
 /* A non-blocking connect that bw_call_admit queued (BW_CALL_QUEUED, the
  * ticket in c->ticket): one look at the bulkhead.  BW_CALL_ADMITTED
  * (c->slot), BW_CALL_QUEUED still, or -bulkhead.errno once bulkhead.wait
@@ -51,7 +50,8 @@ void bw_call_end(struct bw_conn *c);
 void bw_call_healthy(struct bw_conn *c);
 
 /* Records one finished call of c: a connect attempt or an exchange, failed
- * or not, its latency, and when it ended.  AS-safe: yes; atomics on the shared state. */
+ * or not, its latency, and when it ended.  AS-safe: yes; atomics on the shared
+ * state. */
 void bw_call_record(struct bw_conn *c, enum bw_call_kind kind, bool failed,
 		    uint64_t latency_ns, uint64_t now_ns);
 

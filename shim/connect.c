@@ -94,13 +94,11 @@ static int timed_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (rc == -EINPROGRESS) {
 		rc = wait_connected(fd, bw_clock_ns() + timeout_ns, true);
 		if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR)
-			bw_attempt_dissolve(fd); /* read from SO_ERROR: still held */
+			bw_attempt_dissolve(fd); /* SO_ERROR still held it */
 	}
 	bw_real.fcntl(fd, F_SETFL, fl);
 	return rc;
 }
-
-
 
 /*
  * Sleeps (until until_ns) the backoff before the next attempt of c on fd
@@ -118,8 +116,7 @@ static int backoff(struct bw_conn *c, int fd, uint64_t until_ns)
 {
 	atomic_fetch_add_explicit(&c->refs, 1, memory_order_acq_rel);
 	int r = bw_wait_sleep(until_ns);
-	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) ==
-	    1) {
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
 		/* Every fd of it closed while we slept. */
 		bw_call_release(c);
 		bw_conn_free(c);
@@ -169,8 +166,8 @@ static int attempts(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			bw_attempt_remember_peer(c, sa);
 			bw_conn_set_state(c, BW_CONN_BIT(BW_CONN_FRESH),
 					  BW_CONN_CONNECTING);
-			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED,
-					   c->t0_ns) == 0)
+			if (bw_async_enter(c, fd, BW_ASYNC_QUEUED, c->t0_ns) ==
+			    0)
 				return -EINPROGRESS;
 			bw_call_leave_queue(c);
 			bw_call_release(c);
@@ -303,10 +300,11 @@ int bw_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		}
 		int rc = bw_sysret(bw_real.connect(fd, sa, len));
 		if (rc == 0)
-			bw_conn_set_state(c,
-					  BW_CONN_BIT(BW_CONN_FRESH) |
-					      BW_CONN_BIT(BW_CONN_CONNECTING),
-					  BW_CONN_FRESH);
+			bw_conn_set_state(
+				c,
+				BW_CONN_BIT(BW_CONN_FRESH) |
+					BW_CONN_BIT(BW_CONN_CONNECTING),
+				BW_CONN_FRESH);
 		return rc;
 	}
 	if (BW_UNLIKELY(atomic_load(&c->aphase))) {

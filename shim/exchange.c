@@ -46,9 +46,10 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 	uint64_t lat = now_ns > c->t0_ns ? now_ns - c->t0_ns : 0;
 	if (err == 0) {
 		c->phase = BW_PHASE_IDLE;
-		BW_INVARIANT(BW_CONN_IN(c, BW_CONN_BIT(BW_CONN_FRESH) |
-					     BW_CONN_BIT(BW_CONN_CONNECTING)),
-			     "bw_conn transition");
+		BW_INVARIANT(
+			BW_CONN_IN(c, BW_CONN_BIT(BW_CONN_FRESH) |
+					      BW_CONN_BIT(BW_CONN_CONNECTING)),
+			"bw_conn transition");
 		atomic_store_explicit(&c->state, BW_CONN_ESTABLISHED,
 				      memory_order_release);
 		bw_call_record(c, BW_CALL_CONNECT, false, lat, now_ns);
@@ -58,7 +59,7 @@ void bw__connect_done(struct bw_conn *c, int err, uint64_t now_ns)
 		 * caller to say: it knows how the failure was learnt. */
 		bw_conn_set_state(c,
 				  BW_CONN_BIT(BW_CONN_FRESH) |
-				      BW_CONN_BIT(BW_CONN_CONNECTING),
+					  BW_CONN_BIT(BW_CONN_CONNECTING),
 				  BW_CONN_FRESH);
 		bw_call_record(c, BW_CALL_CONNECT, true, lat, now_ns);
 	}
@@ -80,7 +81,7 @@ static void exchange_failed(struct bw_conn *c, uint64_t now_ns)
 			       : 0;
 	bw_conn_set_state(c,
 			  BW_CONN_BIT(BW_CONN_ESTABLISHED) |
-			      BW_CONN_BIT(BW_CONN_CONNECTING),
+				  BW_CONN_BIT(BW_CONN_CONNECTING),
 			  BW_CONN_DEAD);
 	bw_call_record(c, BW_CALL_EXCHANGE, true, lat, now_ns);
 }
@@ -126,8 +127,8 @@ void bw_io_sent(struct bw_conn *c, int fd, ssize_t rc, int err, uint64_t t0)
 	}
 }
 
-void bw_io_received(struct bw_conn *c, int fd, ssize_t rc, int err,
-		    size_t want, int flags)
+void bw_io_received(struct bw_conn *c, int fd, ssize_t rc, int err, size_t want,
+		    int flags)
 {
 	int st = atomic_load_explicit(&c->state, memory_order_relaxed);
 	if (st == BW_CONN_CONNECTING) {

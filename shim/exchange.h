@@ -38,8 +38,8 @@ static inline int bw_io_take_pending(struct bw_conn *c)
 void bw_io_sent(struct bw_conn *c, int fd, ssize_t rc, int err, uint64_t t0);
 /* After a receive-like call that asked for want bytes with flags and
  * returned rc with errno err.  AS-safe. */
-void bw_io_received(struct bw_conn *c, int fd, ssize_t rc, int err,
-		    size_t want, int flags);
+void bw_io_received(struct bw_conn *c, int fd, ssize_t rc, int err, size_t want,
+		    int flags);
 /* The program read SO_ERROR (value soerr) on c's fd.  AS-safe. */
 void bw_io_sockerr(struct bw_conn *c, int fd, int soerr);
 /* The last fd of c is about to be closed (fd still open).  AS-safe. */

@@ -142,8 +142,8 @@ struct bw_conn *bw_fd_drop(int fd)
 	struct bw_conn *conn = &bw_conns[c - 1];
 	/* The last fd's owner settles the connection; it cannot be claimed
 	 * again before bw_conn_free marks it FREE (I3). */
-	uint32_t refs = atomic_fetch_sub_explicit(&conn->refs, 1,
-						  memory_order_acq_rel);
+	uint32_t refs =
+		atomic_fetch_sub_explicit(&conn->refs, 1, memory_order_acq_rel);
 	/* The entry was counted (I1), so refs was at least 1. */
 	BW_INVARIANT(refs >= 1, "I1");
 	if (refs == 1)

@@ -60,32 +60,32 @@
  */
 enum bw_conn_state {
 	BW_CONN_FREE = 0,
-	BW_CONN_FRESH,       /* a TCP socket, not connected yet */
-	BW_CONN_CONNECTING,  /* connect in progress (non-blocking or EINTR) */
+	BW_CONN_FRESH,	    /* a TCP socket, not connected yet */
+	BW_CONN_CONNECTING, /* connect in progress (non-blocking or EINTR) */
 	BW_CONN_ESTABLISHED,
-	BW_CONN_DEAD,        /* failed or reset: nothing more is counted */
-	BW_CONN_IGNORED,     /* a rule says off, or no room in the state */
-	BW_CONN_EPOLL,       /* an epoll fd (shim/async.c): only its
-				registrations matter */
+	BW_CONN_DEAD,	 /* failed or reset: nothing more is counted */
+	BW_CONN_IGNORED, /* a rule says off, or no room in the state */
+	BW_CONN_EPOLL,	 /* an epoll fd (shim/async.c): only its
+			    registrations matter */
 	BW_CONN_NSTATES
 };
 
 /* A set of states, for bw_conn_set_state's from_mask. */
 #define BW_CONN_BIT(st) (1u << (st))
-#define BW_CONN_LIVE                                                           \
+#define BW_CONN_LIVE \
 	(((1u << BW_CONN_NSTATES) - 1) & ~BW_CONN_BIT(BW_CONN_FREE))
 /* c's state is one of mask (a relaxed load: for checks). */
-#define BW_CONN_IN(c, mask)                                                    \
-	(BW_CONN_BIT(atomic_load_explicit(&(c)->state,                        \
-					  memory_order_relaxed)) &            \
+#define BW_CONN_IN(c, mask)                                                 \
+	(BW_CONN_BIT(                                                       \
+		 atomic_load_explicit(&(c)->state, memory_order_relaxed)) & \
 	 (mask))
 
 /* Async phases of a non-blocking connect the shim manages (shim/async.c). */
 enum bw_async_phase {
 	BW_ASYNC_NONE = 0,
-	BW_ASYNC_ATTEMPT,    /* a real connect in progress in the kernel */
-	BW_ASYNC_BACKOFF,    /* the last attempt failed; next due at adue_ns */
-	BW_ASYNC_QUEUED,     /* waiting for a bulkhead slot (c->ticket) */
+	BW_ASYNC_ATTEMPT, /* a real connect in progress in the kernel */
+	BW_ASYNC_BACKOFF, /* the last attempt failed; next due at adue_ns */
+	BW_ASYNC_QUEUED,  /* waiting for a bulkhead slot (c->ticket) */
 };
 
 /* Epoll sets one connection may be registered in, as the shim knows them. */
@@ -93,59 +93,59 @@ enum bw_async_phase {
 
 /* One program registration of the connection's fd in an epoll set. */
 struct bw_epreg {
-	int32_t epfd;            /* -1: free */
-	int32_t fd;              /* the fd number registered */
-	uint32_t ep_gen;         /* the epoll fd's generation (its conn's ten) */
+	int32_t epfd;	 /* -1: free */
+	int32_t fd;	 /* the fd number registered */
+	uint32_t ep_gen; /* the epoll fd's generation (its conn's ten) */
 	uint32_t events;
 	uint64_t data;
 };
 
 /* Exchange phase of an established connection. */
 enum bw_phase {
-	BW_PHASE_IDLE = 0,   /* nothing sent since the last response */
-	BW_PHASE_SENT,       /* a request went out; waiting for the answer */
+	BW_PHASE_IDLE = 0, /* nothing sent since the last response */
+	BW_PHASE_SENT,	   /* a request went out; waiting for the answer */
 };
 
 struct bw_conn {
-	_Atomic uint32_t refs;   /* fds of this process pointing here */
-	_Atomic uint8_t state;   /* enum bw_conn_state */
-	uint8_t phase;           /* enum bw_phase */
-	uint8_t io_timeout;      /* the rule sets io.timeout */
-	uint8_t stale;           /* an async connect failed: the next connect
-				    reports it again or ECONNABORTED
-				    (doc/design.md L7) */
-	uint8_t pending_err;     /* a connect error bulwark read from SO_ERROR
-				    and owes the program (poll retries) */
-	_Atomic uint8_t aphase;  /* enum bw_async_phase */
-	_Atomic uint8_t alock;   /* async fields' lock (shim/async.c) */
-	uint8_t ahidden;         /* the epoll registrations are out of the
-				    kernel's sets (BACKOFF, QUEUED) */
-	uint8_t nepreg;          /* registrations in epreg (0..MAX), or
-				    MAX + 1: some were not recorded */
-	uint8_t wr_shut;         /* the program shut down its sending side:
-				    the peer's close then answers (one-way
-				    protocols), it is no failure */
-	int16_t rule;            /* encoded rule (shim/live.h), -1: observed
-				    only; written with bw_conn_set_rule */
-	int32_t probe;           /* breaker probe ticket, 0: not a probe */
-	uint32_t attempt;        /* connect attempt number of this connect */
-	struct bw_slot slot;     /* bulkhead slot held (kind NONE: none) */
-	struct bw_conn_peer {    /* where the connect goes, for retries */
+	_Atomic uint32_t refs;	/* fds of this process pointing here */
+	_Atomic uint8_t state;	/* enum bw_conn_state */
+	uint8_t phase;		/* enum bw_phase */
+	uint8_t io_timeout;	/* the rule sets io.timeout */
+	uint8_t stale;		/* an async connect failed: the next connect
+				   reports it again or ECONNABORTED
+				   (doc/design.md L7) */
+	uint8_t pending_err;	/* a connect error bulwark read from SO_ERROR
+				   and owes the program (poll retries) */
+	_Atomic uint8_t aphase; /* enum bw_async_phase */
+	_Atomic uint8_t alock;	/* async fields' lock (shim/async.c) */
+	uint8_t ahidden;	/* the epoll registrations are out of the
+				   kernel's sets (BACKOFF, QUEUED) */
+	uint8_t nepreg;		/* registrations in epreg (0..MAX), or
+				   MAX + 1: some were not recorded */
+	uint8_t wr_shut;	/* the program shut down its sending side:
+				   the peer's close then answers (one-way
+				   protocols), it is no failure */
+	int16_t rule;		/* encoded rule (shim/live.h), -1: observed
+				   only; written with bw_conn_set_rule */
+	int32_t probe;		/* breaker probe ticket, 0: not a probe */
+	uint32_t attempt;	/* connect attempt number of this connect */
+	struct bw_slot slot;	/* bulkhead slot held (kind NONE: none) */
+	struct bw_conn_peer {	/* where the connect goes, for retries */
 		uint16_t family, port; /* port in network order */
 		uint32_t scope;
 		uint8_t addr[16];
 	} peer;
-	struct bw_dest *d;       /* its destination's slot, NULL: none */
-	uint32_t ten;            /* d's tenancy when bound: d is used only
-				    while bw_state_live(d, ten) */
-	uint32_t live_gen;       /* generation of the policy its rule was
-				    matched under (shim/live.h) */
-	uint64_t t0_ns;          /* connect start, or exchange start */
-	int32_t afd;             /* the fd the shim connects on (async) */
-	uint32_t aslot;          /* index + 1 in the async set, 0: none */
-	uint64_t adue_ns;        /* ATTEMPT: connect.timeout deadline (0:
-				    none); BACKOFF: next attempt; QUEUED: next
-				    look at the bulkhead */
+	struct bw_dest *d;	    /* its destination's slot, NULL: none */
+	uint32_t ten;		    /* d's tenancy when bound: d is used only
+				       while bw_state_live(d, ten) */
+	uint32_t live_gen;	    /* generation of the policy its rule was
+				       matched under (shim/live.h) */
+	uint64_t t0_ns;		    /* connect start, or exchange start */
+	int32_t afd;		    /* the fd the shim connects on (async) */
+	uint32_t aslot;		    /* index + 1 in the async set, 0: none */
+	uint64_t adue_ns;	    /* ATTEMPT: connect.timeout deadline (0:
+				       none); BACKOFF: next attempt; QUEUED: next
+				       look at the bulkhead */
 	struct bw_bh_ticket ticket; /* QUEUED: the place in the queue */
 	struct bw_epreg epreg[BW_EPREG_MAX];
 };
@@ -182,7 +182,8 @@ _Static_assert(BW_EPREG_MAX + 1 < 256, "nepreg fits a uint8_t");
  * bulkhead's errno) fit a uint8_t: Linux's largest errno is EHWPOISON
  * (133). */
 _Static_assert(EHWPOISON < 256 && ECONNREFUSED < 256 && EHOSTUNREACH < 256 &&
-		   ETIMEDOUT < 256 && ECONNABORTED < 256 && ENETUNREACH < 256,
+		       ETIMEDOUT < 256 && ECONNABORTED < 256 &&
+		       ENETUNREACH < 256,
 	       "errno values fit pending_err");
 /* Every encoded rule (shim/live.h: id * BW_POLICY_RULES_MAX + index, for
  * the BW_LIVE_OBJS pushed policies and the process's own) fits c->rule. */

@@ -82,9 +82,9 @@
 
 /* The race in flight: the hedge's socket, its accounting, its target. */
 struct race {
-	int spare;                 /* -1: no hedge running */
-	struct bw_conn h;          /* the hedge's rule, dest, probe, slot */
-	uint64_t t0_ns;            /* when the hedge's connect started */
+	int spare;	  /* -1: no hedge running */
+	struct bw_conn h; /* the hedge's rule, dest, probe, slot */
+	uint64_t t0_ns;	  /* when the hedge's connect started */
 	struct sockaddr_storage to;
 	socklen_t tolen;
 };
@@ -257,7 +257,8 @@ static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 	 * closes: out of the kernel's sets before, back in after, on the
 	 * winner (shim/async.c keeps them; none for a blocking connect). */
 	bw_async_ep_hide(c);
-	int rc = bw_real.dup3(r->spare, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
+	int rc =
+		bw_real.dup3(r->spare, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0);
 	bw_async_ep_show(c);
 	if (rc < 0)
 		return -1;
@@ -274,7 +275,8 @@ static int adopt(struct bw_conn *c, int fd, int fl, struct race *r)
 	memset(&c->peer, 0, sizeof(c->peer));
 	c->peer.family = r->to.ss_family;
 	if (r->to.ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)&r->to;
+		const struct sockaddr_in *in =
+			(const struct sockaddr_in *)&r->to;
 		c->peer.port = in->sin_port;
 		memcpy(c->peer.addr, &in->sin_addr, 4);
 	} else {
@@ -375,7 +377,8 @@ int bw_hedge_connect(struct bw_conn *c, int fd, const struct sockaddr *sa,
 			}
 		}
 		if (r.spare >= 0 && p[1].revents) {
-			if (so_error(r.spare) == 0 && adopt(c, fd, fl, &r) == 0) {
+			if (so_error(r.spare) == 0 &&
+			    adopt(c, fd, fl, &r) == 0) {
 				rc = 0; /* the hedge won */
 				err = 0;
 				break;
@@ -439,20 +442,20 @@ pass:
  * may close a spare (its race then ends as "hedge failed").
  */
 
-#define NB_MAX 32          /* races at once; more connects go unhedged */
-#define NB_POLL_MAX 256    /* a program poll of more fds: no spare added */
+#define NB_MAX 32	/* races at once; more connects go unhedged */
+#define NB_POLL_MAX 256 /* a program poll of more fds: no spare added */
 #define NB_RECHECK_NS 10000000ull
 
 enum { NB_FREE, NB_IDLE, NB_BUSY };
 
 struct nb_race {
-	_Atomic uint32_t st;     /* NB_FREE, NB_IDLE (owned, at rest), NB_BUSY */
+	_Atomic uint32_t st; /* NB_FREE, NB_IDLE (owned, at rest), NB_BUSY */
 	_Atomic uint32_t cancel; /* the program's fd went away */
-	_Atomic int pub;         /* the running spare, for other threads' polls */
+	_Atomic int pub; /* the running spare, for other threads' polls */
 	struct bw_conn *_Atomic c;
 	int fd, family;
-	uint64_t due_ns;         /* the hedge's time; 0 once launched */
-	struct race r;           /* r.spare >= 0: the spare's connect runs */
+	uint64_t due_ns; /* the hedge's time; 0 once launched */
+	struct race r;	 /* r.spare >= 0: the spare's connect runs */
 };
 
 static struct nb_race races[NB_MAX];

@@ -61,7 +61,8 @@ static bool close_range_works(void)
 	if (BW_UNLIKELY(h == 0)) {
 		int e = errno;
 		h = bw_real.close_range(~0u, ~0u, 0) == 0 || errno != ENOSYS
-			    ? 1 : -1;
+			    ? 1
+			    : -1;
 		errno = e;
 		atomic_store_explicit(&have_close_range, h,
 				      memory_order_relaxed);

@@ -21,62 +21,62 @@
 /* A connect the shim works on (shim/async.c): its due work first; while
  * in backoff or queued, EAGAIN, as for a connect still in progress.  The
  * work may change errno: the program's is put back (hook boundary). */
-#define ASYNC_FIRST(c, fd)                                                    \
-	do {                                                                  \
-		if (BW_UNLIKELY(atomic_load_explicit(&(c)->aphase,            \
-						     memory_order_relaxed))) {\
-			int e_ = errno;                                       \
-			int a_ = bw_async_io(c, fd);                          \
-			if (a_ < 0)                                           \
-				return bw_hook_fail(a_);                      \
-			errno = e_;                                           \
-		}                                                             \
+#define ASYNC_FIRST(c, fd)                                                     \
+	do {                                                                   \
+		if (BW_UNLIKELY(atomic_load_explicit(&(c)->aphase,             \
+						     memory_order_relaxed))) { \
+			int e_ = errno;                                        \
+			int a_ = bw_async_io(c, fd);                           \
+			if (a_ < 0)                                            \
+				return bw_hook_fail(a_);                       \
+			errno = e_;                                            \
+		}                                                              \
 	} while (0)
 
 /* The call itself met the attempt's failure (it came between the check
  * above and the call): retried, the program sees EAGAIN; final, the
  * error, accounted once by shim/async.c.  Otherwise the call's own errno
  * is put back (hook boundary). */
-#define ASYNC_AFTER(c, rc)                                                    \
-	do {                                                                  \
-		if (BW_UNLIKELY((rc) < 0 &&                                   \
-				atomic_load_explicit(&(c)->aphase,            \
-						     memory_order_relaxed))) {\
-			int e_ = errno;                                       \
-			int a_ = bw_async_io_failed(c, e_);                   \
-			if (a_ < 0)                                           \
-				return bw_hook_fail(a_);                      \
-			errno = e_;                                           \
-		}                                                             \
+#define ASYNC_AFTER(c, rc)                                                     \
+	do {                                                                   \
+		if (BW_UNLIKELY((rc) < 0 &&                                    \
+				atomic_load_explicit(&(c)->aphase,             \
+						     memory_order_relaxed))) { \
+			int e_ = errno;                                        \
+			int a_ = bw_async_io_failed(c, e_);                    \
+			if (a_ < 0)                                            \
+				return bw_hook_fail(a_);                       \
+			errno = e_;                                            \
+		}                                                              \
 	} while (0)
 
 /* The tracked paths, shared by every send-like and receive-like hook. */
-#define SEND_TRACKED(c, fd, call)                                             \
-	do {                                                                  \
-		ASYNC_FIRST(c, fd);                                           \
-		if (BW_UNLIKELY((c)->pending_err))                            \
-			return bw_hook_fail(bw_io_take_pending(c));           \
-		uint64_t t0_ = bw_io_before_send(c);                          \
-		ssize_t rc_ = (call);                                         \
-		ASYNC_AFTER(c, rc_);                                          \
-		BW_KEEP_ERRNO(bw_io_sent(c, fd, rc_, errno, t0_));            \
-		return rc_;                                                   \
+#define SEND_TRACKED(c, fd, call)                                   \
+	do {                                                        \
+		ASYNC_FIRST(c, fd);                                 \
+		if (BW_UNLIKELY((c)->pending_err))                  \
+			return bw_hook_fail(bw_io_take_pending(c)); \
+		uint64_t t0_ = bw_io_before_send(c);                \
+		ssize_t rc_ = (call);                               \
+		ASYNC_AFTER(c, rc_);                                \
+		BW_KEEP_ERRNO(bw_io_sent(c, fd, rc_, errno, t0_));  \
+		return rc_;                                         \
 	} while (0)
 
-#define RECV_TRACKED(c, fd, want, fl, call)                                   \
-	do {                                                                  \
-		ASYNC_FIRST(c, fd);                                           \
-		if (BW_UNLIKELY((c)->pending_err))                            \
-			return bw_hook_fail(bw_io_take_pending(c));           \
-		if (BW_UNLIKELY((c)->io_timeout)) {                           \
-			int w_ = bw_io_wait(c, fd, fl);                       \
-			if (w_ < 0)                                           \
-				return bw_hook_fail(w_);                      \
-		}                                                             \
-		ssize_t rc_ = (call);                                         \
-		ASYNC_AFTER(c, rc_);                                          \
-		BW_KEEP_ERRNO(bw_io_received(c, fd, rc_, errno, want, fl));   \
-		return rc_;                                                   \
+#define RECV_TRACKED(c, fd, want, fl, call)                                 \
+	do {                                                                \
+		ASYNC_FIRST(c, fd);                                         \
+		if (BW_UNLIKELY((c)->pending_err))                          \
+			return bw_hook_fail(bw_io_take_pending(c));         \
+		if (BW_UNLIKELY((c)->io_timeout)) {                         \
+			int w_ = bw_io_wait(c, fd, fl);                     \
+			if (w_ < 0)                                         \
+				return bw_hook_fail(w_);                    \
+		}                                                           \
+		ssize_t rc_ = (call);                                       \
+		ASYNC_AFTER(c, rc_);                                        \
+		BW_KEEP_ERRNO(bw_io_received(c, fd, rc_, errno, want, fl)); \
+		return rc_;                                                 \
 	} while (0)
 
 /* glibc's fortified entry points, which no public header declares. */
@@ -124,8 +124,8 @@ BW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
 		return bw_real.sendmsg(fd, m, fl);
 	if (BW_UNLIKELY(fl & MSG_FASTOPEN) && m) {
 		int e = errno; /* hook boundary */
-		int refused = bw_connect_fastopen(c, fd, m->msg_name,
-						  m->msg_namelen);
+		int refused =
+			bw_connect_fastopen(c, fd, m->msg_name, m->msg_namelen);
 		if (refused < 0)
 			return bw_hook_fail(refused);
 		errno = e;
@@ -240,8 +240,8 @@ BW_EXPORT ssize_t __recv_chk(int fd, void *b, size_t n, size_t cap, int fl)
 	RECV_TRACKED(c, fd, n, fl, bw_real.recv_chk(fd, b, n, cap, fl));
 }
 
-BW_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t cap,
-				 int fl, struct sockaddr *sa, socklen_t *len)
+BW_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t cap, int fl,
+				 struct sockaddr *sa, socklen_t *len)
 {
 	struct bw_conn *c = bw_fd_conn(fd);
 	if (BW_LIKELY(!c))

@@ -19,7 +19,8 @@
 /* Not in a vfork child: the maps it would write are its parent's. */
 static bool watching(const char *name)
 {
-	return name && atomic_load_explicit(&bw_g.ready, memory_order_acquire) &&
+	return name &&
+	       atomic_load_explicit(&bw_g.ready, memory_order_acquire) &&
 	       bw_g.active && (bw_live_host_rules() || bw_names_wanted()) &&
 	       !bw_fd_borrowed();
 }
@@ -114,8 +115,8 @@ BW_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret,
 			       char *buf, size_t len, struct hostent **result,
 			       int *herr)
 {
-	int rc = bw_real.gethostbyname2_r(name, af, ret, buf, len, result,
-					  herr);
+	int rc =
+		bw_real.gethostbyname2_r(name, af, ret, buf, len, result, herr);
 	if (rc == 0 && result && *result && watching(name))
 		BW_KEEP_ERRNO(record_hostent(name, *result));
 	return rc;

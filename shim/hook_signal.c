@@ -70,8 +70,7 @@ static int install(const struct sigaction *p)
 /* Makes p the program's disposition (bounded wait for another writer). */
 static void prog_set(const struct sigaction *p)
 {
-	for (int i = 0; i < 1000 && atomic_flag_test_and_set(&prog_writer);
-	     i++)
+	for (int i = 0; i < 1000 && atomic_flag_test_and_set(&prog_writer); i++)
 		;
 	int next = !atomic_load(&prog_cur);
 	prog[next] = *p;

@@ -55,8 +55,8 @@ BW_EXPORT int socket(int domain, int type, int proto)
  * the program's errno as it was (hook boundary: the one save). */
 BW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
-	if (BW_LIKELY(!bw_fd_conn(fd)) && sa &&
-	    sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+	if (BW_LIKELY(!bw_fd_conn(fd)) && sa && sa->sa_family != AF_INET &&
+	    sa->sa_family != AF_INET6)
 		return bw_real.connect(fd, sa, len); /* Unix, netlink... */
 	int saved = errno;
 	return bw_hook_ret(bw_connect(fd, sa, len), saved);
@@ -81,15 +81,14 @@ BW_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int fl)
 
 /* getsockopt(2): the program's own SO_ERROR read tells a pending
  * connect's outcome (doc/design.md L6).  AS-safe: yes. */
-BW_EXPORT int getsockopt(int fd, int level, int name, void *val,
-			 socklen_t *len)
+BW_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	int rc = bw_real.getsockopt(fd, level, name, val, len);
 	struct bw_conn *c = bw_fd_conn(fd);
 	if (BW_LIKELY(!c))
 		return rc;
-	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR && val &&
-	    len && *len >= sizeof(int)) {
+	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR && val && len &&
+	    *len >= sizeof(int)) {
 		int *v = val;
 		if (c->pending_err) {
 			*v = c->pending_err; /* owed: read or decided by us */

@@ -38,8 +38,7 @@
 
 static uint64_t deadline_ms(int timeout, uint64_t now)
 {
-	return timeout < 0 ? NO_DEADLINE
-			   : now + (uint64_t)timeout * 1000000ull;
+	return timeout < 0 ? NO_DEADLINE : now + (uint64_t)timeout * 1000000ull;
 }
 
 static uint64_t deadline_ts(const struct timespec *ts, uint64_t now)
@@ -113,8 +112,8 @@ static int poll_filter(struct pollfd *fds, nfds_t n, int rc)
 }
 
 /* poll or ppoll (ts/mask) while async work is pending, until deadline. */
-static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline,
-		     bool pp, const sigset_t *mask)
+static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline, bool pp,
+		     const sigset_t *mask)
 {
 	nfds_t hid[HIDE_MAX];
 	/* Hook boundary: the pump, the filter and the hedge races may
@@ -155,8 +154,8 @@ static int poll_loop(struct pollfd *fds, nfds_t n, uint64_t deadline,
 		if (rc > 0)
 			rc = poll_filter(fds, n, rc);
 		errno = saved;
-		if (rc > 0 || (deadline != NO_DEADLINE &&
-			       bw_clock_ns() >= deadline))
+		if (rc > 0 ||
+		    (deadline != NO_DEADLINE && bw_clock_ns() >= deadline))
 			return rc;
 	}
 }
@@ -315,8 +314,8 @@ static int select_loop(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		if (rc > 0)
 			rc = select_filter(nfds, r, w, e, rc);
 		errno = saved;
-		if (rc > 0 || (deadline != NO_DEADLINE &&
-			       bw_clock_ns() >= deadline))
+		if (rc > 0 ||
+		    (deadline != NO_DEADLINE && bw_clock_ns() >= deadline))
 			return rc;
 	}
 }
@@ -415,8 +414,8 @@ static int ep_loop(int kind, int epfd, struct epoll_event *ev, int max,
 		if (rc > 0)
 			rc = ep_filter(epfd, ev, rc);
 		errno = saved;
-		if (rc > 0 || (deadline != NO_DEADLINE &&
-			       bw_clock_ns() >= deadline))
+		if (rc > 0 ||
+		    (deadline != NO_DEADLINE && bw_clock_ns() >= deadline))
 			return rc;
 	}
 }
@@ -432,8 +431,7 @@ static int ep_late(int epfd, struct epoll_event *ev, int rc, bool no_wait)
 	return rc > 0 || no_wait ? rc : -2;
 }
 
-BW_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max,
-			 int timeout)
+BW_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	if (BW_LIKELY(bw_async_idle())) {
 		int rc = bw_real.epoll_wait(epfd, ev, max, timeout);
@@ -510,9 +508,9 @@ BW_EXPORT int epoll_create1(int flags)
 BW_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	struct bw_conn *c = bw_fd_conn(fd);
-	if (BW_LIKELY(!c) || atomic_load_explicit(&c->state,
-						  memory_order_relaxed) ==
-				     BW_CONN_EPOLL)
+	if (BW_LIKELY(!c) ||
+	    atomic_load_explicit(&c->state, memory_order_relaxed) ==
+		    BW_CONN_EPOLL)
 		return bw_real.epoll_ctl(epfd, op, fd, ev);
 	int saved = errno; /* hook boundary */
 	return bw_hook_ret(bw_async_epoll_ctl(c, epfd, op, fd, ev), saved);

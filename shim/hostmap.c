@@ -42,15 +42,14 @@ static uint32_t addr_hash(int family, const uint8_t *addr)
 	return h;
 }
 
-
 static bool same(const struct slot *s, int family, const uint8_t *addr)
 {
 	return (int)s->family == family &&
 	       memcmp(s->addr, addr, family == AF_INET ? 4 : 16) == 0;
 }
 
-static void record_in(const struct bw_policy *p, uint64_t gen,
-		      const char *name, const struct sockaddr *sa);
+static void record_in(const struct bw_policy *p, uint64_t gen, const char *name,
+		      const struct sockaddr *sa);
 
 void bw_hostmap_record(const char *name, const struct sockaddr *sa)
 {
@@ -59,15 +58,16 @@ void bw_hostmap_record(const char *name, const struct sockaddr *sa)
 	bw_live_leave(id);
 }
 
-static void record_in(const struct bw_policy *p, uint64_t gen,
-		      const char *name, const struct sockaddr *sa)
+static void record_in(const struct bw_policy *p, uint64_t gen, const char *name,
+		      const struct sockaddr *sa)
 {
 	struct bw_hostmask m = { { 0 } };
 	bool any = false;
 	uint8_t addr[16] = { 0 };
 	int family;
 
-	if (!p->has_host_rules || !name || !(family = bw_sa_addr(sa, addr, NULL)))
+	if (!p->has_host_rules || !name ||
+	    !(family = bw_sa_addr(sa, addr, NULL)))
 		return;
 	for (int i = 0; i < p->nrules; i++) {
 		const struct bw_rule *r = &p->rules[i];
@@ -84,8 +84,8 @@ static void record_in(const struct bw_policy *p, uint64_t gen,
 	uint32_t h = addr_hash(family, addr);
 	for (uint32_t i = 0; i < BW_HOSTMAP_SLOTS; i++) {
 		struct slot *s = &slots[(h + i) % BW_HOSTMAP_SLOTS];
-		uint32_t st = atomic_load_explicit(&s->state,
-						   memory_order_acquire);
+		uint32_t st =
+			atomic_load_explicit(&s->state, memory_order_acquire);
 		if (st == SLOT_EMPTY) {
 			if (!atomic_compare_exchange_strong(&s->state, &st,
 							    SLOT_WRITING))
@@ -121,8 +121,8 @@ bool bw_hostmap_lookup(int family, const uint8_t *addr, struct bw_hostmask *m)
 	memset(m, 0, sizeof(*m));
 	for (uint32_t i = 0; i < BW_HOSTMAP_SLOTS; i++) {
 		struct slot *s = &slots[(h + i) % BW_HOSTMAP_SLOTS];
-		uint32_t st = atomic_load_explicit(&s->state,
-						   memory_order_acquire);
+		uint32_t st =
+			atomic_load_explicit(&s->state, memory_order_acquire);
 		if (st == SLOT_EMPTY)
 			break;
 		if (st != SLOT_READY || !same(s, family, addr) ||

@@ -55,8 +55,8 @@ static bool env_on(const char *name)
  * or a directory is. */
 static ssize_t read_file(const char *path)
 {
-	int fd = bw_real.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW |
-					O_CLOEXEC);
+	int fd = bw_real.open(path,
+			      O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	struct stat sb;
@@ -66,8 +66,8 @@ static ssize_t read_file(const char *path)
 	}
 	size_t n = 0;
 	for (;;) {
-		ssize_t r = bw_real.read(fd, file_buf + n,
-					 sizeof(file_buf) - n);
+		ssize_t r =
+			bw_real.read(fd, file_buf + n, sizeof(file_buf) - n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -96,7 +96,8 @@ static void say_policy_error(const struct bw_policy_error *err)
 }
 
 /* Compiles BULWARK_<KEY>, BULWARK_POLICY, then BULWARK_POLICY_FILE (the
- * string's rules come first; man/bulwark-policy.7).  Returns 0 or -errno with *err. */
+ * string's rules come first; man/bulwark-policy.7).  Returns 0 or -errno with
+ * *err. */
 static int load_policy(struct bw_policy_error *err)
 {
 	int rc = bw_policy_init(bw_policy_env(), env, err);
@@ -126,12 +127,12 @@ static int load_policy(struct bw_policy_error *err)
 					 path);
 			else
 				snprintf(err->msg, sizeof(err->msg),
-					 "cannot read policy file %s: %s",
-					 path, strerror((int)-n));
+					 "cannot read policy file %s: %s", path,
+					 strerror((int)-n));
 			return n == NOT_REGULAR ? -EINVAL : (int)n;
 		}
-		rc = bw_policy_parse(bw_policy_env(), file_buf, (size_t)n, "file",
-				     err);
+		rc = bw_policy_parse(bw_policy_env(), file_buf, (size_t)n,
+				     "file", err);
 		if (rc < 0)
 			return rc;
 	}
@@ -237,8 +238,8 @@ static void init_once(void)
 		if (l >= 0)
 			bw_g.log_level = l;
 		else
-			bw_log(BW_LOG_WARN, "policy_error", NULL,
-			       "msg=%q", "BULWARK_LOG: expected off, error, warn, info or debug");
+			bw_log(BW_LOG_WARN, "policy_error", NULL, "msg=%q",
+			       "BULWARK_LOG: expected off, error, warn, info or debug");
 	}
 	const char *lf = getenv("BULWARK_LOG_FILE");
 	if (lf && strlen(lf) < sizeof(bw_g.log_file))

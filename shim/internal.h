@@ -44,11 +44,11 @@ static inline int bw_sysret(int rc)
 }
 
 /* Runs stmt with errno saved and restored around it (doc/design.md H5). */
-#define BW_KEEP_ERRNO(stmt)                                                   \
-	do {                                                                  \
-		int bw_saved_errno_ = errno;                                  \
-		stmt;                                                         \
-		errno = bw_saved_errno_;                                      \
+#define BW_KEEP_ERRNO(stmt)                  \
+	do {                                 \
+		int bw_saved_errno_ = errno; \
+		stmt;                        \
+		errno = bw_saved_errno_;     \
 	} while (0)
 
 /* Converts an internal -errno into libc's -1/errno (doc/design.md H4). */
@@ -76,11 +76,11 @@ static inline int bw_hook_ret(int rc, int saved)
  * in force bw_policy_now() / bw_live_enter() (shim/live.h), which a push
  * replaces while the process runs. */
 struct bw_global {
-	_Atomic int ready;     /* 1 once everything below is usable */
-	bool active;           /* policy applies (not disabled, not invalid) */
+	_Atomic int ready; /* 1 once everything below is usable */
+	bool active;	   /* policy applies (not disabled, not invalid) */
 	struct bw_state state;
-	int log_level;         /* BW_LOG_* */
-	char log_file[256];    /* "" : standard error */
+	int log_level;	    /* BW_LOG_* */
+	char log_file[256]; /* "" : standard error */
 	char state_name[BW_POLICY_NAME_MAX];
 };
 extern struct bw_global bw_g;

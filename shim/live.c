@@ -135,8 +135,7 @@ bool bw_live_free(int id)
 	return true;
 }
 
-static void say_applied(uint64_t gen, const struct bw_livestore_meta *m,
-			int id)
+static void say_applied(uint64_t gen, const struct bw_livestore_meta *m, int id)
 {
 	if (live_st && my_idx >= 0)
 		bw_livestore_note(live_st, my_idx, my_pid, gen);
@@ -180,7 +179,8 @@ static int parse_into(int id, const char *text, size_t len,
 static void apply_locked(void)
 {
 	struct bw_policy_area *a = bw_live_area;
-	uint64_t gen = atomic_load_explicit(&a->published, memory_order_acquire);
+	uint64_t gen =
+		atomic_load_explicit(&a->published, memory_order_acquire);
 	if (gen == atomic_load_explicit(&bw_live_seen, memory_order_relaxed))
 		return;
 	if (gen == 0) {
@@ -195,8 +195,8 @@ static void apply_locked(void)
 	if (now < atomic_load_explicit(&next_try_ns, memory_order_relaxed))
 		return;
 	struct bw_livestore_meta m;
-	int rc = bw_livestore_read(live_st, gen, &m, text_buf,
-				   sizeof(text_buf));
+	int rc =
+		bw_livestore_read(live_st, gen, &m, text_buf, sizeof(text_buf));
 	if (rc == -EAGAIN || rc == -ENOENT)
 		return; /* being written, or already replaced: next time */
 	if (rc < 0) {

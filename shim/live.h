@@ -102,9 +102,9 @@ static inline void bw_live_exchange(struct bw_conn *c, uint32_t live_gen,
 				    int fd)
 {
 	bw_live_poll();
-	if (__builtin_expect(live_gen != atomic_load_explicit(
-					      &bw_live_gen,
-					      memory_order_relaxed),
+	if (__builtin_expect(live_gen !=
+				     atomic_load_explicit(&bw_live_gen,
+							  memory_order_relaxed),
 			     0))
 		bw_live_rebind(c, fd);
 }

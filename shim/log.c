@@ -91,7 +91,8 @@ size_t bw_log_duration(uint64_t ns, char *buf, size_t cap)
 	static const struct {
 		uint64_t ns;
 		const char *unit;
-	} units[] = { { 1000000000ull, "s" }, { 1000000ull, "ms" },
+	} units[] = { { 1000000000ull, "s" },
+		      { 1000000ull, "ms" },
 		      { 1000ull, "us" } };
 	struct bw__buf o;
 	bw__buf_init(&o, buf, cap);
@@ -148,11 +149,12 @@ static void vformat(struct bw__buf *o, const char *fmt, va_list ap)
 		}
 		case 'd': /* %ld and %lld alike: see the assertion below */
 			bw__buf_puti(o, longs ? va_arg(ap, long long)
-				      : (long long)va_arg(ap, int));
+					      : (long long)va_arg(ap, int));
 			break;
 		case 'u':
 			bw__buf_putu(o, longs ? va_arg(ap, unsigned long long)
-				      : (unsigned long long)va_arg(ap, unsigned));
+					      : (unsigned long long)va_arg(
+							ap, unsigned));
 			break;
 		case 'D': {
 			char d[32];
@@ -240,14 +242,14 @@ static int open_log_file(void)
 {
 	int fd = bw_real.open(bw_g.log_file,
 			      O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK |
-				  O_NOFOLLOW | O_CLOEXEC,
+				      O_NOFOLLOW | O_CLOEXEC,
 			      0600);
 	if (fd < 0)
 		return -1;
 	struct stat sb;
-	if (fstat(fd, &sb) == 0 && (S_ISREG(sb.st_mode) ||
-				    S_ISFIFO(sb.st_mode) ||
-				    S_ISCHR(sb.st_mode)))
+	if (fstat(fd, &sb) == 0 &&
+	    (S_ISREG(sb.st_mode) || S_ISFIFO(sb.st_mode) ||
+	     S_ISCHR(sb.st_mode)))
 		return fd;
 	bw_real.close(fd); /* a block device, or fstat failed */
 	return -1;

@@ -78,7 +78,6 @@ void bw_names_begin(struct bw_names_batch *b, const char *name)
 	b->n = 0;
 }
 
-
 void bw_names_add(struct bw_names_batch *b, const struct sockaddr *sa)
 {
 	uint8_t a[16];
@@ -126,7 +125,8 @@ void bw_names_commit(const struct bw_names_batch *b)
 		return; /* nothing to hedge to */
 	for (uint32_t i = 0; i < BW_NAMES_LISTS; i++) {
 		if (atomic_load_explicit(&entries[i].name,
-					 memory_order_relaxed) == b->name_hash) {
+					 memory_order_relaxed) ==
+		    b->name_hash) {
 			if (!claim(&entries[i], &seq))
 				return; /* I2 */
 			e = &entries[i];

@@ -208,8 +208,7 @@ static int fb_pselect(int n, fd_set *r, fd_set *w, fd_set *e,
 	return (int)syscall(SYS_pselect6, n, r, w, e, ts, mask ? &data : NULL);
 }
 
-static int fb_select(int n, fd_set *r, fd_set *w, fd_set *e,
-		     struct timeval *tv)
+static int fb_select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	struct timespec ts;
 	if (tv) {
@@ -291,7 +290,8 @@ static struct hostent *fb_gethostbyname(const char *n)
 static struct hostent *fb_gethostbyname2(const char *n, int af)
 {
 	struct hostent *(*fn)(const char *, int) =
-		(struct hostent * (*)(const char *, int)) lazy("gethostbyname2");
+		(struct hostent * (*)(const char *, int))
+			lazy("gethostbyname2");
 	return fn ? fn(n, af) : NULL;
 }
 static int fb_gethostbyname_r(const char *n, struct hostent *h, char *b,
@@ -410,7 +410,6 @@ struct bw_real bw_real = {
 	.gethostbyname_r = fb_gethostbyname_r,
 	.gethostbyname2_r = fb_gethostbyname2_r,
 };
-
 
 /* Where this object is loaded: [self_lo, self_hi). */
 static uintptr_t self_lo, self_hi;

@@ -5,7 +5,7 @@
  */
 #include "shim/usdt.h"
 
-#define BW_USDT_DEFINE(name)                                                  \
+#define BW_USDT_DEFINE(name) \
 	unsigned short BW_USDT_SEMA(name) __attribute__((section(".probes")))
 
 BW_USDT_DEFINE(init);

@@ -262,4 +262,3 @@ int bw_wait_sleep(uint64_t deadline_ns)
 {
 	return bw_wait(NULL, 0, deadline_ns);
 }
-

@@ -40,12 +40,12 @@
 
 extern char **environ;
 
-#define LOOPS 1500    /* connect + exchange + close */
-#define LOOPS6 300    /* the same to ::1, when there is one */
-#define PINGS 1500    /* send/recv on one connection */
-#define NONBLOCK 300  /* non-blocking connects */
-#define WRITES 3000   /* writes to /dev/null */
-#define REFUSED 300   /* connects to the dead destination */
+#define LOOPS 1500   /* connect + exchange + close */
+#define LOOPS6 300   /* the same to ::1, when there is one */
+#define PINGS 1500   /* send/recv on one connection */
+#define NONBLOCK 300 /* non-blocking connects */
+#define WRITES 3000  /* writes to /dev/null */
+#define REFUSED 300  /* connects to the dead destination */
 
 static int fail(const char *what)
 {
@@ -274,7 +274,7 @@ int main(int argc, char **argv)
 
 	/* dfd stays open across exec: the dead port stays ours. */
 	char policy[192], state[64], preload[4096], a1[16], a2[16], a3[16],
-	    a4[16];
+		a4[16];
 	snprintf(policy, sizeof(policy),
 		 "BULWARK_POLICY=127.0.0.1:%u breaker.failures=2 "
 		 "breaker.open=60s retry.attempts=1; * breaker.failures=5 "

@@ -70,8 +70,8 @@ static void match_some(const struct bw_policy *p)
 		check(r >= -1 && r < p->nrules);
 		s6.sin6_port = htons(ports[3 - i]);
 		inet_pton(AF_INET6, v6[i], &s6.sin6_addr);
-		r = bw_policy_match(p, (struct sockaddr *)&s6, sizeof(s6),
-				    NULL, NULL);
+		r = bw_policy_match(p, (struct sockaddr *)&s6, sizeof(s6), NULL,
+				    NULL);
 		check(r >= -1 && r < p->nrules);
 	}
 	for (int i = 0; i < p->nrules; i++) {

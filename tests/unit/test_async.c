@@ -35,13 +35,13 @@ struct bw_global bw_g;
 #define MS 1000000ull
 
 /* For the helpers that return a value (BW_ASSERT returns from void). */
-#define CHECK(c)                                                              \
-	do {                                                                  \
-		if (!(c)) {                                                   \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,    \
-				#c);                                          \
-			abort();                                              \
-		}                                                             \
+#define CHECK(c)                                                           \
+	do {                                                               \
+		if (!(c)) {                                                \
+			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
+				#c);                                       \
+			abort();                                           \
+		}                                                          \
 	} while (0)
 
 static int refusing = -1; /* bound, never listening */
@@ -76,8 +76,8 @@ static void setup(const char *policy)
 	atomic_store(&bw_g.ready, 1);
 }
 
-#define POLICY                                                                \
-	"127.0.0.1 retry.attempts=4 retry.backoff=50ms retry.jitter=0 "       \
+#define POLICY                                                          \
+	"127.0.0.1 retry.attempts=4 retry.backoff=50ms retry.jitter=0 " \
 	"retry.budget=100% retry.min_success=off breaker.failures=1000"
 
 /* A non-blocking socket whose connect to the refusing port went async. */

@@ -62,7 +62,7 @@ static int trip(struct bw_dest *d, const struct bw_settings *s, uint64_t now)
 
 static void test_breaker_closed_admits(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	int ev = -1;
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, &ev), 0);
@@ -73,13 +73,13 @@ static void test_breaker_closed_admits(void)
 
 static void test_breaker_opens_after_consecutive_failures(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	int why = -1;
 	for (int i = 0; i < 4; i++) {
-		BW_ASSERT_EQ(
-		    bw_breaker_record(&d, &s, true, MS, false, SEC, &why),
-		    BW_BREAKER_EV_NONE);
+		BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, MS, false, SEC,
+					       &why),
+			     BW_BREAKER_EV_NONE);
 		BW_ASSERT_EQ(why, BW_BREAKER_WHY_NONE);
 		BW_ASSERT_EQ(bw_breaker_admit(&d, &s, SEC, NULL), 0);
 	}
@@ -101,7 +101,7 @@ static void test_breaker_opens_after_consecutive_failures(void)
 
 static void test_breaker_success_resets_count(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 4; i++)
@@ -114,7 +114,7 @@ static void test_breaker_success_resets_count(void)
 
 static void test_breaker_failures_zero_never_trips_by_count(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	for (int i = 0; i < 1000; i++)
@@ -124,7 +124,7 @@ static void test_breaker_failures_zero_never_trips_by_count(void)
 
 static void test_breaker_rate_count_window_min_calls(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0.5;
@@ -143,7 +143,7 @@ static void test_breaker_rate_count_window_min_calls(void)
 
 static void test_breaker_rate_count_window_slides(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0.5;
@@ -169,7 +169,7 @@ static void test_breaker_rate_count_window_slides(void)
 
 static void test_breaker_rate_large_count_window(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults(); /* window 100, min_calls 20 */
 	s.failures = 0;
 	s.rate = 0.5;
@@ -178,7 +178,7 @@ static void test_breaker_rate_large_count_window(void)
 	BW_ASSERT_EQ(fail(&d, &s, 0), BW_BREAKER_EV_OPENED);
 
 	/* Approximate: the window spans 90 to 100 calls. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	uint32_t c;
 	for (int i = 0; i < 1005; i++)
 		ok(&e, &s, 0);
@@ -188,7 +188,7 @@ static void test_breaker_rate_large_count_window(void)
 
 static void test_breaker_rate_time_window_expires(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0.5;
@@ -218,7 +218,7 @@ static void test_breaker_rate_time_window_expires(void)
 	BW_ASSERT_EQ(ok(&d, &s, 41 * SEC), BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(fail(&d, &s, 42 * SEC), BW_BREAKER_EV_OPENED);
 	/* A late call for a recycled bucket is dropped, not misfiled. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	BW_ASSERT_EQ(ok(&e, &s, 15 * SEC), BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(ok(&e, &s, 5 * SEC), BW_BREAKER_EV_NONE);
 	bw_breaker_window(&e, &s, 15 * SEC, &c, NULL, NULL);
@@ -227,7 +227,7 @@ static void test_breaker_rate_time_window_expires(void)
 
 static void test_breaker_no_window_no_rate(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0;
@@ -240,7 +240,7 @@ static void test_breaker_no_window_no_rate(void)
 
 static void test_breaker_slow_calls_counter(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.slow_ns = 100 * MS;
@@ -271,12 +271,12 @@ static void test_breaker_slow_calls_counter(void)
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), -ECONNREFUSED);
 
 	/* breaker.slow off: nothing is slow. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.slow_ns = 0;
 	for (int i = 0; i < 10; i++)
-		BW_ASSERT_EQ(
-		    bw_breaker_record(&e, &s, false, 100 * SEC, false, 0, NULL),
-		    BW_BREAKER_EV_NONE);
+		BW_ASSERT_EQ(bw_breaker_record(&e, &s, false, 100 * SEC, false,
+					       0, NULL),
+			     BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(atomic_load(&e.slow_count), 0);
 }
 
@@ -286,7 +286,7 @@ static void test_breaker_slow_calls_counter(void)
  * either record path, still lowers it by one. */
 static void test_breaker_fast_connect_keeps_slow_count(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.slow_ns = 50 * MS;
@@ -296,8 +296,8 @@ static void test_breaker_fast_connect_keeps_slow_count(void)
 		/* The connect: through the one-pass path, as calls.c does
 		 * first, and through the full one. */
 		BW_ASSERT(bw_breaker_record_ok(&d, &s, false, 1 * MS, 0));
-		BW_ASSERT_EQ(bw_breaker_record_connect_ok(&d, &s, 1 * MS,
-							  false, 0),
+		BW_ASSERT_EQ(bw_breaker_record_connect_ok(&d, &s, 1 * MS, false,
+							  0),
 			     BW_BREAKER_EV_NONE);
 		BW_ASSERT_EQ(atomic_load(&d.slow_count), (uint32_t)run);
 		ev = bw_breaker_record(&d, &s, false, 120 * MS, false, 0, &why);
@@ -307,7 +307,7 @@ static void test_breaker_fast_connect_keeps_slow_count(void)
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), -ECONNREFUSED);
 
 	/* A slow connect raises; fast exchanges lower, on both paths. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	BW_ASSERT_EQ(bw_breaker_record_connect_ok(&e, &s, 60 * MS, false, 0),
 		     BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(bw_breaker_record(&e, &s, false, 70 * MS, false, 0, NULL),
@@ -321,7 +321,7 @@ static void test_breaker_fast_connect_keeps_slow_count(void)
 
 static void test_breaker_slow_rate(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.slow_ns = 100 * MS;
@@ -342,7 +342,7 @@ static void test_breaker_slow_rate(void)
 
 static void test_breaker_open_duration_lazy_half_open(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t t0 = 1 * SEC, left = 0;
@@ -366,15 +366,15 @@ static void test_breaker_open_duration_lazy_half_open(void)
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, t0 + 10 * SEC, &ev),
 		     -ECONNREFUSED);
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_NONE);
-	BW_ASSERT_EQ(
-	    bw_breaker_record(&d, &s, false, MS, true, t0 + 11 * SEC, NULL),
-	    BW_BREAKER_EV_CLOSED);
+	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, t0 + 11 * SEC,
+				       NULL),
+		     BW_BREAKER_EV_CLOSED);
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, t0 + 11 * SEC, &ev), 0);
 }
 
 static void test_breaker_open_deadline_rounds_up(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t t0 = 1; /* 1 ns: the deadline rounds up to 10.001 s */
@@ -382,7 +382,7 @@ static void test_breaker_open_deadline_rounds_up(void)
 	BW_ASSERT_EQ(view(&d, t0 + 10 * SEC), BW_BREAKER_OPEN);
 	BW_ASSERT_EQ(view(&d, 10 * SEC + MS), BW_BREAKER_HALF_OPEN);
 	/* An open time past the word's range saturates: stays open. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.open_ns = UINT64_MAX / 2;
 	BW_ASSERT_EQ(trip(&e, &s, SEC), BW_BREAKER_EV_OPENED);
 	BW_ASSERT_EQ(bw_breaker_admit(&e, &s, UINT64_MAX / 4, NULL),
@@ -404,7 +404,7 @@ static int reopen_once(struct bw_dest *d, const struct bw_settings *s,
 
 static void test_breaker_open_time_doubles_and_resets(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.open_max_ns = 35 * SEC;
@@ -412,7 +412,7 @@ static void test_breaker_open_time_doubles_and_resets(void)
 	BW_ASSERT_EQ(trip(&d, &s, now), BW_BREAKER_EV_OPENED);
 	bw_breaker_view(&d, now, &left);
 	BW_ASSERT_EQ(left, 10 * SEC);
-	static const uint64_t want[] = {20 * SEC, 35 * SEC, 35 * SEC};
+	static const uint64_t want[] = { 20 * SEC, 35 * SEC, 35 * SEC };
 	for (int i = 0; i < 3; i++) {
 		BW_ASSERT_EQ(reopen_once(&d, &s, &now), BW_BREAKER_EV_REOPENED);
 		bw_breaker_view(&d, now, &left);
@@ -431,7 +431,7 @@ static void test_breaker_open_time_doubles_and_resets(void)
 	BW_ASSERT_EQ(left, 10 * SEC);
 
 	/* open_max = 0 (= open): no doubling. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.open_max_ns = 0;
 	now = SEC;
 	BW_ASSERT_EQ(trip(&e, &s, now), BW_BREAKER_EV_OPENED);
@@ -442,15 +442,15 @@ static void test_breaker_open_time_doubles_and_resets(void)
 
 static void test_breaker_probes_exactly_n_then_close(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 3;
 	uint64_t now = 10 * SEC;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	for (int i = 0; i < 3; i++)
-		BW_ASSERT(
-		    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now, NULL)));
+		BW_ASSERT(BW_BREAKER_IS_PROBE(
+			bw_breaker_admit(&d, &s, now, NULL)));
 	for (int i = 0; i < 5; i++)
 		BW_ASSERT_EQ(bw_breaker_admit(&d, &s, now, NULL),
 			     -ECONNREFUSED);
@@ -479,15 +479,15 @@ static void test_breaker_probes_exactly_n_then_close(void)
 
 static void test_breaker_probe_failure_reopens(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 3;
 	uint64_t now = 10 * SEC;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	for (int i = 0; i < 3; i++)
-		BW_ASSERT(
-		    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now, NULL)));
+		BW_ASSERT(BW_BREAKER_IS_PROBE(
+			bw_breaker_admit(&d, &s, now, NULL)));
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, now, NULL),
 		     BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, MS, true, now, NULL),
@@ -501,34 +501,34 @@ static void test_breaker_probe_failure_reopens(void)
 	/* Next round: a fresh set of claims and successes. */
 	now += 20 * SEC;
 	for (int i = 0; i < 3; i++)
-		BW_ASSERT(
-		    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, now, NULL)));
+		BW_ASSERT(BW_BREAKER_IS_PROBE(
+			bw_breaker_admit(&d, &s, now, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, now, NULL), -ECONNREFUSED);
 	for (int i = 0; i < 2; i++)
-		BW_ASSERT_EQ(
-		    bw_breaker_record(&d, &s, false, MS, true, now, NULL),
-		    BW_BREAKER_EV_NONE);
+		BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, now,
+					       NULL),
+			     BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, now, NULL),
 		     BW_BREAKER_EV_CLOSED);
 }
 
 static void test_breaker_slow_probe_reopens(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.slow_ns = 100 * MS;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
-	BW_ASSERT_EQ(
-	    bw_breaker_record(&d, &s, false, SEC, true, 10 * SEC, NULL),
-	    BW_BREAKER_EV_REOPENED);
+		BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
+	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, SEC, true, 10 * SEC,
+				       NULL),
+		     BW_BREAKER_EV_REOPENED);
 }
 
 static void test_breaker_probe_release(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t now = 10 * SEC;
@@ -562,7 +562,7 @@ static void test_breaker_probe_release(void)
 
 static void test_breaker_dead_probe_recovery(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 2;
@@ -584,8 +584,8 @@ static void test_breaker_dead_probe_recovery(void)
 	BW_ASSERT(BW_BREAKER_IS_PROBE(t));
 	BW_ASSERT(t != dead);
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_PROBES_EXPIRED);
-	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho + stale, NULL)));
+	BW_ASSERT(BW_BREAKER_IS_PROBE(
+		bw_breaker_admit(&d, &s, ho + stale, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, ho + stale, NULL), -ECONNREFUSED);
 	/* The dead round's ticket frees nothing of the new round. */
 	bw_breaker_release_probe(&d, dead);
@@ -596,28 +596,28 @@ static void test_breaker_dead_probe_recovery(void)
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_CLOSED);
 
 	/* A long open time makes a longer round. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.open_ns = 100 * SEC;
 	BW_ASSERT_EQ(trip(&e, &s, 0), BW_BREAKER_EV_OPENED);
 	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC, NULL)));
+		BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC, NULL)));
 	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC, NULL)));
+		BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 100 * SEC, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&e, &s, 199 * SEC, NULL), -ECONNREFUSED);
 	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 200 * SEC, NULL)));
+		BW_BREAKER_IS_PROBE(bw_breaker_admit(&e, &s, 200 * SEC, NULL)));
 }
 
 static void test_breaker_late_probe_failure_reopens_renewed_round(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	uint64_t ho = 10 * SEC, stale = BW_BREAKER_PROBE_STALE_MIN_NS;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho, NULL)));
-	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, ho + stale, NULL)));
+	BW_ASSERT(BW_BREAKER_IS_PROBE(
+		bw_breaker_admit(&d, &s, ho + stale, NULL)));
 	/* The first probe (a blackholed connect) fails at last: it still
 	 * says the destination is down. */
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, 40 * SEC, true,
@@ -627,13 +627,13 @@ static void test_breaker_late_probe_failure_reopens_renewed_round(void)
 
 static void test_breaker_probe_result_after_close_counts_as_call(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 1;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
+		BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, 10 * SEC, NULL),
 		     BW_BREAKER_EV_CLOSED);
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, true, MS, true, 10 * SEC, NULL),
@@ -643,13 +643,13 @@ static void test_breaker_probe_result_after_close_counts_as_call(void)
 
 static void test_breaker_probes_zero_counts_as_one(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.probes = 0;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	BW_ASSERT(
-	    BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
+		BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 10 * SEC, NULL)));
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 10 * SEC, NULL), -ECONNREFUSED);
 	BW_ASSERT_EQ(bw_breaker_record(&d, &s, false, MS, true, 10 * SEC, NULL),
 		     BW_BREAKER_EV_CLOSED);
@@ -657,7 +657,7 @@ static void test_breaker_probes_zero_counts_as_one(void)
 
 static void test_breaker_forced_open(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	atomic_store(&d.forced, BW_FORCE_OPEN);
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, NULL), -ECONNREFUSED);
@@ -672,7 +672,7 @@ static void test_breaker_forced_open(void)
 
 static void test_breaker_forced_disabled(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
@@ -690,7 +690,7 @@ static void test_breaker_forced_disabled(void)
 	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(&d, &s, 20 * SEC, &ev)));
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_HALF_OPENED);
 
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	atomic_store(&e.forced, BW_FORCE_DISABLED);
 	for (int i = 0; i < 20; i++)
 		BW_ASSERT_EQ(fail(&e, &s, 0), BW_BREAKER_EV_NONE);
@@ -700,14 +700,14 @@ static void test_breaker_forced_disabled(void)
 
 static void test_breaker_off(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	BW_ASSERT_EQ(trip(&d, &s, 0), BW_BREAKER_EV_OPENED);
 	s.breaker_on = false;
 	int ev = -1;
 	BW_ASSERT_EQ(bw_breaker_admit(&d, &s, 0, &ev), 0);
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_NONE);
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	for (int i = 0; i < 20; i++)
 		BW_ASSERT_EQ(fail(&e, &s, 0), BW_BREAKER_EV_NONE);
 	BW_ASSERT_EQ(atomic_load(&e.consecutive_failures), 0);
@@ -718,7 +718,7 @@ static void test_breaker_events_once(void)
 {
 	/* Two callers that loaded the same closed word: only the first CAS
 	 * opens (I1).  Replayed by hand: the loser's record sees OPEN. */
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	int opened = 0, closed = 0, half = 0;
@@ -730,9 +730,9 @@ static void test_breaker_events_once(void)
 		int rc = bw_breaker_admit(&d, &s, 10 * SEC, &ev);
 		half += ev == BW_BREAKER_EV_HALF_OPENED;
 		if (BW_BREAKER_IS_PROBE(rc))
-			closed +=
-			    bw_breaker_record(&d, &s, false, MS, true, 10 * SEC,
-					      NULL) == BW_BREAKER_EV_CLOSED;
+			closed += bw_breaker_record(&d, &s, false, MS, true,
+						    10 * SEC, NULL) ==
+				  BW_BREAKER_EV_CLOSED;
 	}
 	BW_ASSERT_EQ(half, 1);
 	BW_ASSERT_EQ(closed, 1);
@@ -741,7 +741,7 @@ static void test_breaker_events_once(void)
 
 static void test_breaker_reset(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.open_ns = 10 * SEC;
 	s.open_max_ns = 100 * SEC;
@@ -780,7 +780,7 @@ static void test_breaker_reset(void)
  * and nothing counted it. */
 static void test_breaker_corrupt_state_counted_and_repaired(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	/* deadline 777 ms, generation 5, state 3 */
 	atomic_store(&d.state, 777ull << 24 | 5ull << 2 | 3);
@@ -803,7 +803,7 @@ static void test_breaker_corrupt_state_counted_and_repaired(void)
 	BW_ASSERT_EQ(atomic_load(&d.breaker_corrupt), 1);
 
 	/* Met first by a record: repaired there, and the call counts. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.failures = 1;
 	atomic_store(&e.state, 3);
 	BW_ASSERT_EQ(fail(&e, &s, SEC), BW_BREAKER_EV_OPENED);
@@ -811,7 +811,7 @@ static void test_breaker_corrupt_state_counted_and_repaired(void)
 
 	/* Met by bulwark reset: closed, as ever, and counted; a second
 	 * reset replaces a valid word, which counts nothing. */
-	struct bw_dest f = {0};
+	struct bw_dest f = { 0 };
 	atomic_store(&f.state, 3);
 	bw_breaker_reset(&f);
 	BW_ASSERT_EQ(view(&f, SEC), BW_BREAKER_CLOSED);
@@ -826,7 +826,7 @@ static void test_breaker_corrupt_state_counted_and_repaired(void)
  * destination (not auto): the breaker never opened. */
 static void test_breaker_corrupt_forced_counted_and_repaired(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 1;
 	atomic_store(&d.forced, 7);
@@ -839,14 +839,14 @@ static void test_breaker_corrupt_forced_counted_and_repaired(void)
 	BW_ASSERT_EQ(fail(&d, &s, SEC), BW_BREAKER_EV_OPENED);
 	BW_ASSERT_EQ(atomic_load(&d.breaker_corrupt), 1);
 
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	atomic_store(&e.forced, 0xffffffffu);
 	BW_ASSERT_EQ(fail(&e, &s, SEC), BW_BREAKER_EV_OPENED);
 	BW_ASSERT_EQ(atomic_load(&e.forced), BW_FORCE_AUTO);
 	BW_ASSERT_EQ(atomic_load(&e.breaker_corrupt), 1);
 
 	/* The operator's own values are not corruption. */
-	struct bw_dest g = {0};
+	struct bw_dest g = { 0 };
 	atomic_store(&g.forced, BW_FORCE_OPEN);
 	BW_ASSERT_EQ(bw_breaker_admit(&g, &s, SEC, NULL), -ECONNREFUSED);
 	atomic_store(&g.forced, BW_FORCE_DISABLED);
@@ -862,7 +862,7 @@ static void test_breaker_corrupt_forced_counted_and_repaired(void)
  * old code a saturated deadline kept a 1 s breaker open for ever. */
 static void test_breaker_deadline_bounded(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 1;
 	s.open_ns = 1 * SEC;
@@ -885,11 +885,11 @@ static void test_breaker_deadline_bounded(void)
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_NONE);
 	/* open_max from the bounding admit: half-open, the probe passes. */
 	BW_ASSERT(BW_BREAKER_IS_PROBE(
-	    bw_breaker_admit(&d, &s, t0 + 1 * SEC + 1 * MS, &ev)));
+		bw_breaker_admit(&d, &s, t0 + 1 * SEC + 1 * MS, &ev)));
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_HALF_OPENED);
 
 	/* A larger open_max bounds it there, not at open. */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.open_max_ns = 8 * SEC;
 	BW_ASSERT_EQ(trip(&e, &s, t0), BW_BREAKER_EV_OPENED);
 	atomic_store(&e.state, w);
@@ -898,11 +898,11 @@ static void test_breaker_deadline_bounded(void)
 	BW_ASSERT_EQ(bw_breaker_admit(&e, &s, t0 + 7 * SEC, NULL),
 		     -ECONNREFUSED);
 	BW_ASSERT(BW_BREAKER_IS_PROBE(
-	    bw_breaker_admit(&e, &s, t0 + 8 * SEC + 1 * MS, NULL)));
+		bw_breaker_admit(&e, &s, t0 + 8 * SEC + 1 * MS, NULL)));
 
 	/* A half-open round far in the future is bounded by the probe
 	 * limit (30 s here) too. */
-	struct bw_dest h = {0};
+	struct bw_dest h = { 0 };
 	s.open_max_ns = 0;
 	atomic_store(&h.state, ~0ull << 24 | 9u << 2 | BW_BREAKER_HALF_OPEN);
 	atomic_store(&h.probes_claimed, (uint64_t)9 << 32 | 1);
@@ -912,14 +912,14 @@ static void test_breaker_deadline_bounded(void)
 	BW_ASSERT_EQ(bw_breaker_admit(&h, &s, t0 + 1 * SEC, &ev),
 		     -ECONNREFUSED);
 	BW_ASSERT(BW_BREAKER_IS_PROBE(bw_breaker_admit(
-	    &h, &s, t0 + BW_BREAKER_PROBE_STALE_MIN_NS + 1 * MS, &ev)));
+		&h, &s, t0 + BW_BREAKER_PROBE_STALE_MIN_NS + 1 * MS, &ev)));
 	BW_ASSERT_EQ(ev, BW_BREAKER_EV_PROBES_EXPIRED);
 }
 
 /* Whether a breaker leaves its slot free to go (state.c reclaim). */
 static void test_breaker_quiet(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 1;
 	s.open_ns = 1 * SEC;
@@ -936,7 +936,7 @@ static void test_breaker_quiet(void)
  * old code the junk opened the breaker at the first call. */
 static void test_breaker_window_garbage(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	s.failures = 0;
 	s.rate = 0.5;
@@ -954,7 +954,7 @@ static void test_breaker_window_garbage(void)
 	bw_breaker_window(&d, &s, SEC, &c, NULL, NULL);
 	BW_ASSERT(c <= s.window_calls);
 
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.rate = -1;
 	for (int i = 0; i < BW_STATE_WINDOW_BUCKETS; i++)
 		atomic_store(&e.win[i].epoch, ~0ull >> 1);
@@ -965,39 +965,39 @@ static void test_breaker_window_garbage(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_breaker_deadline_bounded),
-    BW_TEST(test_breaker_quiet),
-    BW_TEST(test_breaker_window_garbage),
-    BW_TEST(test_breaker_closed_admits),
-    BW_TEST(test_breaker_opens_after_consecutive_failures),
-    BW_TEST(test_breaker_success_resets_count),
-    BW_TEST(test_breaker_failures_zero_never_trips_by_count),
-    BW_TEST(test_breaker_rate_count_window_min_calls),
-    BW_TEST(test_breaker_rate_count_window_slides),
-    BW_TEST(test_breaker_rate_large_count_window),
-    BW_TEST(test_breaker_rate_time_window_expires),
-    BW_TEST(test_breaker_no_window_no_rate),
-    BW_TEST(test_breaker_slow_calls_counter),
-    BW_TEST(test_breaker_fast_connect_keeps_slow_count),
-    BW_TEST(test_breaker_slow_rate),
-    BW_TEST(test_breaker_open_duration_lazy_half_open),
-    BW_TEST(test_breaker_open_deadline_rounds_up),
-    BW_TEST(test_breaker_open_time_doubles_and_resets),
-    BW_TEST(test_breaker_probes_exactly_n_then_close),
-    BW_TEST(test_breaker_probe_failure_reopens),
-    BW_TEST(test_breaker_slow_probe_reopens),
-    BW_TEST(test_breaker_probe_release),
-    BW_TEST(test_breaker_dead_probe_recovery),
-    BW_TEST(test_breaker_late_probe_failure_reopens_renewed_round),
-    BW_TEST(test_breaker_probe_result_after_close_counts_as_call),
-    BW_TEST(test_breaker_probes_zero_counts_as_one),
-    BW_TEST(test_breaker_forced_open),
-    BW_TEST(test_breaker_forced_disabled),
-    BW_TEST(test_breaker_off),
-    BW_TEST(test_breaker_events_once),
-    BW_TEST(test_breaker_reset),
-    BW_TEST(test_breaker_corrupt_state_counted_and_repaired),
-    BW_TEST(test_breaker_corrupt_forced_counted_and_repaired),
+	BW_TEST(test_breaker_deadline_bounded),
+	BW_TEST(test_breaker_quiet),
+	BW_TEST(test_breaker_window_garbage),
+	BW_TEST(test_breaker_closed_admits),
+	BW_TEST(test_breaker_opens_after_consecutive_failures),
+	BW_TEST(test_breaker_success_resets_count),
+	BW_TEST(test_breaker_failures_zero_never_trips_by_count),
+	BW_TEST(test_breaker_rate_count_window_min_calls),
+	BW_TEST(test_breaker_rate_count_window_slides),
+	BW_TEST(test_breaker_rate_large_count_window),
+	BW_TEST(test_breaker_rate_time_window_expires),
+	BW_TEST(test_breaker_no_window_no_rate),
+	BW_TEST(test_breaker_slow_calls_counter),
+	BW_TEST(test_breaker_fast_connect_keeps_slow_count),
+	BW_TEST(test_breaker_slow_rate),
+	BW_TEST(test_breaker_open_duration_lazy_half_open),
+	BW_TEST(test_breaker_open_deadline_rounds_up),
+	BW_TEST(test_breaker_open_time_doubles_and_resets),
+	BW_TEST(test_breaker_probes_exactly_n_then_close),
+	BW_TEST(test_breaker_probe_failure_reopens),
+	BW_TEST(test_breaker_slow_probe_reopens),
+	BW_TEST(test_breaker_probe_release),
+	BW_TEST(test_breaker_dead_probe_recovery),
+	BW_TEST(test_breaker_late_probe_failure_reopens_renewed_round),
+	BW_TEST(test_breaker_probe_result_after_close_counts_as_call),
+	BW_TEST(test_breaker_probes_zero_counts_as_one),
+	BW_TEST(test_breaker_forced_open),
+	BW_TEST(test_breaker_forced_disabled),
+	BW_TEST(test_breaker_off),
+	BW_TEST(test_breaker_events_once),
+	BW_TEST(test_breaker_reset),
+	BW_TEST(test_breaker_corrupt_state_counted_and_repaired),
+	BW_TEST(test_breaker_corrupt_forced_counted_and_repaired),
 };
 
 BW_TEST_MAIN(tests)

@@ -164,7 +164,7 @@ static void check_events(void)
 		(unsigned long long)opened, (unsigned long long)reopened,
 		(unsigned long long)half, (unsigned long long)closed,
 		(unsigned long long)atomic_load(
-		    &events[BW_BREAKER_EV_PROBES_EXPIRED]),
+			&events[BW_BREAKER_EV_PROBES_EXPIRED]),
 		(unsigned long long)atomic_load(&events[BW_BREAKER_EV_BOUNDED]),
 		(unsigned long long)atomic_load(&probes_admitted),
 		(unsigned long long)atomic_load(&rejected), st);
@@ -178,9 +178,9 @@ static void check_events(void)
 	uint64_t bounded = atomic_load(&events[BW_BREAKER_EV_BOUNDED]);
 	BW_ASSERT(within(opened + reopened,
 			 half + (st == BW_BREAKER_OPEN ? 1 : 0), bounded));
-	BW_ASSERT(within(half,
-			 closed + reopened + (st == BW_BREAKER_HALF_OPEN ? 1 : 0),
-			 bounded));
+	BW_ASSERT(within(
+		half, closed + reopened + (st == BW_BREAKER_HALF_OPEN ? 1 : 0),
+		bounded));
 	BW_ASSERT(within(opened, closed + (st == BW_BREAKER_CLOSED ? 0 : 1),
 			 bounded));
 }
@@ -262,10 +262,10 @@ static void test_breaker_threads_corrupt_counted_once(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_breaker_threads_corrupt_counted_once),
-    BW_TEST(test_breaker_threads_count_window),
-    BW_TEST(test_breaker_threads_time_window_one_probe),
-    BW_TEST(test_breaker_threads_dead_probes_expire),
+	BW_TEST(test_breaker_threads_corrupt_counted_once),
+	BW_TEST(test_breaker_threads_count_window),
+	BW_TEST(test_breaker_threads_time_window_one_probe),
+	BW_TEST(test_breaker_threads_dead_probes_expire),
 };
 
 BW_TEST_MAIN(tests)

@@ -46,7 +46,7 @@ static uint64_t mono_ns(void)
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -72,8 +72,9 @@ static void seg_unlink(const char *name)
 static int open_dest(struct bw_state *st, const char *what, char *name,
 		     size_t cap, struct bw_dest **d)
 {
-	struct bw_dest_key k = {.family = 2, .port = 80,
-				.addr = {127, 0, 0, 1}};
+	struct bw_dest_key k = { .family = 2,
+				 .port = 80,
+				 .addr = { 127, 0, 0, 1 } };
 	char why[256];
 	int rc;
 
@@ -179,9 +180,11 @@ static void nb_queue(int scope)
 	BW_ASSERT_EQ(ta.kind, BW_SLOT_NONE);
 	/* Full: two tickets, in order. */
 	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, now, &a,
-					    &ta), 1);
+					    &ta),
+		     1);
 	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, now, &b,
-					    &tb), 1);
+					    &tb),
+		     1);
 	BW_ASSERT(!sh || waiting(d) == 2);
 	BW_ASSERT_EQ(bw_bulkhead_try(&st, &s, &ta, mono_ns(), &a), 1);
 	/* The slot frees: the first ticket gets it, not the second. */
@@ -236,8 +239,7 @@ static void test_bulkhead_nonblocking_queue_bound(void)
 
 	BW_ASSERT_EQ(open_dest(&st, "nbq", name, sizeof(name), &d), 0);
 	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s, BW_BH_NEVER, mono_ns(),
-					    &held,
-					    &t1),
+					    &held, &t1),
 		     0);
 	BW_ASSERT_EQ(bw_bulkhead_acquire_nb(&st, d, &s0, BW_BH_NEVER, mono_ns(),
 					    &x, &t1),
@@ -339,7 +341,7 @@ static void test_bulkhead_wait_gets_freed_slot(void)
 	struct bw_slot a, b;
 	char name[64];
 	struct bw_settings s = cfg(1, 1000 * MS, 0, BW_SCOPE_SHARED);
-	struct later l = {&st, &a, 50};
+	struct later l = { &st, &a, 50 };
 	struct bw_bulkhead_view v;
 	pthread_t th;
 	uint64_t t0, dt;
@@ -351,7 +353,7 @@ static void test_bulkhead_wait_gets_freed_slot(void)
 	pthread_create(&th, NULL, release_later, &l);
 	t0 = mono_ns();
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, t0, &b),
-					 0);
+		     0);
 	dt = mono_ns() - t0;
 	pthread_join(th, NULL);
 	fprintf(stderr, "# waited %llu us\n", (unsigned long long)dt / 1000);
@@ -412,8 +414,7 @@ static void *wait_thread(void *arg)
 	struct bw_slot sl;
 
 	w->rc = bw_bulkhead_acquire(w->st, w->d, &w->s, BW_BH_ALWAYS, 0,
-				    mono_ns(),
-				    &sl);
+				    mono_ns(), &sl);
 	if (w->rc == 0) {
 		if (w->order)
 			w->pos = atomic_fetch_add(w->order, 1);
@@ -439,7 +440,7 @@ static void test_bulkhead_queue_bounds_waiters(void)
 					 &a),
 		     0);
 	for (int i = 0; i < 2; i++) {
-		w[i] = (struct waiter){&st, d, s, -1, 1, NULL, 0};
+		w[i] = (struct waiter){ &st, d, s, -1, 1, NULL, 0 };
 		pthread_create(&th[i], NULL, wait_thread, &w[i]);
 	}
 	for (int i = 0; i < 2000 && waiting(d) < 2; i++)
@@ -475,7 +476,7 @@ static void test_bulkhead_waiters_in_arrival_order(void)
 					 &a),
 		     0);
 	for (int i = 0; i < 4; i++) {
-		w[i] = (struct waiter){&st, d, s, -1, 5, &order, -1};
+		w[i] = (struct waiter){ &st, d, s, -1, 5, &order, -1 };
 		pthread_create(&th[i], NULL, wait_thread, &w[i]);
 		for (int k = 0; k < 1000 && waiting(d) < (uint32_t)i + 1; k++)
 			sleep_ms(1);
@@ -524,12 +525,12 @@ static void test_bulkhead_scope_process(void)
 
 		bw_bulkhead_forked(true);
 		_exit(bw_bulkhead_acquire(&st, d, &sh, BW_BH_NEVER, 0,
-					  mono_ns(),
-					  &x) == 0 &&
-			      bw_bulkhead_acquire(&st, d, &sh, BW_BH_NEVER, 0,
-						  mono_ns(), &y) == 0
-			  ? 0
-			  : 1);
+					  mono_ns(), &x) == 0 &&
+				      bw_bulkhead_acquire(&st, d, &sh,
+							  BW_BH_NEVER, 0,
+							  mono_ns(), &y) == 0
+			      ? 0
+			      : 1);
 	}
 	int status = -1;
 	waitpid(p, &status, 0);
@@ -677,7 +678,7 @@ static void crash_case(bool reap)
 		sleep_ms(20); /* let them become zombies */
 	t0 = mono_ns();
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, t0, &x),
-					 0);
+		     0);
 	dt = mono_ns() - t0;
 	fprintf(stderr, "# slot back after %llu us\n",
 		(unsigned long long)dt / 1000);
@@ -924,10 +925,10 @@ static void test_bulkhead_killed_anywhere_consistent(void)
 					struct bw_slot sl;
 
 					if (bw_bulkhead_acquire(
-						&st, d, &s,
-						n % 3 ? BW_BH_ALWAYS
-						      : BW_BH_NEVER,
-						0, mono_ns(), &sl) == 0)
+						    &st, d, &s,
+						    n % 3 ? BW_BH_ALWAYS
+							  : BW_BH_NEVER,
+						    0, mono_ns(), &sl) == 0)
 						bw_bulkhead_release(&st, &sl);
 				}
 			}
@@ -943,10 +944,10 @@ static void test_bulkhead_killed_anywhere_consistent(void)
 		bw_bulkhead_sweep(&st, d, mono_ns(), true);
 		if (active(d) || waiting(d) || holds_in_use(&st) ||
 		    atomic_load(&d->bh_corrupt)) {
-			fprintf(stderr, "# round %d: active %u waiting %u "
-					"holds %u corrupt %u\n",
-				round, active(d), waiting(d),
-				holds_in_use(&st),
+			fprintf(stderr,
+				"# round %d: active %u waiting %u "
+				"holds %u corrupt %u\n",
+				round, active(d), waiting(d), holds_in_use(&st),
 				(unsigned)atomic_load(&d->bh_corrupt));
 			BW_FAIL_("inconsistent after kills");
 		}
@@ -977,7 +978,7 @@ static void test_bulkhead_fifo_with_long_holds(void)
 					 &a),
 		     0);
 	for (int i = 0; i < 8; i++) {
-		w[i] = (struct waiter){&st, d, s, -1, 30, &order, -1};
+		w[i] = (struct waiter){ &st, d, s, -1, 30, &order, -1 };
 		pthread_create(&th[i], NULL, wait_thread, &w[i]);
 		for (int k = 0; k < 1000 && waiting(d) < (uint32_t)i + 1; k++)
 			sleep_ms(1);
@@ -1033,8 +1034,7 @@ static void *sleeper_thread(void *arg)
 
 	atomic_store(&z->tid, (pid_t)syscall(SYS_gettid));
 	z->rc = bw_bulkhead_acquire(z->st, z->d, &z->s, BW_BH_ALWAYS, 0,
-				    mono_ns(),
-				    &sl);
+				    mono_ns(), &sl);
 	if (z->rc == 0) {
 		atomic_store(&z->got, 1);
 		while (!atomic_load(z->stop))
@@ -1066,8 +1066,9 @@ static void test_bulkhead_release_wakes_one(void)
 					 &a),
 		     0);
 	for (int i = 0; i < 8; i++) {
-		z[i] = (struct sleeper){.st = &st, .d = d, .s = s,
-					.stop = &stop, .rc = -1};
+		z[i] = (struct sleeper){
+			.st = &st, .d = d, .s = s, .stop = &stop, .rc = -1
+		};
 		pthread_create(&th[i], NULL, sleeper_thread, &z[i]);
 		for (int k = 0; k < 1000 && waiting(d) < (uint32_t)i + 1; k++)
 			sleep_ms(1);
@@ -1168,7 +1169,7 @@ static void sig_case(bool restart)
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
 					 &a),
 		     0);
-	x = (struct sig_waiter){.st = &st, .d = d, .s = s, .rc = 1};
+	x = (struct sig_waiter){ .st = &st, .d = d, .s = s, .rc = 1 };
 	pthread_create(&th, NULL, sig_wait_thread, &x);
 	for (int k = 0; k < 1000 && waiting(d) < 1; k++)
 		sleep_ms(1);
@@ -1334,8 +1335,8 @@ static void test_bulkhead_other_pid_namespace_kept(void)
 		bw_bulkhead_forked(true);
 		_exit(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
 					  &sl) == 0
-			  ? 0
-			  : 1);
+			      ? 0
+			      : 1);
 	}
 	waitpid(p, &status, 0);
 	BW_ASSERT_EQ(status, 0);

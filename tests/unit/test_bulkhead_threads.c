@@ -85,9 +85,8 @@ static void *worker(void *arg)
 			int h = atomic_fetch_add(&c->ck->holders, 1) + 1;
 			int m = atomic_load(&c->ck->max_seen);
 
-			while (h > m &&
-			       !atomic_compare_exchange_weak(&c->ck->max_seen,
-							     &m, h))
+			while (h > m && !atomic_compare_exchange_weak(
+						&c->ck->max_seen, &m, h))
 				;
 			if (h > (int)c->s.bulkhead_max)
 				atomic_fetch_add(&c->ck->violations, 1);
@@ -116,8 +115,9 @@ static void run_threads(struct ctx *c, int n)
 static int open_dest(struct bw_state *st, char *name, size_t cap,
 		     struct bw_dest **d)
 {
-	struct bw_dest_key k = {.family = 2, .port = 443,
-				.addr = {127, 0, 0, 1}};
+	struct bw_dest_key k = { .family = 2,
+				 .port = 443,
+				 .addr = { 127, 0, 0, 1 } };
 	char why[256];
 
 	snprintf(name, cap, "ut-bht-%d", (int)getpid());
@@ -143,7 +143,7 @@ static double contend(struct bw_state *st, struct bw_dest *d,
 		      struct bw_settings s, struct checker *ck, bool check,
 		      int nthreads)
 {
-	struct ctx c = {st, d, s, ck, check};
+	struct ctx c = { st, d, s, ck, check };
 	pid_t kids[PROCS];
 	uint64_t t0 = mono_ns();
 
@@ -158,8 +158,7 @@ static double contend(struct bw_state *st, struct bw_dest *d,
 	}
 	for (int p = 0; p < PROCS; p++)
 		waitpid(kids[p], NULL, 0);
-	return (double)atomic_load(&ck->ops) * 1e9 /
-	       (double)(mono_ns() - t0);
+	return (double)atomic_load(&ck->ops) * 1e9 / (double)(mono_ns() - t0);
 }
 
 static void test_bulkhead_threads_never_over_max(void)
@@ -221,7 +220,7 @@ static void test_bulkhead_threads_throughput(void)
 	s.bulkhead_errno = ECONNREFUSED;
 	/* Best of three: other jobs on a 2-CPU machine skew one sample. */
 	for (int tries = 0; tries < 3; tries++) {
-		struct ctx c = {&st, d, s, ck, false};
+		struct ctx c = { &st, d, s, ck, false };
 		uint64_t t0 = mono_ns();
 
 		atomic_store(&ck->ops, 0);
@@ -268,12 +267,11 @@ static void *storm_thread(void *arg)
 {
 	struct storm *g = arg;
 	struct bw_slot sl;
-	struct timespec hold = {0, HOLD_MS * 1000000L};
+	struct timespec hold = { 0, HOLD_MS * 1000000L };
 
 	pthread_barrier_wait(&g->go);
 	if (bw_bulkhead_acquire(g->st, g->d, &g->s, BW_BH_ALWAYS, 0, mono_ns(),
-				&sl) !=
-	    0) {
+				&sl) != 0) {
 		atomic_fetch_add(&g->refused, 1);
 		return NULL;
 	}

@@ -60,8 +60,8 @@ static void test_clock_within_half_a_millisecond(void)
 	bw_clock_init();
 	/* 100 ms: past the rate's measurement (BW_CLOCK_CALIBRATE_NS). */
 	BW_ASSERT_EQ(bad_readings(100, &n), 0);
-	fprintf(stderr, "# %lu readings, from the time-stamp counter: %s\n",
-		n, bw_clock_uses_tsc() ? "yes" : "no (clock_gettime)");
+	fprintf(stderr, "# %lu readings, from the time-stamp counter: %s\n", n,
+		bw_clock_uses_tsc() ? "yes" : "no (clock_gettime)");
 }
 
 static void test_clock_uses_the_counter_where_the_kernel_does(void)
@@ -113,10 +113,10 @@ static void test_clock_four_threads(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_clock_before_init_is_clock_gettime),
-    BW_TEST(test_clock_within_half_a_millisecond),
-    BW_TEST(test_clock_uses_the_counter_where_the_kernel_does),
-    BW_TEST(test_clock_four_threads),
+	BW_TEST(test_clock_before_init_is_clock_gettime),
+	BW_TEST(test_clock_within_half_a_millisecond),
+	BW_TEST(test_clock_uses_the_counter_where_the_kernel_does),
+	BW_TEST(test_clock_four_threads),
 };
 
 BW_TEST_MAIN(tests)

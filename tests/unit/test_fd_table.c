@@ -152,9 +152,9 @@ static void test_fd_table_vfork_child_changes_nothing(void)
 	BW_ASSERT(bw_fd_conn(5) == NULL);
 	BW_ASSERT(bw_fd_drop(5) == NULL);
 	BW_ASSERT(bw_fd_track(6) == NULL);
-	bw_fd_dup(7, 5);	/* untracked onto tracked: 5 stays */
+	bw_fd_dup(7, 5); /* untracked onto tracked: 5 stays */
 	BW_ASSERT_EQ(bw_vfork_dups, 0);
-	bw_fd_dup(5, 0);	/* tracked onto 0: noted, not done */
+	bw_fd_dup(5, 0); /* tracked onto 0: noted, not done */
 	BW_ASSERT_EQ(bw_vfork_dups, 1);
 	/* The parent thread itself, in a signal handler around vfork. */
 	bw_vfork_parent = (uint32_t)getpid();

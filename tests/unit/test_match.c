@@ -26,8 +26,8 @@ static int compile(const char *text)
 }
 
 /* Matches "a.b.c.d" or "v6" at port with no resolver knowledge. */
-static int match_with(const char *ip, unsigned port,
-		      bool (*hit)(void *, int), void *ctx)
+static int match_with(const char *ip, unsigned port, bool (*hit)(void *, int),
+		      void *ctx)
 {
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss));
@@ -109,8 +109,7 @@ static void test_match_ports(void)
 
 static void test_match_ipv6(void)
 {
-	BW_ASSERT_EQ(compile("[::1]:6379; [2001:db8::/32]; [fe80::/10]:22"),
-		     0);
+	BW_ASSERT_EQ(compile("[::1]:6379; [2001:db8::/32]; [fe80::/10]:22"), 0);
 	BW_ASSERT_EQ(match("::1", 6379), 0);
 	BW_ASSERT_EQ(match("::1", 6380), -1);
 	BW_ASSERT_EQ(match("2001:db8:ffff::5", 1), 1);
@@ -207,19 +206,18 @@ static void test_match_bad_sockaddrs(void)
 	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&s4, sizeof(s4),
 				     NULL, NULL),
 		     0);
-	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&s4,
-				     sizeof(s4) - 1, NULL, NULL),
+	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&s4, sizeof(s4) - 1,
+				     NULL, NULL),
 		     -1);
-	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&s6,
-				     sizeof(s6) - 1, NULL, NULL),
+	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&s6, sizeof(s6) - 1,
+				     NULL, NULL),
 		     -1);
 	BW_ASSERT_EQ(bw_policy_match(&P, &un, sizeof(un), NULL, NULL), -1);
 	BW_ASSERT_EQ(bw_policy_match(&P, NULL, 16, NULL, NULL), -1);
 	BW_ASSERT_EQ(bw_policy_match(NULL, (struct sockaddr *)&s4, sizeof(s4),
 				     NULL, NULL),
 		     -1);
-	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&s4, 1, NULL,
-				     NULL),
+	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&s4, 1, NULL, NULL),
 		     -1);
 	/* An unaligned sockaddr is fine. */
 	static unsigned char raw[sizeof(s4) + 1];

@@ -147,13 +147,20 @@ static void test_policy_durations(void)
 		const char *text;
 		uint64_t ns;
 	} good[] = {
-		{ "250ms", 250 * MS },	  { "1.5s", 1500 * MS },
-		{ "0", 0 },		  { "2m", 120 * SEC },
-		{ "1h", 3600 * SEC },	  { "10us", 10 * US },
-		{ "0.5ms", 500 * US },	  { "1.25h", 4500 * SEC },
-		{ "0.001us", 1 * NS },	  { "007s", 7 * SEC },
-		{ "0s", 0 },		  { "576h", 576 * 3600 * SEC },
-		{ "1.5US", 1500 * NS },	  { "1.0000000001s", SEC },
+		{ "250ms", 250 * MS },
+		{ "1.5s", 1500 * MS },
+		{ "0", 0 },
+		{ "2m", 120 * SEC },
+		{ "1h", 3600 * SEC },
+		{ "10us", 10 * US },
+		{ "0.5ms", 500 * US },
+		{ "1.25h", 4500 * SEC },
+		{ "0.001us", 1 * NS },
+		{ "007s", 7 * SEC },
+		{ "0s", 0 },
+		{ "576h", 576 * 3600 * SEC },
+		{ "1.5US", 1500 * NS },
+		{ "1.0000000001s", SEC },
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		int rc = set1("retry.backoff", good[i].text);
@@ -162,10 +169,10 @@ static void test_policy_durations(void)
 		BW_ASSERT_EQ(S0()->retry_backoff_ns, good[i].ns);
 	}
 	static const char *const bad[] = {
-		"10",	  "-1s",   "1.s",   ".5s",	    "5x",    "5ss",
-		"25d",	  "577h",  "1e3s",  "99999999999999999999s",
-		"s",	  "1 s",   "0x10s", "0.0000001us", "1,5s",  "+1s",
-		"1.5",	  "ms",    "1..5s", "10msx",
+		"10",  "-1s", "1.s",   ".5s",	      "5x",
+		"5ss", "25d", "577h",  "1e3s",	      "99999999999999999999s",
+		"s",   "1 s", "0x10s", "0.0000001us", "1,5s",
+		"+1s", "1.5", "ms",    "1..5s",	      "10msx",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = set1("retry.backoff", bad[i]);
@@ -189,12 +196,14 @@ static void test_policy_durations(void)
 
 static void test_policy_duration_printing_round_trips(void)
 {
-	static const char *const texts[] = { "250ms", "1.5s", "2m", "1.5h",
-					     "10us", "0.001us", "1234.567us",
-					     "90s", "59m", "1h" };
-	static const char *const want[] = { "250ms", "1.5s", "2m", "90m",
-					    "10us", "0.001us", "1234.567us",
-					    "90s", "59m", "60m" };
+	static const char *const texts[] = { "250ms",	   "1.5s", "2m",
+					     "1.5h",	   "10us", "0.001us",
+					     "1234.567us", "90s",  "59m",
+					     "1h" };
+	static const char *const want[] = { "250ms",	  "1.5s", "2m",
+					    "90m",	  "10us", "0.001us",
+					    "1234.567us", "90s",  "59m",
+					    "60m" };
 	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
 		BW_ASSERT_EQ(set1("bulkhead.wait", texts[i]), 0);
 		BW_ASSERT_STR(fmt0(BW_KEY_BULKHEAD_WAIT), want[i]);
@@ -232,9 +241,10 @@ static void test_policy_percents(void)
 	BW_ASSERT_EQ(set1("retry.min_success", "25%"), 0);
 	BW_ASSERT_NEAR(S0()->retry_min_success, 0.25, 1e-12);
 
-	static const char *const bad[] = { "101%", "50",  "-5%", "%",
-					   "50%%", "5 %", "abc", "1e2%",
-					   "100.001%", "99999999999999%" };
+	static const char *const bad[] = {
+		"101%", "50",  "-5%",  "%",	   "50%%",
+		"5 %",	"abc", "1e2%", "100.001%", "99999999999999%"
+	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (set1("breaker.rate", bad[i]) != -EINVAL)
 			BW_FAIL_("'%s' accepted", bad[i]);
@@ -267,9 +277,10 @@ static void test_policy_counts(void)
 	BW_ASSERT_EQ(set1("breaker.probes", "2"), 0);
 	BW_ASSERT_EQ(S0()->probes, 2);
 
-	static const char *const bad[] = { "abc", "-1", "1.5", "1000001",
-					   "99999999999999999999999", "3x",
-					   " 3", "0x3", "+3" };
+	static const char *const bad[] = {
+		"abc", "-1", "1.5", "1000001", "99999999999999999999999",
+		"3x",  " 3", "0x3", "+3"
+	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (set1("breaker.failures", bad[i]) != -EINVAL)
 			BW_FAIL_("'%s' accepted", bad[i]);
@@ -324,11 +335,11 @@ static void test_policy_errno_values(void)
 	BW_ASSERT(bw_policy_errno_name(0) == NULL);
 	BW_ASSERT(bw_policy_errno_name(-5) == NULL);
 	/* Every name round-trips for the common network errors. */
-	static const int nets[] = { ECONNREFUSED, ETIMEDOUT,  ENETUNREACH,
-				    EHOSTUNREACH, ECONNRESET, ECONNABORTED,
-				    EPIPE,	  EAGAIN,     EINPROGRESS,
-				    EADDRNOTAVAIL, EACCES,    EPERM,
-				    ENOBUFS,	  EMFILE,     EINTR };
+	static const int nets[] = { ECONNREFUSED,  ETIMEDOUT,  ENETUNREACH,
+				    EHOSTUNREACH,  ECONNRESET, ECONNABORTED,
+				    EPIPE,	   EAGAIN,     EINPROGRESS,
+				    EADDRNOTAVAIL, EACCES,     EPERM,
+				    ENOBUFS,	   EMFILE,     EINTR };
 	for (size_t i = 0; i < sizeof(nets) / sizeof(nets[0]); i++) {
 		const char *n = bw_policy_errno_name(nets[i]);
 		BW_ASSERT(n != NULL);
@@ -375,9 +386,10 @@ static void test_policy_retry_on(void)
 	BW_ASSERT_EQ(set1("retry.on", "none"), 0);
 	BW_ASSERT_EQ(S0()->retry_on, 0);
 	BW_ASSERT_STR(fmt0(BW_KEY_RETRY_ON), "none");
-	static const char *const bad[] = { "refused,,timeout", "refused,",
-					   ",", "bogus", "refused,eperm",
-					   "refused timeout", "EACCES" };
+	static const char *const bad[] = {
+		"refused,,timeout", "refused,",	       ",",	"bogus",
+		"refused,eperm",    "refused timeout", "EACCES"
+	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (set1("retry.on", bad[i]) != -EINVAL)
 			BW_FAIL_("'%s' accepted", bad[i]);
@@ -421,9 +433,9 @@ static void test_policy_words(void)
 static void test_policy_optional_keys_accept_off(void)
 {
 	static const int keys[] = {
-		BW_KEY_BREAKER_RATE,	 BW_KEY_BREAKER_SLOW,
+		BW_KEY_BREAKER_RATE,	  BW_KEY_BREAKER_SLOW,
 		BW_KEY_BREAKER_SLOW_RATE, BW_KEY_HEDGE_DELAY,
-		BW_KEY_CONNECT_TIMEOUT,	 BW_KEY_IO_TIMEOUT,
+		BW_KEY_CONNECT_TIMEOUT,	  BW_KEY_IO_TIMEOUT,
 		BW_KEY_RETRY_MIN_SUCCESS,
 	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -584,10 +596,15 @@ static void test_policy_comments_blank_lines_and_separators(void)
 
 static void test_policy_precedence_rule_env_builtin(void)
 {
-	static const char *const env[] = { "BULWARK_BREAKER_FAILURES", "7",
-					   "BULWARK_RETRY_ON", " reset ",
-					   "BULWARK_BULKHEAD_MAX", "",
-					   "BULWARK_POLICY", "ignored", NULL };
+	static const char *const env[] = { "BULWARK_BREAKER_FAILURES",
+					   "7",
+					   "BULWARK_RETRY_ON",
+					   " reset ",
+					   "BULWARK_BULKHEAD_MAX",
+					   "",
+					   "BULWARK_POLICY",
+					   "ignored",
+					   NULL };
 	fake_env = env;
 	BW_ASSERT_EQ(compile("a breaker.failures=3\nb retry.attempts=2"), 0);
 	BW_ASSERT_EQ(P.defaults.failures, 7);
@@ -595,10 +612,10 @@ static void test_policy_precedence_rule_env_builtin(void)
 	BW_ASSERT_EQ(P.defaults.bulkhead_max, 0); /* empty: unset */
 	BW_ASSERT_EQ(P.env_mask, (1ull << BW_KEY_BREAKER_FAILURES) |
 					 (1ull << BW_KEY_RETRY_ON));
-	BW_ASSERT_EQ(P.rules[0].s.failures, 3);        /* rule */
-	BW_ASSERT_EQ(P.rules[1].s.failures, 7);        /* env */
-	BW_ASSERT_EQ(P.rules[1].s.retry_attempts, 2);  /* rule */
-	BW_ASSERT_EQ(P.rules[0].s.retry_attempts, 3);  /* built-in */
+	BW_ASSERT_EQ(P.rules[0].s.failures, 3);	      /* rule */
+	BW_ASSERT_EQ(P.rules[1].s.failures, 7);	      /* env */
+	BW_ASSERT_EQ(P.rules[1].s.retry_attempts, 2); /* rule */
+	BW_ASSERT_EQ(P.rules[0].s.retry_attempts, 3); /* built-in */
 	BW_ASSERT_EQ(P.rules[0].s.retry_on, BW_RETRY_ON_RESET);
 	fake_env = NULL;
 }
@@ -614,8 +631,8 @@ static void test_policy_bad_env_value(void)
 	BW_ASSERT(strstr(E.msg, "BULWARK_BREAKER_OPEN") != NULL);
 	BW_ASSERT(strstr(E.msg, "'soon'") != NULL);
 	bw_policy_error_format(&E, ERRLINE, sizeof(ERRLINE));
-	BW_ASSERT(!strncmp(ERRLINE, "bulwark: env: BULWARK_BREAKER_OPEN: ",
-			   36));
+	BW_ASSERT(
+		!strncmp(ERRLINE, "bulwark: env: BULWARK_BREAKER_OPEN: ", 36));
 	static const char *const env2[] = { "BULWARK_RETRY_ATTEMPTS", "0",
 					    NULL };
 	fake_env = env2;
@@ -890,10 +907,10 @@ static void test_policy_describe(void)
 			      "    # IPv4 10.0.0.0/8, port 5432\n"
 			      "    # off: nothing applied") != NULL);
 	BW_ASSERT(strstr(out, "# IPv6 ::1/128, ports 80-90\n") != NULL);
-	BW_ASSERT(strstr(out, "defaults (where every rule starts; a bare "
-			      "rule applies them all):\n"
-			      "    breaker=on\n    breaker.failures=5\n") !=
-		  NULL);
+	BW_ASSERT(strstr(out,
+			 "defaults (where every rule starts; a bare "
+			 "rule applies them all):\n"
+			 "    breaker=on\n    breaker.failures=5\n") != NULL);
 	BW_ASSERT(strstr(out, "destinations no rule matches: observed only") !=
 		  NULL);
 	for (int k = 0; k < BW_KEY_COUNT; k++) {
@@ -945,8 +962,8 @@ static void test_policy_finish_env_rule(void)
 	BW_ASSERT_EQ(P.rules[0].match.kind, BW_MATCH_ANY);
 	BW_ASSERT(!P.rules[0].off);
 	BW_ASSERT_EQ(P.rules[0].set_mask, 0);
-	BW_ASSERT_EQ(P.rules[0].s.failures, 2);        /* env */
-	BW_ASSERT_EQ(P.rules[0].s.retry_attempts, 3);  /* built-in */
+	BW_ASSERT_EQ(P.rules[0].s.failures, 2);	      /* env */
+	BW_ASSERT_EQ(P.rules[0].s.retry_attempts, 3); /* built-in */
 	BW_ASSERT_EQ(bw_policy_match(&P, (struct sockaddr *)&in, sizeof(in),
 				     NULL, NULL),
 		     0);

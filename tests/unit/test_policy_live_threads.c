@@ -29,16 +29,14 @@ static struct bw_state st;
 static char buf[BW_POLICY_TEXT_MAX + 1];
 
 /* Policy A: 3 rules, each failures=probes=11; B: 5 rules, 22. */
-static const char pol_a[] =
-	"10.0.0.1 breaker.failures=11 breaker.probes=11\n"
-	"10.0.0.2 breaker.failures=11 breaker.probes=11\n"
-	"* breaker.failures=11 breaker.probes=11\n";
-static const char pol_b[] =
-	"10.0.0.1 breaker.failures=22 breaker.probes=22\n"
-	"10.0.0.2 breaker.failures=22 breaker.probes=22\n"
-	"10.0.0.3 breaker.failures=22 breaker.probes=22\n"
-	"10.0.0.4 breaker.failures=22 breaker.probes=22\n"
-	"* breaker.failures=22 breaker.probes=22\n";
+static const char pol_a[] = "10.0.0.1 breaker.failures=11 breaker.probes=11\n"
+			    "10.0.0.2 breaker.failures=11 breaker.probes=11\n"
+			    "* breaker.failures=11 breaker.probes=11\n";
+static const char pol_b[] = "10.0.0.1 breaker.failures=22 breaker.probes=22\n"
+			    "10.0.0.2 breaker.failures=22 breaker.probes=22\n"
+			    "10.0.0.3 breaker.failures=22 breaker.probes=22\n"
+			    "10.0.0.4 breaker.failures=22 breaker.probes=22\n"
+			    "* breaker.failures=22 breaker.probes=22\n";
 
 static void setup_state(void)
 {
@@ -239,7 +237,8 @@ static void *caller(void *arg)
 		if (!((n == 3 && f == 11) || (n == 5 && f == 22) ||
 		      (n == 1 && f == 5))) {
 			if (atomic_fetch_add(&torn, 1) < 3)
-				fprintf(stderr, "# torn n=%d f=%d id=%d\n", n, f, id);
+				fprintf(stderr, "# torn n=%d f=%d id=%d\n", n,
+					f, id);
 		}
 		bw_conn_set_rule(c, bw_live_rule(id, n - 1));
 		bw_live_leave(id);
@@ -251,9 +250,14 @@ static void *caller(void *arg)
 			if (k == 10)
 				bw_live_exchange(c, c->live_gen, fd);
 			const struct bw_settings *s = bw_settings_for(c->rule);
-			if (s->failures != (uint32_t)f || s->probes != s->failures) {
+			if (s->failures != (uint32_t)f ||
+			    s->probes != s->failures) {
 				if (atomic_fetch_add(&torn, 1) < 3)
-					fprintf(stderr, "# call torn rule=%d f=%u/%d p=%u cur=%d\n", c->rule, s->failures, f, s->probes, atomic_load(&bw_live_cur));
+					fprintf(stderr,
+						"# call torn rule=%d f=%u/%d p=%u cur=%d\n",
+						c->rule, s->failures, f,
+						s->probes,
+						atomic_load(&bw_live_cur));
 			}
 			atomic_fetch_add(&calls, 1);
 		}

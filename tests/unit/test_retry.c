@@ -41,8 +41,8 @@ static struct bw_settings defaults(void)
 	s.retry_max_backoff_ns = 10 * SEC;
 	s.retry_multiplier = 2;
 	s.retry_jitter = 0.1;
-	s.retry_on =
-	    BW_RETRY_ON_REFUSED | BW_RETRY_ON_TIMEOUT | BW_RETRY_ON_UNREACHABLE;
+	s.retry_on = BW_RETRY_ON_REFUSED | BW_RETRY_ON_TIMEOUT |
+		     BW_RETRY_ON_UNREACHABLE;
 	s.retry_budget = 0.20;
 	s.retry_min_success = 0.10;
 	return s;
@@ -83,11 +83,12 @@ static void test_retry_classes(void)
 	BW_ASSERT_EQ(bw_retry_class(EHOSTDOWN), BW_RETRY_ON_UNREACHABLE);
 	BW_ASSERT_EQ(bw_retry_class(ECONNRESET), BW_RETRY_ON_RESET);
 	BW_ASSERT_EQ(bw_retry_class(ECONNABORTED), BW_RETRY_ON_RESET);
-	static const int never[] = {
-	    EACCES,	   EPERM,    EINVAL,	  EAFNOSUPPORT, EADDRNOTAVAIL,
-	    EISCONN,	   EINTR,    EINPROGRESS, EALREADY,	EAGAIN,
-	    EBADF,	   ENOTSOCK, EPIPE,	  ENOMEM,	0,
-	    -ECONNREFUSED, 99999};
+	static const int never[] = { EACCES,	    EPERM,	   EINVAL,
+				     EAFNOSUPPORT,  EADDRNOTAVAIL, EISCONN,
+				     EINTR,	    EINPROGRESS,   EALREADY,
+				     EAGAIN,	    EBADF,	   ENOTSOCK,
+				     EPIPE,	    ENOMEM,	   0,
+				     -ECONNREFUSED, 99999 };
 	for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
 		BW_ASSERT_EQ(bw_retry_class(never[i]), 0);
 }
@@ -139,9 +140,9 @@ static void test_retry_on_subsets(void)
 static void test_retry_delay_schedule(void)
 {
 	struct bw_settings s = no_jitter();
-	static const uint64_t want[] = {100 * MS,  200 * MS,  400 * MS,
-					800 * MS,  1600 * MS, 3200 * MS,
-					6400 * MS, 10 * SEC,  10 * SEC};
+	static const uint64_t want[] = { 100 * MS,  200 * MS,  400 * MS,
+					 800 * MS,  1600 * MS, 3200 * MS,
+					 6400 * MS, 10 * SEC,  10 * SEC };
 	for (unsigned n = 1; n <= 9; n++)
 		BW_ASSERT_EQ(bw_retry_delay_ns(&s, n, ECONNREFUSED, -1, 12345),
 			     want[n - 1]);
@@ -362,15 +363,15 @@ static void test_retry_attempt_timeouts(void)
 
 static void test_retry_budget_minimum(void)
 {
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	struct bw_settings s = defaults();
 	BW_ASSERT_EQ(take_all(&d, &s, 1 * SEC), BW_RETRY_BUDGET_MIN);
 	/* 10 connects x 20 % = 2 < 3: still 3 in all */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	connects(&e, 10, 1 * SEC);
 	BW_ASSERT_EQ(take_all(&e, &s, 1 * SEC), 3);
 	/* retry.budget=0: only the minimum */
-	struct bw_dest f = {0};
+	struct bw_dest f = { 0 };
 	s.retry_budget = 0;
 	connects(&f, 1000, 1 * SEC);
 	BW_ASSERT_EQ(take_all(&f, &s, 1 * SEC), 3);
@@ -379,20 +380,20 @@ static void test_retry_budget_minimum(void)
 static void test_retry_budget_share(void)
 {
 	struct bw_settings s = defaults();
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	connects(&d, 100, 1 * SEC);
 	BW_ASSERT_EQ(take_all(&d, &s, 1 * SEC), 20);
 	/* more connects lift the limit again */
 	connects(&d, 10, 2 * SEC);
 	BW_ASSERT_EQ(take_all(&d, &s, 2 * SEC), 2);
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	connects(&e, 1000, 1 * SEC);
 	BW_ASSERT_EQ(take_all(&e, &s, 1 * SEC), 200);
-	struct bw_dest f = {0};
+	struct bw_dest f = { 0 };
 	s.retry_budget = 1.0;
 	connects(&f, 50, 1 * SEC);
 	BW_ASSERT_EQ(take_all(&f, &s, 1 * SEC), 50);
-	struct bw_dest g = {0};
+	struct bw_dest g = { 0 };
 	s.retry_budget = 0.33;
 	connects(&g, 100, 1 * SEC);
 	BW_ASSERT_EQ(take_all(&g, &s, 1 * SEC), 33);
@@ -402,7 +403,7 @@ static void test_retry_budget_share(void)
 static void test_retry_budget_window_expiry(void)
 {
 	struct bw_settings s = defaults();
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	uint64_t t0 = 1000 * SEC + 4 * SEC; /* late in a half */
 	connects(&d, 100, t0);
 	BW_ASSERT_EQ(take_all(&d, &s, t0), 20);
@@ -412,7 +413,7 @@ static void test_retry_budget_window_expiry(void)
 	BW_ASSERT_EQ(take_all(&d, &s, t0 + 10 * SEC), 3);
 
 	/* spent early in a half: counted for (almost) the full 10 s */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	uint64_t t1 = 2000 * SEC;
 	connects(&e, 100, t1);
 	BW_ASSERT_EQ(take_all(&e, &s, t1), 20);
@@ -420,13 +421,13 @@ static void test_retry_budget_window_expiry(void)
 	BW_ASSERT_EQ(take_all(&e, &s, t1 + 10 * SEC), 3);
 
 	/* connects of the previous half still back retries */
-	struct bw_dest f = {0};
+	struct bw_dest f = { 0 };
 	connects(&f, 100, t1);
 	BW_ASSERT_EQ(take_all(&f, &s, t1 + 6 * SEC), 20);
 	BW_ASSERT_EQ(take_all(&f, &s, t1 + 9 * SEC), 0);
 
 	/* a long pause forgets everything */
-	struct bw_dest g = {0};
+	struct bw_dest g = { 0 };
 	connects(&g, 100, t1);
 	BW_ASSERT_EQ(take_all(&g, &s, t1), 20);
 	BW_ASSERT_EQ(take_all(&g, &s, t1 + 3600 * SEC), 3);
@@ -437,7 +438,7 @@ static void test_retry_budget_window_expiry(void)
 static void test_retry_budget_stale_clock(void)
 {
 	struct bw_settings s = defaults();
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	uint64_t t = 3000 * SEC;
 	connects(&d, 100, t + 6 * SEC); /* half h+1 */
 	connects(&d, 50, t);		/* behind: counts in h+1 too */
@@ -451,7 +452,7 @@ static void test_retry_budget_stale_clock(void)
 static void test_retry_budget_at_boot(void)
 {
 	struct bw_settings s = defaults();
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	connects(&d, 100, 0);
 	BW_ASSERT_EQ(take_all(&d, &s, 1), 20);
 	BW_ASSERT_EQ(take_all(&d, &s, 5 * SEC), 0);
@@ -471,7 +472,7 @@ static void test_retry_min_success(void)
 {
 	struct bw_settings s = defaults();
 	s.failures = 0; /* keep the breaker closed: only the window */
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	BW_ASSERT(bw_retry_worth_it(&d, &s, SEC));
 	BW_ASSERT(bw_retry_success_rate(&d, &s, SEC) < 0);
 	record(&d, &s, 19, true, SEC);
@@ -491,7 +492,7 @@ static void test_retry_min_success(void)
 	s.retry_min_success = 0;
 	BW_ASSERT(bw_retry_worth_it(&d, &s, SEC));
 	/* min_calls 0 is taken as 1 */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	s.retry_min_success = 0.5;
 	s.min_calls = 0;
 	BW_ASSERT(bw_retry_worth_it(&e, &s, SEC));
@@ -506,7 +507,7 @@ static void test_retry_min_success_time_window(void)
 	s.window_calls = 0;
 	s.window_ns = 10 * SEC;
 	s.min_calls = 5;
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	record(&d, &s, 5, true, 100 * SEC);
 	BW_ASSERT(!bw_retry_worth_it(&d, &s, 100 * SEC));
 	/* the failures leave the window */
@@ -522,7 +523,7 @@ static void test_retry_decide_reasons(void)
 {
 	struct bw_settings s = defaults();
 	s.failures = 0;
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	uint64_t t = 50 * SEC;
 	BW_ASSERT_EQ(bw_retry_decide(&d, &s, 1, EACCES, t),
 		     BW_RETRY_DENY_ERRNO);
@@ -553,7 +554,7 @@ static void test_retry_decide_reasons(void)
 	BW_ASSERT_EQ(atomic_load(&d.retries_denied), 1);
 
 	/* min_success is judged before the budget and spends none of it */
-	struct bw_dest e = {0};
+	struct bw_dest e = { 0 };
 	record(&e, &s, 20, true, t);
 	BW_ASSERT_EQ(bw_retry_decide(&e, &s, 1, ECONNREFUSED, t),
 		     BW_RETRY_DENY_ADAPTIVE);
@@ -563,7 +564,7 @@ static void test_retry_decide_reasons(void)
 	BW_ASSERT_EQ(take_all(&e, &s, t), 3);
 
 	/* retry.attempts=1: no retries at all */
-	struct bw_dest f = {0};
+	struct bw_dest f = { 0 };
 	s.retry_attempts = 1;
 	BW_ASSERT_EQ(bw_retry_decide(&f, &s, 1, ECONNREFUSED, t),
 		     BW_RETRY_DENY_ATTEMPTS);
@@ -588,7 +589,7 @@ static void test_retry_decide_budget_follows_connects(void)
 {
 	struct bw_settings s = defaults();
 	s.retry_attempts = 100;
-	struct bw_dest d = {0};
+	struct bw_dest d = { 0 };
 	uint64_t t = 70 * SEC;
 	connects(&d, 50, t);
 	int allowed = 0, denied = 0;
@@ -626,7 +627,7 @@ static void test_retry_rand(void)
 	BW_ASSERT_EQ(bw_retry_rand(&st), (long long)0xe220a8397b1dcdafull);
 	BW_ASSERT_EQ(bw_retry_rand(&st), (long long)0x6e789e6aa1b965f4ull);
 	/* bits look uniform: each bit set about half the time */
-	int ones[64] = {0};
+	int ones[64] = { 0 };
 	for (int i = 0; i < 20000; i++) {
 		uint64_t v = bw_retry_rand(&st);
 		for (int b = 0; b < 64; b++)
@@ -637,31 +638,31 @@ static void test_retry_rand(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_retry_classes),
-    BW_TEST(test_retry_retryable_defaults),
-    BW_TEST(test_retry_on_subsets),
-    BW_TEST(test_retry_delay_schedule),
-    BW_TEST(test_retry_delay_multipliers),
-    BW_TEST(test_retry_delay_edges),
-    BW_TEST(test_retry_jitter_factor_bounds),
-    BW_TEST(test_retry_jitter_full_bounds),
-    BW_TEST(test_retry_jitter_at_cap),
-    BW_TEST(test_retry_adaptive_by_kind),
-    BW_TEST(test_retry_adaptive_by_success_rate),
-    BW_TEST(test_retry_adaptive_capped),
-    BW_TEST(test_retry_attempt_timeouts),
-    BW_TEST(test_retry_budget_minimum),
-    BW_TEST(test_retry_budget_share),
-    BW_TEST(test_retry_budget_window_expiry),
-    BW_TEST(test_retry_budget_stale_clock),
-    BW_TEST(test_retry_budget_at_boot),
-    BW_TEST(test_retry_min_success),
-    BW_TEST(test_retry_min_success_time_window),
-    BW_TEST(test_retry_decide_reasons),
-    BW_TEST(test_retry_decide_untracked),
-    BW_TEST(test_retry_decide_budget_follows_connects),
-    BW_TEST(test_retry_verdict_names),
-    BW_TEST(test_retry_rand),
+	BW_TEST(test_retry_classes),
+	BW_TEST(test_retry_retryable_defaults),
+	BW_TEST(test_retry_on_subsets),
+	BW_TEST(test_retry_delay_schedule),
+	BW_TEST(test_retry_delay_multipliers),
+	BW_TEST(test_retry_delay_edges),
+	BW_TEST(test_retry_jitter_factor_bounds),
+	BW_TEST(test_retry_jitter_full_bounds),
+	BW_TEST(test_retry_jitter_at_cap),
+	BW_TEST(test_retry_adaptive_by_kind),
+	BW_TEST(test_retry_adaptive_by_success_rate),
+	BW_TEST(test_retry_adaptive_capped),
+	BW_TEST(test_retry_attempt_timeouts),
+	BW_TEST(test_retry_budget_minimum),
+	BW_TEST(test_retry_budget_share),
+	BW_TEST(test_retry_budget_window_expiry),
+	BW_TEST(test_retry_budget_stale_clock),
+	BW_TEST(test_retry_budget_at_boot),
+	BW_TEST(test_retry_min_success),
+	BW_TEST(test_retry_min_success_time_window),
+	BW_TEST(test_retry_decide_reasons),
+	BW_TEST(test_retry_decide_untracked),
+	BW_TEST(test_retry_decide_budget_follows_connects),
+	BW_TEST(test_retry_verdict_names),
+	BW_TEST(test_retry_rand),
 };
 
 BW_TEST_MAIN(tests)

@@ -177,8 +177,8 @@ static void *note_across(void *arg)
 	for (int i = 0; i < NOTES; i++) {
 		/* 4.5 s -> 5.5 s over the run: one rollover, and callers
 		 * whose reading is behind the half already current */
-		uint64_t now =
-		    atomic_fetch_add(&clock_ns, 1 * SEC / (THREADS * NOTES));
+		uint64_t now = atomic_fetch_add(&clock_ns,
+						1 * SEC / (THREADS * NOTES));
 		bw_retry_note_connect(&dest, now);
 		atomic_fetch_add(&noted, 1);
 	}
@@ -281,15 +281,16 @@ static void test_retry_threads_budget_share_over_time(void)
 	run(mixed);
 	double c = (double)atomic_load(&noted);
 	double g = (double)atomic_load(&granted);
-	uint64_t halves =
-	    (atomic_load(&clock_ns) - 1000 * SEC) / BW_RETRY_BUDGET_HALF_NS + 2;
+	uint64_t halves = (atomic_load(&clock_ns) - 1000 * SEC) /
+				  BW_RETRY_BUDGET_HALF_NS +
+			  2;
 	/* at most the share, plus the minimum and the racers (I3) of each
 	 * half, plus 10 % of the share: a thread preempted between reading
 	 * the (fake, fast) clock and taking judges by a half that other
 	 * threads have already rolled over (seen at 20.8 % on a loaded
 	 * 2-core machine) */
-	double most = 0.22 * c +
-		      (double)halves * (BW_RETRY_BUDGET_MIN + THREADS);
+	double most =
+		0.22 * c + (double)halves * (BW_RETRY_BUDGET_MIN + THREADS);
 	fprintf(stderr, "# %.0f retries granted for %.0f connects (%.1f %%)\n",
 		g, c, 100 * g / c);
 	BW_ASSERT(g <= most);
@@ -298,13 +299,13 @@ static void test_retry_threads_budget_share_over_time(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_retry_threads_budget_exact),
-    BW_TEST(test_retry_threads_budget_races),
-    BW_TEST(test_retry_threads_budget_minimum),
-    BW_TEST(test_retry_threads_decide_counters),
-    BW_TEST(test_retry_threads_rollover_keeps_counts),
-    BW_TEST(test_retry_threads_rollover_race),
-    BW_TEST(test_retry_threads_budget_share_over_time),
+	BW_TEST(test_retry_threads_budget_exact),
+	BW_TEST(test_retry_threads_budget_races),
+	BW_TEST(test_retry_threads_budget_minimum),
+	BW_TEST(test_retry_threads_decide_counters),
+	BW_TEST(test_retry_threads_rollover_keeps_counts),
+	BW_TEST(test_retry_threads_rollover_race),
+	BW_TEST(test_retry_threads_budget_share_over_time),
 };
 
 BW_TEST_MAIN(tests)

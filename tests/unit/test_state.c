@@ -89,7 +89,7 @@ static uint64_t mono_ns(void)
 
 static void sleep_us(long us)
 {
-	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -352,8 +352,8 @@ static void test_state_refuses_wrong_mode(void)
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(chmod(spath(name), 0644), 0);
-	BW_ASSERT(
-	    refused(name, -EACCES, "mode 0644, not 0600", why, sizeof(why)));
+	BW_ASSERT(refused(name, -EACCES, "mode 0644, not 0600", why,
+			  sizeof(why)));
 	BW_ASSERT_EQ(chmod(spath(name), 0400), 0);
 	BW_ASSERT(refused(name, -EACCES, "mode 0400", why, sizeof(why)));
 	unlink_state(name);
@@ -380,13 +380,13 @@ static void test_state_refuses_bad_header(void)
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	BW_ASSERT_EQ(
-	    poke(name, offsetof(struct bw_state_hdr, slots), &slots, 4), 0);
+		poke(name, offsetof(struct bw_state_hdr, slots), &slots, 4), 0);
 	BW_ASSERT(refused(name, -EPROTO, "layout", why, sizeof(why)));
 
 	BW_ASSERT_EQ(make_segment(name), 0);
 	sum = 0xdeadbeef;
 	BW_ASSERT_EQ(
-	    poke(name, offsetof(struct bw_state_hdr, hdr_sum), &sum, 4), 0);
+		poke(name, offsetof(struct bw_state_hdr, hdr_sum), &sum, 4), 0);
 	BW_ASSERT(refused(name, -EBADMSG, "checksum", why, sizeof(why)));
 	unlink_state(name);
 }
@@ -416,7 +416,7 @@ static void test_state_refuses_not_regular(void)
 	unlink_state(name);
 	BW_ASSERT_EQ(mkfifo(spath(name), 0600), 0);
 	BW_ASSERT(
-	    refused(name, -EINVAL, "not a regular file", why, sizeof(why)));
+		refused(name, -EINVAL, "not a regular file", why, sizeof(why)));
 	unlink_state(name);
 	BW_ASSERT_EQ(mkdir(spath(name), 0700), 0);
 	BW_ASSERT(refused(name, -EISDIR, "directory", why, sizeof(why)));
@@ -624,8 +624,8 @@ static void test_state_reclaim_spares_busy(void)
 			memset(&slot, 0, sizeof(slot));
 			if (held == BW_STATE_SLOTS) {
 				BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &bh,
-								 BW_BH_NEVER,
-								 0, now, &slot),
+								 BW_BH_NEVER, 0,
+								 now, &slot),
 					     0);
 				BW_ASSERT(slot.kind != 0);
 				held = i;
@@ -783,7 +783,7 @@ static void *churn_reclaimer(void *arg)
 static void test_state_reclaim_under_lookups(void)
 {
 	struct bw_state st;
-	struct churn ch = {.st = &st};
+	struct churn ch = { .st = &st };
 	pthread_t t[4];
 
 	BW_ASSERT_EQ(bw_state_attach_private(&st), 0);
@@ -1028,7 +1028,7 @@ static uint32_t crash_window_key(uint64_t r)
 	if (w >= CRASH_WINDOWS)
 		w = CRASH_WINDOWS - 1;
 	return crash_key_id(
-	    3, (uint32_t)(w * CRASH_WINDOW_KEYS + r % CRASH_WINDOW_KEYS));
+		3, (uint32_t)(w * CRASH_WINDOW_KEYS + r % CRASH_WINDOW_KEYS));
 }
 
 /* Loops lookups and increments until killed: mostly hot keys, sometimes
@@ -1052,8 +1052,8 @@ static void churner(const char *name, uint64_t seed)
 		else if (it % 64 == 32)
 			k = key_v4(crash_window_key(r));
 		else if (it % 8 == 0)
-			k = key_v4(
-			    crash_key_id(1, (uint32_t)(r % CRASH_COUNTERS)));
+			k = key_v4(crash_key_id(
+				1, (uint32_t)(r % CRASH_COUNTERS)));
 		else
 			k = key_v4(crash_key_id(0, (uint32_t)(r % CRASH_HOT)));
 		d = bw_state_get(&st, &k, "churn", "r");
@@ -1084,19 +1084,20 @@ static void staller(const char *name, uint64_t seed)
 
 		for (uint32_t n = 0; n < BW_STATE_PROBE_MAX; n++) {
 			struct bw_dest *d =
-			    &st.dests[(h + n) & (BW_STATE_SLOTS - 1)];
+				&st.dests[(h + n) & (BW_STATE_SLOTS - 1)];
 			uint64_t t = atomic_load(&d->tag), want = 0;
 
 			if (t == BW_TAG_READY + (h >> 2) ||
 			    (t &
 			     (BW_TAG_READY | BW_TAG_PENDING | BW_TAG_HASH16)) ==
-				(BW_TAG_PENDING | ((h >> 2) & BW_TAG_HASH16)))
+				    (BW_TAG_PENDING |
+				     ((h >> 2) & BW_TAG_HASH16)))
 				break; /* present or being made */
 			if (t != 0)
 				continue;
 			if (!atomic_compare_exchange_strong(
-				&d->tag, &want,
-				pending_tag(&k, (uint64_t)getpid())))
+				    &d->tag, &want,
+				    pending_tag(&k, (uint64_t)getpid())))
 				break;
 			memcpy(&d->key, &k, sizeof(k) / 2);
 			atomic_fetch_add(&crash_sh->stalls, 1);
@@ -1304,8 +1305,8 @@ static void test_state_garbage_slots_never_crash(void)
 					break;
 				case 1: /* pid 1 lives; any age */
 					t = pending_tag_aged(
-					    &k, 1,
-					    round == 4 ? xs() % 20000 : 0);
+						&k, 1,
+						round == 4 ? xs() % 20000 : 0);
 					break;
 				case 2:
 					t = BW_TAG_READY |
@@ -1355,30 +1356,30 @@ static void test_state_cleanup(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_state_path_validation),
-    BW_TEST(test_state_key_hash),
-    BW_TEST(test_state_attach_shares_memory),
-    BW_TEST(test_state_private_not_shared),
-    BW_TEST(test_state_refuses_symlink),
-    BW_TEST(test_state_refuses_wrong_size),
-    BW_TEST(test_state_refuses_wrong_mode),
-    BW_TEST(test_state_refuses_bad_header),
-    BW_TEST(test_state_refuses_other_owner),
-    BW_TEST(test_state_refuses_not_regular),
-    BW_TEST(test_state_ten_thousand_fit),
-    BW_TEST(test_state_table_full),
-    BW_TEST(test_state_reclaim_idle_when_full),
-    BW_TEST(test_state_reclaim_spares_busy),
-    BW_TEST(test_state_reclaim_same_key_new_tenancy),
-    BW_TEST(test_state_lose_truncated),
-    BW_TEST(test_state_reclaim_under_lookups),
-    BW_TEST(test_state_pending_dead_claimer_taken_over),
-    BW_TEST(test_state_pending_live_claimer_waits_bounded),
-    BW_TEST(test_state_reset_dest),
-    BW_TEST(test_state_long_labels_truncated),
-    BW_TEST(test_state_crash_safety),
-    BW_TEST(test_state_garbage_slots_never_crash),
-    BW_TEST(test_state_cleanup),
+	BW_TEST(test_state_path_validation),
+	BW_TEST(test_state_key_hash),
+	BW_TEST(test_state_attach_shares_memory),
+	BW_TEST(test_state_private_not_shared),
+	BW_TEST(test_state_refuses_symlink),
+	BW_TEST(test_state_refuses_wrong_size),
+	BW_TEST(test_state_refuses_wrong_mode),
+	BW_TEST(test_state_refuses_bad_header),
+	BW_TEST(test_state_refuses_other_owner),
+	BW_TEST(test_state_refuses_not_regular),
+	BW_TEST(test_state_ten_thousand_fit),
+	BW_TEST(test_state_table_full),
+	BW_TEST(test_state_reclaim_idle_when_full),
+	BW_TEST(test_state_reclaim_spares_busy),
+	BW_TEST(test_state_reclaim_same_key_new_tenancy),
+	BW_TEST(test_state_lose_truncated),
+	BW_TEST(test_state_reclaim_under_lookups),
+	BW_TEST(test_state_pending_dead_claimer_taken_over),
+	BW_TEST(test_state_pending_live_claimer_waits_bounded),
+	BW_TEST(test_state_reset_dest),
+	BW_TEST(test_state_long_labels_truncated),
+	BW_TEST(test_state_crash_safety),
+	BW_TEST(test_state_garbage_slots_never_crash),
+	BW_TEST(test_state_cleanup),
 };
 
 BW_TEST_MAIN(tests)

@@ -184,8 +184,9 @@ static void test_state_threads_create_race(void)
 	char path[128], name[64];
 
 	snprintf(name, sizeof(name), "ut-%ld-race", (long)getpid());
-	BW_ASSERT_EQ(
-	    bw_state_path(name, (unsigned)geteuid(), path, sizeof(path)), 0);
+	BW_ASSERT_EQ(bw_state_path(name, (unsigned)geteuid(), path,
+				   sizeof(path)),
+		     0);
 	unlink(path);
 	pthread_barrier_init(&go, NULL, THREADS);
 	for (int t = 0; t < THREADS; t++) {
@@ -213,9 +214,9 @@ static void test_state_threads_create_race(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_state_threads_private),
-    BW_TEST(test_state_threads_shared),
-    BW_TEST(test_state_threads_create_race),
+	BW_TEST(test_state_threads_private),
+	BW_TEST(test_state_threads_shared),
+	BW_TEST(test_state_threads_create_race),
 };
 
 BW_TEST_MAIN(tests)

@@ -191,8 +191,9 @@ static void test_sys_state_attach_closes_every_fd(void)
 static void test_sys_bulkhead_blocking_check(void)
 {
 	const char *name = seg_name("bh");
-	struct bw_dest_key k = {.family = 2, .port = 80,
-				.addr = {127, 0, 0, 1}};
+	struct bw_dest_key k = { .family = 2,
+				 .port = 80,
+				 .addr = { 127, 0, 0, 1 } };
 	struct bw_state st;
 	struct bw_dest *d;
 	struct bw_slot a, b;
@@ -212,14 +213,14 @@ static void test_sys_bulkhead_blocking_check(void)
 	s.bulkhead_scope = BW_SCOPE_SHARED;
 	s.bulkhead_errno = ECONNREFUSED;
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
-					 &a), 0);
+					 &a),
+		     0);
 
 	/* fd 5 is only a number here: the table answers for it. */
 	bw_sys.fcntl = fcntl_fixed;
 	atomic_store(&fcntl_answer, -EBADF);
 	t0 = mono_ns();
-	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0,
-				 &b);
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0, &b);
 	dt = mono_ns() - t0;
 	BW_ASSERT_EQ(rc, -ECONNREFUSED);
 	BW_ASSERT_EQ(atomic_load(&n_fcntl), 1);
@@ -229,8 +230,7 @@ static void test_sys_bulkhead_blocking_check(void)
 
 	atomic_store(&fcntl_answer, O_RDWR); /* blocking */
 	t0 = mono_ns();
-	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0,
-				 &b);
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0, &b);
 	dt = mono_ns() - t0;
 	fprintf(stderr, "# waited %llu us\n", (unsigned long long)dt / 1000);
 	BW_ASSERT_EQ(rc, -ECONNREFUSED);
@@ -239,8 +239,7 @@ static void test_sys_bulkhead_blocking_check(void)
 
 	atomic_store(&fcntl_answer, O_RDWR | O_NONBLOCK);
 	t0 = mono_ns();
-	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0,
-				 &b);
+	rc = bw_bulkhead_acquire(&st, d, &s, BW_BH_IF_BLOCKING(5), 0, t0, &b);
 	dt = mono_ns() - t0;
 	BW_ASSERT_EQ(rc, -ECONNREFUSED);
 	BW_ASSERT(dt < 50 * MS);
@@ -252,10 +251,10 @@ static void test_sys_bulkhead_blocking_check(void)
 }
 
 static const struct bw_test tests[] = {
-    BW_TEST(test_sys_defaults_keep_errno),
-    BW_TEST(test_sys_state_attach_open_fails),
-    BW_TEST(test_sys_state_attach_closes_every_fd),
-    BW_TEST(test_sys_bulkhead_blocking_check),
+	BW_TEST(test_sys_defaults_keep_errno),
+	BW_TEST(test_sys_state_attach_open_fails),
+	BW_TEST(test_sys_state_attach_closes_every_fd),
+	BW_TEST(test_sys_bulkhead_blocking_check),
 };
 
 BW_TEST_MAIN(tests)
