@@ -182,8 +182,8 @@ static int push(const char *name, const char *text, const char *file)
 	char *buf = NULL;
 	size_t len = 0;
 	int rc = bw_cli_load_policy(
-		CMD, text, file && strcmp(file, "-") ? file : NULL, &p);
-	if (rc == BW_CLI_OK && file && !strcmp(file, "-")) {
+		CMD, text, file && strcmp(file, "-") != 0 ? file : NULL, &p);
+	if (rc == BW_CLI_OK && file && strcmp(file, "-") == 0) {
 		/* Standard input: read, then validated as a string. */
 		buf = read_whole(file, &len);
 		free(p);
@@ -472,8 +472,8 @@ static int policy_main(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+:s:f:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's':
-			name = optarg;
+		case 's': /* getopt gives a required argument, never NULL */
+			name = optarg ? optarg : name;
 			break;
 		case 'f':
 			file = optarg;
@@ -485,9 +485,10 @@ static int policy_main(int argc, char **argv)
 			return bw_cli_bad_option(CMD, argv, c);
 		}
 	}
-	bool is_push = !strcmp(sub, "push");
-	if (!is_push && strcmp(sub, "show") && strcmp(sub, "history") &&
-	    strcmp(sub, "rollback") && strcmp(sub, "clear"))
+	bool is_push = strcmp(sub, "push") == 0;
+	if (!is_push && strcmp(sub, "show") != 0 &&
+	    strcmp(sub, "history") != 0 && strcmp(sub, "rollback") != 0 &&
+	    strcmp(sub, "clear") != 0)
 		return bw_cli_usage_error(CMD,
 					  "unknown subcommand '%s' (push, "
 					  "show, history, rollback, clear)",

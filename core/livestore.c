@@ -33,10 +33,12 @@ uint64_t bw_livestore_sum(uint64_t gen, uint32_t flags, const char *text,
 			  uint32_t len)
 {
 	uint64_t h = 14695981039346656037ull;
-	uint64_t head[2] = { gen, (uint64_t)flags << 32 | len };
-	const unsigned char *b = (const unsigned char *)head;
-	for (size_t i = 0; i < sizeof(head); i++)
-		h = (h ^ b[i]) * 1099511628211ull;
+	const uint64_t head[2] = { gen, (uint64_t)flags << 32 | len };
+	/* The head's 16 bytes in little-endian order: the order its bytes
+	 * lie in memory on x86_64, so sums written before stay valid. */
+	for (unsigned i = 0; i < 16; i++)
+		h = (h ^ (unsigned char)(head[i / 8] >> (8 * (i % 8)))) *
+		    1099511628211ull;
 	for (uint32_t i = 0; i < len; i++)
 		h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
 	return h;

@@ -224,6 +224,7 @@ BW_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
 		return ssignal(sig, h);
 	struct sigaction sa, old;
 	memset(&sa, 0, sizeof(sa));
+	memset(&old, 0, sizeof(old));
 	sa.sa_handler = h;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
