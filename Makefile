@@ -21,6 +21,9 @@
 #   make format     lay out all C with clang-format (.clang-format, the
 #                   kernel's style); make format-check lists the files that
 #                   differ and fails (.ci/run runs it)
+#   make lint       cppcheck and clang-tidy (.clang-tidy) on the shim, the
+#                   policy, the core and the command; any warning fails
+#                   (.ci/run runs it)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -235,7 +238,7 @@ DEB_PKGS := build-essential clang llvm libbpf-dev bpftool libelf-dev \
 	wget python3 redis-server redis-tools socat netcat-openbsd nftables \
 	iproute2 haproxy nginx libnginx-mod-stream gnuplot-nox util-linux procps psmisc \
 	libclang-rt-14-dev libpython3.11-testsuite \
-	prometheus lintian clang-format
+	prometheus lintian clang-format clang-tidy cppcheck
 # Acceptance tests of the event-loop work (tests/bats/eventloop_*.bats).
 DEB_PKGS += nodejs
 
@@ -281,7 +284,7 @@ uninstall:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr -I. --suppress=missingIncludeSystem policy core shim cli
-	clang-tidy --quiet $(POLICY_SRC) $(CORE_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) shim/pgo/train.c \
+	clang-tidy --quiet --warnings-as-errors='*' $(POLICY_SRC) $(CORE_SRC) $(SHIM_LIB_SRC) $(SHIM_HOOK_SRC) $(CLI_SRC) shim/pgo/train.c \
 		-- $(BASE)
 
 # ---- layout (doc/design.md H17, .clang-format) -----------------------------
