@@ -105,7 +105,6 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,16 +260,16 @@ struct bh {
 	int futex_flags; /* 0 or FUTEX_PRIVATE_FLAG */
 };
 
-/* ---- small helpers (errno kept by the callers' save/restore) -------------- */
+/* ---- small helpers (system calls through bw_sys: errno untouched) ------- */
 
 static int sys_open_at(int dirfd, const char *path, int flags)
 {
-	return (int)syscall(SYS_openat, dirfd, path, flags | O_CLOEXEC, 0);
+	return bw_sys.openat(dirfd, path, flags | O_CLOEXEC, 0);
 }
 
 static void sys_close(int fd)
 {
-	syscall(SYS_close, fd);
+	bw_sys.close(fd);
 }
 
 /* Reads /proc/<pid>/stat (pid 0: self): start time in clock ticks (0 if
@@ -298,7 +297,7 @@ static bool proc_stat(uint32_t pid, uint64_t *start, bool *zombie)
 	fd = sys_open_at(AT_FDCWD, path, O_RDONLY);
 	if (fd < 0)
 		return false;
-	n = (ssize_t)syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	n = bw_sys.read(fd, buf, sizeof(buf) - 1);
 	sys_close(fd);
 	if (n <= 0)
 		return false;
@@ -340,8 +339,8 @@ static bool proc_stat(uint32_t pid, uint64_t *start, bool *zombie)
 static uint32_t pid_ns_of_self(void)
 {
 	char lnk[64];
-	long n = syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/ns/pid", lnk,
-			 sizeof(lnk) - 1);
+	long n = bw_sys.readlinkat(AT_FDCWD, "/proc/self/ns/pid", lnk,
+				   sizeof(lnk) - 1);
 	uint64_t ino = 0;
 
 	if (n < 6 || memcmp(lnk, "pid:[", 5) != 0)
@@ -431,8 +430,8 @@ static void wake_bits(struct bh *b, uint32_t mask)
 		return;
 	atomic_fetch_add_explicit(b->wake, 1, memory_order_seq_cst);
 	atomic_fetch_add_explicit(&bw__bulkhead_wakes, 1, memory_order_relaxed);
-	syscall(SYS_futex, (uint32_t *)b->wake,
-		FUTEX_WAKE_BITSET | b->futex_flags, INT_MAX, NULL, NULL, mask);
+	bw_sys.futex((uint32_t *)b->wake, FUTEX_WAKE_BITSET | b->futex_flags,
+		     INT_MAX, NULL, mask);
 }
 
 /* The bits of the waiters b's free slots admit now, 0 if none. */
@@ -896,7 +895,7 @@ static bool proc_scan(struct cand *c, int n)
 	if (pfd < 0)
 		return false;
 	while (left > 0 &&
-	       (got = syscall(SYS_getdents64, pfd, dbuf, sizeof(dbuf))) > 0) {
+	       (got = bw_sys.getdents64(pfd, dbuf, sizeof(dbuf))) > 0) {
 		for (long off = 0; off < got && left > 0;) {
 			/* struct linux_dirent64: ino 8, off 8, reclen 2,
 			 * type 1, name. */
@@ -918,8 +917,8 @@ static bool proc_scan(struct cand *c, int n)
 			if (ffd < 0)
 				continue; /* not ours, or gone */
 			while (left > 0 &&
-			       (fgot = syscall(SYS_getdents64, ffd, fbuf,
-					       sizeof(fbuf))) > 0) {
+			       (fgot = bw_sys.getdents64(ffd, fbuf,
+							 sizeof(fbuf))) > 0) {
 				for (long fo = 0; fo < fgot && left > 0;) {
 					char lnk[64];
 					const char *fn = fbuf + fo + 19;
@@ -931,8 +930,8 @@ static bool proc_scan(struct cand *c, int n)
 					fo += rl;
 					if (fn[0] < '0' || fn[0] > '9')
 						continue;
-					ln = syscall(SYS_readlinkat, ffd, fn,
-						     lnk, sizeof(lnk) - 1);
+					ln = bw_sys.readlinkat(ffd, fn, lnk,
+							       sizeof(lnk) - 1);
 					if (ln < 9 ||
 					    memcmp(lnk, "socket:[", 8) != 0)
 						continue;
@@ -965,7 +964,6 @@ unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 	int ncache = 0, ncand = 0;
 	unsigned freed = 0, shared = 0;
 	uint32_t didx = BW_STATE_SLOTS;
-	int saved = errno;
 
 	if (!st || !st->holds || !st->dests)
 		return 0;
@@ -1055,7 +1053,6 @@ unsigned bw_bulkhead_sweep(struct bw_state *st, struct bw_dest *d,
 			wake_bits(&b, room_mask(&b));
 		}
 	}
-	errno = saved;
 	return freed;
 }
 
@@ -1109,11 +1106,8 @@ static int sleep_on(struct bh *b, uint32_t v, uint32_t bits, uint64_t until_ns)
 	n = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec + left;
 	ts.tv_sec = (time_t)(n / 1000000000ull);
 	ts.tv_nsec = (long)(n % 1000000000ull);
-	if (syscall(SYS_futex, (uint32_t *)b->wake,
-		    FUTEX_WAIT_BITSET | b->futex_flags, v, &ts, NULL,
-		    bits) == 0)
-		return 0;
-	return -errno;
+	return bw_sys.futex((uint32_t *)b->wake,
+			    FUTEX_WAIT_BITSET | b->futex_flags, v, &ts, bits);
 }
 
 /* Leaves the queue: our record (idx, state WAITING in *rw) goes FREE
@@ -1320,7 +1314,7 @@ static int acquire(struct bw_state *st, struct bw_dest *d,
 	uint32_t max, didx, idx, pid, t;
 	uint64_t start, rw, waited = 0;
 	struct bh b;
-	int saved = errno, rc = 0;
+	int rc = 0;
 
 	*out = (struct bw_slot){ .kind = BW_SLOT_NONE };
 	if (!s || !s->bulkhead_max)
@@ -1426,7 +1420,6 @@ got:
 	out->word = completed(rw);
 	note_acquired(d, out, 0);
 out:
-	errno = saved;
 	return rc;
 }
 
@@ -1469,7 +1462,7 @@ int bw_bulkhead_try(struct bw_state *st, const struct bw_settings *s,
 	struct bh b;
 	uint32_t pid = 0;
 	uint64_t start = 0;
-	int saved = errno, rc = 1;
+	int rc = 1;
 
 	*out = (struct bw_slot){ .kind = BW_SLOT_NONE };
 	if (!ticket_bh(st, tk, &b)) {
@@ -1526,7 +1519,6 @@ int bw_bulkhead_try(struct bw_state *st, const struct bw_settings *s,
 		rc = refuse(b.d, s);
 	}
 out:
-	errno = saved;
 	return rc;
 }
 
@@ -1535,7 +1527,6 @@ void bw_bulkhead_leave(struct bw_state *st, struct bw_bh_ticket *tk)
 	struct bh b;
 	uint32_t pid = 0;
 	uint64_t start = 0;
-	int saved = errno;
 
 	if (tk->kind && ticket_bh(st, tk, &b)) {
 		if (b.st)
@@ -1543,7 +1534,6 @@ void bw_bulkhead_leave(struct bw_state *st, struct bw_bh_ticket *tk)
 		leave(&b, tk->idx, &tk->rw, tk->t, pid, start);
 	}
 	tk->kind = BW_SLOT_NONE;
-	errno = saved;
 }
 
 void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
@@ -1552,7 +1542,6 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 	struct bw_dest *d;
 	uint64_t w, rw, start;
 	uint32_t pid;
-	int saved = errno;
 
 	if (!slot || slot->kind == BW_SLOT_NONE || !st || !st->dests)
 		goto out;
@@ -1597,7 +1586,6 @@ void bw_bulkhead_release(struct bw_state *st, struct bw_slot *slot)
 out:
 	if (slot)
 		*slot = (struct bw_slot){ .kind = BW_SLOT_NONE };
-	errno = saved;
 }
 
 void bw_bulkhead_forked(bool child)
@@ -1625,13 +1613,10 @@ void bw_bulkhead_note_inode(struct bw_state *st, const struct bw_slot *slot,
 uint64_t bw_bulkhead_sock_ino(int fd)
 {
 	struct stat sb;
-	int saved = errno;
-	uint64_t ino = 0;
 
-	if (fstat(fd, &sb) == 0 && S_ISSOCK(sb.st_mode))
-		ino = (uint64_t)sb.st_ino;
-	errno = saved;
-	return ino;
+	if (bw_sys.fstat(fd, &sb) == 0 && S_ISSOCK(sb.st_mode))
+		return (uint64_t)sb.st_ino;
+	return 0;
 }
 
 void bw_bulkhead_view(const struct bw_dest *d, struct bw_bulkhead_view *v)

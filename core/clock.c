@@ -18,11 +18,11 @@
  * that interrupts the writer sees an odd count and reads clock_gettime.
  */
 #include "core/clock.h"
+#include "core/sys.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,14 +56,14 @@ static uint64_t mono_ns(void)
 static int kernel_uses_tsc(void)
 {
 	char buf[16] = { 0 };
-	long fd = syscall(SYS_openat, AT_FDCWD,
-			  "/sys/devices/system/clocksource/clocksource0/"
-			  "current_clocksource",
-			  O_RDONLY | O_CLOEXEC);
+	int fd = bw_sys.openat(AT_FDCWD,
+			       "/sys/devices/system/clocksource/clocksource0/"
+			       "current_clocksource",
+			       O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	long n = syscall(SYS_read, (int)fd, buf, sizeof(buf) - 1);
-	syscall(SYS_close, (int)fd);
+	ssize_t n = bw_sys.read(fd, buf, sizeof(buf) - 1);
+	bw_sys.close(fd);
 	return n >= 3 && memcmp(buf, "tsc", 3) == 0 &&
 	       (buf[3] == '\n' || buf[3] == 0);
 }

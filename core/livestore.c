@@ -78,7 +78,7 @@ static uint64_t claim(struct bw_policy_rec *r, uint32_t pid)
 			return s + 2;
 		}
 		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
+		bw_sys.nanosleep(&ts);
 	}
 	return 0;
 }

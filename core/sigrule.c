@@ -53,8 +53,5 @@ enum bw_sigrule_verdict bw_sigrule_handlers(bool all_signals)
 
 bool bw_sigrule_restarts(void)
 {
-	int saved = errno;
-	bool restarts = bw_sigrule_handlers(false) == BW_SIGRULE_RESTART;
-	errno = saved;
-	return restarts;
+	return bw_sigrule_handlers(false) == BW_SIGRULE_RESTART;
 }

@@ -255,23 +255,26 @@ static int prepare_file(int fd, const char *path, unsigned uid, char *why,
 	int rc;
 
 	/* umask may have cleared bits of 0600; attach insists on exactly it. */
-	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0) {
-		rc = -errno;
+	rc = bw_sys.fchmod(fd, 0600);
+	if (rc == 0)
+		rc = bw_sys.ftruncate(fd, (off_t)size);
+	if (rc < 0) {
 		WHY("state %s: cannot size: %s", path, errname(-rc));
 		return rc;
 	}
 	/* Reserve the pages now: a store into a hole of a full tmpfs would
 	 * kill the program with SIGBUS later (bulwark(1) DIAGNOSTICS). */
-	rc = posix_fallocate(fd, 0, (off_t)size);
-	if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+	rc = bw_sys.fallocate(fd, 0, (off_t)size);
+	if (rc < 0 && rc != -EOPNOTSUPP && rc != -EINVAL) {
 		WHY("state %s: cannot reserve %zu bytes: %s", path, size,
-		    errname(rc));
-		return -rc;
+		    errname(-rc));
+		return rc;
 	}
 	memset(&h, 0, sizeof(h));
 	hdr_init(&h, uid);
-	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
-		rc = errno ? -errno : -EIO;
+	ssize_t w = bw_sys.pwrite(fd, &h, sizeof(h), 0);
+	if (w != (ssize_t)sizeof(h)) {
+		rc = w < 0 ? (int)w : -EIO;
 		WHY("state %s: cannot write header: %s", path, errname(-rc));
 		return rc;
 	}
@@ -305,12 +308,13 @@ static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 			rc = -ENAMETOOLONG;
 			goto out;
 		}
-		if (linkat(AT_FDCWD, tmp, AT_FDCWD, path, AT_SYMLINK_FOLLOW) ==
-			    0 ||
-		    errno == EEXIST)
+		rc = bw_sys.linkat(AT_FDCWD, tmp, AT_FDCWD, path,
+				   AT_SYMLINK_FOLLOW);
+		if (rc == 0 || rc == -EEXIST) {
+			rc = 0;
 			goto out;
-		if (errno != ENOENT) { /* ENOENT: no /proc; try a name */
-			rc = -errno;
+		}
+		if (rc != -ENOENT) { /* ENOENT: no /proc; try a name */
 			WHY("state %s: cannot create: %s", path, errname(-rc));
 			goto out;
 		}
@@ -331,13 +335,16 @@ static int create_file(const char *path, unsigned uid, char *why, size_t whycap)
 	}
 	named = true;
 	rc = prepare_file(fd, path, uid, why, whycap);
-	if (rc == 0 && link(tmp, path) < 0 && errno != EEXIST) {
-		rc = -errno;
-		WHY("state %s: cannot create: %s", path, errname(-rc));
+	if (rc == 0) {
+		rc = bw_sys.linkat(AT_FDCWD, tmp, AT_FDCWD, path, 0);
+		if (rc == -EEXIST)
+			rc = 0;
+		else if (rc < 0)
+			WHY("state %s: cannot create: %s", path, errname(-rc));
 	}
 out:
 	if (named)
-		unlink(tmp);
+		bw_sys.unlinkat(AT_FDCWD, tmp, 0);
 	bw_sys.close(fd);
 	return rc;
 }
@@ -357,8 +364,8 @@ static int map_file(struct bw_state *st, int fd, const char *path, unsigned uid,
 	void *m;
 	int rc;
 
-	if (fstat(fd, &sb) < 0) {
-		rc = -errno;
+	rc = bw_sys.fstat(fd, &sb);
+	if (rc < 0) {
 		WHY("state %s: %s", path, errname(-rc));
 		return rc;
 	}
@@ -381,9 +388,9 @@ static int map_file(struct bw_state *st, int fd, const char *path, unsigned uid,
 		    (long long)sb.st_size, size);
 		return -EINVAL;
 	}
-	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
-		rc = -errno;
+	rc = bw_sys.mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0,
+			 &m);
+	if (rc < 0) {
 		WHY("state %s: cannot map: %s", path, errname(-rc));
 		return rc;
 	}
@@ -406,7 +413,7 @@ static int map_file(struct bw_state *st, int fd, const char *path, unsigned uid,
 	} else
 		rc = 0;
 	if (rc < 0) {
-		munmap(m, size);
+		bw_sys.munmap(m, size);
 		return rc;
 	}
 	st->hdr = h;
@@ -455,18 +462,16 @@ static int attach_file(struct bw_state *st, const char *name, bool create,
 int bw_state_attach_private(struct bw_state *st)
 {
 	size_t size = bw_state_size();
-	int saved = errno;
 	void *m;
+	int rc;
 
 	state_clear(st);
 	/* Pages come on first touch: an unused table costs nothing. */
-	m = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (m == MAP_FAILED) {
-		int rc = -errno;
-		errno = saved;
+	rc = bw_sys.mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0,
+			 &m);
+	if (rc < 0)
 		return rc;
-	}
 	st->hdr = m;
 	hdr_init(st->hdr, (unsigned)geteuid());
 	st->dests = (struct bw_dest *)((char *)m + BW_STATE_HDR_AREA);
@@ -474,14 +479,12 @@ int bw_state_attach_private(struct bw_state *st)
 	st->pol = (struct bw_policy_area *)(st->holds + BW_STATE_HOLDS);
 	st->map_len = size;
 	st->shared = false;
-	errno = saved;
 	return 0;
 }
 
 int bw_state_attach(struct bw_state *st, const char *name, bool create,
 		    char *why, size_t whycap)
 {
-	int saved = errno;
 	int rc;
 
 	if (why && whycap)
@@ -497,29 +500,26 @@ int bw_state_attach(struct bw_state *st, const char *name, bool create,
 		if (rc < 0)
 			state_clear(st);
 	}
-	errno = saved;
 	return rc;
 }
 
 int bw_state_lose(struct bw_state *st)
 {
-	int saved = errno, rc = 0;
 	void *m;
+	int rc;
 
 	if (!st || !st->hdr || !st->map_len)
 		return -EINVAL;
-	m = mmap(st->hdr, st->map_len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
-		 0);
-	if (m == MAP_FAILED)
-		rc = -errno;
-	else {
+	rc = bw_sys.mmap(st->hdr, st->map_len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
+				 MAP_NORESERVE,
+			 -1, 0, &m);
+	if (rc == 0) {
 		/* Zeroed slots: tenancy 0, which no published slot has
 		 * (fill_publish), so no connection bound before is live. */
 		hdr_init(st->hdr, (unsigned)geteuid());
 		st->shared = false;
 	}
-	errno = saved;
 	return rc;
 }
 
@@ -535,12 +535,9 @@ bool bw_state_contains(const struct bw_state *st, const void *addr)
 
 void bw_state_detach(struct bw_state *st)
 {
-	int saved = errno;
-
 	if (st->hdr)
-		munmap(st->hdr, st->map_len);
+		bw_sys.munmap(st->hdr, st->map_len);
 	state_clear(st);
-	errno = saved;
 }
 
 /* ---- keys -----------------------------------------------------------------
@@ -723,7 +720,6 @@ static bool claimer_gone(uint64_t t)
 static uint64_t wait_pending(struct bw_dest *d, uint64_t t)
 {
 	uint64_t cur;
-	int saved = errno;
 
 	for (int i = 0; i < BW_STATE_PENDING_SPINS; i++) {
 		cur = atomic_load_explicit(&d->tag, memory_order_acquire);
@@ -732,14 +728,11 @@ static uint64_t wait_pending(struct bw_dest *d, uint64_t t)
 		cpu_relax();
 	}
 	for (int i = 0; i < BW_STATE_PENDING_YIELDS; i++) {
-		sched_yield();
+		bw_sys.sched_yield();
 		cur = atomic_load_explicit(&d->tag, memory_order_acquire);
-		if (cur != t) {
-			errno = saved;
+		if (cur != t)
 			return cur;
-		}
 	}
-	errno = saved;
 	return t;
 }
 

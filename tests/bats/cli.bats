@@ -505,3 +505,22 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 		return 1
 	fi
 }
+
+# The core never reads or writes errno (doc/design.md "Error convention"):
+# every system call it makes goes through bw_sys (core/sys.h), whose
+# entries return -errno and leave errno as it was, so no function of the
+# core can change the program's errno and none saves it by hand.  Only
+# core/sys.c, the conversion itself, names errno in code or calls
+# syscall(2), which sets errno.
+@test "the core names errno only in core/sys.c" {
+	local hits
+	cd "$BW_ROOT"
+	hits=$(grep -nE '(^|[^_[:alnum:]"])(errno([^_[:alnum:]"]|$)|syscall[[:space:]]*\()' core/*.c |
+		grep -v '^core/sys\.c:' |
+		grep -vE '^[^:]+:[0-9]+:[[:space:]]*(/?\*|//|#include)' || true)
+	if [[ -n $hits ]]; then
+		echo "call the kernel through bw_sys (core/sys.h), which returns -errno:"
+		echo "$hits"
+		return 1
+	fi
+}
