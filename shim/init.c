@@ -68,12 +68,13 @@ static ssize_t read_file(const char *path)
 	for (;;) {
 		ssize_t r =
 			bw_real.read(fd, file_buf + n, sizeof(file_buf) - n);
-		if (r < 0 && errno == EINTR)
+		if (r < 0)
+			r = -errno;
+		if (r == -EINTR)
 			continue;
 		if (r < 0) {
-			int e = errno;
 			bw_real.close(fd);
-			return -e;
+			return r;
 		}
 		if (r == 0)
 			break;
@@ -288,6 +289,11 @@ void bw__init(void)
 
 __attribute__((constructor)) static void bw_constructor(void)
 {
+	/* Start-up's one boundary, as a hook's: nothing it does (the
+	 * policy file read, fd 2 examined, the state attached) shows in the
+	 * program's errno. */
+	int saved = errno;
 	bw__init();
 	BW_USDT_INIT();
+	errno = saved;
 }

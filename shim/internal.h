@@ -30,9 +30,12 @@
  * leave errno changed.  A hook converts once, at the boundary: it keeps
  * the program's errno on entry when anything below may change it, and
  * returns with bw_hook_ret (or bw_hook_fail), so that an allowed call that
- * succeeds leaves errno as the program had it.  errno is saved and restored
- * by hand only at a hook boundary, in signal-handler context, and on the
- * closing path called from the close hooks; each such place says which.
+ * succeeds leaves errno as the program had it.  The core never touches
+ * errno (its system calls go through bw_sys).  errno is saved and restored
+ * by hand only at a hook boundary (the constructor's included), in
+ * signal-handler context (log.c's bw_log too), before a receive hook's
+ * real call (wait.c's bw_wait), and on the closing path called from the
+ * close hooks; each such place says which.
  */
 
 /* A libc call's result in that convention (libuv's UV__ERR): rc, or

@@ -214,7 +214,6 @@ static bool is_inet_socket(int fd)
 void bw_log_init(void)
 {
 	struct stat sb;
-	int saved = errno;
 	err0.open = fstat(2, &sb) == 0 &&
 		    !(S_ISSOCK(sb.st_mode) && is_inet_socket(2));
 	if (err0.open) {
@@ -222,7 +221,6 @@ void bw_log_init(void)
 		err0.ino = sb.st_ino;
 	}
 	err0.known = true;
-	errno = saved;
 }
 
 /* Whether a line may go to fd 2 now (I3): one fstat, on a path that runs
@@ -287,6 +285,9 @@ void bw_log(int level, const char *event, const char *dest, const char *fmt,
 {
 	if (level > bw_g.log_level || level <= BW_LOG_OFF)
 		return;
+	/* Kept by hand: any context logs (signal handlers, a hook between
+	 * its real call and its return), none of them expecting errno to
+	 * change. */
 	int saved = errno;
 	uint32_t dropped = 0;
 	if (strcmp(event, "policy_applied") != 0 &&

@@ -15,7 +15,8 @@ enum { BW_LOG_OFF = 0, BW_LOG_ERROR, BW_LOG_WARN, BW_LOG_INFO, BW_LOG_DEBUG };
 /* Notes what fd 2 is at the start of the process image: lines go to fd 2
  * only while it stays that file (and it is not an IP socket); a daemon
  * that closed it gets its own sockets there.  Until this runs, lines go
- * to fd 2 unchecked.  Called once, from bw__init. */
+ * to fd 2 unchecked.  Called once, from bw__init (whose constructor keeps
+ * errno).  May change errno. */
 void bw_log_init(void);
 
 /* Parses "off", "error", "warn", "info", "debug"; -1 if none of them. */

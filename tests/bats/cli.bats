@@ -524,3 +524,24 @@ print(rows[0]["destination"], rows[0]["state"], rows[1]["destination"],
 		return 1
 	fi
 }
+
+# Start-up is a boundary like a hook's: the constructor reads the policy
+# file, examines fd 2 and attaches the state, and the program's main finds
+# errno as the process had it (0), even when the file cannot be read
+# (open's ENOENT; before the constructor kept errno, main saw errno=2).
+@test "the shim's start-up leaves the program's errno as it was" {
+	require_shim
+	local e=$BW_BUILD/fixtures/errnostart
+	run "$e"
+	[ "$status" -eq 0 ]
+	[ "$output" = "errno=0" ]
+	BULWARK_POLICY='127.0.0.1 retry.attempts=1' run run_shim "$e"
+	[ "$status" -eq 0 ]
+	[ "$output" = "errno=0" ]
+	BULWARK_POLICY='127.0.0.1 retry.attempts=1' \
+		BULWARK_POLICY_FILE="$BW_TMP/missing" run run_shim "$e"
+	[ "$status" -eq 0 ]
+	[[ $output == *"cannot read policy file"* ]]
+	[[ $output == *"errno=0" ]]
+	[[ $output != *"errno=2"* ]]
+}
