@@ -20,33 +20,55 @@
 
 /* A connect the shim works on (shim/async.c): its due work first; while
  * in backoff or queued, EAGAIN, as for a connect still in progress.  The
- * work may change errno: the program's is put back (hook boundary). */
-#define ASYNC_FIRST(c, fd)                                                     \
-	do {                                                                   \
-		if (BW_UNLIKELY(atomic_load_explicit(&(c)->aphase,             \
-						     memory_order_relaxed))) { \
-			int e_ = errno;                                        \
-			int a_ = bw_async_io(c, fd);                           \
-			if (a_ < 0)                                            \
-				return bw_hook_fail(a_);                       \
-			errno = e_;                                            \
-		}                                                              \
-	} while (0)
+ * work may change errno: the program's is put back (hook boundary).
+ * Returns 0 or -errno.  Out of line, as async_after: every tracked call
+ * tests for them, only a connect in progress runs them, and each keeps
+ * the program's errno with two reads of its address: inlined into some
+ * twenty hooks they would lengthen each hot path by a cache line, which
+ * a traced program pays on every call (bench/results: trace attached). */
+static BW_NOINLINE __attribute__((cold)) int async_first(struct bw_conn *c,
+							 int fd)
+{
+	int e = errno;
+	int a = bw_async_io(c, fd);
+	if (a < 0)
+		return a;
+	errno = e;
+	return 0;
+}
 
 /* The call itself met the attempt's failure (it came between the check
  * above and the call): retried, the program sees EAGAIN; final, the
  * error, accounted once by shim/async.c.  Otherwise the call's own errno
- * is put back (hook boundary). */
+ * is put back (hook boundary).  Returns 0 or -errno. */
+static BW_NOINLINE __attribute__((cold)) int async_after(struct bw_conn *c)
+{
+	int e = errno;
+	int a = bw_async_io_failed(c, e);
+	if (a < 0)
+		return a;
+	errno = e;
+	return 0;
+}
+
+#define ASYNC_FIRST(c, fd)                                                     \
+	do {                                                                   \
+		if (BW_UNLIKELY(atomic_load_explicit(&(c)->aphase,             \
+						     memory_order_relaxed))) { \
+			int a_ = async_first(c, fd);                           \
+			if (a_ < 0)                                            \
+				return bw_hook_fail(a_);                       \
+		}                                                              \
+	} while (0)
+
 #define ASYNC_AFTER(c, rc)                                                     \
 	do {                                                                   \
 		if (BW_UNLIKELY((rc) < 0 &&                                    \
 				atomic_load_explicit(&(c)->aphase,             \
 						     memory_order_relaxed))) { \
-			int e_ = errno;                                        \
-			int a_ = bw_async_io_failed(c, e_);                    \
+			int a_ = async_after(c);                               \
 			if (a_ < 0)                                            \
 				return bw_hook_fail(a_);                       \
-			errno = e_;                                            \
 		}                                                              \
 	} while (0)
 
