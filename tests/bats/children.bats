@@ -76,22 +76,29 @@ elif mode in ("spawn", "spawn-dup2", "system", "popen"):
     if mode != "spawn-dup2":
         os.set_inheritable(s.fileno(), True)
     pidfile = os.path.join(tmp, "child.pid")
+    # The child lives until killed: it reads a FIFO no one writes to, and
+    # this process holds it open for writing, so the read ends (at the
+    # latest) when this process does.
+    fifo = os.path.join(tmp, "hold")
+    os.mkfifo(fifo)
+    hold = os.open(fifo, os.O_RDWR)
+    child = "read x <" + fifo
     f = None
     if mode == "spawn":
-        pid = os.posix_spawn("/bin/sleep", ["sleep", "30"], os.environ)
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", child], os.environ)
     elif mode == "spawn-dup2":
         # The socket stays close-on-exec; a file action makes it
         # stdin in the child.
-        pid = os.posix_spawn("/bin/sleep", ["sleep", "30"], os.environ,
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", child], os.environ,
                              file_actions=[(os.POSIX_SPAWN_DUP2, s.fileno(), 0)])
     elif mode == "system":
-        os.system("sleep 30 </dev/null >/dev/null 2>&1 & echo $! >" + pidfile)
+        os.system(child + " >/dev/null 2>&1 & echo $! >" + pidfile)
         pid = wait_file(pidfile)
     else:
         libc.popen.restype = ctypes.c_void_p
         libc.popen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
         libc.pclose.argtypes = [ctypes.c_void_p]
-        f = libc.popen(("echo $$ >" + pidfile + "; exec sleep 30 >/dev/null").encode(), b"r")
+        f = libc.popen(("echo $$ >" + pidfile + "; " + child + " >/dev/null").encode(), b"r")
         pid = wait_file(pidfile)
     s.close()
     print("parent closed", state(conn()))
@@ -100,6 +107,7 @@ elif mode in ("spawn", "spawn-dup2", "system", "popen"):
         os.waitpid(pid, 0)
     if f:
         libc.pclose(f)
+    os.close(hold)
     print("child gone", until_connects(5))
 elif mode.startswith("badfd:"):
     s = conn()
@@ -150,18 +158,22 @@ try:
     print("read", os.read(0, 100).decode().strip())
 except OSError as e:
     print("read failed", e.errno)'
-	# The data comes well after io.timeout (50 ms): a read(0) the shim took
-	# for the connection would fail with ETIMEDOUT first.  The 0.5 s is the
-	# stimulus under test (late data), not a wait for something: the
-	# client's readiness is waited for (wait_for), then the data is late.
-	run bash -c '
-		wait_for() { for _ in $(seq 200); do [ -e "$1" ] && return; sleep 0.05; done; }
-		{ wait_for "$4"; sleep 0.5; echo hello; } |
-			LD_PRELOAD="$BW_LIB" "$1" -c "$2" "$3" "$4"' _ \
-		"$PY" "$script" "$FS_PORT" "$BW_TMP/ran"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "$output" = "read hello" ]
+	# The data is written once the client sits in the read(2) system call
+	# on fd 0 (/proc/PID/syscall: number 0, first argument 0x0).  A read(0)
+	# the shim took for the connection would wait in ppoll instead and fail
+	# with ETIMEDOUT after io.timeout, before any data.
+	mkfifo "$BW_TMP/stdin"
+	LD_PRELOAD="$BW_LIB" "$PY" -c "$script" "$FS_PORT" "$BW_TMP/ran" \
+		<"$BW_TMP/stdin" >"$BW_TMP/out" 2>&1 &
+	local pid=$!
+	exec {w}>"$BW_TMP/stdin"
+	in_read0() { [[ $(cat "/proc/$pid/syscall" 2>/dev/null) == "0 0x0 "* ]]; }
+	wait_until 10 in_read0 || true
+	echo hello >&$w
+	exec {w}>&-
+	wait "$pid"
+	cat "$BW_TMP/out"
+	[ "$(cat "$BW_TMP/out")" = "read hello" ]
 }
 
 # keeps_slot MODE: the children fixture holds a connection (bulkhead.max=1),

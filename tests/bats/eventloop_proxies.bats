@@ -192,7 +192,6 @@ sys.exit(0 if a[1] <= a[0] + 10 else 1)' "$pw" "$sw"; then
 			"http://127.0.0.1:$port/r$i" >"$BW_TMP/out.$i" 2>&1 &
 		pids+=($!)
 	done
-	timeout 30 bash -c 'for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done' _ "${pids[@]}" || true
 	wait "${pids[@]}" 2>/dev/null || true
 	echo "# answers: $(cut -d' ' -f1 "$BW_TMP"/out.* | sort | uniq -c | tr '\n' ' ') $(cat "$FS_STATS")" >&3
 	[ "$(cat "$BW_TMP"/out.* | grep -c '^200 ')" -eq 24 ]
@@ -414,7 +413,6 @@ EOF
 			"http://127.0.0.1:$fport/r$i" >"$BW_TMP/out.$i" 2>&1 &
 		pids+=($!)
 	done
-	timeout 20 bash -c 'for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done' _ "${pids[@]}" || true
 	wait "${pids[@]}" 2>/dev/null || true
 	echo "# answers: $(cut -d' ' -f1 "$BW_TMP"/out.* | sort | uniq -c | tr '\n' ' ') econ=$(haproxy_stat econ) wretr=$(haproxy_stat wretr) stot=$(haproxy_stat stot) shim retries=$(field "127.0.0.1:$bport" retries)" >&3
 	[ "$(cat "$BW_TMP"/out.* | grep -c '^200 ')" -eq 20 ]
