@@ -243,36 +243,49 @@ static void test_sys_state_attach_closes_every_fd(void)
 	seg_unlink(name);
 }
 
+/* A new segment NAME whose destination 127.0.0.1:PORT has a shared
+ * bulkhead of one slot, held in *held: the next acquire finds it full,
+ * waits up to wait_ns where it may, then is refused with ECONNREFUSED. */
+static void full_bulkhead(const char *name, uint16_t port, uint64_t wait_ns,
+			  struct bw_state *st, struct bw_settings *s,
+			  struct bw_dest **dp, struct bw_slot *held)
+{
+	struct bw_dest_key k = { .family = 2,
+				 .port = port,
+				 .addr = { 127, 0, 0, 1 } };
+	char why[256], label[32];
+
+	seg_unlink(name);
+	BW_ASSERT_EQ(bw_state_attach(st, name, true, why, sizeof(why)), 0);
+	snprintf(label, sizeof(label), "127.0.0.1:%u", (unsigned)port);
+	struct bw_dest *d = bw_state_get(st, &k, label, "t");
+	*dp = d;
+	BW_ASSERT(d != NULL);
+	memset(s, 0, sizeof(*s));
+	s->bulkhead_max = 1;
+	s->bulkhead_wait_ns = wait_ns;
+	s->bulkhead_scope = BW_SCOPE_SHARED;
+	s->bulkhead_errno = ECONNREFUSED;
+	BW_ASSERT_EQ(bw_bulkhead_acquire(st, d, s, BW_BH_NEVER, 0, mono_ns(),
+					 held),
+		     0);
+}
+
 /* A full bulkhead with bulkhead.wait asks the table whether the
  * connect's socket blocks: a failed fcntl means "do not wait" (refused at
  * once), an answer "blocking" makes it wait out bulkhead.wait. */
 static void test_sys_bulkhead_blocking_check(void)
 {
 	const char *name = seg_name("bh");
-	struct bw_dest_key k = { .family = 2,
-				 .port = 80,
-				 .addr = { 127, 0, 0, 1 } };
 	struct bw_state st;
 	struct bw_dest *d;
 	struct bw_slot a, b;
 	struct bw_settings s;
-	char why[256];
 	uint64_t t0, dt;
 	int rc;
 
 	reset();
-	seg_unlink(name);
-	BW_ASSERT_EQ(bw_state_attach(&st, name, true, why, sizeof(why)), 0);
-	d = bw_state_get(&st, &k, "127.0.0.1:80", "t");
-	BW_ASSERT(d != NULL);
-	memset(&s, 0, sizeof(s));
-	s.bulkhead_max = 1;
-	s.bulkhead_wait_ns = 100 * MS;
-	s.bulkhead_scope = BW_SCOPE_SHARED;
-	s.bulkhead_errno = ECONNREFUSED;
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
-					 &a),
-		     0);
+	full_bulkhead(name, 80, 100 * MS, &st, &s, &d, &a);
 
 	/* fd 5 is only a number here: the table answers for it. */
 	bw_sys.fcntl = fcntl_fixed;
@@ -450,28 +463,13 @@ static void test_sys_bulkhead_sock_ino(void)
 static void test_sys_bulkhead_wait_futex(void)
 {
 	const char *name = seg_name("futex");
-	struct bw_dest_key k = { .family = 2,
-				 .port = 81,
-				 .addr = { 127, 0, 0, 1 } };
 	struct bw_state st;
 	struct bw_dest *d;
 	struct bw_slot a, b;
 	struct bw_settings s;
-	char why[256];
 
 	reset();
-	seg_unlink(name);
-	BW_ASSERT_EQ(bw_state_attach(&st, name, true, why, sizeof(why)), 0);
-	d = bw_state_get(&st, &k, "127.0.0.1:81", "t");
-	BW_ASSERT(d != NULL);
-	memset(&s, 0, sizeof(s));
-	s.bulkhead_max = 1;
-	s.bulkhead_wait_ns = 30 * MS;
-	s.bulkhead_scope = BW_SCOPE_SHARED;
-	s.bulkhead_errno = ECONNREFUSED;
-	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_NEVER, 0, mono_ns(),
-					 &a),
-		     0);
+	full_bulkhead(name, 81, 30 * MS, &st, &s, &d, &a);
 	bw_sys.futex = futex_count;
 	errno = EDOM;
 	BW_ASSERT_EQ(bw_bulkhead_acquire(&st, d, &s, BW_BH_ALWAYS, 0, mono_ns(),
