@@ -133,6 +133,20 @@ print("%.1f %.1f %.1f %.1f %d %d" % (max(lat[plain]), statistics.median(lat[plai
       max(lat[shim]), statistics.median(lat[shim]), bad["n"], bad["502"]))
 '
 
+# concurrent_gets N MAX_S URL: N curls of URL/r1..rN at once (no shim), each
+# bounded by MAX_S seconds; returns when all ended.  $BW_TMP/out.I holds
+# request I's "HTTP_CODE TIME_TOTAL".
+concurrent_gets() {
+	local n=$1 max=$2 url=$3 i pids=()
+	for i in $(seq 1 "$n"); do
+		curl -s -o /dev/null --max-time "$max" \
+			-w '%{http_code} %{time_total}\n' "$url/r$i" \
+			>"$BW_TMP/out.$i" 2>&1 &
+		pids+=($!)
+	done
+	wait "${pids[@]}" 2>/dev/null || true
+}
+
 @test "eventloop: nginx (one worker) under the shim: a refusing upstream's retries leave the healthy one's latency alone" {
 	require_cmd nginx curl
 	start_faultsrv --mode http
@@ -178,7 +192,7 @@ sys.exit(0 if a[1] <= a[0] + 10 else 1)' "$pw" "$sw"; then
 @test "eventloop: nginx (one worker) under bulkhead.max=4 bulkhead.wait=20s, 24 concurrent clients: all served, upstream peak <= 4" {
 	require_cmd nginx curl
 	start_faultsrv --mode stall --stall 300 --http
-	local up=$FS_PORT port conf i pids=()
+	local up=$FS_PORT port conf
 	port=$(free_port)
 	conf=$(nginx_bh_conf bh "$port" "$up")
 	BULWARK_POLICY="127.0.0.1:$up bulkhead.max=4 bulkhead.wait=20s; * retry.attempts=1" \
@@ -187,12 +201,7 @@ sys.exit(0 if a[1] <= a[0] + 10 else 1)' "$pw" "$sw"; then
 	# 24 requests at once (no shim on the clients): 4 upstream connects
 	# at a time, each held 300 ms by the server, the others queued in
 	# nginx's own epoll_wait: 6 rounds, about 1.8 s.
-	for i in $(seq 1 24); do
-		curl -s -o /dev/null --max-time 25 -w '%{http_code} %{time_total}\n' \
-			"http://127.0.0.1:$port/r$i" >"$BW_TMP/out.$i" 2>&1 &
-		pids+=($!)
-	done
-	wait "${pids[@]}" 2>/dev/null || true
+	concurrent_gets 24 25 "http://127.0.0.1:$port"
 	echo "# answers: $(cut -d' ' -f1 "$BW_TMP"/out.* | sort | uniq -c | tr '\n' ' ') $(cat "$FS_STATS")" >&3
 	[ "$(cat "$BW_TMP"/out.* | grep -c '^200 ')" -eq 24 ]
 	[ "$(stats_get peak)" -le 4 ]
@@ -382,7 +391,7 @@ EOF
 
 @test "eventloop: HAProxy (2 threads), 20 concurrent requests while its backend is down for 500 ms: all retried by the shim, all 200" {
 	require_cmd haproxy curl
-	local fport bport i pids=()
+	local fport bport
 	fport=$(free_port)
 	bport=$(free_port)
 	cat >"$BW_TMP/haproxy.cfg" <<EOF
@@ -408,12 +417,7 @@ EOF
 		start_bg --shim haproxy -db -f "$BW_TMP/haproxy.cfg"
 	wait_until 5 test -S "$BW_TMP/haproxy.sock"
 	start_faultsrv --mode http --refuse-for 500 --listen "127.0.0.1:$bport"
-	for i in $(seq 1 20); do
-		curl -s -o /dev/null --max-time 10 -w '%{http_code} %{time_total}\n' \
-			"http://127.0.0.1:$fport/r$i" >"$BW_TMP/out.$i" 2>&1 &
-		pids+=($!)
-	done
-	wait "${pids[@]}" 2>/dev/null || true
+	concurrent_gets 20 10 "http://127.0.0.1:$fport"
 	echo "# answers: $(cut -d' ' -f1 "$BW_TMP"/out.* | sort | uniq -c | tr '\n' ' ') econ=$(haproxy_stat econ) wretr=$(haproxy_stat wretr) stot=$(haproxy_stat stot) shim retries=$(field "127.0.0.1:$bport" retries)" >&3
 	[ "$(cat "$BW_TMP"/out.* | grep -c '^200 ')" -eq 20 ]
 	[ "$(field "127.0.0.1:$bport" retries)" -eq 20 ]
